@@ -1,0 +1,76 @@
+#include "core/arena.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+namespace kakusan {
+
+namespace {
+constexpr size_t kAlign = 64;
+constexpr size_t kMinChunk = size_t(16) << 20;
+size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+}  // namespace
+
+Arena::~Arena() {
+  for (Chunk& c : chunks_) std::free(c.data);
+}
+
+void Arena::reserve(size_t bytes) {
+  if (capacity_bytes() >= bytes && chunks_.size() <= 1) return;
+  KK_ASSERT(used_ == 0);
+  for (Chunk& c : chunks_) std::free(c.data);
+  chunks_.clear();
+  const size_t size = round_up(std::max(bytes, size_t(kAlign)));
+  auto* p = static_cast<std::byte*>(std::aligned_alloc(kAlign, size));
+  if (p == nullptr) fail("out of memory reserving a ", size >> 20, " MiB activation arena");
+  chunks_.push_back({p, size, 0});
+}
+
+size_t Arena::capacity_bytes() const {
+  size_t n = 0;
+  for (const Chunk& c : chunks_) n += c.size;
+  return n;
+}
+
+TensorView Arena::alloc(Shape shape, DType dtype) {
+  const size_t bytes = round_up(size_t(shape.numel()) * dtype_size(dtype));
+  if (chunks_.empty() || chunks_.back().offset + bytes > chunks_.back().size) {
+    const size_t size = std::max(bytes, kMinChunk);
+    auto* p = static_cast<std::byte*>(std::aligned_alloc(kAlign, size));
+    if (p == nullptr) fail("out of memory allocating ", bytes, " bytes of activations for shape ", shape.str());
+    chunks_.push_back({p, size, 0});
+  }
+  Chunk& c = chunks_.back();
+  void* data = c.data + c.offset;
+  c.offset += bytes;
+  used_ += bytes;
+  peak_ = std::max(peak_, used_);
+  return TensorView(data, dtype, shape);
+}
+
+TensorView Arena::zeros(Shape shape, DType dtype) {
+  TensorView v = alloc(shape, dtype);
+  std::memset(v.data, 0, v.nbytes());
+  return v;
+}
+
+void Arena::release(const Mark& m) {
+  // Chunks opened after the mark stay allocated (they are merged at reset()); only offsets rewind.
+  for (size_t i = m.chunk; i < chunks_.size(); ++i) chunks_[i].offset = 0;
+  if (m.chunk > 0) chunks_[m.chunk - 1].offset = m.offset;
+  used_ = m.used;
+}
+
+void Arena::reset() {
+  used_ = 0;
+  if (chunks_.size() > 1) {
+    const size_t peak = peak_;
+    for (Chunk& c : chunks_) std::free(c.data);
+    chunks_.clear();
+    reserve(peak);
+  }
+  for (Chunk& c : chunks_) c.offset = 0;
+}
+
+}  // namespace kakusan

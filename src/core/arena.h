@@ -1,0 +1,66 @@
+// Arena: scratch memory for activations, handed out in stack order and released by marks.
+//
+// The first pass through a model allocates chunks as it goes and records the peak; reset() then replaces
+// them with one block of that peak size, so every later pass (each denoising step) allocates nothing.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace kakusan {
+
+class Arena {
+ public:
+  Arena() = default;
+  explicit Arena(size_t reserve_bytes) { reserve(reserve_bytes); }
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  ~Arena();
+
+  // A view of uninitialised, 64-byte aligned memory valid until the enclosing mark is released.
+  TensorView alloc(Shape shape, DType dtype = DType::F32);
+  TensorView zeros(Shape shape, DType dtype = DType::F32);
+
+  struct Mark {
+    size_t chunk;
+    size_t offset;
+    size_t used;
+  };
+  Mark mark() const { return {chunks_.size(), chunks_.empty() ? 0 : chunks_.back().offset, used_}; }
+  void release(const Mark& m);
+
+  // Frees everything; if several chunks were needed, replaces them with one block of the peak size.
+  void reset();
+  void reserve(size_t bytes);
+
+  size_t used_bytes() const { return used_; }
+  size_t peak_bytes() const { return peak_; }
+  size_t capacity_bytes() const;
+
+ private:
+  struct Chunk {
+    std::byte* data;
+    size_t size;
+    size_t offset;
+  };
+  std::vector<Chunk> chunks_;
+  size_t used_ = 0;
+  size_t peak_ = 0;
+};
+
+// Releases everything allocated in a scope when it ends.
+class ArenaScope {
+ public:
+  explicit ArenaScope(Arena& arena) : arena_(arena), mark_(arena.mark()) {}
+  ~ArenaScope() { arena_.release(mark_); }
+  ArenaScope(const ArenaScope&) = delete;
+  ArenaScope& operator=(const ArenaScope&) = delete;
+
+ private:
+  Arena& arena_;
+  Arena::Mark mark_;
+};
+
+}  // namespace kakusan

@@ -1,0 +1,34 @@
+// A read-only memory mapping of a whole file. Shared (shared_ptr) so tensors borrowed from it keep it alive.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace kakusan {
+
+class MappedFile {
+ public:
+  // Throws Error naming the file if it cannot be opened or mapped.
+  static std::shared_ptr<const MappedFile> open(const std::filesystem::path& path);
+  // An in-memory image treated like a file called `name` (tests, fuzzers).
+  static std::shared_ptr<const MappedFile> from_bytes(std::string bytes, const std::filesystem::path& name);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  MappedFile() = default;
+  std::filesystem::path path_;
+  const std::byte* data_ = nullptr;
+  size_t size_ = 0;
+  bool mapped_ = false;
+  std::string owned_;
+};
+
+}  // namespace kakusan

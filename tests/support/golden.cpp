@@ -1,0 +1,63 @@
+#include "support/golden.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+#include <vector>
+
+namespace kakusan::testing {
+
+std::optional<std::filesystem::path> golden_dir() {
+  if (const char* env = std::getenv("KAKUSAN_GOLDEN_DIR"); env != nullptr && *env != '\0') {
+    if (std::filesystem::is_directory(env)) return std::filesystem::path(env);
+    return std::nullopt;
+  }
+  const std::filesystem::path beside = std::filesystem::path(KAKUSAN_SOURCE_DIR) / ".." / "shared" / "golden";
+  if (std::filesystem::is_directory(beside)) return std::filesystem::weakly_canonical(beside);
+  return std::nullopt;
+}
+
+SafetensorsFile open_golden(const std::string& relative) { return SafetensorsFile::open(*golden_dir() / relative); }
+
+namespace {
+// The values of any view as doubles, in row-major order.
+std::vector<double> values(const TensorView& t) {
+  std::vector<double> out(size_t(t.numel()));
+  const Tensor dense = Tensor::copy_of(t);
+  if (t.dtype == DType::I64) {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = double(dense.i64()[i]);
+  } else {
+    const Tensor f = dense.to_f32();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = double(f.f32()[i]);
+  }
+  return out;
+}
+}  // namespace
+
+::testing::AssertionResult tensors_close(const TensorView& got, const TensorView& want, Tolerance tol,
+                                         const std::string& what) {
+  if (!(got.shape == want.shape))
+    return ::testing::AssertionFailure() << what << ": shape " << got.shape.str() << " != expected "
+                                         << want.shape.str();
+  const std::vector<double> g_all = values(got), w_all = values(want);
+  int64_t bad = 0, worst = -1;
+  double worst_excess = 0, max_abs = 0;
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    const double g = g_all[size_t(i)], w = w_all[size_t(i)];
+    const double diff = std::fabs(g - w);
+    max_abs = std::max(max_abs, std::isnan(diff) ? INFINITY : diff);
+    const double limit = tol.atol + tol.rtol * std::fabs(w);
+    if (!(diff <= limit)) {
+      ++bad;
+      const double excess = std::isnan(diff) ? INFINITY : diff - limit;
+      if (worst < 0 || excess > worst_excess) worst = i, worst_excess = excess;
+    }
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << what << ": " << bad << " of " << got.numel()
+                                       << " elements differ beyond atol " << tol.atol << " rtol " << tol.rtol
+                                       << "; worst at flat index " << worst << ": got " << g_all[size_t(worst)]
+                                       << ", expected " << w_all[size_t(worst)] << " (max |diff| " << max_abs << ")";
+}
+
+}  // namespace kakusan::testing
