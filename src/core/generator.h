@@ -30,6 +30,10 @@ class Generator {
   void randn(float* out, int64_t n);
   void rand(float* out, int64_t n);
 
+  // One sample of torch's at::normal_distribution<double> (the small-tensor path): returns the cached second
+  // value of the previous Box-Muller pair if there is one, otherwise draws a new pair and caches its sine half.
+  double next_double_normal();
+
   // The raw engine (mt19937 32-bit output), exposed for tests.
   uint32_t next_u32();
   uint64_t next_u64();
