@@ -1,0 +1,171 @@
+// Multi-head attention, three ways that give the same numbers:
+//  Full   - per (batch, head): S = scale·q·kᵀ (GEMM), row softmax, S·v (GEMM); one Tq x Tk matrix per thread.
+//  Sliced - diffusers' attention slicing: `slice_size` (batch, head) pairs at a time share one
+//           [slice, Tq, Tk] buffer, computed as in Full.
+//  Flash  - tiles of queries x keys with an online softmax (running max and sum per query row); the output
+//           rows accumulate in place, so no Tq x Tk matrix ever exists.
+// q, k, v are read in place through their row strides (slices of a fused projection need no copy).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "backend/cpu/gemm.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/scratch.h"
+#include "backend/cpu/vec_math.h"
+#include "core/thread_pool.h"
+
+namespace kakusan::cpu {
+namespace {
+
+constexpr int64_t kFlashQueries = 128;  // query rows per Flash tile
+constexpr int64_t kFlashKeys = 256;     // keys per Flash tile
+
+// A [batch, tokens, heads·dim] view whose rows can be addressed with a row stride.
+struct Rows {
+  const float* data;
+  int64_t batch_stride, row_stride;
+};
+
+Rows rows_of(const TensorView& v, Slot slot) {
+  const bool usable = v.dtype == DType::F32 && (v.dim(2) <= 1 || v.strides[2] == 1);
+  const TensorView r = usable ? v : dense_f32(v, slot);
+  return {r.f32(), r.strides[0], r.strides[1]};
+}
+
+struct Problem {
+  AttentionDims d;
+  AttentionParams p;
+  Rows q, k, v;
+  float* out;
+  int64_t out_batch_stride, out_row_stride;
+
+  const float* q_head(int64_t bh) const { return q.data + bh / d.heads * q.batch_stride + bh % d.heads * d.head_dim; }
+  const float* k_head(int64_t bh) const { return k.data + bh / d.heads * k.batch_stride + bh % d.heads * d.head_dim; }
+  const float* v_head(int64_t bh) const {
+    return v.data + bh / d.heads * v.batch_stride + bh % d.heads * d.value_dim;
+  }
+  float* out_head(int64_t bh) const { return out + bh / d.heads * out_batch_stride + bh % d.heads * d.value_dim; }
+  // Keys query row i may see.
+  int64_t visible(int64_t i) const { return p.causal ? std::min(i + 1, d.kv_len) : d.kv_len; }
+};
+
+// One (batch, head) with its whole Tq x Tk score matrix in `scores`.
+void full_head(const Problem& pr, int64_t bh, float* scores) {
+  const AttentionDims& d = pr.d;
+  sgemm(false, true, d.q_len, d.kv_len, d.head_dim, pr.p.scale, pr.q_head(bh), pr.q.row_stride, pr.k_head(bh),
+        pr.k.row_stride, 0.0f, scores, d.kv_len);
+  parallel_for(d.q_len, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float* row = scores + i * d.kv_len;
+      const int64_t keys = pr.visible(i);
+      softmax_row(row, keys);
+      std::fill(row + keys, row + d.kv_len, 0.0f);
+    }
+  }, std::max<int64_t>(1, 16384 / std::max<int64_t>(d.kv_len, 1)));
+  sgemm(false, false, d.q_len, d.value_dim, d.kv_len, 1.0f, scores, d.kv_len, pr.v_head(bh), pr.v.row_stride, 0.0f,
+        pr.out_head(bh), pr.out_row_stride);
+}
+
+// Runs fn(bh) for bh in [begin, end): one pair per thread with single-threaded BLAS when there are several,
+// else BLAS's own threads.
+template <typename Fn>
+void for_heads(int64_t begin, int64_t end, Fn&& fn) {
+  if (end - begin > 1 && num_threads() > 1) {
+    SingleThreadedBlas single;
+    parallel_for(end - begin, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) fn(begin + i);
+    });
+  } else {
+    for (int64_t i = begin; i < end; ++i) fn(i);
+  }
+}
+
+void full(const Problem& pr) {
+  const int64_t matrix = pr.d.q_len * pr.d.kv_len;
+  for_heads(0, pr.d.batch * pr.d.heads,
+            [&](int64_t bh) { full_head(pr, bh, scratch(Slot::Work).floats(size_t(matrix))); });
+}
+
+void sliced(const Problem& pr) {
+  const int64_t pairs = pr.d.batch * pr.d.heads, matrix = pr.d.q_len * pr.d.kv_len;
+  const int64_t slice = pr.p.slice_size > 0 ? std::min<int64_t>(pr.p.slice_size, pairs) : 1;
+  float* scores = scratch(Slot::Work).floats(size_t(slice * matrix));
+  for (int64_t start = 0; start < pairs; start += slice) {
+    for_heads(start, std::min(pairs, start + slice),
+              [&](int64_t bh) { full_head(pr, bh, scores + (bh - start) * matrix); });
+  }
+}
+
+// Queries [q0, q0 + rows) of one (batch, head), keys in tiles, online softmax.
+void flash_tile(const Problem& pr, int64_t bh, int64_t q0, int64_t rows) {
+  const AttentionDims& d = pr.d;
+  float* s = scratch(Slot::Work).floats(size_t(kFlashQueries * kFlashKeys + 2 * kFlashQueries));
+  float* row_max_so_far = s + kFlashQueries * kFlashKeys;
+  float* row_sum_so_far = row_max_so_far + kFlashQueries;
+  std::fill(row_max_so_far, row_max_so_far + rows, -std::numeric_limits<float>::infinity());
+  std::fill(row_sum_so_far, row_sum_so_far + rows, 0.0f);
+  float* out = pr.out_head(bh) + q0 * pr.out_row_stride;
+  for (int64_t i = 0; i < rows; ++i) std::fill(out + i * pr.out_row_stride, out + i * pr.out_row_stride + d.value_dim, 0.0f);
+  const float* q = pr.q_head(bh) + q0 * pr.q.row_stride;
+  // Causal: no row of this tile sees keys past its last query.
+  const int64_t key_end = pr.p.causal ? std::min(d.kv_len, q0 + rows) : d.kv_len;
+  for (int64_t k0 = 0; k0 < key_end; k0 += kFlashKeys) {
+    const int64_t cols = std::min(kFlashKeys, key_end - k0);
+    sgemm(false, true, rows, cols, d.head_dim, pr.p.scale, q, pr.q.row_stride, pr.k_head(bh) + k0 * pr.k.row_stride,
+          pr.k.row_stride, 0.0f, s, kFlashKeys);
+    for (int64_t i = 0; i < rows; ++i) {
+      float* row = s + i * kFlashKeys;
+      const int64_t valid = std::clamp<int64_t>(pr.visible(q0 + i) - k0, 0, cols);
+      std::fill(row + valid, row + cols, 0.0f);
+      if (valid == 0) continue;
+      const float old_max = row_max_so_far[i];
+      const float new_max = std::max(old_max, row_max(row, valid));
+      for (int64_t j = 0; j < valid; ++j) row[j] = fast_exp(row[j] - new_max);
+      const float sum = float(row_sum(row, valid));
+      if (old_max != -std::numeric_limits<float>::infinity() && old_max != new_max) {
+        const float rescale = fast_exp(old_max - new_max);
+        row_sum_so_far[i] *= rescale;
+        float* o = out + i * pr.out_row_stride;
+        for (int64_t e = 0; e < d.value_dim; ++e) o[e] *= rescale;
+      }
+      row_sum_so_far[i] += sum;
+      row_max_so_far[i] = new_max;
+    }
+    sgemm(false, false, rows, d.value_dim, cols, 1.0f, s, kFlashKeys, pr.v_head(bh) + k0 * pr.v.row_stride,
+          pr.v.row_stride, 1.0f, out, pr.out_row_stride);
+  }
+  for (int64_t i = 0; i < rows; ++i) {
+    const float inv = 1.0f / row_sum_so_far[i];
+    float* o = out + i * pr.out_row_stride;
+    for (int64_t e = 0; e < d.value_dim; ++e) o[e] *= inv;
+  }
+}
+
+void flash(const Problem& pr) {
+  const int64_t tiles_per_head = (pr.d.q_len + kFlashQueries - 1) / kFlashQueries;
+  for_heads(0, pr.d.batch * pr.d.heads * tiles_per_head, [&](int64_t unit) {
+    const int64_t bh = unit / tiles_per_head, q0 = unit % tiles_per_head * kFlashQueries;
+    flash_tile(pr, bh, q0, std::min(kFlashQueries, pr.d.q_len - q0));
+  });
+}
+
+}  // namespace
+
+void attention(const AttentionDims& d, const TensorView& q, const TensorView& k, const TensorView& v,
+               const AttentionParams& p, const TensorView& out) {
+  DenseOutput o(out, Slot::Output);
+  const Problem pr{d, p, rows_of(q, Slot::Input), rows_of(k, Slot::Input2), rows_of(v, Slot::Input3),
+                   o.data(), d.q_len * d.heads * d.value_dim, d.heads * d.value_dim};
+  if (d.batch * d.heads * d.q_len > 0) {
+    switch (p.strategy) {
+      case AttentionStrategy::Full: full(pr); break;
+      case AttentionStrategy::Sliced: sliced(pr); break;
+      case AttentionStrategy::Flash: flash(pr); break;
+      case AttentionStrategy::Auto: flash(pr); break;
+    }
+  }
+  o.finish();
+}
+
+}  // namespace kakusan::cpu

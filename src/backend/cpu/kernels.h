@@ -1,0 +1,30 @@
+// The fast CPU kernels behind cpu_backend(), one family per file. Arguments are checked by the backend
+// (backend/op_checks.h) before these run. Weights in f16/bf16 are converted to float32 at use into reused
+// scratch (dense_f32 in scratch.h), so an fp16 model keeps fp16 memory.
+#pragma once
+
+#include "backend/backend.h"
+#include "backend/op_checks.h"
+#include "backend/cpu/scratch.h"
+
+namespace kakusan::cpu {
+
+void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const TensorView& bias,
+            const TensorView& y);
+void matmul(const MatmulDims& d, const TensorView& a, bool trans_a, const TensorView& b, bool trans_b,
+            const TensorView& c, float alpha, float beta);
+void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const TensorView& bias,
+            const Conv2dParams& p, const TensorView& y);
+void group_norm(const GroupNormDims& d, const TensorView& x, int groups, const TensorView& gamma,
+                const TensorView& beta, float eps, Activation act, const TensorView& y);
+void layer_norm(const RowsDims& d, const TensorView& x, const TensorView& gamma, const TensorView& beta, float eps,
+                const TensorView& y);
+void attention(const AttentionDims& d, const TensorView& q, const TensorView& k, const TensorView& v,
+               const AttentionParams& p, const TensorView& out);
+void softmax(const TensorView& x, const TensorView& y);
+void activation(const TensorView& x, Activation act, const TensorView& y);
+void add(const TensorView& a, const TensorView& b, const TensorView& y);
+void geglu(const RowsDims& d, const TensorView& x, const TensorView& y);
+void upsample_nearest2x(const TensorView& x, const TensorView& y);
+
+}  // namespace kakusan::cpu

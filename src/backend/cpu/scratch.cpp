@@ -1,0 +1,133 @@
+#include "backend/cpu/scratch.h"
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/half.h"
+#include "core/thread_pool.h"
+
+namespace kakusan::cpu {
+
+ScratchBuffer::~ScratchBuffer() { std::free(data_); }
+
+float* ScratchBuffer::floats(size_t n) {
+  if (n > capacity_) {
+    std::free(data_);
+    data_ = nullptr;
+    const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (data_ == nullptr) fail("out of memory allocating ", bytes, " bytes of kernel scratch");
+    capacity_ = n;
+  }
+  return data_;
+}
+
+ScratchBuffer& scratch(Slot slot) {
+  thread_local std::array<ScratchBuffer, size_t(Slot::Count)> buffers;
+  return buffers[size_t(slot)];
+}
+
+TensorView dense_f32(const TensorView& v, Slot slot) {
+  if (v.dtype == DType::F32 && v.is_contiguous()) return TensorView(v.data, DType::F32, v.shape);
+  TensorView dense(scratch(slot).floats(size_t(v.numel())), DType::F32, v.shape);
+  copy_strided(v, dense);
+  return dense;
+}
+
+const float* param_f32(const TensorView& v, Slot slot) {
+  if (v.empty()) return nullptr;
+  return dense_f32(v, slot).f32();
+}
+
+DenseOutput::DenseOutput(const TensorView& target, Slot slot) : target_(target) {
+  if (target.dtype == DType::F32 && target.is_contiguous())
+    dense_ = TensorView(target.data, DType::F32, target.shape);
+  else
+    dense_ = TensorView(scratch(slot).floats(size_t(target.numel())), DType::F32, target.shape);
+}
+
+void DenseOutput::finish() const {
+  if (dense_.data != target_.data) copy_strided(dense_, target_);
+}
+
+namespace {
+
+float load(const void* base, DType t, int64_t i) {
+  switch (t) {
+    case DType::F32: return static_cast<const float*>(base)[i];
+    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+    case DType::I64: return float(static_cast<const int64_t*>(base)[i]);
+  }
+  return 0;
+}
+
+void store(void* base, DType t, int64_t i, float v) {
+  switch (t) {
+    case DType::F32: static_cast<float*>(base)[i] = v; return;
+    case DType::F16: static_cast<uint16_t*>(base)[i] = f32_to_f16(v); return;
+    case DType::BF16: static_cast<uint16_t*>(base)[i] = f32_to_bf16(v); return;
+    case DType::I64: static_cast<int64_t*>(base)[i] = int64_t(v); return;
+  }
+}
+
+// One innermost run of `n` elements.
+void copy_run(const void* src, DType st, int64_t ss, void* dst, DType dt, int64_t ds, int64_t n) {
+  if (st == dt && ss == 1 && ds == 1) {
+    std::memcpy(dst, src, size_t(n) * dtype_size(st));
+  } else if (st == DType::F16 && dt == DType::F32 && ss == 1 && ds == 1) {
+    convert_f16_to_f32(static_cast<const uint16_t*>(src), static_cast<float*>(dst), size_t(n));
+  } else if (st == DType::BF16 && dt == DType::F32 && ss == 1 && ds == 1) {
+    convert_bf16_to_f32(static_cast<const uint16_t*>(src), static_cast<float*>(dst), size_t(n));
+  } else if (st == DType::F32 && dt == DType::F32) {
+    const float* s = static_cast<const float*>(src);
+    float* d = static_cast<float*>(dst);
+    for (int64_t i = 0; i < n; ++i) d[i * ds] = s[i * ss];
+  } else {
+    for (int64_t i = 0; i < n; ++i) store(dst, dt, i * ds, load(src, st, i * ss));
+  }
+}
+
+}  // namespace
+
+void copy_strided(const TensorView& x, const TensorView& y) {
+  KK_ASSERT(x.shape == y.shape);
+  const int64_t total = x.numel();
+  if (total == 0) return;
+  const size_t xs = dtype_size(x.dtype), ys = dtype_size(y.dtype);
+  if (x.is_contiguous() && y.is_contiguous()) {
+    parallel_for(total, [&](int64_t b, int64_t e) {
+      copy_run(static_cast<const char*>(x.data) + b * int64_t(xs), x.dtype, 1,
+               static_cast<char*>(y.data) + b * int64_t(ys), y.dtype, 1, e - b);
+    }, 1 << 16);
+    return;
+  }
+  const int rank = x.rank();
+  const int64_t inner = x.shape[rank - 1];
+  const int64_t rows = total / inner;
+  parallel_for(rows, [&](int64_t begin, int64_t end) {
+    // Unravel the first row's index, then step it like an odometer.
+    Shape index = x.shape;
+    int64_t r = begin;
+    for (int d = rank - 2; d >= 0; --d) {
+      index[d] = r % x.shape[d];
+      r /= x.shape[d];
+    }
+    for (int64_t row = begin; row < end; ++row) {
+      int64_t xo = 0, yo = 0;
+      for (int d = 0; d < rank - 1; ++d) {
+        xo += index[d] * x.strides[d];
+        yo += index[d] * y.strides[d];
+      }
+      copy_run(static_cast<const char*>(x.data) + xo * int64_t(xs), x.dtype, x.strides[rank - 1],
+               static_cast<char*>(y.data) + yo * int64_t(ys), y.dtype, y.strides[rank - 1], inner);
+      for (int d = rank - 2; d >= 0; --d) {
+        if (++index[d] < x.shape[d]) break;
+        index[d] = 0;
+      }
+    }
+  }, std::max<int64_t>(1, 4096 / inner));
+}
+
+}  // namespace kakusan::cpu

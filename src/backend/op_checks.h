@@ -1,0 +1,55 @@
+// Argument checks shared by every backend: each op validates its views here once and gets back the sizes
+// it loops over, so the reference and the fast kernels agree on what a legal call is and how it fails.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/backend.h"
+
+namespace kakusan {
+
+struct LinearDims {
+  int64_t m, n, k;  // y[m, n] = x[m, k] · w[n, k]ᵀ
+};
+LinearDims check_linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y);
+
+struct MatmulDims {
+  int64_t batch, m, n, k;
+  bool batch_a, batch_b;  // whether a / b step along the batch (false: one matrix broadcast to all)
+};
+MatmulDims check_matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b, const TensorView& c);
+
+struct ConvDims {
+  int64_t batch, in_channels, height, width;
+  int64_t out_channels, kernel_h, kernel_w;
+  int64_t out_height, out_width;
+};
+ConvDims check_conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
+                      const TensorView& y);
+
+struct GroupNormDims {
+  int64_t batch, channels, spatial;  // x viewed as [batch, channels, spatial]
+};
+GroupNormDims check_group_norm(const TensorView& x, int groups, const TensorView& gamma, const TensorView& beta,
+                               const TensorView& y);
+
+struct RowsDims {
+  int64_t rows, cols;  // a tensor seen as rows of its last dimension
+};
+RowsDims check_layer_norm(const TensorView& x, const TensorView& gamma, const TensorView& beta, const TensorView& y);
+RowsDims check_geglu(const TensorView& x, const TensorView& y);  // cols = output width N
+
+struct AttentionDims {
+  int64_t batch, q_len, kv_len, heads, head_dim, value_dim;
+};
+AttentionDims check_attention(const TensorView& q, const TensorView& k, const TensorView& v, const AttentionParams& p,
+                              const TensorView& out);
+
+// Same shape, float dtypes; `op` names the caller in the message.
+void check_same_shape(const char* op, const TensorView& x, const TensorView& y);
+void check_upsample_nearest2x(const TensorView& x, const TensorView& y);
+
+// Every output must be float32 (activations are f32 throughout).
+void check_f32(const char* op, const char* what, const TensorView& v);
+
+}  // namespace kakusan

@@ -1,0 +1,236 @@
+// Every fast CPU op against the reference backend on random inputs, at awkward shapes: odd sizes, batch > 1,
+// strided and f16/bf16 inputs, asymmetric padding, stride 2, several group counts.
+#include <gtest/gtest.h>
+
+#include "backend/backend.h"
+#include "random_tensors.h"
+#include "support/golden.h"
+
+namespace kakusan {
+namespace {
+
+using testing::random_tensor;
+using testing::random_weights;
+using testing::Tolerance;
+
+constexpr Tolerance kGemm{2e-5, 2e-5};
+constexpr Tolerance kElementwise{2e-6, 2e-6};
+
+Backend& fast() { return cpu_backend(); }
+Backend& ref() { return reference_backend(); }
+
+struct LinearCase {
+  Shape x;
+  int64_t out;
+  DType weight_dtype;
+  bool bias;
+};
+
+class CpuLinear : public ::testing::TestWithParam<LinearCase> {};
+
+TEST_P(CpuLinear, MatchesReference) {
+  const LinearCase& c = GetParam();
+  const int64_t in = c.x.dim(-1);
+  Tensor x = random_tensor(c.x, 1);
+  Tensor w = random_weights({c.out, in}, in, 2, c.weight_dtype);
+  Tensor b = c.bias ? random_tensor({c.out}, 3) : Tensor();
+  Shape ys = c.x;
+  ys[ys.rank() - 1] = c.out;
+  Tensor got = Tensor::empty(ys), want = Tensor::empty(ys);
+  fast().linear(x, w, b, got);
+  ref().linear(x, w, b, want);
+  KK_EXPECT_CLOSE(got, want, kGemm);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CpuLinear,
+                         ::testing::Values(LinearCase{{1, 1}, 1, DType::F32, true},
+                                           LinearCase{{7, 13}, 5, DType::F32, true},
+                                           LinearCase{{2, 77, 32}, 37, DType::F32, false},
+                                           LinearCase{{3, 9, 40}, 64, DType::F16, true},
+                                           LinearCase{{2, 5, 33}, 19, DType::BF16, true}));
+
+TEST(CpuOps, LinearReadsStridedInput) {
+  Tensor fused = random_tensor({2, 6, 24}, 4);
+  TensorView x = fused.view().narrow(2, 8, 8);  // the middle third of a fused projection
+  Tensor w = random_weights({5, 8}, 8, 5);
+  Tensor got = Tensor::empty({2, 6, 5}), want = Tensor::empty({2, 6, 5});
+  fast().linear(x, w, {}, got);
+  ref().linear(x, w, {}, want);
+  KK_EXPECT_CLOSE(got, want, kGemm);
+}
+
+TEST(CpuOps, MatmulTransposesBatchesAndStrides) {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "trans_a " << ta << " trans_b " << tb);
+      const int64_t batch = 3, m = 7, n = 11, k = 5;
+      Tensor a = random_tensor(ta ? Shape{batch, k, m} : Shape{batch, m, k}, 6);
+      Tensor b = random_tensor(tb ? Shape{n, k} : Shape{k, n}, 7);  // rank 2: shared by every batch
+      Tensor c0 = random_tensor({batch, m, n}, 8);
+      Tensor got = c0.clone(), want = c0.clone();
+      fast().matmul(a, ta, b, tb, got, 0.5f, 2.0f);
+      ref().matmul(a, ta, b, tb, want, 0.5f, 2.0f);
+      KK_EXPECT_CLOSE(got, want, kGemm);
+    }
+  // A permuted (transposed in memory) operand and a strided output column block.
+  Tensor a = random_tensor({9, 4}, 9);
+  Tensor b = random_tensor({6, 9}, 10);
+  Tensor big = Tensor::zeros({4, 10});
+  Tensor want_big = Tensor::zeros({4, 10});
+  fast().matmul(a.view().permute({1, 0}), false, b.view().permute({1, 0}), false, big.view().narrow(1, 2, 6));
+  ref().matmul(a.view().permute({1, 0}), false, b.view().permute({1, 0}), false, want_big.view().narrow(1, 2, 6));
+  KK_EXPECT_CLOSE(big, want_big, kGemm);
+  // A genuinely scattered operand (every other column) must be copied, not misread.
+  Tensor wide = random_tensor({4, 18}, 11);
+  TensorView every_other(wide.data(), DType::F32, {4, 9}, {18, 2});
+  Tensor c1 = Tensor::empty({4, 6}), c2 = Tensor::empty({4, 6});
+  fast().matmul(every_other, false, b.view().permute({1, 0}), false, c1);
+  ref().matmul(every_other, false, b.view().permute({1, 0}), false, c2);
+  KK_EXPECT_CLOSE(c1, c2, kGemm);
+}
+
+struct ConvCase {
+  int64_t batch, in, height, width, out, kernel;
+  Conv2dParams params;
+  DType weight_dtype = DType::F32;
+  bool bias = true;
+};
+
+class CpuConv2d : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(CpuConv2d, MatchesReference) {
+  const ConvCase& c = GetParam();
+  Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, 12);
+  Tensor w = random_weights({c.out, c.in, c.kernel, c.kernel}, c.in * c.kernel * c.kernel, 13, c.weight_dtype);
+  Tensor b = c.bias ? random_tensor({c.out}, 14) : Tensor();
+  const Conv2dParams& p = c.params;
+  const int64_t ho = (c.height + p.pad_top + p.pad_bottom - c.kernel) / p.stride + 1;
+  const int64_t wo = (c.width + p.pad_left + p.pad_right - c.kernel) / p.stride + 1;
+  Tensor got = Tensor::empty({c.batch, c.out, ho, wo}), want = Tensor::empty({c.batch, c.out, ho, wo});
+  fast().conv2d(x, w, b, p, got);
+  ref().conv2d(x, w, b, p, want);
+  KK_EXPECT_CLOSE(got, want, kGemm);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CpuConv2d,
+    ::testing::Values(ConvCase{1, 3, 7, 5, 4, 3, Conv2dParams::symmetric(1)},
+                      ConvCase{2, 5, 9, 8, 6, 3, Conv2dParams::symmetric(1, 2)},
+                      ConvCase{1, 4, 9, 9, 3, 3, Conv2dParams{2, 0, 1, 0, 1}},  // VAE encoder downsampler
+                      ConvCase{2, 4, 8, 10, 4, 3, Conv2dParams{2, 0, 1, 0, 1}},
+                      ConvCase{2, 7, 5, 6, 3, 1, Conv2dParams{}},                // 1x1: direct GEMM
+                      ConvCase{1, 4, 6, 6, 5, 1, Conv2dParams::symmetric(0, 2)}, // 1x1 strided: im2col
+                      ConvCase{1, 3, 6, 7, 2, 2, Conv2dParams{1, 1, 0, 0, 1}},
+                      ConvCase{1, 6, 5, 5, 4, 3, Conv2dParams::symmetric(1), DType::F16, false},
+                      ConvCase{1, 64, 64, 64, 16, 3, Conv2dParams::symmetric(1)},  // several im2col tiles
+                      ConvCase{2, 8, 3, 3, 8, 3, Conv2dParams::symmetric(1), DType::BF16}));
+
+TEST(CpuOps, GroupNormMatchesReference) {
+  for (int groups : {1, 2, 5})
+    for (Activation act : {Activation::None, Activation::SiLU}) {
+      SCOPED_TRACE(::testing::Message() << groups << " groups, act " << int(act));
+      Tensor x = random_tensor({2, 10, 7, 3}, 15, 3.0f);
+      // A large common offset: the statistics must not cancel catastrophically.
+      for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] += 50.0f;
+      Tensor g = random_tensor({10}, 16).to(DType::F16), b = random_tensor({10}, 17);
+      Tensor got = Tensor::empty(x.shape()), want = Tensor::empty(x.shape());
+      fast().group_norm(x, groups, g, b, 1e-5f, act, got);
+      ref().group_norm(x, groups, g, b, 1e-5f, act, want);
+      KK_EXPECT_CLOSE(got, want, Tolerance{2e-5, 2e-5});
+      // In place.
+      fast().group_norm(x, groups, g, b, 1e-5f, act, x);
+      KK_EXPECT_CLOSE(x, want, Tolerance{2e-5, 2e-5});
+    }
+}
+
+TEST(CpuOps, LayerNormMatchesReference) {
+  for (int64_t cols : {1, 7, 32, 1000}) {
+    Tensor x = random_tensor({3, 5, cols}, 18, 2.0f);
+    Tensor g = random_tensor({cols}, 19), b = random_tensor({cols}, 20);
+    Tensor got = Tensor::empty(x.shape()), want = Tensor::empty(x.shape());
+    fast().layer_norm(x, g, b, 1e-5f, got);
+    ref().layer_norm(x, g, b, 1e-5f, want);
+    KK_EXPECT_CLOSE(got, want, Tolerance{1e-5, 1e-5}, "cols " + std::to_string(cols));
+  }
+}
+
+TEST(CpuOps, SoftmaxMatchesReference) {
+  for (int64_t cols : {1, 3, 77, 4096}) {
+    Tensor x = random_tensor({4, cols}, 21, 5.0f);
+    Tensor got = Tensor::empty(x.shape()), want = Tensor::empty(x.shape());
+    fast().softmax(x, got);
+    ref().softmax(x, want);
+    KK_EXPECT_CLOSE(got, want, kElementwise, "cols " + std::to_string(cols));
+  }
+}
+
+TEST(CpuOps, ActivationsMatchReference) {
+  Tensor x = random_tensor({3, 1001}, 22, 4.0f);
+  // Include the extremes: huge magnitudes and exact zero.
+  x.f32()[0] = 0.0f;
+  x.f32()[1] = 100.0f;
+  x.f32()[2] = -100.0f;
+  x.f32()[3] = 1e-8f;
+  for (Activation act :
+       {Activation::None, Activation::SiLU, Activation::GELU, Activation::GELUTanh, Activation::QuickGELU}) {
+    Tensor got = Tensor::empty(x.shape()), want = Tensor::empty(x.shape());
+    fast().activation(x, act, got);
+    ref().activation(x, act, want);
+    KK_EXPECT_CLOSE(got, want, kElementwise, "activation " + std::to_string(int(act)));
+  }
+}
+
+TEST(CpuOps, AddGegluUpsampleMatchReference) {
+  Tensor a = random_tensor({2, 3, 5, 7}, 23), b = random_tensor({2, 3, 5, 7}, 24);
+  Tensor got = Tensor::empty(a.shape()), want = Tensor::empty(a.shape());
+  fast().add(a, b, got);
+  ref().add(a, b, want);
+  KK_EXPECT_CLOSE(got, want, kElementwise);
+  fast().add(a, b, a);  // y aliases a
+  KK_EXPECT_CLOSE(a, want, kElementwise);
+
+  Tensor g = random_tensor({2, 9, 2 * 37}, 25, 3.0f);
+  Tensor gg = Tensor::empty({2, 9, 37}), gw = Tensor::empty({2, 9, 37});
+  fast().geglu(g, gg);
+  ref().geglu(g, gw);
+  KK_EXPECT_CLOSE(gg, gw, kElementwise);
+
+  Tensor u = random_tensor({2, 3, 5, 7}, 26);
+  Tensor ug = Tensor::empty({2, 3, 10, 14}), uw = Tensor::empty({2, 3, 10, 14});
+  fast().upsample_nearest2x(u, ug);
+  ref().upsample_nearest2x(u, uw);
+  KK_EXPECT_CLOSE(ug, uw, Tolerance{0, 0});
+}
+
+TEST(CpuOps, CopyHandlesPermutesConcatAndDtypes) {
+  Tensor x = random_tensor({2, 3, 4, 5}, 27);
+  Tensor got = Tensor::empty({2, 4, 5, 3}), want = Tensor::empty({2, 4, 5, 3});
+  fast().copy(x.view().permute({0, 2, 3, 1}), got);
+  ref().copy(x.view().permute({0, 2, 3, 1}), want);
+  KK_EXPECT_CLOSE(got, want, Tolerance{0, 0});
+  // Concatenation along channels into narrow() views.
+  Tensor cat = Tensor::zeros({2, 7, 4, 5}), cat_want = Tensor::zeros({2, 7, 4, 5});
+  Tensor extra = random_tensor({2, 4, 4, 5}, 28);
+  fast().copy(x, cat.view().narrow(1, 0, 3));
+  fast().copy(extra, cat.view().narrow(1, 3, 4));
+  ref().copy(x, cat_want.view().narrow(1, 0, 3));
+  ref().copy(extra, cat_want.view().narrow(1, 3, 4));
+  KK_EXPECT_CLOSE(cat, cat_want, Tolerance{0, 0});
+  // f32 -> f16 -> f32.
+  Tensor half = Tensor::empty({2, 3, 4, 5}, DType::F16), back = Tensor::empty({2, 3, 4, 5});
+  fast().copy(x, half);
+  fast().copy(half, back);
+  KK_EXPECT_CLOSE(back, x, Tolerance{1e-3, 1e-3});
+}
+
+TEST(CpuOps, NonContiguousOutputs) {
+  // Ops that write a strided destination go through scratch and land in the right elements only.
+  Tensor x = random_tensor({3, 8}, 29);
+  Tensor big = Tensor::full({3, 20}, 7.0f), want = Tensor::full({3, 20}, 7.0f);
+  fast().activation(x, Activation::SiLU, big.view().narrow(1, 5, 8));
+  ref().activation(x, Activation::SiLU, want.view().narrow(1, 5, 8));
+  KK_EXPECT_CLOSE(big, want, kElementwise);
+}
+
+}  // namespace
+}  // namespace kakusan
