@@ -1,0 +1,171 @@
+#include "models/autoencoder_kl.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "io/model_folder.h"
+
+namespace kakusan {
+
+DiagonalGaussianDistribution DiagonalGaussianDistribution::from_moments(Tensor moments) {
+  KK_CHECK(moments.rank() == 4 && moments.dim(1) % 2 == 0, "VAE moments ", moments.shape().str(),
+           " must be [B, 2·C, h, w]");
+  DiagonalGaussianDistribution d;
+  const int64_t c = moments.dim(1) / 2;
+  d.mean = Tensor::copy_of(moments.view().narrow(1, 0, c));
+  d.logvar = Tensor::copy_of(moments.view().narrow(1, c, c));
+  d.std = Tensor::empty(d.logvar.shape());
+  d.var = Tensor::empty(d.logvar.shape());
+  float* lv = d.logvar.f32();
+  for (int64_t i = 0; i < d.logvar.numel(); ++i) {
+    lv[i] = std::clamp(lv[i], -30.0f, 20.0f);
+    d.std.f32()[i] = std::exp(0.5f * lv[i]);
+    d.var.f32()[i] = std::exp(lv[i]);
+  }
+  d.moments = std::move(moments);
+  return d;
+}
+
+Tensor DiagonalGaussianDistribution::sample(Generator& generator) const {
+  Tensor x = generator.randn(mean.shape());
+  float* p = x.f32();
+  for (int64_t i = 0; i < x.numel(); ++i) p[i] = mean.f32()[i] + std.f32()[i] * p[i];
+  return x;
+}
+
+AutoencoderKL::AutoencoderKL(const AutoencoderKLConfig& config)
+    : config_(config), encoder(config), decoder(config),
+      quant_conv(2 * config.latent_channels, 2 * config.latent_channels, 1),
+      post_quant_conv(config.latent_channels, config.latent_channels, 1) {}
+
+AutoencoderKL AutoencoderKL::load(const std::filesystem::path& dir, DType weight_dtype) {
+  AutoencoderKL model(AutoencoderKLConfig::parse(JsonConfig::load(dir / "config.json")));
+  const WeightStore store = WeightStore::open(find_weight_files(dir, "", "diffusers").files);
+  load_weights(model, store, weight_dtype, "AutoencoderKL");
+  return model;
+}
+
+void AutoencoderKL::visit(WeightVisitor& v) {
+  v.child("encoder", encoder);
+  v.child("decoder", decoder);
+  if (config_.use_quant_conv) v.child("quant_conv", quant_conv);
+  if (config_.use_post_quant_conv) v.child("post_quant_conv", post_quant_conv);
+}
+
+Tensor AutoencoderKL::decode(Context& ctx, const TensorView& z, const VaeMemoryOptions& options,
+                             Activations* trace) const {
+  KK_CHECK(z.rank() == 4 && z.dim(1) == config_.latent_channels && z.dtype == DType::F32, "VAE decode: latents ",
+           z.shape.str(), " must be float32 [B, ", config_.latent_channels, ", h, w]");
+  const int64_t f = config_.downscale_factor();
+  Tensor out = Tensor::empty({z.dim(0), config_.out_channels, z.dim(2) * f, z.dim(3) * f});
+  const bool tiled = options.tiling && (z.dim(2) > tile_latent_size() || z.dim(3) > tile_latent_size());
+  const int64_t step = options.slicing ? 1 : z.dim(0);
+  for (int64_t b = 0; b < z.dim(0); b += step) {
+    const TensorView zs = z.slice0(b, b + step), os = out.view().slice0(b, b + step);
+    if (tiled)
+      tiled_decode_into(ctx, zs, os);
+    else
+      decode_into(ctx, zs, os, trace);
+  }
+  return out;
+}
+
+void AutoencoderKL::decode_into(Context& ctx, const TensorView& z, const TensorView& out, Activations* trace) const {
+  if (!config_.use_post_quant_conv) return decoder.forward(ctx, z, out);
+  ArenaScope scope(ctx.arena);
+  TensorView h = ctx.arena.alloc(z.shape);
+  post_quant_conv.forward(ctx.backend, z, h);
+  record(trace, "post_quant_conv", h);
+  decoder.forward(ctx, h, out);
+}
+
+namespace {
+
+// diffusers' blend_v / blend_h: the first `extent` rows (columns) of b fade in from the last rows (columns) of
+// a, in float32 like the torch expression a·(1 - y/e) + b·(y/e).
+void blend_rows(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) {
+  const int64_t n = a.dim(0) * a.dim(1);
+  const int64_t ah = a.dim(2), aw = a.dim(3), bh = b.dim(2), bw = b.dim(3);
+  extent = std::min({vertical ? ah : aw, vertical ? bh : bw, extent});
+  for (int64_t y = 0; y < extent; ++y) {
+    const float wb = float(double(y) / double(extent)), wa = float(1.0 - double(y) / double(extent));
+    for (int64_t p = 0; p < n; ++p) {
+      const float* ap = a.f32() + p * ah * aw;
+      float* bp = b.f32() + p * bh * bw;
+      if (vertical) {
+        for (int64_t x = 0; x < bw; ++x)
+          bp[y * bw + x] = ap[(ah - extent + y) * aw + x] * wa + bp[y * bw + x] * wb;
+      } else {
+        for (int64_t r = 0; r < bh; ++r) bp[r * bw + y] = ap[r * aw + aw - extent + y] * wa + bp[r * bw + y] * wb;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// diffusers' tiled_decode: tiles of tile_latent_size latents every 75% of a tile, decoded separately, each
+// blended with its (already blended) upper and left neighbours over 25% of a tile, then cropped and joined.
+void AutoencoderKL::tiled_decode_into(Context& ctx, const TensorView& z, const TensorView& out) const {
+  ArenaScope scope(ctx.arena);
+  const int64_t tile = tile_latent_size(), sample_tile = tile_sample_size();
+  const int64_t overlap = int64_t(double(tile) * (1.0 - 0.25));
+  const int64_t blend = int64_t(double(sample_tile) * 0.25);
+  const int64_t limit = sample_tile - blend;
+  KK_CHECK(overlap > 0, "VAE tiling: sample_size ", config_.sample_size, " is too small for tiles");
+  std::vector<std::vector<TensorView>> rows;
+  for (int64_t i = 0; i < z.dim(2); i += overlap) {
+    rows.emplace_back();
+    for (int64_t j = 0; j < z.dim(3); j += overlap) {
+      const TensorView zt = z.narrow(2, i, std::min(tile, z.dim(2) - i)).narrow(3, j, std::min(tile, z.dim(3) - j));
+      // Tiles stay in the arena below the decoder's scratch, which each decode releases.
+      const TensorView decoded = ctx.arena.alloc(decoder.output_shape(zt.shape));
+      ArenaScope tile_scope(ctx.arena);
+      const TensorView dense = ctx.arena.alloc(zt.shape);
+      ctx.backend.copy(zt, dense);
+      decode_into(ctx, dense, decoded, nullptr);
+      rows.back().push_back(decoded);
+    }
+  }
+  int64_t y0 = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    int64_t x0 = 0, row_height = 0;
+    for (size_t j = 0; j < rows[i].size(); ++j) {
+      const TensorView& t = rows[i][j];
+      if (i > 0) blend_rows(rows[i - 1][j], t, blend, true);
+      if (j > 0) blend_rows(rows[i][j - 1], t, blend, false);
+      const int64_t h = std::min(limit, t.dim(2)), w = std::min(limit, t.dim(3));
+      ctx.backend.copy(t.narrow(2, 0, h).narrow(3, 0, w), out.narrow(2, y0, h).narrow(3, x0, w));
+      x0 += w;
+      row_height = h;
+    }
+    y0 += row_height;
+  }
+  KK_ASSERT(y0 == out.dim(2));
+}
+
+DiagonalGaussianDistribution AutoencoderKL::encode(Context& ctx, const TensorView& x,
+                                                   const VaeMemoryOptions& options) const {
+  KK_CHECK(x.rank() == 4 && x.dim(1) == config_.in_channels && x.dtype == DType::F32, "VAE encode: image ",
+           x.shape.str(), " must be float32 [B, ", config_.in_channels, ", H, W]");
+  const int64_t f = config_.downscale_factor();
+  KK_CHECK(x.dim(2) % f == 0 && x.dim(3) % f == 0, "VAE encode: image height and width (", x.dim(2), "x", x.dim(3),
+           ") must be multiples of ", f);
+  const Shape moments_shape = encoder.output_shape(x.shape);
+  Tensor moments = Tensor::empty(moments_shape);
+  const int64_t step = options.slicing ? 1 : x.dim(0);
+  for (int64_t b = 0; b < x.dim(0); b += step) {
+    ArenaScope scope(ctx.arena);
+    const TensorView xs = x.slice0(b, b + step), ms = moments.view().slice0(b, b + step);
+    if (!config_.use_quant_conv) {
+      encoder.forward(ctx, xs, ms);
+      continue;
+    }
+    TensorView h = ctx.arena.alloc(ms.shape);
+    encoder.forward(ctx, xs, h);
+    quant_conv.forward(ctx.backend, h, ms);
+  }
+  return DiagonalGaussianDistribution::from_moments(std::move(moments));
+}
+
+}  // namespace kakusan

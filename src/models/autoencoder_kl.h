@@ -1,0 +1,63 @@
+// AutoencoderKL (diffusers' models/autoencoders/autoencoder_kl.py), built from vae/config.json alone.
+//
+//   AutoencoderKL vae = AutoencoderKL::load(model_dir / "vae");
+//   Tensor image = vae.decode(ctx, latents_divided_by_scaling_factor);      // [B, 3, 8h, 8w] in ~[-1, 1]
+//   DiagonalGaussianDistribution dist = vae.encode(ctx, image);             // dist.sample(generator)
+//
+// Memory levers, as diffusers' enable_vae_slicing / enable_vae_tiling: VaeMemoryOptions.
+#pragma once
+
+#include <filesystem>
+
+#include "core/generator.h"
+#include "models/activations.h"
+#include "models/vae_coders.h"
+
+namespace kakusan {
+
+struct VaeMemoryOptions {
+  bool slicing = false;  // decode / encode one image of the batch at a time
+  bool tiling = false;   // decode latents larger than a tile as overlapping tiles blended together
+};
+
+// The encoder's output distribution: moments = cat(mean, logvar) on channels.
+struct DiagonalGaussianDistribution {
+  Tensor moments, mean, logvar, std, var;  // logvar clamped to [-30, 20]; std = exp(logvar / 2)
+
+  static DiagonalGaussianDistribution from_moments(Tensor moments);
+  // mean + std · randn(mean.shape, generator) (diffusers' latent_dist.sample(generator)).
+  Tensor sample(Generator& generator) const;
+  const Tensor& mode() const { return mean; }
+};
+
+class AutoencoderKL {
+ public:
+  explicit AutoencoderKL(const AutoencoderKLConfig& config);
+  static AutoencoderKL load(const std::filesystem::path& dir, DType weight_dtype = DType::F32);
+
+  const AutoencoderKLConfig& config() const { return config_; }
+  void visit(WeightVisitor& v);
+
+  // z [B, latent_channels, h, w], already divided by scaling_factor (as the pipeline passes it) ->
+  // [B, out_channels, h·f, w·f]. `trace` records post_quant_conv (untiled decoding only).
+  Tensor decode(Context& ctx, const TensorView& z, const VaeMemoryOptions& options = {},
+                Activations* trace = nullptr) const;
+  // x [B, in_channels, H, W] in [-1, 1] -> the latent distribution (not scaled by scaling_factor).
+  DiagonalGaussianDistribution encode(Context& ctx, const TensorView& x, const VaeMemoryOptions& options = {}) const;
+
+  // Tiled decoding's geometry (diffusers: tile_sample_min_size = sample_size, latent tile = that / f,
+  // overlap factor 0.25).
+  int tile_sample_size() const { return config_.sample_size; }
+  int tile_latent_size() const { return config_.sample_size / config_.downscale_factor(); }
+
+ private:
+  void decode_into(Context& ctx, const TensorView& z, const TensorView& out, Activations* trace) const;
+  void tiled_decode_into(Context& ctx, const TensorView& z, const TensorView& out) const;
+
+  AutoencoderKLConfig config_;
+  VaeEncoder encoder;
+  VaeDecoder decoder;
+  Conv2d quant_conv, post_quant_conv;
+};
+
+}  // namespace kakusan

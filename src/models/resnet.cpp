@@ -1,0 +1,71 @@
+#include "models/resnet.h"
+
+namespace kakusan {
+
+ResnetBlock2D::ResnetBlock2D(int64_t in, int64_t out, int64_t temb, int groups, float eps)
+    : in_channels(in), out_channels(out), temb_channels(temb),
+      norm1(groups, in, eps), conv1(in, out, 3, 1, 1), time_emb_proj(temb, out),
+      norm2(groups, out, eps), conv2(out, out, 3, 1, 1), conv_shortcut(in, out, 1) {}
+
+void ResnetBlock2D::visit(WeightVisitor& v) {
+  v.child("norm1", norm1);
+  v.child("conv1", conv1);
+  if (temb_channels > 0) v.child("time_emb_proj", time_emb_proj);
+  v.child("norm2", norm2);
+  v.child("conv2", conv2);
+  if (has_shortcut()) v.child("conv_shortcut", conv_shortcut);
+}
+
+void ResnetBlock2D::forward(Context& ctx, const TensorView& x, const TensorView& temb_act,
+                            const TensorView& y) const {
+  KK_ASSERT(x.rank() == 4 && x.dim(1) == in_channels && y.dim(1) == out_channels);
+  Backend& be = ctx.backend;
+  ArenaScope scope(ctx.arena);
+  const int64_t batch = x.dim(0);
+
+  TensorView h = ctx.arena.alloc(x.shape);
+  norm1.forward(be, x, h, Activation::SiLU);
+  TensorView h2 = ctx.arena.alloc(y.shape);
+  if (temb_channels > 0) {
+    // The time embedding is a per-(sample, channel) constant added after conv1: fold it into conv1's bias
+    // and convolve each sample with its own bias, instead of a broadcast pass over the whole activation.
+    KK_ASSERT(temb_act.rank() == 2 && temb_act.dim(0) == batch && temb_act.dim(1) == temb_channels);
+    TensorView bias = ctx.arena.alloc({batch, out_channels});
+    time_emb_proj.forward(be, temb_act, bias);
+    const float* conv_bias = conv1.bias.f32();
+    for (int64_t b = 0; b < batch; ++b) {
+      float* row = bias.f32() + b * out_channels;
+      for (int64_t c = 0; c < out_channels; ++c) row[c] += conv_bias[c];
+    }
+    for (int64_t b = 0; b < batch; ++b)
+      be.conv2d(h.slice0(b, b + 1), conv1.weight, bias[b], conv1.params, h2.slice0(b, b + 1));
+  } else {
+    conv1.forward(be, h, h2);
+  }
+  norm2.forward(be, h2, h2, Activation::SiLU);
+  conv2.forward(be, h2, y);
+  if (has_shortcut()) {
+    TensorView shortcut = ctx.arena.alloc(y.shape);
+    conv_shortcut.forward(be, x, shortcut);
+    be.add(shortcut, y, y);
+  } else {
+    be.add(x, y, y);
+  }
+}
+
+Downsample2D::Downsample2D(int64_t channels, int padding) : conv(channels, channels, 3, 2, padding) {
+  if (padding == 0) conv.params = Conv2dParams{2, 0, 1, 0, 1};
+}
+
+void Downsample2D::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
+  conv.forward(ctx.backend, x, y);
+}
+
+void Upsample2D::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
+  ArenaScope scope(ctx.arena);
+  TensorView up = ctx.arena.alloc({x.dim(0), x.dim(1), 2 * x.dim(2), 2 * x.dim(3)});
+  ctx.backend.upsample_nearest2x(x, up);
+  conv.forward(ctx.backend, up, y);
+}
+
+}  // namespace kakusan

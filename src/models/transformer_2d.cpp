@@ -1,0 +1,115 @@
+#include "models/transformer_2d.h"
+
+#include <cmath>
+
+namespace kakusan {
+
+TensorView nchw_as_tokens(const TensorView& x) {
+  KK_ASSERT(x.rank() == 4 && x.is_contiguous());
+  const int64_t b = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
+  return TensorView(x.data, x.dtype, {b, hw, c}, {c * hw, 1, hw});
+}
+
+Attention::Attention(int64_t query_dim, int64_t context_dim, int64_t heads, int64_t dim_head, bool bias)
+    : query_dim(query_dim), context_dim(context_dim), heads(heads), dim_head(dim_head),
+      to_q(query_dim, heads * dim_head, bias), to_k(context_dim, heads * dim_head, bias),
+      to_v(context_dim, heads * dim_head, bias), to_out(heads * dim_head, query_dim) {}
+
+void Attention::visit(WeightVisitor& v) {
+  v.child("to_q", to_q);
+  v.child("to_k", to_k);
+  v.child("to_v", to_v);
+  v.child("to_out.0", to_out);
+}
+
+void Attention::forward(Context& ctx, const TensorView& x, const TensorView& context, const TensorView& y) const {
+  Backend& be = ctx.backend;
+  ArenaScope scope(ctx.arena);
+  const int64_t batch = x.dim(0), tq = x.dim(1), tk = context.dim(1);
+  TensorView q = ctx.arena.alloc({batch, tq, inner_dim()});
+  TensorView k = ctx.arena.alloc({batch, tk, inner_dim()});
+  TensorView v = ctx.arena.alloc({batch, tk, inner_dim()});
+  to_q.forward(be, x, q);
+  to_k.forward(be, context, k);
+  to_v.forward(be, context, v);
+  AttentionParams params = ctx.attention;
+  params.heads = int(heads);
+  params.scale = float(1.0 / std::sqrt(double(dim_head)));
+  params.causal = false;
+  TensorView o = ctx.arena.alloc({batch, tq, inner_dim()});
+  be.attention(q, k, v, params, o);
+  to_out.forward(be, o, y);
+}
+
+void FeedForward::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
+  ArenaScope scope(ctx.arena);
+  const int64_t rows = x.numel() / dim;
+  TensorView projected = ctx.arena.alloc({rows, 2 * inner});
+  proj.forward(ctx.backend, x.reshape({rows, dim}), projected);
+  TensorView gated = ctx.arena.alloc({rows, inner});
+  ctx.backend.geglu(projected, gated);
+  out.forward(ctx.backend, gated, y.reshape({rows, dim}));
+}
+
+BasicTransformerBlock::BasicTransformerBlock(int64_t dim, int64_t heads, int64_t dim_head, int64_t cross_attention_dim)
+    : norm1(dim, 1e-5f), norm2(dim, 1e-5f), norm3(dim, 1e-5f),
+      attn1(dim, dim, heads, dim_head, false), attn2(dim, cross_attention_dim, heads, dim_head, false), ff(dim) {}
+
+void BasicTransformerBlock::visit(WeightVisitor& v) {
+  v.child("norm1", norm1);
+  v.child("attn1", attn1);
+  v.child("norm2", norm2);
+  v.child("attn2", attn2);
+  v.child("norm3", norm3);
+  v.child("ff", ff);
+}
+
+void BasicTransformerBlock::forward(Context& ctx, const TensorView& x, const TensorView& context) const {
+  Backend& be = ctx.backend;
+  ArenaScope scope(ctx.arena);
+  TensorView normed = ctx.arena.alloc(x.shape);
+  TensorView delta = ctx.arena.alloc(x.shape);
+  norm1.forward(be, x, normed);
+  attn1.forward(ctx, normed, normed, delta);
+  be.add(delta, x, x);
+  norm2.forward(be, x, normed);
+  attn2.forward(ctx, normed, context, delta);
+  be.add(delta, x, x);
+  norm3.forward(be, x, normed);
+  ff.forward(ctx, normed, delta);
+  be.add(delta, x, x);
+}
+
+Transformer2DModel::Transformer2DModel(int64_t channels, int64_t heads, int64_t cross_attention_dim, int num_layers,
+                                       int groups, bool use_linear_projection)
+    : channels(channels), norm(groups, channels, 1e-6f), proj_in(channels, channels, !use_linear_projection),
+      proj_out(channels, channels, !use_linear_projection) {
+  for (int i = 0; i < num_layers; ++i)
+    transformer_blocks.emplace_back(channels, heads, channels / heads, cross_attention_dim);
+}
+
+void Transformer2DModel::visit(WeightVisitor& v) {
+  v.child("norm", norm);
+  v.child("proj_in", proj_in);
+  v.children("transformer_blocks", transformer_blocks);
+  v.child("proj_out", proj_out);
+}
+
+void Transformer2DModel::forward(Context& ctx, const TensorView& x, const TensorView& context,
+                                 const TensorView& y) const {
+  Backend& be = ctx.backend;
+  ArenaScope scope(ctx.arena);
+  const int64_t batch = x.dim(0), tokens = x.dim(2) * x.dim(3);
+  TensorView normed = ctx.arena.alloc(x.shape);
+  norm.forward(be, x, normed);
+  TensorView token_major = ctx.arena.alloc({batch, tokens, channels});
+  be.copy(nchw_as_tokens(normed), token_major);
+  TensorView hidden = ctx.arena.alloc({batch, tokens, channels});
+  proj_in.forward(be, token_major, hidden);
+  for (const BasicTransformerBlock& block : transformer_blocks) block.forward(ctx, hidden, context);
+  proj_out.forward(be, hidden, token_major);
+  be.copy(token_major, nchw_as_tokens(y));
+  be.add(y, x, y);
+}
+
+}  // namespace kakusan

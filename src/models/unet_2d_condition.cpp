@@ -1,0 +1,173 @@
+#include "models/unet_2d_condition.h"
+
+#include <cmath>
+
+#include "io/model_folder.h"
+
+namespace kakusan {
+
+void timestep_embedding(const TensorView& timesteps, int64_t batch, bool flip_sin_to_cos, int freq_shift,
+                        const TensorView& out) {
+  KK_CHECK(timesteps.dtype == DType::F32, "timesteps must be float32");
+  KK_CHECK(timesteps.numel() == 1 || timesteps.numel() == batch, "timesteps has ", timesteps.numel(),
+           " values for a batch of ", batch, " (expected 1 or ", batch, ")");
+  const Tensor t = Tensor::copy_of(timesteps);
+  const int64_t dim = out.dim(1), half = dim / 2;
+  float* o = out.f32();
+  // Every step rounds to float32 where torch computes in float32; sin/cos are taken in double of the float
+  // argument (correctly rounded, which torch's vectorised float sin/cos match to an ulp).
+  const float log_max_period = float(-std::log(10000.0));
+  for (int64_t b = 0; b < batch; ++b) {
+    const float tb = t.f32()[timesteps.numel() == 1 ? 0 : b];
+    float* row = o + b * dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const float exponent = (log_max_period * float(i)) / float(half - freq_shift);
+      const float arg = tb * std::exp(exponent);
+      const float s = float(std::sin(double(arg))), c = float(std::cos(double(arg)));
+      // diffusers builds [sin | cos] and swaps the halves when flip_sin_to_cos.
+      row[flip_sin_to_cos ? half + i : i] = s;
+      row[flip_sin_to_cos ? i : half + i] = c;
+    }
+    if (dim % 2 == 1) row[dim - 1] = 0.0f;
+  }
+}
+
+UNet2DConditionModel::UNet2DConditionModel(const UNet2DConditionConfig& config) : config_(config) {
+  const UNet2DConditionConfig& c = config_;
+  const size_t n = c.num_blocks();
+  const std::vector<int>& boc = c.block_out_channels;
+  const int64_t temb = c.time_embed_dim();
+  time_embedding = TimestepEmbedding(boc[0], temb);
+  conv_in = Conv2d(c.in_channels, boc[0], c.conv_in_kernel, 1, (c.conv_in_kernel - 1) / 2);
+
+  const UNetBlockOptions o{temb, c.norm_num_groups, c.norm_eps, c.cross_attention_dim, c.use_linear_projection};
+  int64_t out = boc[0];
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t in = out;
+    out = boc[i];
+    down_blocks.emplace_back(in, out, c.layers_per_block, c.down_block_types[i] == "CrossAttnDownBlock2D",
+                             c.heads(i), c.transformer_layers_per_block[i], i + 1 < n, c.downsample_padding, o);
+  }
+  mid_block = UNetMidBlock(boc.back(), c.heads(n - 1), c.transformer_layers_per_block.back(), o);
+  out = boc[n - 1];
+  for (size_t i = 0; i < n; ++i) {
+    const size_t r = n - 1 - i;  // the matching down block
+    const int64_t prev_out = out;
+    out = boc[r];
+    const int64_t skip_in = boc[r == 0 ? 0 : r - 1];
+    up_blocks.emplace_back(skip_in, out, prev_out, c.layers_per_block + 1, c.up_block_types[i] == "CrossAttnUpBlock2D",
+                           c.heads(r), c.transformer_layers_per_block[r], i + 1 < n, o);
+  }
+  conv_norm_out = GroupNorm(c.norm_num_groups, boc[0], c.norm_eps);
+  conv_out = Conv2d(boc[0], c.out_channels, c.conv_out_kernel, 1, (c.conv_out_kernel - 1) / 2);
+}
+
+UNet2DConditionModel UNet2DConditionModel::load(const std::filesystem::path& dir, DType weight_dtype) {
+  UNet2DConditionModel model(UNet2DConditionConfig::parse(JsonConfig::load(dir / "config.json")));
+  const WeightStore store = WeightStore::open(find_weight_files(dir, "", "diffusers").files);
+  load_weights(model, store, weight_dtype, "UNet2DConditionModel");
+  return model;
+}
+
+void UNet2DConditionModel::visit(WeightVisitor& v) {
+  v.child("conv_in", conv_in);
+  v.child("time_embedding", time_embedding);
+  v.children("down_blocks", down_blocks);
+  v.child("mid_block", mid_block);
+  v.children("up_blocks", up_blocks);
+  v.child("conv_norm_out", conv_norm_out);
+  v.child("conv_out", conv_out);
+}
+
+Tensor UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const TensorView& timesteps,
+                                     const TensorView& encoder_hidden_states, Activations* trace) const {
+  Tensor out = Tensor::empty({sample.dim(0), config_.out_channels, sample.dim(2), sample.dim(3)});
+  forward(ctx, sample, timesteps, encoder_hidden_states, out.view(), trace);
+  return out;
+}
+
+void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const TensorView& timesteps,
+                                   const TensorView& encoder_hidden_states, const TensorView& out,
+                                   Activations* trace) const {
+  const UNet2DConditionConfig& c = config_;
+  KK_CHECK(sample.rank() == 4 && sample.dim(1) == c.in_channels && sample.dtype == DType::F32, "UNet: sample ",
+           sample.shape.str(), " must be float32 [B, ", c.in_channels, ", h, w]");
+  const int64_t batch = sample.dim(0);
+  KK_CHECK(encoder_hidden_states.rank() == 3 && encoder_hidden_states.dim(0) == batch &&
+               encoder_hidden_states.dim(2) == c.cross_attention_dim && encoder_hidden_states.dtype == DType::F32,
+           "UNet: encoder_hidden_states ", encoder_hidden_states.shape.str(), " must be float32 [", batch, ", T, ",
+           c.cross_attention_dim, "]");
+  const int64_t factor = int64_t(1) << (c.num_blocks() - 1);
+  KK_CHECK(sample.dim(2) % factor == 0 && sample.dim(3) % factor == 0, "UNet: sample height and width (",
+           sample.dim(2), "x", sample.dim(3), ") must be multiples of ", factor);
+  KK_CHECK(out.shape == Shape({batch, c.out_channels, sample.dim(2), sample.dim(3)}) && out.is_contiguous(),
+           "UNet: output ", out.shape.str(), " has the wrong shape");
+  Backend& be = ctx.backend;
+  ArenaScope scope(ctx.arena);
+
+  // 1. time
+  const int64_t temb = c.time_embed_dim();
+  TensorView t_proj = ctx.arena.alloc({batch, int64_t(c.block_out_channels[0])});
+  timestep_embedding(timesteps, batch, c.flip_sin_to_cos, c.freq_shift, t_proj);
+  record(trace, "time_proj", t_proj);
+  TensorView emb = ctx.arena.alloc({batch, temb});
+  {
+    ArenaScope s(ctx.arena);
+    TensorView hidden = ctx.arena.alloc({batch, temb});
+    time_embedding.linear_1.forward(be, t_proj, hidden);
+    be.activation(hidden, Activation::SiLU, hidden);
+    time_embedding.linear_2.forward(be, hidden, emb);
+  }
+  record(trace, "time_embedding", emb);
+  // Every resnet starts with SiLU(emb): compute it once.
+  TensorView temb_act = ctx.arena.alloc({batch, temb});
+  be.activation(emb, Activation::SiLU, temb_act);
+
+  // 2. pre-process; 3. down. The skip connections stay in the arena until the up blocks consume them.
+  std::vector<TensorView> skips;
+  skips.push_back(ctx.arena.alloc(conv_in.out_shape(sample.shape)));
+  conv_in.forward(be, sample, skips[0]);
+  record(trace, "conv_in", skips[0]);
+  TensorView h = skips[0];
+  for (size_t i = 0; i < down_blocks.size(); ++i) {
+    std::vector<TensorView> outputs;
+    for (const Shape& s : down_blocks[i].output_shapes(h.shape)) outputs.push_back(ctx.arena.alloc(s));
+    down_blocks[i].forward(ctx, h, temb_act, encoder_hidden_states, outputs);
+    skips.insert(skips.end(), outputs.begin(), outputs.end());
+    h = outputs.back();
+    record(trace, str_cat("down_blocks.", i), h);
+  }
+
+  // 4. mid
+  TensorView mid = ctx.arena.alloc(h.shape);
+  mid_block.forward(ctx, h, temb_act, encoder_hidden_states, mid);
+  record(trace, "mid_block", mid);
+  h = mid;
+
+  // 5. up: each block takes its skips from the end of the list.
+  for (size_t i = 0; i < up_blocks.size(); ++i) {
+    std::vector<TensorView> block_skips;
+    for (size_t j = 0; j < up_blocks[i].num_skips(); ++j) {
+      block_skips.push_back(skips.back());
+      skips.pop_back();
+    }
+    TensorView up = ctx.arena.alloc(up_blocks[i].output_shape(h.shape));
+    up_blocks[i].forward(ctx, h, block_skips, temb_act, encoder_hidden_states, up);
+    record(trace, str_cat("up_blocks.", i), up);
+    h = up;
+  }
+
+  // 6. post-process
+  TensorView normed = ctx.arena.alloc(h.shape);
+  if (trace != nullptr) {  // the golden records conv_norm_out before its SiLU
+    conv_norm_out.forward(be, h, normed);
+    record(trace, "conv_norm_out", normed);
+    be.activation(normed, Activation::SiLU, normed);
+  } else {
+    conv_norm_out.forward(be, h, normed, Activation::SiLU);
+  }
+  conv_out.forward(be, normed, out);
+  record(trace, "conv_out", out);
+}
+
+}  // namespace kakusan

@@ -1,0 +1,89 @@
+#include "models/vae_blocks.h"
+
+namespace kakusan {
+
+void SpatialSelfAttention::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
+  Backend& be = ctx.backend;
+  ArenaScope scope(ctx.arena);
+  const int64_t batch = x.dim(0), channels = x.dim(1), tokens = x.dim(2) * x.dim(3);
+  TensorView normed = ctx.arena.alloc(x.shape);
+  group_norm.forward(be, x, normed);
+  TensorView token_major = ctx.arena.alloc({batch, tokens, channels});
+  be.copy(nchw_as_tokens(normed), token_major);
+  TensorView attended = ctx.arena.alloc({batch, tokens, channels});
+  attention.forward(ctx, token_major, token_major, attended);
+  be.copy(attended, nchw_as_tokens(y));
+  be.add(y, x, y);
+}
+
+VaeMidBlock::VaeMidBlock(int64_t channels, int groups, bool add_attention) {
+  resnets.emplace_back(channels, channels, 0, groups, kVaeNormEps);
+  if (add_attention) attentions.emplace_back(channels, groups);
+  resnets.emplace_back(channels, channels, 0, groups, kVaeNormEps);
+}
+
+void VaeMidBlock::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
+  ArenaScope scope(ctx.arena);
+  TensorView a = ctx.arena.alloc(x.shape);
+  resnets[0].forward(ctx, x, {}, a);
+  if (attentions.empty()) {
+    resnets[1].forward(ctx, a, {}, y);
+    return;
+  }
+  TensorView b = ctx.arena.alloc(x.shape);
+  attentions[0].forward(ctx, a, b);
+  resnets[1].forward(ctx, b, {}, y);
+}
+
+void run_resnet_chain(Context& ctx, const std::vector<ResnetBlock2D>& resnets, const TensorView& x,
+                      const TensorView& last_out) {
+  ArenaScope scope(ctx.arena);
+  const Shape shape{x.dim(0), resnets.back().out_channels, x.dim(2), x.dim(3)};
+  TensorView buffers[2];
+  if (resnets.size() > 1) buffers[0] = ctx.arena.alloc(shape);
+  if (resnets.size() > 2) buffers[1] = ctx.arena.alloc(shape);
+  TensorView h = x;
+  for (size_t i = 0; i < resnets.size(); ++i) {
+    const TensorView out = i + 1 == resnets.size() ? last_out : buffers[i % 2];
+    resnets[i].forward(ctx, h, {}, out);
+    h = out;
+  }
+}
+
+DownEncoderBlock2D::DownEncoderBlock2D(int64_t in, int64_t out, int num_layers, int groups, bool add_downsample) {
+  for (int i = 0; i < num_layers; ++i) resnets.emplace_back(i == 0 ? in : out, out, 0, groups, kVaeNormEps);
+  if (add_downsample) downsamplers.emplace_back(out, 0);
+}
+
+Shape DownEncoderBlock2D::output_shape(const Shape& x) const {
+  const Shape h{x[0], resnets.back().out_channels, x[2], x[3]};
+  return downsamplers.empty() ? h : downsamplers[0].out_shape(h);
+}
+
+void DownEncoderBlock2D::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
+  if (downsamplers.empty()) return run_resnet_chain(ctx, resnets, x, y);
+  ArenaScope scope(ctx.arena);
+  TensorView h = ctx.arena.alloc({x.dim(0), resnets.back().out_channels, x.dim(2), x.dim(3)});
+  run_resnet_chain(ctx, resnets, x, h);
+  downsamplers[0].forward(ctx, h, y);
+}
+
+UpDecoderBlock2D::UpDecoderBlock2D(int64_t in, int64_t out, int num_layers, int groups, bool add_upsample) {
+  for (int i = 0; i < num_layers; ++i) resnets.emplace_back(i == 0 ? in : out, out, 0, groups, kVaeNormEps);
+  if (add_upsample) upsamplers.emplace_back(out);
+}
+
+Shape UpDecoderBlock2D::output_shape(const Shape& x) const {
+  const Shape h{x[0], resnets.back().out_channels, x[2], x[3]};
+  return upsamplers.empty() ? h : upsamplers[0].out_shape(h);
+}
+
+void UpDecoderBlock2D::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
+  if (upsamplers.empty()) return run_resnet_chain(ctx, resnets, x, y);
+  ArenaScope scope(ctx.arena);
+  TensorView h = ctx.arena.alloc({x.dim(0), resnets.back().out_channels, x.dim(2), x.dim(3)});
+  run_resnet_chain(ctx, resnets, x, h);
+  upsamplers[0].forward(ctx, h, y);
+}
+
+}  // namespace kakusan

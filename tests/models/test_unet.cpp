@@ -1,0 +1,215 @@
+// UNet2DConditionModel against diffusers' own outputs (golden kit C.4), with every attention strategy, plus
+// config and weight-loading errors.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "models/unet_2d_condition.h"
+#include "support/golden.h"
+
+namespace kakusan {
+namespace {
+
+using testing::golden_dir;
+using testing::open_golden;
+
+constexpr testing::Tolerance kUNetTolerance{5e-5, 1e-4};  // manifest: unet_* atol 5e-5, rtol 1e-4
+
+Tensor scalar_timesteps(std::initializer_list<float> values) {
+  Tensor t = Tensor::empty({int64_t(values.size())});
+  int i = 0;
+  for (float v : values) t.f32()[i++] = v;
+  return t;
+}
+
+std::string golden_name(std::string name) {
+  for (char& c : name)
+    if (c == '.') c = '_';
+  return "act_t981_" + name;
+}
+
+struct StrategyCase {
+  const char* name;
+  AttentionStrategy strategy;
+  int slice_size;
+};
+constexpr StrategyCase kStrategies[] = {
+    {"full", AttentionStrategy::Full, 0},
+    {"sliced", AttentionStrategy::Sliced, 1},
+    {"flash", AttentionStrategy::Flash, 0},
+    {"auto", AttentionStrategy::Auto, 0},
+};
+
+void check_unet_golden(const std::string& model_name, Backend& backend) {
+  const UNet2DConditionModel unet = UNet2DConditionModel::load(*golden_dir() / model_name / "unet");
+  const SafetensorsFile golden = open_golden("components/unet_" + model_name + ".safetensors");
+  const TensorView sample = golden.view("sample");
+  const TensorView context = golden.view("encoder_hidden_states");
+  for (const StrategyCase& s : kStrategies) {
+    SCOPED_TRACE(std::string("attention strategy ") + s.name);
+    Arena arena;
+    AttentionParams attention;
+    attention.strategy = s.strategy;
+    attention.slice_size = s.slice_size;
+    Context ctx{backend, arena, attention};
+
+    Activations trace;
+    const Tensor t981 = scalar_timesteps({981.0f});
+    KK_EXPECT_CLOSE(unet.forward(ctx, sample, t981, context, &trace), golden.view("noise_pred_t981"),
+                    kUNetTolerance, "noise_pred_t981");
+    const char* names[] = {"time_proj",     "time_embedding", "conv_in",     "down_blocks.0", "down_blocks.1",
+                           "down_blocks.2", "down_blocks.3",  "mid_block",   "up_blocks.0",   "up_blocks.1",
+                           "up_blocks.2",   "up_blocks.3",    "conv_norm_out", "conv_out"};
+    for (const char* name : names) {
+      const Tensor* got = trace.find(name);
+      ASSERT_NE(got, nullptr) << name << " was not recorded";
+      KK_EXPECT_CLOSE(*got, golden.view(golden_name(name)), kUNetTolerance, name);
+    }
+    EXPECT_EQ(arena.used_bytes(), 0u) << "forward must release its activations";
+
+    KK_EXPECT_CLOSE(unet.forward(ctx, sample, scalar_timesteps({1.0f}), context), golden.view("noise_pred_t1"),
+                    kUNetTolerance, "noise_pred_t1");
+    KK_EXPECT_CLOSE(unet.forward(ctx, sample, scalar_timesteps({945.712890625f}), context),
+                    golden.view("noise_pred_t945_712890625"), kUNetTolerance, "noise_pred_t945_712890625");
+    KK_EXPECT_CLOSE(unet.forward(ctx, sample, scalar_timesteps({981.0f, 1.0f}), context),
+                    golden.view("noise_pred_t_981_1"), kUNetTolerance, "noise_pred_t_981_1");
+  }
+}
+
+TEST(UNetGolden, TinySd) {
+  KK_REQUIRE_GOLDEN();
+  check_unet_golden("tiny-sd", cpu_backend());
+}
+
+TEST(UNetGolden, TinySdV) {
+  KK_REQUIRE_GOLDEN();
+  check_unet_golden("tiny-sd-v", cpu_backend());
+}
+
+TEST(UNetGolden, TinySdReferenceBackend) {
+  KK_REQUIRE_GOLDEN();
+  const UNet2DConditionModel unet = UNet2DConditionModel::load(*golden_dir() / "tiny-sd" / "unet");
+  const SafetensorsFile golden = open_golden("components/unet_tiny-sd.safetensors");
+  Arena arena;
+  Context ctx{reference_backend(), arena, {}};
+  KK_EXPECT_CLOSE(unet.forward(ctx, golden.view("sample"), scalar_timesteps({981.0f}),
+                               golden.view("encoder_hidden_states")),
+                  golden.view("noise_pred_t981"), kUNetTolerance, "noise_pred_t981");
+}
+
+TEST(UNetGolden, HalfPrecisionWeightsStayCloseToFloat) {
+  KK_REQUIRE_GOLDEN();
+  const UNet2DConditionModel unet = UNet2DConditionModel::load(*golden_dir() / "tiny-sd" / "unet", DType::F16);
+  const SafetensorsFile golden = open_golden("components/unet_tiny-sd.safetensors");
+  Arena arena;
+  Context ctx{cpu_backend(), arena, {}};
+  // fp16 weights change the result at the fp16 rounding level (~1e-3 relative), far from the fp32 tolerance
+  // but close to diffusers' fp32 output.
+  KK_EXPECT_CLOSE(unet.forward(ctx, golden.view("sample"), scalar_timesteps({981.0f}),
+                               golden.view("encoder_hidden_states")),
+                  golden.view("noise_pred_t981"), testing::Tolerance{2e-2, 2e-2}, "noise_pred_t981 (fp16 weights)");
+}
+
+TEST(UNetStructure, TinySdHasEveryTensorOfItsFile) {
+  KK_REQUIRE_GOLDEN();
+  UNet2DConditionModel unet(UNet2DConditionConfig::parse(JsonConfig::load(*golden_dir() / "tiny-sd/unet/config.json")));
+  ParameterCounter counter;
+  unet.visit(counter);
+  EXPECT_EQ(counter.tensors, 684);
+}
+
+TEST(TimestepEmbedding, MatchesTheFormulaForIntegerAndFractionalTimesteps) {
+  Tensor out = Tensor::empty({2, 8});
+  timestep_embedding(scalar_timesteps({10.0f, 0.5f}), 2, /*flip_sin_to_cos=*/true, 0, out);
+  for (int b = 0; b < 2; ++b) {
+    const double t = b == 0 ? 10.0 : 0.5;
+    for (int i = 0; i < 4; ++i) {
+      const double f = std::exp(-std::log(10000.0) * i / 4.0);
+      EXPECT_NEAR(out.f32()[b * 8 + i], std::cos(t * f), 1e-6);
+      EXPECT_NEAR(out.f32()[b * 8 + 4 + i], std::sin(t * f), 1e-6);
+    }
+  }
+  // One timestep is broadcast to the batch; without the flip, sin comes first.
+  timestep_embedding(scalar_timesteps({3.0f}), 2, /*flip_sin_to_cos=*/false, 1, out);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(out.f32()[i], out.f32()[8 + i]);
+  EXPECT_NEAR(out.f32()[1], std::sin(3.0 * std::exp(-std::log(10000.0) / 3.0)), 1e-6);
+  EXPECT_THROW(timestep_embedding(scalar_timesteps({1.0f, 2.0f, 3.0f}), 2, true, 0, out), Error);
+}
+
+JsonConfig tiny_config_with(const std::string& key, const nlohmann::json& value) {
+  nlohmann::json j = {{"block_out_channels", {32, 64}},
+                      {"down_block_types", {"CrossAttnDownBlock2D", "DownBlock2D"}},
+                      {"up_block_types", {"UpBlock2D", "CrossAttnUpBlock2D"}},
+                      {"norm_num_groups", 16},
+                      {"cross_attention_dim", 32}};
+  j[key] = value;
+  return JsonConfig(j, "unet/config.json");
+}
+
+std::string parse_error(const JsonConfig& json) {
+  try {
+    UNet2DConditionConfig::parse(json);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(UNetConfig, UnsupportedOptionsNameTheKey) {
+  EXPECT_NE(parse_error(tiny_config_with("class_embed_type", "timestep")).find("class_embed_type"),
+            std::string::npos);
+  EXPECT_NE(parse_error(tiny_config_with("down_block_types", {"SimpleCrossAttnDownBlock2D", "DownBlock2D"}))
+                .find("SimpleCrossAttnDownBlock2D"),
+            std::string::npos);
+  EXPECT_NE(parse_error(tiny_config_with("mid_block_type", "UNetMidBlock2DSimpleCrossAttn")).find("mid_block_type"),
+            std::string::npos);
+  EXPECT_NE(parse_error(tiny_config_with("num_attention_heads", 8)).find("num_attention_heads"), std::string::npos);
+  EXPECT_NE(parse_error(tiny_config_with("attention_head_dim", {8, 8, 8})).find("attention_head_dim"),
+            std::string::npos);
+  EXPECT_NE(parse_error(tiny_config_with("attention_head_dim", 5)).find("attention_head_dim"), std::string::npos);
+  EXPECT_NE(parse_error(tiny_config_with("resnet_time_scale_shift", "scale_shift")).find("resnet_time_scale_shift"),
+            std::string::npos);
+  EXPECT_EQ(parse_error(tiny_config_with("attention_head_dim", {4, 8})), "");
+}
+
+TEST(UNetConfig, DefaultsAreDiffusers) {
+  const UNet2DConditionConfig c = UNet2DConditionConfig::parse(JsonConfig(nlohmann::json::object(), "config.json"));
+  EXPECT_EQ(c.block_out_channels, (std::vector<int>{320, 640, 1280, 1280}));
+  EXPECT_EQ(c.attention_head_dim, (std::vector<int>{8, 8, 8, 8}));
+  EXPECT_EQ(c.cross_attention_dim, 1280);
+  EXPECT_EQ(c.norm_num_groups, 32);
+  EXPECT_EQ(c.time_embed_dim(), 1280);
+  EXPECT_FALSE(c.use_linear_projection);
+}
+
+TEST(UNetLoad, ReportsMissingAndMisshapedTensorsTogether) {
+  KK_REQUIRE_GOLDEN();
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "kakusan_test_unet_bad";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(*golden_dir() / "tiny-sd/unet/config.json", dir / "config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  const SafetensorsFile good = SafetensorsFile::open(*golden_dir() / "tiny-sd/unet/diffusion_pytorch_model.safetensors");
+  std::vector<std::pair<std::string, TensorView>> tensors;
+  Tensor wrong = Tensor::zeros({3});
+  for (const auto& e : good.entries()) {
+    if (e.name == "conv_in.bias") continue;                                  // missing
+    if (e.name == "conv_out.bias") tensors.emplace_back(e.name, wrong.view());  // wrong shape
+    else tensors.emplace_back(e.name, good.view(e.name));
+  }
+  tensors.emplace_back("extra.weight", wrong.view());  // unexpected
+  write_safetensors(dir / "diffusion_pytorch_model.safetensors", tensors);
+  try {
+    UNet2DConditionModel::load(dir);
+    FAIL() << "loading must fail";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("conv_in.bias"), std::string::npos) << message;
+    EXPECT_NE(message.find("conv_out.bias"), std::string::npos) << message;
+    EXPECT_NE(message.find("extra.weight"), std::string::npos) << message;
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace kakusan
