@@ -69,7 +69,8 @@ class ThreadPool {
   void start(int threads) {
     threads_ = std::max(threads, 1);
     quit_ = false;
-    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
+    // Workers start having seen the current generation, so they wait for the next job.
+    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i, g = generation_] { worker(i, g); });
   }
 
   void stop() {
@@ -94,9 +95,8 @@ class ThreadPool {
     }
   }
 
-  void worker(int index) {
+  void worker(int index, uint64_t seen) {
     inside_pool_ = true;
-    uint64_t seen = 0;
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
