@@ -2,18 +2,20 @@
 //
 //   #include <kakusan/pipeline.h>
 //
-//   kakusan::LoadOptions load;                       // dtype, vae override, threads ...
+//   kakusan::LoadOptions load;                       // dtype, VAE swap, scheduler, threads ...
+//   load.scheduler = "DPMSolverMultistepScheduler";  // XScheduler.from_config(pipe.scheduler.config)
 //   auto pipe = kakusan::StableDiffusionPipeline::load("runwayml/stable-diffusion-v1-5", load);
+//
 //   kakusan::GenerateParams params;                  // diffusers' __call__ names and defaults
 //   params.prompt = {"portrait photo of a old warrior chief"};
 //   params.num_inference_steps = 20;
-//   params.seeds = {1};                              // torch.Generator("cpu").manual_seed(1)
-//   pipe.set_scheduler("DPMSolverMultistepScheduler");
+//   params.seeds = {1};                              // generator=torch.Generator("cpu").manual_seed(1)
 //   kakusan::GenerateResult out = pipe.generate(params);
-//   out.images[0];                                   // RGB8, also out.image_tensor / out.latents
+//   out.images[0];                                   // RGB8; also out.image_tensor and out.latents
 //
-// Load once, generate many times. Errors are thrown as kakusan::Error with a message that names the
-// problem (file, tensor, parameter) and what was expected.
+// Load once, generate many times (a pipeline is not safe to use from two threads at once). Errors are
+// thrown as std::runtime_error (kakusan::Error) whose message names the problem — the file, tensor or
+// parameter — and what was expected; a cancelled run throws kakusan::Cancelled.
 #pragma once
 
 #include <cstdint>
@@ -22,68 +24,134 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kakusan/image.h"
 
 namespace kakusan {
 
+// Thrown by generate() when the step callback asked to stop.
+class Cancelled : public std::runtime_error {
+ public:
+  Cancelled() : std::runtime_error("generation cancelled") {}
+};
+
 enum class WeightDType { Auto, F32, F16, BF16 };
 
+// The long phases of a run, reported to a ProgressCallback.
+enum class Phase { Loading, Encoding, Denoising, Decoding };
+const char* phase_name(Phase phase);
+
+struct Progress {
+  Phase phase = Phase::Loading;
+  int done = 0;   // units finished: components loaded, prompts encoded, steps, images decoded
+  int total = 0;
+  std::string_view item;  // what the unit was ("unet", "vae", ...), may be empty
+};
+// Called when a phase starts (done == 0) and after every unit of it.
+using ProgressCallback = std::function<void(const Progress&)>;
+
 struct LoadOptions {
-  // Auto: keep what the files hold. F16/BF16 convert (and prefer `variant` files such as *.fp16.safetensors).
+  // Auto: keep what the files hold. F16/BF16 keep the weights in half precision in memory (and prefer the
+  // `fp16` variant files when they exist and no variant is given).
   WeightDType dtype = WeightDType::Auto;
-  // diffusers' `variant` ("fp16" picks diffusion_pytorch_model.fp16.safetensors); empty = default files.
+  // diffusers' `variant` ("fp16" reads diffusion_pytorch_model.fp16.safetensors); empty = default files.
   std::string variant;
-  // A VAE folder to use instead of the model's (the tutorial's sd-vae-ft-mse swap).
-  std::optional<std::filesystem::path> vae;
+  // A VAE folder (or model id) to use instead of the model's own (the tutorial's sd-vae-ft-mse swap).
+  std::optional<std::string> vae;
+  // XScheduler.from_config(pipe.scheduler.config): a diffusers class name or an alias ("euler_a",
+  // "DPM++ 2M Karras"); empty keeps the model's scheduler. Options are key=value config overrides typed by
+  // the config ("use_karras_sigmas" -> "true"). Checked before any weights are read.
+  std::string scheduler;
+  std::map<std::string, std::string> scheduler_options;
   int num_threads = 0;  // 0 = all cores
+  ProgressCallback progress;
 };
 
-// Attention memory lever, as diffusers' enable_attention_slicing / memory-efficient attention.
+// Attention memory lever, as diffusers' enable_attention_slicing / memory-efficient attention. Every mode
+// gives the same numbers (to float rounding).
 struct AttentionOptions {
   enum class Mode { Auto, Full, Sliced, Flash } mode = Mode::Auto;
-  int slice_size = 0;  // Sliced: 0 = "auto" (half the heads, as diffusers)
+  int slice_size = 0;  // Sliced: (batch x head) slices computed at a time; 0 = one at a time
 };
 
+enum class OutputType {
+  Image,   // decode with the VAE: images, image_tensor and latents are filled ("pil" / "np")
+  Latent,  // output_type="latent": skip the VAE, only latents
+};
+
+// What a step callback sees (diffusers' callback_on_step_end).
 struct StepInfo {
   int step = 0;          // 0-based index of the denoising step just finished
-  int num_steps = 0;
+  int num_steps = 0;     // number of UNet steps (len(scheduler.timesteps))
   double timestep = 0;
   double seconds = 0;    // wall time of this step
+  const float* latents = nullptr;       // latents after this step, [B, 4, h, w]
+  std::vector<int64_t> latents_shape;
+};
+
+// A named intermediate tensor ("prompt_embeds", "init_noise", "timesteps", "unet_input_step0",
+// "unet_output_step<i>", "latents_after_step<i>"), for locating a mismatch against a reference.
+struct NamedTensor {
+  std::string_view name;
+  const float* data = nullptr;
+  std::vector<int64_t> shape;
 };
 
 struct GenerateParams {
-  std::vector<std::string> prompt;                // one per batch entry
-  std::vector<std::string> negative_prompt;      // empty, one for all, or one per prompt
-  int height = 0;                                 // 0 = unet.sample_size * vae scale (512 for SD1.5)
-  int width = 0;
+  std::vector<std::string> prompt;            // the batch: one entry per prompt
+  // Empty ("" as the unconditional prompt), one for every prompt, or one per prompt. Ignored without CFG.
+  std::vector<std::string> negative_prompt;
+  int height = 0;                             // 0 = unet.sample_size * vae_scale_factor (512 for SD1.5)
+  int width = 0;                              // multiples of 8
   int num_inference_steps = 50;
-  double guidance_scale = 7.5;                    // CFG is on iff > 1
-  double guidance_rescale = 0.0;
+  double guidance_scale = 7.5;                // classifier-free guidance is on iff > 1
+  double guidance_rescale = 0.0;              // rescale_noise_cfg factor (0 = off)
   int num_images_per_prompt = 1;
-  double eta = 0.0;                               // DDIM eta
-  // Generators: empty = one random seed (reported in the result); one seed = ONE generator shared by all
-  // images (diffusers' single generator); N seeds = one generator per image (N must equal the image count).
+  double eta = 0.0;                           // DDIM's eta; ignored by schedulers without one
+  // The generator(s), as diffusers' `generator`:
+  //   empty:    one generator with a random seed (reported in GenerateResult::seeds);
+  //   one seed: ONE generator shared by all images (torch.Generator().manual_seed(s)): a single randn of
+  //             shape (B, 4, h, w), and stochastic schedulers draw their noise from it;
+  //   N seeds:  one generator per image, N == number of images ([Generator().manual_seed(s) for s in seeds]):
+  //             image i draws its (1, 4, h, w) noise, and its scheduler noise, from generator i.
   std::vector<uint64_t> seeds;
-  std::optional<int> clip_skip;
+  // Advanced: a generator list whose entries may be the same object (diffusers' `[g] * 4`). When given, it
+  // has one entry per image: image i uses generator seeds[generator_index[i]].
+  std::vector<int> generator_index;
+  // Optional initial noise [B, 4, h, w] (diffusers' `latents`), before scaling by init_noise_sigma.
+  std::vector<float> latents;
+  std::optional<int> clip_skip;               // 1 = the pre-final CLIP layer
   AttentionOptions attention;
-  bool vae_slicing = false;                       // decode one image at a time
-  bool vae_tiling = false;                        // tiled decode for large images
-  bool output_latents_only = false;               // output_type="latent": skip the VAE
-  // Called after every step; return false to cancel (generate() then throws kakusan::Cancelled).
-  std::function<bool(const StepInfo&)> callback;
+  bool vae_slicing = false;                   // decode one image at a time (less memory)
+  OutputType output_type = OutputType::Image;
+  // After every step; return false to cancel (generate() then throws kakusan::Cancelled).
+  std::function<bool(const StepInfo&)> callback_on_step_end;
+  ProgressCallback progress;                  // encoding, denoising and decoding phases
+  std::function<void(const NamedTensor&)> inspect;
 };
 
 struct GenerateResult {
-  std::vector<Image> images;             // PNG-ready, round(x * 255)
-  std::vector<float> latents;            // [B, 4, h, w] float32 (before VAE scaling), row-major
+  std::vector<Image> images;             // RGB8, round(x * 255); empty for OutputType::Latent
+  std::vector<float> latents;            // [B, 4, h, w] float32 (output_type="latent"), row-major
   std::vector<int64_t> latents_shape;
   std::vector<float> image_tensor;       // [B, H, W, 3] in [0, 1] (output_type="np")
+  std::vector<int64_t> image_shape;
   std::vector<uint64_t> seeds;           // the seed of each image's generator
   std::vector<std::string> warnings;     // e.g. the truncated part of a long prompt
 };
+
+// The checks that need no model (diffusers' check_inputs plus ours): at least one prompt, steps >= 1,
+// finite guidance, sizes that are multiples of 8 within limits, seed count, negative prompt count.
+// generate() runs them too; the CLI runs them before loading anything.
+void check_inputs(const GenerateParams& params);
+
+// Largest height or width accepted, and largest number of images in one call.
+inline constexpr int kMaxImageSide = 8192;
+inline constexpr int kMaxImagesPerCall = 256;
 
 class StableDiffusionPipeline {
  public:
@@ -93,9 +161,9 @@ class StableDiffusionPipeline {
   StableDiffusionPipeline(StableDiffusionPipeline&&) noexcept;
   StableDiffusionPipeline& operator=(StableDiffusionPipeline&&) noexcept;
 
-  // XScheduler.from_config(pipe.scheduler.config): a class name or alias ("euler_a", "DPM++ 2M Karras"),
-  // plus options (key=value, typed by the option: "use_karras_sigmas" -> "true").
+  // Replaces the scheduler, as pipe.scheduler = XScheduler.from_config(pipe.scheduler.config).
   void set_scheduler(const std::string& name_or_alias, const std::map<std::string, std::string>& options = {});
+  // The diffusers class name of the current scheduler ("PNDMScheduler").
   std::string scheduler_name() const;
 
   GenerateResult generate(const GenerateParams& params);
@@ -103,6 +171,8 @@ class StableDiffusionPipeline {
   // The model's default image size (unet.sample_size * 2^(len(vae.block_out_channels) - 1)).
   int default_height() const;
   int default_width() const;
+  // The folder the model was read from.
+  std::filesystem::path model_path() const;
 
   struct Impl;
 

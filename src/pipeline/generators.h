@@ -1,0 +1,48 @@
+// The generator(s) of one generate() call, with diffusers' two meanings of `generator`:
+//
+//   one torch.Generator shared by all images: one randn of the whole (B, 4, h, w) shape, and stochastic
+//     schedulers draw their noise for the whole batch from it;
+//   a list with one generator per image (randn_tensor's list path): image i draws a (1, 4, h, w) tensor from
+//     generator i, in image order, and so does scheduler noise. The list's entries may be the same object
+//     ([g] * 4), which then simply advances once per image.
+//
+// A list of length 1 is treated as a single generator, as diffusers does.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/generator.h"
+#include "core/tensor.h"
+
+namespace kakusan {
+
+class GeneratorSet {
+ public:
+  // `seeds` empty: one generator seeded with `random_seed`; one seed: a shared generator; otherwise one
+  // generator per image (seeds.size() == num_images), or, with `generator_index`, image i uses generator
+  // generator_index[i] (entries may repeat). Counts are assumed checked (check_inputs).
+  GeneratorSet(const std::vector<uint64_t>& seeds, const std::vector<int>& generator_index, int num_images,
+               uint64_t random_seed);
+
+  int num_images() const { return num_images_; }
+  // True for diffusers' generator list (per-image draws).
+  bool per_image() const { return per_image_; }
+  // The shared generator (per_image() == false).
+  Generator& shared();
+  // Image i's generator: its own in a list, the shared one otherwise.
+  Generator& for_image(int i);
+  // The seed each image's generator was created with.
+  std::vector<uint64_t> image_seeds() const;
+
+  // diffusers' randn_tensor(shape, generator): shape[0] must be num_images() for a list.
+  Tensor randn(Shape shape);
+
+ private:
+  std::vector<Generator> generators_;
+  std::vector<int> image_generator_;  // image -> index into generators_
+  int num_images_;
+  bool per_image_;
+};
+
+}  // namespace kakusan
