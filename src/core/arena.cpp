@@ -56,6 +56,8 @@ TensorView Arena::zeros(Shape shape, DType dtype) {
 }
 
 void Arena::release(const Mark& m) {
+  // A mark from before reset() (which merges chunks) or from another arena cannot be released.
+  KK_ASSERT(m.chunk <= chunks_.size() && m.used <= used_);
   // Chunks opened after the mark stay allocated (they are merged at reset()); only offsets rewind.
   for (size_t i = m.chunk; i < chunks_.size(); ++i) chunks_[i].offset = 0;
   if (m.chunk > 0) chunks_[m.chunk - 1].offset = m.offset;

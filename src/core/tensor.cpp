@@ -64,8 +64,10 @@ TensorView TensorView::permute(std::initializer_list<int> axes) const {
   KK_ASSERT(int(axes.size()) == rank());
   TensorView v = *this;
   int i = 0;
+  unsigned seen = 0;
   for (int a : axes) {
-    KK_ASSERT(0 <= a && a < rank());
+    KK_ASSERT(0 <= a && a < rank() && !(seen & (1u << a)));  // each axis exactly once
+    seen |= 1u << a;
     v.shape[i] = shape[a];
     v.strides[i] = strides[a];
     ++i;
@@ -74,7 +76,14 @@ TensorView TensorView::permute(std::initializer_list<int> axes) const {
 }
 
 Tensor Tensor::empty(Shape shape, DType dtype) {
-  for (int64_t d : shape) KK_CHECK(d >= 0, "negative tensor dimension in shape ", shape.str());
+  // Every dimension non-negative, and the product of the non-zero ones (which bounds numel, every stride and
+  // the byte count) must fit: a wrapped size would allocate a small buffer for a huge tensor.
+  uint64_t bound = dtype_size(dtype);
+  for (int64_t d : shape) {
+    KK_CHECK(d >= 0, "negative tensor dimension in shape ", shape.str());
+    if (d != 0 && (__builtin_mul_overflow(bound, uint64_t(d), &bound) || bound > uint64_t(INT64_MAX)))
+      fail("tensor of shape ", shape.str(), " is too large");
+  }
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = shape;
