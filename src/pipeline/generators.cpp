@@ -1,7 +1,5 @@
 #include "pipeline/generators.h"
 
-#include <cstring>
-
 namespace kakusan {
 
 GeneratorSet::GeneratorSet(const std::vector<uint64_t>& seeds, const std::vector<int>& generator_index,
@@ -13,14 +11,18 @@ GeneratorSet::GeneratorSet(const std::vector<uint64_t>& seeds, const std::vector
   } else {
     for (uint64_t seed : seeds) generators_.emplace_back(seed);
   }
-  if (!generator_index.empty()) {
-    KK_ASSERT(int(generator_index.size()) == num_images);
-    image_generator_ = generator_index;
-  } else if (generators_.size() == 1) {
-    image_generator_.assign(size_t(num_images), 0);
-  } else {
-    KK_ASSERT(int(generators_.size()) == num_images);
-    for (int i = 0; i < num_images; ++i) image_generator_.push_back(i);
+  // generators_ is complete: pointers into it stay valid from here on.
+  for (int i = 0; i < num_images; ++i) {
+    size_t index = 0;
+    if (!generator_index.empty()) {
+      KK_ASSERT(int(generator_index.size()) == num_images);
+      index = size_t(generator_index[size_t(i)]);
+    } else if (generators_.size() > 1) {
+      KK_ASSERT(int(generators_.size()) == num_images);
+      index = size_t(i);
+    }
+    KK_ASSERT(index < generators_.size());
+    image_generators_.push_back(&generators_[index]);
   }
   // A list of one generator behaves as that generator (randn_tensor unwraps it).
   per_image_ = num_images > 1 && (!generator_index.empty() || generators_.size() > 1);
@@ -33,27 +35,22 @@ Generator& GeneratorSet::shared() {
 
 Generator& GeneratorSet::for_image(int i) {
   KK_ASSERT(i >= 0 && i < num_images_);
-  return generators_[size_t(image_generator_[size_t(i)])];
+  return *image_generators_[size_t(i)];
 }
 
 std::vector<uint64_t> GeneratorSet::image_seeds() const {
   std::vector<uint64_t> seeds;
-  for (int index : image_generator_) seeds.push_back(generators_[size_t(index)].initial_seed());
+  for (const Generator* g : image_generators_) seeds.push_back(g->initial_seed());
   return seeds;
 }
 
+NoiseSource GeneratorSet::noise_source() {
+  return per_image_ ? NoiseSource(std::span<Generator* const>(image_generators_)) : NoiseSource(shared());
+}
+
 Tensor GeneratorSet::randn(Shape shape) {
-  if (!per_image_) return shared().randn(shape);
-  KK_ASSERT(shape.rank() >= 1 && shape[0] == num_images_);
-  Shape one = shape;
-  one[0] = 1;
-  Tensor out = Tensor::empty(shape);
-  const int64_t per_sample = one.numel();
-  for (int i = 0; i < num_images_; ++i) {
-    Tensor sample = for_image(i).randn(one);
-    std::memcpy(out.f32() + i * per_sample, sample.f32(), size_t(per_sample) * sizeof(float));
-  }
-  return out;
+  KK_ASSERT(!per_image_ || (shape.rank() >= 1 && shape[0] == num_images_));
+  return noise_source().randn(shape);
 }
 
 }  // namespace kakusan

@@ -14,6 +14,7 @@
 
 #include "core/generator.h"
 #include "core/tensor.h"
+#include "schedulers/scheduler.h"
 
 namespace kakusan {
 
@@ -24,6 +25,8 @@ class GeneratorSet {
   // generator_index[i] (entries may repeat). Counts are assumed checked (check_inputs).
   GeneratorSet(const std::vector<uint64_t>& seeds, const std::vector<int>& generator_index, int num_images,
                uint64_t random_seed);
+  GeneratorSet(const GeneratorSet&) = delete;  // hands out pointers to its generators
+  GeneratorSet& operator=(const GeneratorSet&) = delete;
 
   int num_images() const { return num_images_; }
   // True for diffusers' generator list (per-image draws).
@@ -32,15 +35,19 @@ class GeneratorSet {
   Generator& shared();
   // Image i's generator: its own in a list, the shared one otherwise.
   Generator& for_image(int i);
+  // Each image's generator, in image order (entries repeat for a shared or aliased generator).
+  const std::vector<Generator*>& image_generators() const { return image_generators_; }
   // The seed each image's generator was created with.
   std::vector<uint64_t> image_seeds() const;
 
   // diffusers' randn_tensor(shape, generator): shape[0] must be num_images() for a list.
   Tensor randn(Shape shape);
+  // Where a scheduler's stochastic steps draw from (the same generator(s) as the latents).
+  NoiseSource noise_source();
 
  private:
   std::vector<Generator> generators_;
-  std::vector<int> image_generator_;  // image -> index into generators_
+  std::vector<Generator*> image_generators_;
   int num_images_;
   bool per_image_;
 };
