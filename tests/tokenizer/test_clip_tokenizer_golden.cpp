@@ -1,0 +1,74 @@
+// The 33 prompts of the golden kit (C.1), tokenized by transformers' slow CLIPTokenizer without ftfy.
+#include <fstream>
+#include <sstream>
+#include <nlohmann/json.hpp>
+
+#include "support/golden.h"
+#include "tokenizer/clip_tokenizer.h"
+
+namespace kakusan {
+namespace {
+
+// manifest.json was written by Python's json module, which spells IEEE infinities and NaN as bare words that
+// strict JSON parsers reject; they only occur in scheduler cases, so they are read as null here.
+nlohmann::json read_manifest() {
+  std::ifstream in(*testing::golden_dir() / "manifest.json");
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string json = text.str();
+  for (const std::string word : {"-Infinity", "Infinity", "NaN"})
+    for (size_t pos = json.find(": " + word); pos != std::string::npos; pos = json.find(": " + word, pos))
+      json.replace(pos, word.size() + 2, ": null");
+  return nlohmann::json::parse(json);
+}
+
+nlohmann::json tokenizer_case() {
+  const nlohmann::json manifest = read_manifest();
+  for (const nlohmann::json& c : manifest["cases"])
+    if (c["id"] == "tokenizer") return c;
+  ADD_FAILURE() << "manifest.json has no \"tokenizer\" case";
+  return {};
+}
+
+std::vector<int64_t> row(const TensorView& ids, int64_t i) {
+  const TensorView r = ids[i];
+  return std::vector<int64_t>(r.i64(), r.i64() + r.numel());
+}
+
+TEST(ClipTokenizerGolden, AllPromptsMatchTransformers) {
+  KK_REQUIRE_GOLDEN();
+  const nlohmann::json golden_case = tokenizer_case();
+  const nlohmann::json& prompts = golden_case["params"]["prompts"];
+  ASSERT_EQ(prompts.size(), 33u);
+
+  const ClipTokenizer sd1 = ClipTokenizer::load(*testing::golden_dir() / "tiny-sd" / "tokenizer");
+  const ClipTokenizer sd2 = ClipTokenizer::load(*testing::golden_dir() / "tiny-sd-v" / "tokenizer");
+  EXPECT_EQ(sd1.pad_id(), golden_case["params"]["pad_sd1"].get<int64_t>());
+  EXPECT_EQ(sd2.pad_id(), golden_case["params"]["pad_sd2"].get<int64_t>());
+  EXPECT_EQ(sd1.bos_id(), golden_case["params"]["bos"].get<int64_t>());
+  EXPECT_EQ(sd1.eos_id(), golden_case["params"]["eos"].get<int64_t>());
+
+  const SafetensorsFile file = testing::open_golden("tokenizer/tokenizer.safetensors");
+  const TensorView input_ids = file.view("input_ids");
+  const TensorView attention_mask = file.view("attention_mask");
+  const TensorView sd2_ids = file.view("input_ids_sd2_pad");
+
+  for (const nlohmann::json& p : prompts) {
+    const int64_t i = p["index"].get<int64_t>();
+    const std::string prompt = p["prompt"].get<std::string>();
+    SCOPED_TRACE("prompt " + std::to_string(i) + ": " + p["prompt"].dump());
+    const TokenizedPrompt got = sd1.encode(prompt);
+    EXPECT_EQ(got.tokens, p["bpe_tokens"].get<std::vector<std::string>>());
+    EXPECT_EQ(got.input_ids, row(input_ids, i));
+    EXPECT_EQ(got.attention_mask, row(attention_mask, i));
+    char name[32];
+    std::snprintf(name, sizeof name, "untruncated_%02d", int(i));
+    const TensorView untruncated = file.view(name);
+    EXPECT_EQ(got.untruncated_ids, std::vector<int64_t>(untruncated.i64(), untruncated.i64() + untruncated.numel()));
+    EXPECT_EQ(int64_t(got.untruncated_ids.size()), p["num_tokens_untruncated"].get<int64_t>());
+    EXPECT_EQ(sd2.encode(prompt).input_ids, row(sd2_ids, i));
+  }
+}
+
+}  // namespace
+}  // namespace kakusan
