@@ -14,6 +14,16 @@ using json = nlohmann::json;
 
 namespace {
 
+// File tests that never throw: a name the OS refuses (too long, bad permissions) simply is not there.
+bool is_file(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+bool is_dir(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_directory(p, ec);
+}
+
 // diffusers' _add_variant: the variant goes before the last extension
 // ("model.safetensors" -> "model.fp16.safetensors", "x.safetensors.index.json" -> "x.safetensors.index.fp16.json").
 std::string add_variant(const std::string& file_name, const std::string& variant) {
@@ -67,7 +77,7 @@ std::vector<fs::path> read_shard_index(const fs::path& index_path, const fs::pat
     KK_CHECK(full.has_value(), where, ": shard '", shard, "' points outside the folder ", dir.string());
     KK_CHECK(full->extension() == ".safetensors", where, ": shard '", shard,
              "' is not a .safetensors file (only safetensors checkpoints are supported)");
-    KK_CHECK(fs::is_regular_file(*full), where, ": shard '", shard, "' (listed for tensor '", it.key(),
+    KK_CHECK(is_file(*full), where, ": shard '", shard, "' (listed for tensor '", it.key(),
              "') is missing from ", dir.string());
     shards.push_back(*full);
   }
@@ -79,9 +89,9 @@ std::optional<WeightFiles> find_with_variant(const fs::path& dir, const std::vec
                                              const std::string& variant) {
   for (const std::string& stem : stems) {
     const fs::path single = dir / add_variant(stem + ".safetensors", variant);
-    if (fs::is_regular_file(single)) return WeightFiles{{single}, std::nullopt, !variant.empty()};
+    if (is_file(single)) return WeightFiles{{single}, std::nullopt, !variant.empty()};
     const fs::path index = dir / add_variant(stem + ".safetensors.index.json", variant);
-    if (fs::is_regular_file(index)) return WeightFiles{read_shard_index(index, dir), index, !variant.empty()};
+    if (is_file(index)) return WeightFiles{read_shard_index(index, dir), index, !variant.empty()};
   }
   return std::nullopt;
 }
@@ -90,9 +100,9 @@ std::optional<WeightFiles> find_with_variant(const fs::path& dir, const std::vec
 std::vector<std::string> pickle_files(const fs::path& dir) {
   std::vector<std::string> found;
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    const std::string ext = entry.path().extension().string();
+  for (fs::directory_iterator it(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const std::string ext = it->path().extension().string();
     if (ext == ".bin" || ext == ".ckpt" || ext == ".pt" || ext == ".pth" ||
         name.find(".bin.index") != std::string::npos)
       found.push_back(name);
@@ -104,7 +114,7 @@ std::vector<std::string> pickle_files(const fs::path& dir) {
 }  // namespace
 
 WeightFiles find_weight_files(const fs::path& dir, const std::string& variant, const std::string& library) {
-  KK_CHECK(fs::is_directory(dir), dir.string(), ": weight folder does not exist");
+  KK_CHECK(is_dir(dir), dir.string(), ": weight folder does not exist");
   const std::vector<std::string> stems = weight_stems(library);
   if (!variant.empty()) {
     if (auto found = find_with_variant(dir, stems, variant)) return *found;
@@ -158,9 +168,9 @@ const ComponentEntry* ModelIndex::find(const std::string& name) const {
 }
 
 ModelFolder ModelFolder::open(const fs::path& dir) {
-  KK_CHECK(fs::is_directory(dir), dir.string(), ": model folder does not exist");
+  KK_CHECK(is_dir(dir), dir.string(), ": model folder does not exist");
   const fs::path index_path = dir / "model_index.json";
-  KK_CHECK(fs::is_regular_file(index_path), dir.string(),
+  KK_CHECK(is_file(index_path), dir.string(),
            ": not a diffusers model folder (no model_index.json). For a single component folder such as a VAE, "
            "pass it where a component is expected (e.g. --vae)");
   ModelFolder folder;
@@ -188,14 +198,18 @@ const ComponentEntry& ModelFolder::component(const std::string& name) const {
 fs::path ModelFolder::component_dir(const std::string& name) const {
   component(name);  // validates
   const fs::path dir = root_ / name;
-  KK_CHECK(fs::is_directory(dir), dir.string(), ": folder of component \"", name, "\" is missing");
+  KK_CHECK(is_dir(dir), dir.string(), ": folder of component \"", name, "\" is missing");
   return dir;
 }
 
 fs::path ModelFolder::config_path(const std::string& name) const {
   const ComponentEntry& entry = component(name);
-  const bool is_scheduler = entry.class_name.find("Scheduler") != std::string::npos;
-  return component_dir(name) / (is_scheduler ? "scheduler_config.json" : "config.json");
+  auto is = [&](const char* kind) { return entry.class_name.find(kind) != std::string::npos; };
+  const char* file = is("Scheduler")                               ? "scheduler_config.json"
+                     : is("Tokenizer")                             ? "tokenizer_config.json"
+                     : is("FeatureExtractor") || is("ImageProcessor") ? "preprocessor_config.json"
+                                                                   : "config.json";
+  return component_dir(name) / file;
 }
 
 JsonConfig ModelFolder::load_config(const std::string& name) const { return JsonConfig::load(config_path(name)); }
@@ -240,7 +254,7 @@ bool is_hub_id(const std::string& id) {
 }  // namespace
 
 fs::path resolve_model_path(const std::string& path_or_id, const std::string& revision) {
-  if (fs::is_directory(path_or_id)) return path_or_id;
+  if (is_dir(path_or_id)) return path_or_id;
   KK_CHECK(is_hub_id(path_or_id), "model '", path_or_id, "': no such folder, and not a Hugging Face model id");
   KK_CHECK(!revision.empty() && revision.find('/') == std::string::npos && revision.find("..") == std::string::npos,
            "model '", path_or_id, "': invalid revision '", revision, "'");
@@ -248,7 +262,7 @@ fs::path resolve_model_path(const std::string& path_or_id, const std::string& re
   for (size_t pos = 0; (pos = repo_folder.find('/', pos)) != std::string::npos;) repo_folder.replace(pos, 1, "--");
   const fs::path cache = hf_hub_cache_dir();
   const fs::path repo = cache / repo_folder;
-  KK_CHECK(fs::is_directory(repo), "model '", path_or_id, "': no such folder, and not in the Hugging Face cache (",
+  KK_CHECK(is_dir(repo), "model '", path_or_id, "': no such folder, and not in the Hugging Face cache (",
            repo.string(), " does not exist; download it with `huggingface-cli download ", path_or_id,
            "` or set HF_HUB_CACHE / HF_HOME)");
 
@@ -263,7 +277,7 @@ fs::path resolve_model_path(const std::string& path_or_id, const std::string& re
     KK_CHECK(is_commit_hash(commit), ref.string(), ": expected a 40-character commit hash, got '", commit, "'");
   }
   const fs::path snapshot = repo / "snapshots" / commit;
-  KK_CHECK(fs::is_directory(snapshot), "model '", path_or_id, "': revision '", revision, "' points to snapshot ",
+  KK_CHECK(is_dir(snapshot), "model '", path_or_id, "': revision '", revision, "' points to snapshot ",
            snapshot.string(), ", which is missing");
   return snapshot;
 }

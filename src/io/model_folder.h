@@ -70,7 +70,9 @@ class ModelFolder {
   const ComponentEntry& component(const std::string& name) const;
   // <root>/<name>; throws Error if the component is not listed, is null, or its folder is missing.
   std::filesystem::path component_dir(const std::string& name) const;
-  // The component's config: scheduler_config.json for schedulers, config.json otherwise.
+  // The component's config file, named by its class as diffusers / transformers do: scheduler_config.json
+  // (schedulers), tokenizer_config.json (tokenizers), preprocessor_config.json (feature extractors, image
+  // processors), config.json (models).
   std::filesystem::path config_path(const std::string& name) const;
   JsonConfig load_config(const std::string& name) const;
   WeightFiles weight_files(const std::string& name, const std::string& variant = "") const;

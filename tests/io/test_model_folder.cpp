@@ -86,6 +86,7 @@ TEST(ModelFolderGolden, TinySdComponentsConfigsAndWeights) {
   EXPECT_EQ(model.config_path("scheduler").filename(), "scheduler_config.json");
   EXPECT_EQ(model.load_config("scheduler").require<std::string>("_class_name"), "PNDMScheduler");
   EXPECT_EQ(model.load_config("text_encoder").require<int>("hidden_size"), 32);
+  EXPECT_EQ(model.load_config("tokenizer").require<int>("model_max_length"), 77);
 
   const WeightFiles unet = model.weight_files("unet");
   ASSERT_EQ(unet.files.size(), 1u);
