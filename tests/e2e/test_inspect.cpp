@@ -1,0 +1,98 @@
+// `kakusan inspect` end to end: the built CLI on the kit's files and on broken input.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include "io/scratch_dir.h"
+#include "support/golden.h"
+
+namespace kakusan {
+namespace {
+
+struct RunResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+std::string quoted(const std::string& arg) {
+  std::string out = "'";
+  for (char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+RunResult run_cli(const std::string& args) {
+  RunResult result;
+  const std::string command = quoted(KAKUSAN_CLI_PATH) + " " + args + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+size_t count_lines(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+TEST(InspectCli, SafetensorsFileListsEveryTensor) {
+  KK_REQUIRE_GOLDEN();
+  const std::string unet = (*testing::golden_dir() / "tiny-sd/unet/diffusion_pytorch_model.safetensors").string();
+  const RunResult r = run_cli("inspect " + quoted(unet));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("conv_in.weight"), std::string::npos) << r.output.substr(0, 500);
+  EXPECT_NE(r.output.find("[32, 4, 3, 3]"), std::string::npos);
+  EXPECT_NE(r.output.find("F32"), std::string::npos);
+  EXPECT_NE(r.output.find("684 tensors"), std::string::npos);
+  EXPECT_GE(count_lines(r.output), 684u);  // one line per tensor, plus header and total
+}
+
+TEST(InspectCli, ModelFolderListsComponents) {
+  KK_REQUIRE_GOLDEN();
+  const RunResult r = run_cli("inspect " + quoted((*testing::golden_dir() / "tiny-sd").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* want : {"StableDiffusionPipeline", "UNet2DConditionModel", "AutoencoderKL", "CLIPTextModel",
+                           "PNDMScheduler", "safety_checker", "684 tensors", "block_out_channels=[32,64,64,64]"})
+    EXPECT_NE(r.output.find(want), std::string::npos) << want << " missing in:\n" << r.output;
+
+  const RunResult vae = run_cli("inspect " + quoted((*testing::golden_dir() / "tiny-vae-alt").string()));
+  ASSERT_EQ(vae.exit_code, 0) << vae.output;
+  EXPECT_NE(vae.output.find("AutoencoderKL"), std::string::npos) << vae.output;
+  EXPECT_NE(vae.output.find("244 tensors"), std::string::npos) << vae.output;
+}
+
+TEST(InspectCli, BadInputIsOneLineAndExitCode2) {
+  testing::ScratchDir dir;
+  const std::string corrupt = dir.write("corrupt.safetensors", std::string("\xff\xff\xff\xff\xff\xff\xff\x7f{}", 10)).string();
+  const RunResult r = run_cli("inspect " + quoted(corrupt));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(count_lines(r.output), 1u) << r.output;
+  EXPECT_NE(r.output.find("corrupt.safetensors"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("header length"), std::string::npos) << r.output;
+
+  const std::string truncated = dir.write("short.safetensors", "abc").string();
+  const RunResult t = run_cli("inspect " + quoted(truncated));
+  EXPECT_EQ(t.exit_code, 2) << t.output;
+  EXPECT_NE(t.output.find("short.safetensors"), std::string::npos) << t.output;
+
+  const RunResult empty_dir = run_cli("inspect " + quoted(dir.path().string()));
+  EXPECT_EQ(empty_dir.exit_code, 2) << empty_dir.output;
+  EXPECT_NE(empty_dir.output.find("model_index.json"), std::string::npos) << empty_dir.output;
+
+  const RunResult missing = run_cli("inspect " + quoted((dir / "nothing/here").string()));
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_NE(missing.output.find("nothing/here"), std::string::npos) << missing.output;
+
+  const RunResult no_arg = run_cli("inspect");
+  EXPECT_EQ(no_arg.exit_code, 2) << no_arg.output;
+}
+
+}  // namespace
+}  // namespace kakusan
