@@ -63,7 +63,9 @@ Tensor AutoencoderKL::decode(Context& ctx, const TensorView& z, const VaeMemoryO
   for (int64_t b = 0; b < z.dim(0); b += step) {
     const TensorView zs = z.slice0(b, b + step), os = out.view().slice0(b, b + step);
     if (tiled)
-      tiled_decode_into(ctx, zs, os);
+      run_tiled(
+          ctx, zs, tile_latent_size(), tile_sample_size(), [&](const Shape& s) { return decoder.output_shape(s); },
+          [&](const TensorView& in, const TensorView& o) { decode_into(ctx, in, o, nullptr); }, os);
     else
       decode_into(ctx, zs, os, trace);
   }
@@ -104,27 +106,31 @@ void blend_rows(const TensorView& a, const TensorView& b, int64_t extent, bool v
 
 }  // namespace
 
-// diffusers' tiled_decode: tiles of tile_latent_size latents every 75% of a tile, decoded separately, each
-// blended with its (already blended) upper and left neighbours over 25% of a tile, then cropped and joined.
-void AutoencoderKL::tiled_decode_into(Context& ctx, const TensorView& z, const TensorView& out) const {
+// diffusers' tiled_decode / tiled_encode: tiles of `in_tile` input pixels every 75% of a tile, each run
+// separately by `run` into an arena buffer, then blended with its (already blended) upper and left neighbours
+// over 25% of an output tile, cropped and joined into `out`.
+void AutoencoderKL::run_tiled(Context& ctx, const TensorView& x, int64_t in_tile, int64_t out_tile,
+                              const std::function<Shape(const Shape&)>& out_shape,
+                              const std::function<void(const TensorView&, const TensorView&)>& run,
+                              const TensorView& out) const {
   ArenaScope scope(ctx.arena);
-  const int64_t tile = tile_latent_size(), sample_tile = tile_sample_size();
-  const int64_t overlap = int64_t(double(tile) * (1.0 - 0.25));
-  const int64_t blend = int64_t(double(sample_tile) * 0.25);
-  const int64_t limit = sample_tile - blend;
-  KK_CHECK(overlap > 0, "VAE tiling: sample_size ", config_.sample_size, " is too small for tiles");
+  const int64_t stride = int64_t(double(in_tile) * (1.0 - kTileOverlap));
+  const int64_t blend = int64_t(double(out_tile) * kTileOverlap);
+  const int64_t limit = out_tile - blend;
+  KK_CHECK(stride > 0, "VAE tiling: sample_size ", config_.sample_size, " is too small for tiles");
   std::vector<std::vector<TensorView>> rows;
-  for (int64_t i = 0; i < z.dim(2); i += overlap) {
+  for (int64_t i = 0; i < x.dim(2); i += stride) {
     rows.emplace_back();
-    for (int64_t j = 0; j < z.dim(3); j += overlap) {
-      const TensorView zt = z.narrow(2, i, std::min(tile, z.dim(2) - i)).narrow(3, j, std::min(tile, z.dim(3) - j));
-      // Tiles stay in the arena below the decoder's scratch, which each decode releases.
-      const TensorView decoded = ctx.arena.alloc(decoder.output_shape(zt.shape));
+    for (int64_t j = 0; j < x.dim(3); j += stride) {
+      const TensorView in =
+          x.narrow(2, i, std::min(in_tile, x.dim(2) - i)).narrow(3, j, std::min(in_tile, x.dim(3) - j));
+      // Tiles stay in the arena below the scratch of each run, which is released after it.
+      const TensorView result = ctx.arena.alloc(out_shape(in.shape));
       ArenaScope tile_scope(ctx.arena);
-      const TensorView dense = ctx.arena.alloc(zt.shape);
-      ctx.backend.copy(zt, dense);
-      decode_into(ctx, dense, decoded, nullptr);
-      rows.back().push_back(decoded);
+      const TensorView dense = ctx.arena.alloc(in.shape);
+      ctx.backend.copy(in, dense);
+      run(dense, result);
+      rows.back().push_back(result);
     }
   }
   int64_t y0 = 0;
@@ -144,6 +150,14 @@ void AutoencoderKL::tiled_decode_into(Context& ctx, const TensorView& z, const T
   KK_ASSERT(y0 == out.dim(2));
 }
 
+void AutoencoderKL::encode_into(Context& ctx, const TensorView& x, const TensorView& moments) const {
+  if (!config_.use_quant_conv) return encoder.forward(ctx, x, moments);
+  ArenaScope scope(ctx.arena);
+  TensorView h = ctx.arena.alloc(moments.shape);
+  encoder.forward(ctx, x, h);
+  quant_conv.forward(ctx.backend, h, moments);
+}
+
 DiagonalGaussianDistribution AutoencoderKL::encode(Context& ctx, const TensorView& x,
                                                    const VaeMemoryOptions& options) const {
   KK_CHECK(x.rank() == 4 && x.dim(1) == config_.in_channels && x.dtype == DType::F32, "VAE encode: image ",
@@ -153,17 +167,16 @@ DiagonalGaussianDistribution AutoencoderKL::encode(Context& ctx, const TensorVie
            ") must be multiples of ", f);
   const Shape moments_shape = encoder.output_shape(x.shape);
   Tensor moments = Tensor::empty(moments_shape);
+  const bool tiled = options.tiling && (x.dim(2) > tile_sample_size() || x.dim(3) > tile_sample_size());
   const int64_t step = options.slicing ? 1 : x.dim(0);
   for (int64_t b = 0; b < x.dim(0); b += step) {
-    ArenaScope scope(ctx.arena);
     const TensorView xs = x.slice0(b, b + step), ms = moments.view().slice0(b, b + step);
-    if (!config_.use_quant_conv) {
-      encoder.forward(ctx, xs, ms);
-      continue;
-    }
-    TensorView h = ctx.arena.alloc(ms.shape);
-    encoder.forward(ctx, xs, h);
-    quant_conv.forward(ctx.backend, h, ms);
+    if (tiled)
+      run_tiled(
+          ctx, xs, tile_sample_size(), tile_latent_size(), [&](const Shape& s) { return encoder.output_shape(s); },
+          [&](const TensorView& in, const TensorView& o) { encode_into(ctx, in, o); }, ms);
+    else
+      encode_into(ctx, xs, ms);
   }
   return DiagonalGaussianDistribution::from_moments(std::move(moments));
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 
 #include "core/generator.h"
 #include "models/activations.h"
@@ -17,7 +18,7 @@ namespace kakusan {
 
 struct VaeMemoryOptions {
   bool slicing = false;  // decode / encode one image of the batch at a time
-  bool tiling = false;   // decode latents larger than a tile as overlapping tiles blended together
+  bool tiling = false;   // decode / encode inputs larger than a tile as overlapping tiles blended together
 };
 
 // The encoder's output distribution: moments = cat(mean, logvar) on channels.
@@ -45,14 +46,18 @@ class AutoencoderKL {
   // x [B, in_channels, H, W] in [-1, 1] -> the latent distribution (not scaled by scaling_factor).
   DiagonalGaussianDistribution encode(Context& ctx, const TensorView& x, const VaeMemoryOptions& options = {}) const;
 
-  // Tiled decoding's geometry (diffusers: tile_sample_min_size = sample_size, latent tile = that / f,
-  // overlap factor 0.25).
+  // Tiling geometry, as diffusers: tile_sample_min_size = sample_size, the latent tile is that / f, and
+  // neighbouring tiles overlap by kTileOverlap of a tile.
+  static constexpr double kTileOverlap = 0.25;
   int tile_sample_size() const { return config_.sample_size; }
   int tile_latent_size() const { return config_.sample_size / config_.downscale_factor(); }
 
  private:
   void decode_into(Context& ctx, const TensorView& z, const TensorView& out, Activations* trace) const;
-  void tiled_decode_into(Context& ctx, const TensorView& z, const TensorView& out) const;
+  void encode_into(Context& ctx, const TensorView& x, const TensorView& moments) const;
+  void run_tiled(Context& ctx, const TensorView& x, int64_t in_tile, int64_t out_tile,
+                 const std::function<Shape(const Shape&)>& out_shape,
+                 const std::function<void(const TensorView&, const TensorView&)>& run, const TensorView& out) const;
 
   AutoencoderKLConfig config_;
   VaeEncoder encoder;

@@ -181,6 +181,30 @@ TEST(VaeMemory, TilingFollowsDiffusersTiledDecode) {
                   "untiled small decode");
 }
 
+// Tiled encoding: the first tile is never blended, so its kept region equals encoding that tile alone; a
+// small image is encoded without tiles.
+TEST(VaeMemory, TiledEncode) {
+  KK_REQUIRE_GOLDEN();
+  const AutoencoderKL vae = AutoencoderKL::load(*golden_dir() / "tiny-sd" / "vae");
+  Generator generator(9);
+  const Tensor image = generator.randn({1, 3, 112, 80});
+  Arena arena;
+  Context ctx{cpu_backend(), arena, {}};
+  const DiagonalGaussianDistribution tiled = vae.encode(ctx, image, {.tiling = true});
+  ASSERT_EQ(tiled.moments.shape(), Shape({1, 8, 14, 10}));
+  const DiagonalGaussianDistribution first =
+      vae.encode(ctx, Tensor::copy_of(image.view().narrow(2, 0, 64).narrow(3, 0, 64)));
+  KK_EXPECT_CLOSE(tiled.moments.view().narrow(2, 0, 6).narrow(3, 0, 6), first.moments.view().narrow(2, 0, 6).narrow(3, 0, 6),
+                  testing::Tolerance{1e-6, 1e-6}, "first tile");
+  const DiagonalGaussianDistribution whole = vae.encode(ctx, image);
+  EXPECT_FALSE(testing::tensors_close(tiled.moments, whole.moments, testing::Tolerance{1e-4, 1e-4}))
+      << "tiling should change the far tiles";
+  const Tensor small = generator.randn({1, 3, 64, 64});
+  KK_EXPECT_CLOSE(vae.encode(ctx, small, {.tiling = true}).moments, vae.encode(ctx, small).moments,
+                  testing::Tolerance{0, 0}, "untiled small encode");
+  EXPECT_EQ(arena.used_bytes(), 0u);
+}
+
 // runwayml/stable-diffusion-v1-5's VAE still names its mid-block attention query/key/value/proj_attn.
 TEST(VaeLoad, AcceptsLegacyAttentionNames) {
   KK_REQUIRE_GOLDEN();
