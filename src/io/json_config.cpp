@@ -1,5 +1,7 @@
 #include "io/json_config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -23,10 +25,45 @@ JsonConfig JsonConfig::parse(const std::string& text, const std::string& source)
 std::vector<int> JsonConfig::get_int_or_list(const std::string& key, int fallback, size_t count) const {
   if (!has(key)) return std::vector<int>(count, fallback);
   const nlohmann::json& value = json_[key];
-  if (value.is_number_integer()) return std::vector<int>(count, value.get<int>());
+  if (!value.is_array()) return std::vector<int>(count, convert<int>(value, key));
   std::vector<int> list = convert<std::vector<int>>(value, key);
   KK_CHECK(list.size() == count, source_, ": \"", key, "\" has ", list.size(), " entries, expected ", count);
   return list;
+}
+
+int64_t JsonConfig::checked_integer(const nlohmann::json& value, const std::string& key, int64_t min,
+                                    uint64_t max) const {
+  max = std::min<uint64_t>(max, uint64_t(std::numeric_limits<int64_t>::max()));
+  if (value.is_number_unsigned()) {
+    const uint64_t v = value.get<uint64_t>();
+    if (v > max) type_error(value, key, str_cat("an integer in [", min, ", ", max, "]"));
+    return int64_t(v);
+  }
+  if (value.is_number_integer()) {
+    const int64_t v = value.get<int64_t>();
+    if (v < min || (v >= 0 && uint64_t(v) > max))
+      type_error(value, key, str_cat("an integer in [", min, ", ", max, "]"));
+    return v;
+  }
+  if (value.is_number_float()) {
+    // Compare in double before converting: casting an out-of-range double is undefined behaviour.
+    const double v = value.get<double>();
+    if (std::isfinite(v) && v == std::floor(v) && v >= double(min) && v <= double(max) &&
+        v < 9223372036854775808.0)
+      return int64_t(v);
+  }
+  type_error(value, key, str_cat("an integer in [", min, ", ", max, "]"));
+}
+
+void JsonConfig::type_error(const nlohmann::json& value, const std::string& key,
+                            const std::string& expected) const {
+  // Containers are described by their type only: dumping a hostile, deeply nested value would recurse
+  // once per level and could take megabytes of message.
+  std::string shown = value.is_structured()
+                         ? str_cat("a JSON ", value.type_name())
+                         : value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
+  fail(source_, ": key \"", key, "\" should be ", expected, ", got ", shown);
 }
 
 }  // namespace kakusan

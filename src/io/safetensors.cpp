@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -39,16 +40,22 @@ SafetensorsFile::Entry parse_entry(const std::string& where, const std::string& 
   const json& shape_json = info["shape"];
   if (shape_json.size() > size_t(Shape::kMaxRank)) bad("rank ", shape_json.size(), " is above ", Shape::kMaxRank);
   Shape shape;
-  uint64_t numel = 1;
   for (const json& d : shape_json) {
     if (!d.is_number_unsigned()) bad("shape has a dimension that is not a non-negative integer");
-    const uint64_t dim = d.get<uint64_t>();
-    if (dim > uint64_t(std::numeric_limits<int64_t>::max()) || !checked_mul(numel, dim, &numel))
-      bad("shape ", shape_json.dump(), " overflows");
-    shape.push_back(int64_t(dim));
+    shape.push_back(int64_t(std::min<uint64_t>(d.get<uint64_t>(), uint64_t(std::numeric_limits<int64_t>::max()))));
   }
-  uint64_t nbytes = 0;
-  if (!checked_mul(numel, dtype_size(*dtype), &nbytes)) bad("shape ", shape_json.dump(), " overflows");
+  // Every partial product of the dimensions (numel, strides, in any order) must fit int64_t; bounding the
+  // product of the non-zero dimensions bounds them all, even when a zero makes numel itself 0. The tensor's
+  // byte count must fit as well.
+  uint64_t nonzero_product = dtype_size(*dtype), numel = 1;
+  for (const json& d : shape_json) {
+    const uint64_t dim = d.get<uint64_t>();
+    if (dim != 0 && (!checked_mul(nonzero_product, dim, &nonzero_product) ||
+                     nonzero_product > uint64_t(std::numeric_limits<int64_t>::max())))
+      bad("shape ", shape.str(), " is too large (its element count overflows 64 bits)");
+    numel *= dim;  // cannot overflow: bounded by nonzero_product, or 0
+  }
+  const uint64_t nbytes = numel * dtype_size(*dtype);
 
   const json& offs = info["data_offsets"];
   if (!offs[0].is_number_unsigned() || !offs[1].is_number_unsigned())
@@ -92,7 +99,7 @@ SafetensorsFile SafetensorsFile::parse(std::shared_ptr<const MappedFile> file) {
 
   SafetensorsFile st;
   st.file_ = file;
-  st.data_begin_ = file->data() + 8 + header_len;
+  const std::byte* data_begin = file->data() + 8 + header_len;
   const uint64_t data_size = size - 8 - header_len;
 
   for (auto it = header.begin(); it != header.end(); ++it) {
@@ -118,7 +125,40 @@ SafetensorsFile SafetensorsFile::parse(std::shared_ptr<const MappedFile> file) {
   if (cursor != data_size)
     fail(where, ": ", data_size - cursor, " bytes after the last tensor are not described by the header");
   for (size_t i = 0; i < st.entries_.size(); ++i) st.index_[st.entries_[i].name] = i;
+  st.locate_tensor_data(data_begin);
   return st;
+}
+
+void SafetensorsFile::locate_tensor_data(const std::byte* data_begin) {
+  constexpr size_t kAlign = 64;  // what Tensor::empty gives, so copies suit any kernel
+  auto misaligned = [&](const Entry& e) {
+    return e.end > e.begin && reinterpret_cast<uintptr_t>(data_begin + e.begin) % dtype_size(e.dtype) != 0;
+  };
+  size_t copy_bytes = 0;
+  for (const Entry& e : entries_)
+    if (misaligned(e)) copy_bytes += (e.end - e.begin + kAlign - 1) / kAlign * kAlign;
+  std::byte* copy = nullptr;
+  if (copy_bytes > 0) {
+    copy = static_cast<std::byte*>(::operator new[](copy_bytes, std::align_val_t(kAlign)));
+    aligned_copy_ = std::shared_ptr<const void>(
+        copy, [](const void* p) { ::operator delete[](const_cast<void*>(p), std::align_val_t(kAlign)); });
+  }
+  tensor_data_.clear();
+  size_t offset = 0;
+  for (const Entry& e : entries_) {
+    if (!misaligned(e)) {
+      tensor_data_.push_back({data_begin + e.begin, false});
+      continue;
+    }
+    std::memcpy(copy + offset, data_begin + e.begin, e.end - e.begin);
+    tensor_data_.push_back({copy + offset, true});
+    offset += (e.end - e.begin + kAlign - 1) / kAlign * kAlign;
+  }
+}
+
+std::shared_ptr<const void> SafetensorsFile::owner_of(const Entry& e) const {
+  if (tensor_data_[index_of(e)].copied) return aligned_copy_;
+  return file_;
 }
 
 const SafetensorsFile::Entry* SafetensorsFile::find(const std::string& name) const {
@@ -129,10 +169,13 @@ const SafetensorsFile::Entry* SafetensorsFile::find(const std::string& name) con
 TensorView SafetensorsFile::view(const std::string& name) const {
   const Entry* e = find(name);
   if (e == nullptr) fail(path().string(), ": no tensor named '", name, "'");
-  return TensorView(const_cast<std::byte*>(data_begin_ + e->begin), e->dtype, e->shape);
+  return TensorView(const_cast<std::byte*>(data_of(*e)), e->dtype, e->shape);
 }
 
-Tensor SafetensorsFile::borrow(const std::string& name) const { return Tensor::borrow(view(name), file_); }
+Tensor SafetensorsFile::borrow(const std::string& name) const {
+  const TensorView v = view(name);
+  return Tensor::borrow(v, owner_of(*find(name)));
+}
 
 Tensor SafetensorsFile::load_f32(const std::string& name) const {
   const TensorView v = view(name);

@@ -4,6 +4,9 @@
 // Files are untrusted. open() validates everything before any tensor is touched: header length, JSON,
 // dtypes, shapes (checked arithmetic), that every byte range lies inside the data section, matches
 // shape x dtype, and that ranges neither overlap nor leave gaps. Errors name the file and the tensor.
+// The format does not promise alignment (files written before safetensors 0.3 have unpadded headers), so a
+// tensor whose bytes are not aligned to its element size is copied once into aligned memory at open():
+// kernels may then read every view as typed elements.
 #pragma once
 
 #include <filesystem>
@@ -50,9 +53,20 @@ class SafetensorsFile {
   std::shared_ptr<const MappedFile> mapping() const { return file_; }
 
  private:
+  // Fills tensor_data_, copying misaligned tensors into aligned_copy_.
+  void locate_tensor_data(const std::byte* data_begin);
+  struct TensorData {
+    const std::byte* bytes;
+    bool copied;  // true: in aligned_copy_, false: in the mapping
+  };
+  size_t index_of(const Entry& e) const { return size_t(&e - entries_.data()); }
+  const std::byte* data_of(const Entry& e) const { return tensor_data_[index_of(e)].bytes; }
+  std::shared_ptr<const void> owner_of(const Entry& e) const;
+
   std::shared_ptr<const MappedFile> file_;
-  const std::byte* data_begin_ = nullptr;
   std::vector<Entry> entries_;
+  std::vector<TensorData> tensor_data_;       // parallel to entries_
+  std::shared_ptr<const void> aligned_copy_;  // holds the misaligned tensors' bytes, if any
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
 };

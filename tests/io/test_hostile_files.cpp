@@ -1,0 +1,366 @@
+// Hostile model files: every malformed file or folder below must give a clean kakusan::Error whose message
+// names the problem - never a crash, an abort, a sanitizer report, a huge allocation or another exception
+// type. The files are generated here into a scratch folder (nothing large is checked in); run this binary
+// under the sanitizer build (-DKAKUSAN_SANITIZE=ON) to check the "no undefined behaviour" half.
+//
+// Also the regression tests for what the fuzzers in fuzz/ found (see docs/fuzzing.md).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "io/json_config.h"
+#include "io/model_folder.h"
+#include "io/safetensors.h"
+#include "io/weight_store.h"
+#include "scratch_dir.h"
+
+namespace kakusan {
+namespace {
+
+using kakusan::testing::ScratchDir;
+
+// ---- building blocks ----------------------------------------------------------------------------------
+
+std::string le64(uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = char(v >> (8 * i));
+  return out;
+}
+
+// A safetensors image: the length prefix is computed from `header` unless given.
+std::string st_file(const std::string& header, const std::string& data = "") {
+  return le64(header.size()) + header + data;
+}
+
+std::string f32_bytes(std::initializer_list<float> values) {
+  std::string out(values.size() * 4, '\0');
+  std::memcpy(out.data(), values.begin(), out.size());
+  return out;
+}
+
+// Runs `action` and checks it throws kakusan::Error whose message contains `expected`.
+::testing::AssertionResult throws_error(const std::function<void()>& action, const std::string& expected) {
+  try {
+    action();
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    if (message.find(expected) == std::string::npos)
+      return ::testing::AssertionFailure() << "error \"" << message.substr(0, 400) << "\" does not mention \""
+                                           << expected << "\"";
+    return ::testing::AssertionSuccess();
+  } catch (const std::exception& e) {
+    return ::testing::AssertionFailure() << "threw a non-kakusan exception: " << std::string(e.what()).substr(0, 400);
+  }
+  return ::testing::AssertionFailure() << "no error (expected one mentioning \"" << expected << "\")";
+}
+
+// ---- safetensors files ---------------------------------------------------------------------------------
+
+struct HostileFile {
+  const char* name;
+  std::string bytes;
+  const char* expected;  // a fragment of the error message
+};
+
+std::vector<HostileFile> hostile_safetensors() {
+  const std::string ok_entry = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  const std::string valid = st_file(ok_entry, f32_bytes({1, 2}));
+  const std::string deep(1'000'000, '[');
+  std::vector<HostileFile> files = {
+      {"empty", "", "shorter than the 8-byte header"},
+      {"seven_bytes", "\x01\x02\x03\x04\x05\x06\x07", "shorter than the 8-byte header"},
+      {"length_max_u64", le64(~0ull) + "{}", "above the 100 MB limit"},
+      {"length_200MB", le64(200'000'000) + "{}", "above the 100 MB limit"},
+      {"length_past_end", le64(1000) + "{}", "truncated"},
+      {"header_not_json", st_file("{not json"), "not valid JSON"},
+      {"header_array", st_file("[1,2]"), "not a JSON object"},
+      {"header_invalid_utf8", st_file("{\"w\xff\xfe\":{}}"), "not valid JSON"},
+      {"header_nested_1M", st_file(deep), "not valid JSON"},
+      {"entry_not_object", st_file(R"({"w":5})"), "not a JSON object"},
+      {"dtype_missing", st_file(R"({"w":{"shape":[1],"data_offsets":[0,4]}})", "abcd"), "dtype"},
+      {"dtype_f64", st_file(R"({"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", "12345678"),
+       "unsupported dtype \"F64\""},
+      {"shape_not_array", st_file(R"({"w":{"dtype":"F32","shape":4,"data_offsets":[0,4]}})", "abcd"), "shape"},
+      {"shape_negative", st_file(R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "abcd"),
+       "not a non-negative integer"},
+      {"shape_fractional", st_file(R"({"w":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", "abcd"),
+       "not a non-negative integer"},
+      {"shape_rank_7", st_file(R"({"w":{"dtype":"F32","shape":[1,1,1,1,1,1,1],"data_offsets":[0,4]}})", "abcd"),
+       "rank 7"},
+      {"shape_overflow", st_file(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,4],"data_offsets":[0,0]}})"),
+       "too large"},
+      {"shape_dim_above_int64",
+       st_file(R"({"w":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,0]}})"), "too large"},
+      // Fuzzer/review finding: a zero dimension made numel 0, so [0, 2^62, 4] was accepted and
+      // contiguous_strides() then overflowed int64 (undefined behaviour).
+      {"shape_zero_hides_overflow",
+       st_file(R"({"w":{"dtype":"F32","shape":[0,4611686018427387904,4],"data_offsets":[0,0]}})"), "too large"},
+      {"shape_nested_after_overflow",
+       st_file(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,)" + std::string(100'000, '[') +
+               std::string(100'000, ']') + R"(],"data_offsets":[0,0]}})"),
+       "not a non-negative integer"},
+      {"offsets_missing", st_file(R"({"w":{"dtype":"F32","shape":[1]}})", "abcd"), "data_offsets"},
+      {"offsets_three", st_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", "abcd"),
+       "data_offsets"},
+      {"offsets_negative", st_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", "abcd"),
+       "non-negative integers"},
+      {"offsets_reversed", st_file(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", "abcd"),
+       "reversed"},
+      {"offsets_past_end", st_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "abcd"),
+       "past the end"},
+      {"offsets_huge", st_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551612,18446744073709551615]}})"),
+       "past the end"},
+      {"size_mismatch", st_file(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", "abcdefgh"),
+       "needs 12"},
+      {"overlap",
+       st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+               "abcdefgh"),
+       "overlaps"},
+      {"gap", st_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", "abcdefgh"), "gap of 4"},
+      {"trailing_bytes", st_file(ok_entry, f32_bytes({1, 2}) + "junk"), "after the last tensor"},
+      {"duplicate_name",
+       st_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+               "abcdefgh"),
+       "appears twice"},
+      {"metadata_not_object", st_file(R"({"__metadata__":[1]})"), "__metadata__"},
+      {"metadata_value_number", st_file(R"({"__metadata__":{"format":1}})"), "not a string"},
+      {"cut_in_data", valid.substr(0, valid.size() - 3), "past the end"},
+      {"cut_in_header", valid.substr(0, 20), "truncated"},
+      {"header_is_zero_bytes", le64(0), "not valid JSON"},
+  };
+  return files;
+}
+
+TEST(HostileFiles, SafetensorsFilesOnDiskGiveCleanErrors) {
+  ScratchDir dir;
+  const std::vector<HostileFile> files = hostile_safetensors();
+  for (const HostileFile& f : files) {
+    SCOPED_TRACE(f.name);
+    const auto path = dir.write(std::string(f.name) + ".safetensors", f.bytes);
+    EXPECT_TRUE(throws_error([&] { SafetensorsFile::open(path); }, f.expected));
+    // The message names the file so a user knows which download is broken.
+    EXPECT_TRUE(throws_error([&] { SafetensorsFile::open(path); }, path.filename().string()));
+  }
+}
+
+TEST(HostileFiles, SafetensorsPathsThatAreNotFiles) {
+  ScratchDir dir;
+  std::filesystem::create_directories(dir / "folder.safetensors");
+  EXPECT_TRUE(throws_error([&] { SafetensorsFile::open(dir / "folder.safetensors"); }, "not a regular file"));
+  EXPECT_TRUE(throws_error([&] { SafetensorsFile::open(dir / "absent.safetensors"); }, "cannot open"));
+  EXPECT_TRUE(throws_error([&] { WeightStore::open({dir / "absent.safetensors"}); }, "absent.safetensors"));
+}
+
+// Fuzzer finding (fuzz_safetensors, UBSan "load of misaligned address" in half.cpp): the format does not
+// promise alignment, and a tensor placed at an odd offset was handed out as a misaligned f16/f32 pointer.
+// Such tensors are now copied into aligned memory; their values must read back unchanged.
+TEST(HostileFiles, MisalignedTensorsAreReadableAndAligned) {
+  const std::string header =
+      R"({"pad":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"x":{"dtype":"F16","shape":[1],"data_offsets":[2,4]},)"
+      R"("w":{"dtype":"F32","shape":[3],"data_offsets":[4,16]}})";
+  // An odd header length puts the data section itself at an odd address inside the file.
+  const std::string padded = header + std::string(header.size() % 2 == 0 ? 1 : 0, ' ');
+  std::string data = std::string("\x00\x3c", 2) + std::string("\x00\xc0", 2) + f32_bytes({1.5f, -2.f, 3.25f});
+  ScratchDir dir;
+  const auto path = dir.write("odd.safetensors", st_file(padded, data));
+
+  Tensor w_borrowed, x_borrowed;
+  {
+    const SafetensorsFile file = SafetensorsFile::open(path);
+    const TensorView w = file.view("w");
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(w.data) % alignof(float), 0u);
+    EXPECT_EQ(w.f32()[0], 1.5f);
+    EXPECT_EQ(w.f32()[1], -2.f);
+    EXPECT_EQ(w.f32()[2], 3.25f);
+    const Tensor x = file.load_f32("x");
+    EXPECT_EQ(x.f32()[0], -2.f);
+    w_borrowed = file.borrow("w");
+    x_borrowed = file.borrow("x");
+  }
+  // Borrowed tensors keep the aligned copy alive after the file object is gone.
+  EXPECT_EQ(w_borrowed.f32()[2], 3.25f);
+  EXPECT_EQ(x_borrowed.to_f32().f32()[0], -2.f);
+}
+
+// Zero-size tensors and scalars are legal and must not be confused with missing data.
+TEST(HostileFiles, ZeroSizeAndScalarTensorsAreAccepted) {
+  const std::string header =
+      R"({"e":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]},"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]}})";
+  const SafetensorsFile file =
+      SafetensorsFile::parse(MappedFile::from_bytes(st_file(header, f32_bytes({7})), "zero.safetensors"));
+  EXPECT_EQ(file.view("e").numel(), 0);
+  EXPECT_EQ(file.load_f32("s").f32()[0], 7.f);
+}
+
+// ---- JSON configs ---------------------------------------------------------------------------------------
+
+TEST(HostileFiles, ConfigFilesThatAreNotConfigs) {
+  ScratchDir dir;
+  struct Case {
+    const char* name;
+    std::string text;
+    const char* expected;
+  };
+  const std::vector<Case> cases = {
+      {"empty.json", "", "not valid JSON"},
+      {"garbage.json", "\x89PNG\r\n\x1a\n", "not valid JSON"},
+      {"array.json", "[1, 2, 3]", "expected a JSON object"},
+      {"string.json", "\"unet\"", "expected a JSON object"},
+      {"invalid_utf8.json", "{\"_class_name\": \"UNet\xc3\x28\"}", "not valid JSON"},
+      {"truncated.json", "{\"block_out_channels\": [320, 640", "not valid JSON"},
+      {"nested_1M.json", std::string(1'000'000, '['), "not valid JSON"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto path = dir.write(c.name, c.text);
+    EXPECT_TRUE(throws_error([&] { JsonConfig::load(path); }, c.expected));
+    EXPECT_TRUE(throws_error([&] { JsonConfig::load(path); }, c.name));
+  }
+  EXPECT_TRUE(throws_error([&] { JsonConfig::load(dir / "absent.json"); }, "cannot open"));
+}
+
+// Fuzzer finding (fuzz_json_config, UBSan "1e+308 is outside the range of representable values of type
+// 'int'"): nlohmann's get<int>() casts any number, so 1e308 was undefined behaviour and 3e9 / 2.5 silently
+// became other numbers. Numbers must now fit the requested type exactly.
+TEST(HostileFiles, ConfigNumbersMustFitTheirType) {
+  const JsonConfig cfg = JsonConfig::parse(
+      R"({"huge": 1e308, "big": 3000000000, "half": 2.5, "neg": -1, "text": "32", "flag": true, "whole": 64.0,
+          "list": [1, 1e300], "nested": {"a": 1}, "f_huge": 1e300, "u64": 18446744073709551615})",
+      "unet/config.json");
+  EXPECT_TRUE(throws_error([&] { cfg.get<int>("huge", 0); }, "\"huge\""));
+  EXPECT_TRUE(throws_error([&] { cfg.get<int>("big", 0); }, "an integer in"));
+  EXPECT_TRUE(throws_error([&] { cfg.get<int>("half", 0); }, "2.5"));
+  EXPECT_TRUE(throws_error([&] { cfg.get<uint32_t>("neg", 0); }, "\"neg\""));
+  EXPECT_TRUE(throws_error([&] { cfg.get<int>("text", 0); }, "\"32\""));
+  EXPECT_TRUE(throws_error([&] { cfg.get<int>("flag", 0); }, "flag"));
+  EXPECT_TRUE(throws_error([&] { cfg.get<bool>("whole", false); }, "true or false"));
+  EXPECT_TRUE(throws_error([&] { cfg.get<int64_t>("u64", 0); }, "u64"));
+  EXPECT_TRUE(throws_error([&] { cfg.get_list<int>("list", {}); }, "\"list[1]\""));
+  EXPECT_TRUE(throws_error([&] { cfg.get_list<int>("nested", {}); }, "a JSON object"));
+  EXPECT_TRUE(throws_error([&] { cfg.get<float>("f_huge", 0.f); }, "f_huge"));
+  EXPECT_TRUE(throws_error([&] { cfg.get_int_or_list("huge", 8, 4); }, "\"huge\""));
+  EXPECT_TRUE(throws_error([&] { cfg.get_int_or_list("list", 8, 2); }, "\"list[1]\""));
+  EXPECT_TRUE(throws_error([&] { cfg.require<int>("absent"); }, "missing required key \"absent\""));
+  // What is representable still works.
+  EXPECT_EQ(cfg.get<int>("whole", 0), 64);
+  EXPECT_EQ(cfg.get<int64_t>("big", 0), 3000000000);
+  EXPECT_EQ(cfg.get<int>("neg", 0), -1);
+  EXPECT_DOUBLE_EQ(cfg.get<double>("huge", 0.0), 1e308);
+  EXPECT_EQ(cfg.get_int_or_list("whole", 8, 3), (std::vector<int>{64, 64, 64}));
+}
+
+// A deeply nested value must be described, not dumped: dump() recurses once per level.
+TEST(HostileFiles, ConfigErrorsDoNotDumpDeepValues) {
+  const std::string deep = std::string(200'000, '[') + std::string(200'000, ']');
+  const JsonConfig cfg = JsonConfig::parse("{\"layers_per_block\": " + deep + "}", "unet/config.json");
+  try {
+    cfg.get<int>("layers_per_block", 2);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_LT(std::strlen(e.what()), 300u) << e.what();
+    EXPECT_NE(std::string(e.what()).find("layers_per_block"), std::string::npos);
+  }
+}
+
+// ---- model folders --------------------------------------------------------------------------------------
+
+const char* const kModelIndex = R"({"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.29.2",
+  "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+  "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+  "scheduler": ["diffusers", "PNDMScheduler"], "safety_checker": [null, null]})";
+
+TEST(HostileFiles, ModelFoldersWithBrokenIndexes) {
+  ScratchDir dir;
+  struct Case {
+    const char* name;
+    const char* index;  // nullptr: no model_index.json at all
+    const char* expected;
+  };
+  const std::vector<Case> cases = {
+      {"no_index", nullptr, "no model_index.json"},
+      {"index_not_json", "{\"unet\": [", "not valid JSON"},
+      {"index_array", "[\"unet\"]", "expected a JSON object"},
+      {"index_no_class", R"({"unet": ["diffusers", "UNet2DConditionModel"]})", "_class_name"},
+      {"index_class_number", R"({"_class_name": 5})", "_class_name"},
+      {"component_triple", R"({"_class_name": "P", "unet": ["diffusers", "UNet", "x"]})", "[library, class] pair"},
+      {"component_numbers", R"({"_class_name": "P", "unet": [1, 2]})", "[library, class] pair"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto root = dir / c.name;
+    std::filesystem::create_directories(root);
+    if (c.index != nullptr) dir.write(std::string(c.name) + "/model_index.json", c.index);
+    EXPECT_TRUE(throws_error([&] { ModelFolder::open(root); }, c.expected));
+  }
+  EXPECT_TRUE(throws_error([&] { ModelFolder::open(dir / "absent"); }, "does not exist"));
+  dir.write("a_file", "x");
+  EXPECT_TRUE(throws_error([&] { ModelFolder::open(dir / "a_file"); }, "does not exist"));
+}
+
+TEST(HostileFiles, ModelFoldersWithMissingOrBrokenComponents) {
+  ScratchDir dir;
+  dir.write("model_index.json", kModelIndex);
+  const ModelFolder model = ModelFolder::open(dir.path());
+  // Folder missing; config missing; config broken; weights missing; pickle only; null component; unknown name.
+  EXPECT_TRUE(throws_error([&] { model.load_config("unet"); }, "folder of component \"unet\" is missing"));
+  std::filesystem::create_directories(dir / "vae");
+  EXPECT_TRUE(throws_error([&] { model.load_config("vae"); }, "config.json"));
+  dir.write("text_encoder/config.json", "{\"hidden_size\": ");
+  EXPECT_TRUE(throws_error([&] { model.load_config("text_encoder"); }, "not valid JSON"));
+  EXPECT_TRUE(throws_error([&] { model.weight_files("vae"); }, "no weights found"));
+  dir.write("text_encoder/pytorch_model.bin", "PK\x03\x04");
+  EXPECT_TRUE(throws_error([&] { model.weight_files("text_encoder"); }, "pickle"));
+  dir.write("scheduler/config.json", "{}");  // schedulers read scheduler_config.json
+  EXPECT_TRUE(throws_error([&] { model.load_config("scheduler"); }, "scheduler_config.json"));
+  EXPECT_TRUE(throws_error([&] { model.load_config("safety_checker"); }, "null"));
+  EXPECT_TRUE(throws_error([&] { model.load_config("controlnet"); }, "no component \"controlnet\""));
+}
+
+TEST(HostileFiles, ShardedCheckpointIndexes) {
+  ScratchDir dir;
+  const std::string index_name = "diffusion_pytorch_model.safetensors.index.json";
+  struct Case {
+    const char* name;
+    std::string index;
+    const char* expected;
+  };
+  const std::vector<Case> cases = {
+      {"no_weight_map", R"({"metadata": {}})", "weight_map"},
+      {"weight_map_empty", R"({"weight_map": {}})", "is empty"},
+      {"shard_not_string", R"({"weight_map": {"a": 5}})", "not a file name"},
+      {"shard_escapes", R"({"weight_map": {"a": "../../../etc/passwd.safetensors"}})", "outside the folder"},
+      {"shard_absolute", R"({"weight_map": {"a": "/etc/x.safetensors"}})", "relative"},
+      {"shard_pickle", R"({"weight_map": {"a": "model-00001.bin"}})", "not a .safetensors file"},
+      {"shard_missing", R"({"weight_map": {"a": "model-00001-of-00002.safetensors"}})", "missing"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    dir.write(std::string(c.name) + "/" + index_name, c.index);
+    EXPECT_TRUE(throws_error([&] { find_weight_files(dir / c.name, "", "diffusers"); }, c.expected));
+  }
+}
+
+// Found here: std::filesystem's throwing overloads let filesystem_error "File name too long" escape for a
+// shard name longer than NAME_MAX (fixed in model_folder.cpp by e6ecf00).
+TEST(HostileFiles, ShardNameTooLongGivesCleanError) {
+  ScratchDir dir;
+  dir.write("m/diffusion_pytorch_model.safetensors.index.json",
+            R"({"weight_map": {"a": ")" + std::string(300, 'x') + R"(.safetensors"}})");
+  EXPECT_TRUE(throws_error([&] { find_weight_files(dir / "m", "", "diffusers"); }, "index.json"));
+}
+
+TEST(HostileFiles, WeightStoreRefusesTheSameTensorInTwoShards) {
+  ScratchDir dir;
+  const std::string one = st_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", f32_bytes({1}));
+  const auto a = dir.write("a.safetensors", one), b = dir.write("b.safetensors", one);
+  EXPECT_TRUE(throws_error([&] { WeightStore::open({a, b}); }, "'w' is also in"));
+}
+
+// The corpus above is the issue's "at least 30 malformed model files/folders"; keep it from shrinking.
+TEST(HostileFiles, CorpusIsLargeEnough) { EXPECT_GE(hostile_safetensors().size(), 30u); }
+
+}  // namespace
+}  // namespace kakusan
