@@ -1,0 +1,113 @@
+#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
+
+#include "schedulers/solver_base.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "schedulers/sample_ops.h"
+
+namespace kakusan {
+
+SolverScheduler::SolverScheduler(SchedulerConfig config) : Scheduler(std::move(config)) {
+  train_ = sched::make_train_schedule(config_, {"linear", "scaled_linear", "squaredcos_cap_v2"});
+  if (config_.rescale_betas_zero_snr) train_.alphas_cumprod.back() = 0x1p-24f;
+  table_ = sched::sigma_table(train_.alphas_cumprod);
+  log_table_ = sched::log_table(table_);
+  KK_CHECK(config_.solver_order >= 1 && config_.solver_order <= 3, class_name(), ": solver_order must be 1, 2 or 3, got ",
+           config_.solver_order);
+}
+
+SolverScheduler::AlphaSigma SolverScheduler::alpha_sigma(float sigma) {
+  const float alpha = 1.0f / std::sqrt(sigma * sigma + 1.0f);
+  const float sigma_t = sigma * alpha;
+  return {alpha, sigma_t, std::log(alpha) - std::log(sigma_t)};
+}
+
+int SolverScheduler::unclipped_timesteps() const {
+  // searchsorted(flip(lambda_t), lambda_min_clipped): how many of the smallest lambdas fall below the clip.
+  int clipped = 0;
+  for (float a : train_.alphas_cumprod) {
+    const float lambda = std::log(std::sqrt(a)) - std::log(std::sqrt(1.0f - a));
+    if (double(lambda) < config_.lambda_min_clipped) ++clipped;
+  }
+  return config_.num_train_timesteps - clipped;
+}
+
+std::pair<std::vector<double>, std::vector<double>> SolverScheduler::karras_schedule(int n) const {
+  double sigma_min = table_.front(), sigma_max = table_.back();
+  const nlohmann::json& j = config_.json;  // diffusers honours sigma_min / sigma_max kept in the config
+  if (j.contains("sigma_min") && j["sigma_min"].is_number()) sigma_min = j["sigma_min"].get<double>();
+  if (j.contains("sigma_max") && j["sigma_max"].is_number()) sigma_max = j["sigma_max"].get<double>();
+  std::vector<double> sigmas = sched::karras_sigmas(sigma_min, sigma_max, n);
+  std::vector<double> timesteps;
+  for (double s : sigmas) timesteps.push_back(sched::np_round(sched::sigma_to_t(s, log_table_)));
+  return {std::move(timesteps), std::move(sigmas)};
+}
+
+std::vector<double> SolverScheduler::interpolated_sigmas(const std::vector<double>& timesteps) const {
+  std::vector<double> sigmas;
+  for (double t : timesteps) sigmas.push_back(sched::np_interp(t, table_));
+  return sigmas;
+}
+
+void SolverScheduler::install(std::vector<double> timesteps, const std::vector<double>& sigmas, float final_sigma) {
+  timesteps_ = std::move(timesteps);
+  sigmas_.clear();
+  for (double s : sigmas) sigmas_.push_back(float(s));
+  sigmas_.push_back(final_sigma);
+  outputs_.clear();
+  outputs_.resize(size_t(config_.solver_order));
+  lower_order_nums_ = 0;
+  reset_step_order();
+}
+
+void SolverScheduler::push_output(Tensor converted) {
+  std::rotate(outputs_.begin(), outputs_.begin() + 1, outputs_.end());
+  outputs_.back() = std::move(converted);
+}
+
+const Tensor* SolverScheduler::output(size_t age) const {
+  if (age >= outputs_.size()) return nullptr;
+  const std::optional<Tensor>& o = outputs_[outputs_.size() - 1 - age];
+  return o ? &*o : nullptr;
+}
+
+Tensor SolverScheduler::combine(const Shape& shape, std::initializer_list<Term> terms) {
+  Tensor out = Tensor::empty(shape);
+  float* o = out.f32();
+  const int64_t n = shape.numel();
+  for (int64_t k = 0; k < n; ++k) {
+    float acc = 0;
+    bool first = true;
+    for (const Term& t : terms) {
+      const float v = t.coeff * t.values[k];
+      acc = first ? v : acc + v;
+      first = false;
+    }
+    o[k] = acc;
+  }
+  return out;
+}
+
+std::optional<std::vector<double>> SolverScheduler::sigmas() const {
+  return std::vector<double>(sigmas_.begin(), sigmas_.end());
+}
+
+Tensor SolverScheduler::add_noise(const TensorView& original, const TensorView& noise, double timestep) const {
+  // diffusers' index_for_timestep of the solvers: the last step when absent, the second match when repeated.
+  size_t index = timesteps_.empty() ? 0 : timesteps_.size() - 1;
+  std::vector<size_t> hits;
+  for (size_t i = 0; i < timesteps_.size(); ++i)
+    if (timesteps_[i] == timestep) hits.push_back(i);
+  if (!hits.empty()) index = hits.size() > 1 ? hits[1] : hits[0];
+  KK_CHECK(!sigmas_.empty(), class_name(), ": call set_timesteps before add_noise");
+  const AlphaSigma as = alpha_sigma(sigmas_[index]);
+  const float* x = sched::dense_f32(original, class_name(), "original sample");
+  const float* z = sched::dense_f32(noise, class_name(), "noise");
+  KK_CHECK(original.shape == noise.shape, class_name(), ": noise shape ", noise.shape, " differs from sample shape ",
+           original.shape);
+  return sched::map_like(original, [&](int64_t k) { return as.alpha * x[k] + as.sigma * z[k]; });
+}
+
+}  // namespace kakusan
