@@ -29,6 +29,16 @@ std::u32string from_icu(const icu::UnicodeString& text) {
 
 uint32_t category_mask(char32_t c) { return U_GET_GC_MASK(UChar32(c)); }
 
+// The reference (Python 3.11's unicodedata) knows Unicode 14.0; characters ICU knows from a later version
+// are unassigned (category Cn) there.
+constexpr uint8_t kReferenceUnicodeMajor = 14;
+
+bool newer_than_reference(char32_t c) {
+  UVersionInfo age;
+  u_charAge(UChar32(c), age);
+  return age[0] > kReferenceUnicodeMajor;
+}
+
 }  // namespace
 
 std::u32string decode_utf8(std::string_view bytes, std::string_view what) {
@@ -89,7 +99,7 @@ std::string encode_utf8(std::u32string_view text) {
 
 bool is_letter(char32_t c) { return (category_mask(c) & U_GC_L_MASK) != 0; }
 bool is_number(char32_t c) { return (category_mask(c) & U_GC_N_MASK) != 0; }
-bool is_other(char32_t c) { return (category_mask(c) & U_GC_C_MASK) != 0; }
+bool is_other(char32_t c) { return (category_mask(c) & U_GC_C_MASK) != 0 || newer_than_reference(c); }
 bool is_space_separator(char32_t c) { return (category_mask(c) & U_GC_ZS_MASK) != 0; }
 
 bool is_python_space(char32_t c) {

@@ -19,7 +19,8 @@ void append_utf8(std::string& out, char32_t c);
 bool is_letter(char32_t c);
 // General category N* (what \p{N} matches).
 bool is_number(char32_t c);
-// Any general category C* (control, format, surrogate, private use, unassigned).
+// Any general category C* (control, format, surrogate, private use, unassigned), counting characters
+// assigned after Unicode 14.0 (the version of the reference Python) as unassigned.
 bool is_other(char32_t c);
 // General category Zs.
 bool is_space_separator(char32_t c);
