@@ -11,14 +11,16 @@ void timestep_embedding(const TensorView& timesteps, int64_t batch, bool flip_si
   KK_CHECK(timesteps.dtype == DType::F32, "timesteps must be float32");
   KK_CHECK(timesteps.numel() == 1 || timesteps.numel() == batch, "timesteps has ", timesteps.numel(),
            " values for a batch of ", batch, " (expected 1 or ", batch, ")");
-  const Tensor t = Tensor::copy_of(timesteps);
+  KK_CHECK(timesteps.rank() <= 1, "timesteps must be a single value or a vector, got ", timesteps.shape.str());
+  const float* t = timesteps.f32();
+  const int64_t t_stride = timesteps.numel() == 1 ? 0 : timesteps.strides[0];
   const int64_t dim = out.dim(1), half = dim / 2;
   float* o = out.f32();
   // Every step rounds to float32 where torch computes in float32; sin/cos are taken in double of the float
   // argument (correctly rounded, which torch's vectorised float sin/cos match to an ulp).
   const float log_max_period = float(-std::log(10000.0));
   for (int64_t b = 0; b < batch; ++b) {
-    const float tb = t.f32()[timesteps.numel() == 1 ? 0 : b];
+    const float tb = t[b * t_stride];
     float* row = o + b * dim;
     for (int64_t i = 0; i < half; ++i) {
       const float exponent = (log_max_period * float(i)) / float(half - freq_shift);
