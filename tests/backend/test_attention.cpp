@@ -69,10 +69,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttention,
                          ::testing::Values(AttentionCase{1, 1, 1, 1, 1, 1, false},
                                            AttentionCase{1, 5, 7, 1, 3, 3, false},
                                            AttentionCase{2, 33, 77, 3, 8, 8, false},   // cross-attention
-                                           AttentionCase{2, 300, 300, 2, 16, 16, false},  // several flash tiles
+                                           AttentionCase{2, 300, 300, 2, 16, 16, false},  // several query tiles
                                            AttentionCase{1, 77, 77, 4, 8, 8, true},    // CLIP
                                            AttentionCase{2, 300, 300, 2, 5, 7, true},  // causal over tiles
-                                           AttentionCase{1, 600, 40, 2, 4, 4, false}));
+                                           AttentionCase{1, 600, 40, 2, 4, 4, false},
+                                           AttentionCase{1, 200, 1100, 2, 8, 8, false},  // several key tiles
+                                           AttentionCase{1, 700, 700, 1, 4, 6, true}));
 
 TEST(CpuAttention, ReadsSlicesOfAFusedProjection) {
   const int64_t batch = 2, tokens = 150, heads = 3, dim = 8, width = heads * dim;

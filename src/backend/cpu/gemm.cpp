@@ -1,18 +1,65 @@
 #include "backend/cpu/gemm.h"
 
-#include <cblas.h>
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
 
 #include "core/thread_pool.h"
 
 namespace kakusan::cpu {
+namespace {
+
+constexpr double kSplitFlops = 4e6;  // below this a GEMM is not worth splitting across threads
+constexpr int64_t kSplitAlign = 16;  // split boundaries on multiples of the kernels' register blocking
+
+// One GEMM on the calling thread. oneDNN's OpenMP team is kept at one thread (the OpenMP thread count is a
+// per-thread setting, so each calling thread sets it once): all parallelism comes from our pool.
+void sgemm_on_this_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  thread_local const bool single_threaded = [] {
+    omp_set_num_threads(1);
+    return true;
+  }();
+  (void)single_threaded;
+  const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
+                                          beta, c, ldc);
+  KK_ASSERT(status == dnnl_success);
+}
+
+int64_t split_point(int64_t size, int64_t part, int64_t parts) {
+  if (part >= parts) return size;
+  return std::min(size, (size * part / parts + kSplitAlign / 2) / kSplitAlign * kSplitAlign);
+}
+
+}  // namespace
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(m),
-              int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+  if (k == 0) {  // C = beta·C
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
+  const int64_t parts = 2.0 * double(m) * double(n) * double(k) < kSplitFlops ? 1 : num_threads();
+  const bool split_rows = m >= n;
+  const int64_t extent = split_rows ? m : n;
+  if (parts <= 1 || extent < 2 * kSplitAlign) {
+    sgemm_on_this_thread(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  parallel_for(parts, [&](int64_t begin, int64_t end) {
+    const int64_t lo = split_point(extent, begin, parts), hi = split_point(extent, end, parts);
+    if (hi <= lo) return;
+    if (split_rows) {  // rows [lo, hi) of op(a) and c
+      const float* a_part = trans_a ? a + lo : a + lo * lda;
+      sgemm_on_this_thread(trans_a, trans_b, hi - lo, n, k, alpha, a_part, lda, b, ldb, beta, c + lo * ldc, ldc);
+    } else {  // columns [lo, hi) of op(b) and c
+      const float* b_part = trans_b ? b + lo * ldb : b + lo;
+      sgemm_on_this_thread(trans_a, trans_b, m, hi - lo, k, alpha, a, lda, b_part, ldb, beta, c + lo, ldc);
+    }
+  });
 }
 
 bool as_gemm_operand(const TensorView& v, GemmOperand& out) {
@@ -32,14 +79,6 @@ bool as_gemm_operand(const TensorView& v, GemmOperand& out) {
     return true;
   }
   return false;
-}
-
-SingleThreadedBlas::SingleThreadedBlas() {
-  if (num_threads() > 1) openblas_set_num_threads(1);
-}
-
-SingleThreadedBlas::~SingleThreadedBlas() {
-  if (num_threads() > 1) openblas_set_num_threads(num_threads());
 }
 
 }  // namespace kakusan::cpu

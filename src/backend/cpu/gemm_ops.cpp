@@ -1,4 +1,4 @@
-// linear and matmul on OpenBLAS.
+// linear and matmul on the GEMM of gemm.h.
 #include <algorithm>
 
 #include "backend/cpu/gemm.h"
@@ -55,10 +55,9 @@ void matmul(const MatmulDims& d, const TensorView& a, bool trans_a, const Tensor
     sgemm(trans_a != oa.transposed, trans_b != ob.transposed, d.m, d.n, d.k, alpha, oa.data, oa.ld, ob.data, ob.ld,
           beta, const_cast<float*>(oc.data), oc.ld);
   };
-  // Many small products: one per thread with single-threaded BLAS. Few large ones: BLAS threads each.
+  // Many small products: one per thread. Few large ones: each split across the threads by sgemm.
   const bool small = d.m * d.n * d.k < (int64_t(1) << 21);
-  if (d.batch > 1 && small && num_threads() > 1) {
-    SingleThreadedBlas single;
+  if (d.batch > 1 && small) {
     parallel_for(d.batch, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) one(i);
     });

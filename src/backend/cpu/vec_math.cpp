@@ -71,11 +71,27 @@ double row_sum_sq_dev(const float* x, int64_t n, float mean) {
   return total;
 }
 
+float exp_shifted_sum(float* row, int64_t n, float shift) {
+  double total = 0;
+  for (int64_t start = 0; start < n; start += kBlock) {
+    const int64_t end = std::min(n, start + kBlock);
+    float lanes[kLanes] = {};
+    int64_t i = start;
+    for (; i + kLanes <= end; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        const float e = fast_exp(row[i + j] - shift);
+        row[i + j] = e;
+        lanes[j] += e;
+      }
+    for (int j = 0; j < kLanes; ++j) total += lanes[j];
+    for (; i < end; ++i) total += row[i] = fast_exp(row[i] - shift);
+  }
+  return float(total);
+}
+
 void softmax_row(float* row, int64_t n) {
   if (n == 0) return;
-  const float max = row_max(row, n);
-  for (int64_t i = 0; i < n; ++i) row[i] = fast_exp(row[i] - max);
-  const float inv = float(1.0 / row_sum(row, n));
+  const float inv = 1.0f / exp_shifted_sum(row, n, row_max(row, n));
   for (int64_t i = 0; i < n; ++i) row[i] *= inv;
 }
 

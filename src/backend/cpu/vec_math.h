@@ -66,6 +66,9 @@ inline float gelu_tanh(float x) {
 // y[i] = act(x[i]); x and y may be the same array.
 void apply_activation(Activation act, const float* x, float* y, int64_t n);
 
+// row[i] = e^(row[i] - shift) in place; returns the sum of the results (summed in float lanes, then double).
+float exp_shifted_sum(float* row, int64_t n, float shift);
+
 // In-place softmax of one row (max-subtracted, float32 like torch).
 void softmax_row(float* row, int64_t n);
 

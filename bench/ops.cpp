@@ -1,0 +1,307 @@
+// bench_ops: the heavy backend ops at real SD1.5 shapes, for 1 and 2 threads (or --threads N).
+//
+// It first measures this machine's fp32 peak with a tight FMA loop (so "% of peak" is honest), then prints
+// one row per op: shape, wall and CPU milliseconds (medians of repeats), GFLOP/s and % of the measured peak,
+// by wall time and by CPU time (the latter stays meaningful when other processes load the machine).
+//   bench_ops [--threads N] [--filter substring] [--backend cpu|reference]
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/thread_pool.h"
+
+namespace kakusan {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double cpu_seconds(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// GFLOP/s of one thread running independent FMA chains for about `seconds`.
+double fma_peak_one_thread(double seconds) {
+#if defined(__AVX512F__)
+  using V = __m512;
+  constexpr int kWidth = 16;
+  auto fma = [](V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); };
+  auto splat = [](float x) { return _mm512_set1_ps(x); };
+  auto sum = [](V v) { return _mm512_reduce_add_ps(v); };
+#else
+  using V = __m256;
+  constexpr int kWidth = 8;
+  auto fma = [](V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); };
+  auto splat = [](float x) { return _mm256_set1_ps(x); };
+  auto sum = [](V v) {
+    float f[8];
+    _mm256_storeu_ps(f, v);
+    return f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7];
+  };
+#endif
+  constexpr int kChains = 12;  // enough independent chains to cover FMA latency x throughput
+  V acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = splat(float(i) * 1e-3f);
+  const V a = splat(0.999999f), b = splat(1e-7f);
+  // Timed by this thread's CPU clock: the core's own rate, even when other processes share the machine.
+  const double start = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
+  int64_t iterations = 0;
+  double elapsed = 0;
+  while ((elapsed = cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - start) < seconds) {
+    for (int rep = 0; rep < 100000; ++rep)
+      for (int i = 0; i < kChains; ++i) acc[i] = fma(acc[i], a, b);
+    iterations += 100000;
+  }
+  float total = 0;
+  for (int i = 0; i < kChains; ++i) total += sum(acc[i]);
+  volatile float sink = total;
+  (void)sink;
+  return double(iterations) * kChains * kWidth * 2 / elapsed / 1e9;
+}
+
+double fma_peak(int threads) {
+  std::vector<double> rates(static_cast<size_t>(threads));
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) workers.emplace_back([&, t] { rates[size_t(t)] = fma_peak_one_thread(0.5); });
+  for (auto& w : workers) w.join();
+  double total = 0;
+  for (double r : rates) total += r;
+  return total;
+}
+
+Tensor random_tensor(Shape shape, float scale, uint32_t seed) {
+  Tensor t = Tensor::empty(shape);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = normal(rng);
+  return t;
+}
+
+struct Case {
+  std::string op, shape;
+  double flops;  // 0 for memory-bound ops
+  std::function<void()> run;
+};
+
+struct Timing {
+  double wall_ms;  // median wall time
+  double cpu_ms;   // median CPU time of the whole process (all threads)
+};
+
+// Repeated runs (at least 3, about 1 s in all) after one warm-up run. The CPU time says what the op cost
+// even when other processes share the cores (then wall time overstates it).
+Timing time_op(const std::function<void()>& run) {
+  run();
+  std::vector<double> wall, cpu;
+  const auto start = Clock::now();
+  while (wall.size() < 3 || (seconds_since(start) < 1.0 && wall.size() < 50)) {
+    const auto t0 = Clock::now();
+    const double c0 = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID);
+    run();
+    cpu.push_back((cpu_seconds(CLOCK_PROCESS_CPUTIME_ID) - c0) * 1e3);
+    wall.push_back(seconds_since(t0) * 1e3);
+  }
+  std::sort(wall.begin(), wall.end());
+  std::sort(cpu.begin(), cpu.end());
+  return {wall[wall.size() / 2], cpu[cpu.size() / 2]};
+}
+
+// The cases whose "op shape" contains `filter`; inputs are only made for those.
+std::vector<Case> make_cases(Backend& be, const std::string& filter) {
+  std::vector<Case> cases;
+  auto wanted = [&](const std::string& op, const std::string& shape) {
+    return filter.empty() || (op + " " + shape).find(filter) != std::string::npos;
+  };
+  auto linear = [&](int64_t m, int64_t k, int64_t n, DType wt = DType::F32) {
+    const std::string op = std::string("linear") + (wt == DType::F16 ? " f16w" : "");
+    const std::string shape = std::to_string(m) + "x" + std::to_string(k) + "->" + std::to_string(n);
+    if (!wanted(op, shape)) return;
+    auto x = std::make_shared<Tensor>(random_tensor({m, k}, 1.0f, 1));
+    auto w = std::make_shared<Tensor>(random_tensor({n, k}, 0.05f, 2).to(wt));
+    auto b = std::make_shared<Tensor>(random_tensor({n}, 0.1f, 3));
+    auto y = std::make_shared<Tensor>(Tensor::empty({m, n}));
+    cases.push_back({op, shape, 2.0 * m * n * k,
+                     [&be, x, w, b, y] { be.linear(*x, *w, *b, *y); }});
+  };
+  auto conv = [&](int64_t batch, int64_t in, int64_t size, int64_t out, int64_t kernel, Conv2dParams p,
+                  DType wt = DType::F32) {
+    const std::string op = std::string("conv2d") + (wt == DType::F16 ? " f16w" : "");
+    char shape[128];
+    std::snprintf(shape, sizeof shape, "%lldx%lldx%lld^2 k%lld s%d ->%lld", (long long)batch, (long long)in,
+                  (long long)size, (long long)kernel, p.stride, (long long)out);
+    if (!wanted(op, shape)) return;
+    auto x = std::make_shared<Tensor>(random_tensor({batch, in, size, size}, 1.0f, 4));
+    auto w = std::make_shared<Tensor>(random_tensor({out, in, kernel, kernel}, 0.02f, 5).to(wt));
+    auto b = std::make_shared<Tensor>(random_tensor({out}, 0.1f, 6));
+    const int64_t o = (size + p.pad_top + p.pad_bottom - kernel) / p.stride + 1;
+    auto y = std::make_shared<Tensor>(Tensor::empty({batch, out, o, o}));
+    cases.push_back({op, shape,
+                     2.0 * batch * out * o * o * in * kernel * kernel,
+                     [&be, x, w, b, y, p] { be.conv2d(*x, *w, *b, p, *y); }});
+  };
+  auto attention = [&](int64_t batch, int64_t tq, int64_t tk, int heads, int64_t dim, AttentionStrategy s,
+                       const char* name, int slice = 0) {
+    const std::string op = std::string("attention ") + name;
+    char shape[128];
+    std::snprintf(shape, sizeof shape, "b%lld %lldx%lld h%d d%lld", (long long)batch, (long long)tq, (long long)tk,
+                  heads, (long long)dim);
+    if (!wanted(op, shape)) return;
+    auto q = std::make_shared<Tensor>(random_tensor({batch, tq, heads * dim}, 1.0f, 7));
+    auto k = std::make_shared<Tensor>(random_tensor({batch, tk, heads * dim}, 1.0f, 8));
+    auto v = std::make_shared<Tensor>(random_tensor({batch, tk, heads * dim}, 1.0f, 9));
+    auto o = std::make_shared<Tensor>(Tensor::empty({batch, tq, heads * dim}));
+    AttentionParams p;
+    p.heads = heads;
+    p.scale = 1.0f / std::sqrt(float(dim));
+    p.strategy = s;
+    p.slice_size = slice;
+    cases.push_back({op, shape, 4.0 * batch * heads * tq * tk * dim,
+                     [&be, q, k, v, o, p] { be.attention(*q, *k, *v, p, *o); }});
+  };
+  auto group_norm = [&](int64_t batch, int64_t c, int64_t size) {
+    if (!wanted("group_norm+silu", std::to_string(batch) + "x" + std::to_string(c) + "x" + std::to_string(size))) return;
+    auto x = std::make_shared<Tensor>(random_tensor({batch, c, size, size}, 1.0f, 10));
+    auto g = std::make_shared<Tensor>(random_tensor({c}, 1.0f, 11));
+    auto y = std::make_shared<Tensor>(Tensor::empty({batch, c, size, size}));
+    cases.push_back({"group_norm+silu",
+                     std::to_string(batch) + "x" + std::to_string(c) + "x" + std::to_string(size) + "^2 g32", 0,
+                     [&be, x, g, y] { be.group_norm(*x, 32, *g, *g, 1e-5f, Activation::SiLU, *y); }});
+  };
+  auto geglu = [&](int64_t m, int64_t n) {
+    if (!wanted("geglu", std::to_string(m) + "x" + std::to_string(2 * n))) return;
+    auto x = std::make_shared<Tensor>(random_tensor({m, 2 * n}, 1.0f, 12));
+    auto y = std::make_shared<Tensor>(Tensor::empty({m, n}));
+    cases.push_back({"geglu", std::to_string(m) + "x" + std::to_string(2 * n), 0, [&be, x, y] { be.geglu(*x, *y); }});
+  };
+  auto layer_norm = [&](int64_t m, int64_t n) {
+    if (!wanted("layer_norm", std::to_string(m) + "x" + std::to_string(n))) return;
+    auto x = std::make_shared<Tensor>(random_tensor({m, n}, 1.0f, 13));
+    auto g = std::make_shared<Tensor>(random_tensor({n}, 1.0f, 14));
+    auto y = std::make_shared<Tensor>(Tensor::empty({m, n}));
+    cases.push_back({"layer_norm", std::to_string(m) + "x" + std::to_string(n), 0,
+                     [&be, x, g, y] { be.layer_norm(*x, *g, *g, 1e-5f, *y); }});
+  };
+
+  // UNet at 512x512 (latents 64x64), classifier-free guidance batch 2.
+  linear(4096, 320, 1280);
+  linear(8192, 320, 2560);   // GEGLU projection, batch 2
+  linear(8192, 1280, 320);   // feed-forward out
+  linear(8192, 320, 320);    // q/k/v/out projections
+  linear(8192, 320, 320, DType::F16);
+  conv(2, 320, 64, 320, 3, Conv2dParams::symmetric(1));
+  conv(2, 640, 32, 640, 3, Conv2dParams::symmetric(1));
+  conv(2, 1280, 16, 1280, 3, Conv2dParams::symmetric(1));
+  conv(2, 1280, 8, 1280, 3, Conv2dParams::symmetric(1));
+  conv(2, 1280, 16, 1280, 3, Conv2dParams::symmetric(1), DType::F16);
+  conv(2, 320, 64, 320, 3, Conv2dParams::symmetric(1, 2));  // downsampler
+  conv(2, 320, 64, 320, 1, Conv2dParams{});                  // proj_in / proj_out
+  conv(2, 640, 32, 1280, 1, Conv2dParams{});                 // resnet shortcut
+  // VAE decoder at 512x512 (batch 1).
+  conv(1, 512, 64, 512, 3, Conv2dParams::symmetric(1));
+  conv(1, 256, 256, 256, 3, Conv2dParams::symmetric(1));
+  conv(1, 128, 256, 128, 3, Conv2dParams{2, 0, 1, 0, 1});  // encoder downsampler, asymmetric pad
+  // Self-attention at 64x64 and cross-attention to 77 text tokens, 8 heads x 40.
+  attention(2, 4096, 4096, 8, 40, AttentionStrategy::Full, "full");
+  attention(2, 4096, 4096, 8, 40, AttentionStrategy::Sliced, "sliced(1)", 1);
+  attention(2, 4096, 4096, 8, 40, AttentionStrategy::Flash, "flash");
+  attention(2, 4096, 4096, 8, 40, AttentionStrategy::Auto, "auto");
+  attention(2, 4096, 77, 8, 40, AttentionStrategy::Full, "full");
+  attention(2, 4096, 77, 8, 40, AttentionStrategy::Flash, "flash");
+  attention(2, 4096, 77, 8, 40, AttentionStrategy::Auto, "auto");
+  attention(2, 1024, 1024, 8, 80, AttentionStrategy::Full, "full");
+  attention(2, 1024, 1024, 8, 80, AttentionStrategy::Flash, "flash");
+  attention(2, 77, 77, 12, 64, AttentionStrategy::Auto, "auto");  // CLIP (causal or not costs the same here)
+  // Memory-bound ops (no GFLOP/s).
+  group_norm(2, 320, 64);
+  group_norm(1, 128, 512);
+  geglu(8192, 1280);
+  layer_norm(8192, 320);
+  return cases;
+}
+
+int run(int argc, char** argv) {
+  std::vector<int> thread_counts{1, 2};
+  std::string filter;
+  bool reference = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) {
+      thread_counts = {std::atoi(argv[++i])};
+    } else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc) {
+      filter = argv[++i];
+    } else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) {
+      reference = !std::strcmp(argv[++i], "reference");
+    } else {
+      std::fprintf(stderr, "usage: %s [--threads N] [--filter substring] [--backend cpu|reference]\n", argv[0]);
+      return 2;
+    }
+  }
+  Backend& be = reference ? reference_backend() : cpu_backend();
+  const std::vector<Case> cases = make_cases(be, filter);
+  for (int threads : thread_counts) {
+    set_num_threads(threads);
+    const double core_peak = fma_peak(1), peak = core_peak * threads;
+    double load[3] = {0, 0, 0};
+    if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+      if (std::fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1;
+      std::fclose(f);
+    }
+    std::printf("\n## %s backend, %d thread%s; fp32 FMA peak %.1f GFLOP/s per core (%s), %.1f for %d; "
+                "load average %.2f\n\n", be.name(), threads, threads == 1 ? "" : "s", core_peak,
+#if defined(__AVX512F__)
+                "AVX-512"
+#else
+                "AVX2"
+#endif
+                , peak, threads, load[0]);
+    std::printf("| %-22s | %-30s | %9s | %9s | %8s | %6s | %10s |\n", "op", "shape", "ms", "cpu ms", "GFLOP/s",
+                "% peak", "% peak cpu");
+    std::printf("|%s|%s|%s|%s|%s|%s|%s|\n", std::string(24, '-').c_str(), std::string(32, '-').c_str(),
+                std::string(11, '-').c_str(), std::string(11, '-').c_str(), std::string(10, '-').c_str(),
+                std::string(8, '-').c_str(), std::string(12, '-').c_str());
+    for (const Case& c : cases) {
+      const Timing t = time_op(c.run);
+      if (c.flops > 0) {
+        const double gflops = c.flops / (t.wall_ms * 1e-3) / 1e9;
+        // % of peak by CPU time: the rate per busy core, what the kernels achieve when they have the cores.
+        const double cpu_efficiency = c.flops / (t.cpu_ms * 1e-3) / 1e9 / core_peak;
+        std::printf("| %-22s | %-30s | %9.2f | %9.2f | %8.1f | %5.1f%% | %9.1f%% |\n", c.op.c_str(), c.shape.c_str(),
+                    t.wall_ms, t.cpu_ms, gflops, 100.0 * gflops / peak, 100.0 * cpu_efficiency);
+      } else {
+        std::printf("| %-22s | %-30s | %9.2f | %9.2f | %8s | %6s | %10s |\n", c.op.c_str(), c.shape.c_str(),
+                    t.wall_ms, t.cpu_ms, "-", "-", "-");
+      }
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace kakusan
+
+int main(int argc, char** argv) {
+  try {
+    return kakusan::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_ops: %s\n", e.what());
+    return 1;
+  }
+}
