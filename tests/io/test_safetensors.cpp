@@ -111,6 +111,29 @@ TEST(SafetensorsHostile, BadDimensions) {
                   "overflows");
 }
 
+TEST(SafetensorsHostile, ZeroSizedShapesWithHugeOtherDims) {
+  // numel is 0, but strides (and any loop over the other dims) would overflow int64.
+  EXPECT_REJECTED(image(R"({"a":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}})"),
+                  "too large");
+  EXPECT_EQ(error_of(image(R"({"a":{"dtype":"F32","shape":[0,1000000,1000],"data_offsets":[0,0]}})")), "");
+}
+
+TEST(SafetensorsFile, UnpaddedHeadersGiveAlignedViews) {
+  // Old writers did not pad the header, so tensor bytes may start at any address; views must still be
+  // aligned to the element size (kernels read them as typed arrays) and hold the right values.
+  const float values[3] = {1.5f, -2.0f, 3.25f};
+  const std::string data(reinterpret_cast<const char*>(values), sizeof values);
+  for (int pad = 0; pad < 8; ++pad) {
+    const std::string header = R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}})" + std::string(size_t(pad), ' ');
+    const SafetensorsFile f = parse(image(header, data));
+    const TensorView v = f.view("a");
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(v.data) % 4, 0u) << "pad " << pad;
+    EXPECT_EQ(v.f32()[2], 3.25f) << "pad " << pad;
+    Tensor kept = f.borrow("a");
+    EXPECT_EQ(kept.f32()[1], -2.0f);
+  }
+}
+
 TEST(SafetensorsHostile, ByteRanges) {
   // shape x dtype disagrees with the range
   EXPECT_REJECTED(image(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", k8Bytes), "needs 12");
