@@ -1,0 +1,72 @@
+#include "pipeline/prompt_encoder.h"
+
+#include <cstring>
+
+namespace kakusan {
+
+namespace {
+
+// [N, T, D] -> [N * repeats, T, D], each entry repeated `repeats` times in place (torch's
+// repeat(1, n, 1).view(N * n, T, D)).
+void repeat_into(const Tensor& source, int repeats, float* out) {
+  const int64_t per_entry = source.numel() / source.dim(0);
+  for (int64_t i = 0; i < source.dim(0); ++i)
+    for (int r = 0; r < repeats; ++r, out += per_entry)
+      std::memcpy(out, source.f32() + i * per_entry, size_t(per_entry) * sizeof(float));
+}
+
+}  // namespace
+
+Tensor PromptEncoder::encode_texts(Context& ctx, const std::vector<std::string>& texts, std::optional<int> clip_skip,
+                                   std::vector<std::string>* warnings) const {
+  const int64_t length = tokenizer_.model_max_length();
+  Tensor ids = Tensor::empty({int64_t(texts.size()), length}, DType::I64);
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const TokenizedPrompt tokens = tokenizer_.encode(texts[i]);
+    KK_ASSERT(int64_t(tokens.input_ids.size()) == length);
+    std::memcpy(ids.i64() + int64_t(i) * length, tokens.input_ids.data(), size_t(length) * sizeof(int64_t));
+    if (warnings != nullptr && tokens.truncated()) {
+      // diffusers decodes untruncated_ids[model_max_length - 1 : -1]: the tokens after the kept ones.
+      const std::span<const int64_t> all(tokens.untruncated_ids);
+      const std::string removed = tokenizer_.decode(all.subspan(size_t(length - 1), all.size() - size_t(length)));
+      warnings->push_back(str_cat("The following part of your input was truncated because CLIP can only handle "
+                                  "sequences up to ", length, " tokens: ", removed));
+    }
+  }
+  return text_encoder_.forward(ctx, ids, clip_skip.value_or(0));
+}
+
+EncodedPrompts PromptEncoder::encode(Context& ctx, const PromptBatch& batch,
+                                     const std::function<void()>& on_batch) const {
+  KK_ASSERT(!batch.prompts.empty() && batch.num_images_per_prompt >= 1);
+  EncodedPrompts result;
+  const Tensor cond = encode_texts(ctx, batch.prompts, batch.clip_skip, &result.warnings);
+  if (on_batch) on_batch();
+  const int n = batch.num_images_per_prompt;
+  const int64_t images = cond.dim(0) * n;
+  const int64_t per_entry = cond.numel() / cond.dim(0);
+  if (!batch.classifier_free_guidance) {
+    result.embeds = Tensor::empty({images, cond.dim(1), cond.dim(2)});
+    repeat_into(cond, n, result.embeds.f32());
+    return result;
+  }
+  // Unconditional embeddings: "" (or the negative prompt), never clip-skipped (diffusers v0.29 encodes the
+  // negative prompt with the plain last_hidden_state even when clip_skip is set).
+  std::vector<std::string> uncond_texts;
+  for (size_t i = 0; i < batch.prompts.size(); ++i) {
+    if (batch.negative_prompts.empty())
+      uncond_texts.emplace_back("");
+    else
+      uncond_texts.push_back(batch.negative_prompts.size() == 1 ? batch.negative_prompts[0]
+                                                                : batch.negative_prompts.at(i));
+  }
+  const Tensor uncond = encode_texts(ctx, uncond_texts, std::nullopt, nullptr);
+  if (on_batch) on_batch();
+  KK_ASSERT(uncond.shape() == cond.shape());
+  result.embeds = Tensor::empty({2 * images, cond.dim(1), cond.dim(2)});
+  repeat_into(uncond, n, result.embeds.f32());
+  repeat_into(cond, n, result.embeds.f32() + images * per_entry);
+  return result;
+}
+
+}  // namespace kakusan

@@ -1,0 +1,54 @@
+// diffusers' StableDiffusionPipeline.encode_prompt: the tokenizer and CLIP text encoder of a model, turning
+// prompts into the encoder_hidden_states of the UNet batch.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/clip_text_model.h"
+#include "nn/context.h"
+#include "tokenizer/clip_tokenizer.h"
+
+namespace kakusan {
+
+struct PromptBatch {
+  std::vector<std::string> prompts;
+  // Empty ("" for every prompt), one for all prompts, or one per prompt.
+  std::vector<std::string> negative_prompts;
+  int num_images_per_prompt = 1;
+  bool classifier_free_guidance = true;
+  std::optional<int> clip_skip;
+};
+
+struct EncodedPrompts {
+  // [2B, T, D] ordered [uncond..., cond...] with CFG, else [B, T, D]; B = prompts x images per prompt, each
+  // prompt's embedding repeated for its images (prompt-major).
+  Tensor embeds;
+  std::vector<std::string> warnings;  // the part of each too-long prompt that was cut
+};
+
+class PromptEncoder {
+ public:
+  PromptEncoder(ClipTokenizer tokenizer, ClipTextModel text_encoder)
+      : tokenizer_(std::move(tokenizer)), text_encoder_(std::move(text_encoder)) {}
+
+  // `on_batch` (optional) is called after each text-encoder batch (cond, then uncond).
+  EncodedPrompts encode(Context& ctx, const PromptBatch& batch, const std::function<void()>& on_batch = {}) const;
+  // How many text-encoder batches encode() runs (for progress).
+  static int num_batches(const PromptBatch& batch) { return batch.classifier_free_guidance ? 2 : 1; }
+
+  const ClipTokenizer& tokenizer() const { return tokenizer_; }
+  const ClipTextModel& text_encoder() const { return text_encoder_; }
+
+ private:
+  // [N, T, D] hidden states of N texts (padded to model_max_length), optionally clip-skipped.
+  Tensor encode_texts(Context& ctx, const std::vector<std::string>& texts, std::optional<int> clip_skip,
+                      std::vector<std::string>* warnings) const;
+
+  ClipTokenizer tokenizer_;
+  ClipTextModel text_encoder_;
+};
+
+}  // namespace kakusan

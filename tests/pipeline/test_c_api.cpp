@@ -1,0 +1,91 @@
+// The C API: defaults, errors as status + message, and one generation against the kit's case b.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "io/png.h"
+#include "kakusan/kakusan.h"
+#include "support/golden.h"
+
+namespace kakusan {
+namespace {
+
+TEST(CApi, DefaultsAreDiffusers) {
+  const kakusan_params p = kakusan_default_params();
+  EXPECT_EQ(p.num_inference_steps, 50);
+  EXPECT_FLOAT_EQ(p.guidance_scale, 7.5f);
+  EXPECT_EQ(p.num_images_per_prompt, 1);
+  EXPECT_EQ(p.height, 0);
+  EXPECT_EQ(p.clip_skip, -1);
+  EXPECT_EQ(p.attention_slice_size, -1);
+  EXPECT_EQ(p.prompts, nullptr);
+  const kakusan_load_params lp = kakusan_default_load_params();
+  EXPECT_EQ(lp.scheduler, nullptr);
+  EXPECT_EQ(lp.n_threads, 0);
+  EXPECT_STREQ(kakusan_status_string(KAKUSAN_ERROR_CANCELLED), "cancelled");
+}
+
+TEST(CApi, LoadFailureLeavesAMessage) {
+  EXPECT_EQ(kakusan_load(nullptr, nullptr), nullptr);
+  EXPECT_NE(std::strstr(kakusan_last_error(), "NULL"), nullptr);
+  EXPECT_EQ(kakusan_load("/nonexistent/model", nullptr), nullptr);
+  EXPECT_NE(std::strstr(kakusan_last_error(), "/nonexistent/model"), nullptr) << kakusan_last_error();
+  kakusan_free(nullptr);           // allowed, like free()
+  kakusan_images_free(nullptr);
+  EXPECT_EQ(kakusan_images_count(nullptr), 0);
+}
+
+TEST(CApi, GeneratesCaseB) {
+  KK_REQUIRE_GOLDEN();
+  const std::string model = (*testing::golden_dir() / "tiny-sd").string();
+  kakusan_load_params lp = kakusan_default_load_params();
+  lp.scheduler = "DPMSolverMultistepScheduler";
+  kakusan_context* ctx = kakusan_load(model.c_str(), &lp);
+  ASSERT_NE(ctx, nullptr) << kakusan_last_error();
+
+  const char* prompts[] = {"portrait photo of a old warrior chief"};
+  const uint64_t seeds[] = {0};
+  kakusan_params p = kakusan_default_params();
+  p.prompts = prompts;
+  p.n_prompts = 1;
+  p.seeds = seeds;
+  p.n_seeds = 1;
+  p.num_inference_steps = 20;
+  kakusan_images* out = nullptr;
+  ASSERT_EQ(kakusan_generate(ctx, &p, &out), KAKUSAN_OK) << kakusan_last_error();
+  ASSERT_EQ(kakusan_images_count(out), 1);
+  int width = 0, height = 0;
+  const uint8_t* rgb = kakusan_images_rgb(out, 0, &width, &height);
+  ASSERT_NE(rgb, nullptr);
+  EXPECT_EQ(width, 64);
+  EXPECT_EQ(height, 64);
+  EXPECT_EQ(kakusan_images_seed(out, 0), 0u);
+  EXPECT_EQ(kakusan_images_rgb(out, 1, &width, &height), nullptr);
+  const Image want = read_png(*testing::golden_dir() / "pipeline" / "b_dpm20_0.png").image;
+  int worst = 0;
+  for (size_t i = 0; i < want.rgb.size(); ++i) worst = std::max(worst, std::abs(int(rgb[i]) - int(want.rgb[i])));
+  EXPECT_LE(worst, 1);
+  kakusan_images_free(out);
+
+  // Bad parameters: a status and a message, no images.
+  p.num_inference_steps = 0;
+  out = nullptr;
+  EXPECT_EQ(kakusan_generate(ctx, &p, &out), KAKUSAN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(out, nullptr);
+  EXPECT_NE(std::strstr(kakusan_last_error(), "num_inference_steps"), nullptr) << kakusan_last_error();
+
+  // A callback that cancels.
+  p.num_inference_steps = 3;
+  p.callback = [](int step, int, double, void* user_data) {
+    *static_cast<int*>(user_data) = step;
+    return 0;
+  };
+  int seen = -1;
+  p.callback_user_data = &seen;
+  EXPECT_EQ(kakusan_generate(ctx, &p, &out), KAKUSAN_ERROR_CANCELLED);
+  EXPECT_EQ(seen, 0);
+  kakusan_free(ctx);
+}
+
+}  // namespace
+}  // namespace kakusan

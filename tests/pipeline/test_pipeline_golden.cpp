@@ -1,0 +1,135 @@
+// Every pipeline case of the golden kit through the C++ API: latents and images within the kit's
+// tolerances, the PNGs within one level, and the named intermediates diffusers stored (prompt_embeds,
+// init_noise, timesteps, unet_input_step0, per-step UNet outputs and latents) checked in pipeline order so
+// a mismatch points at the step where it starts.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+
+#include "io/png.h"
+#include "kakusan/pipeline.h"
+#include "pipeline_cases.h"
+#include "support/golden.h"
+
+namespace kakusan {
+namespace {
+
+using testing::PipelineCase;
+using testing::Tolerance;
+
+// Loading is cheap for the tiny models, but each (model, VAE) pair is loaded once for the whole suite.
+StableDiffusionPipeline& pipeline_for(const PipelineCase& c) {
+  static std::map<std::string, std::unique_ptr<StableDiffusionPipeline>> cache;
+  const std::string key = c.model.string() + "|" + c.load.vae.value_or("");
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    LoadOptions load = c.load;
+    load.scheduler.clear();
+    it = cache.emplace(key, std::make_unique<StableDiffusionPipeline>(StableDiffusionPipeline::load(c.model, load)))
+             .first;
+  }
+  it->second->set_scheduler(c.load.scheduler, c.load.scheduler_options);
+  return *it->second;
+}
+
+Tensor tensor_of(const NamedTensor& t) {
+  const Shape shape(t.shape.begin(), t.shape.end());
+  return Tensor::copy_of(TensorView(const_cast<float*>(t.data), shape));
+}
+
+Tensor stacked(const std::map<std::string, Tensor>& seen, const std::string& prefix, int64_t count) {
+  const Tensor& first = seen.at(prefix + "0");
+  Shape shape{count};
+  for (int64_t d : first.shape()) shape.push_back(d);
+  Tensor out = Tensor::empty(shape);
+  for (int64_t i = 0; i < count; ++i) {
+    const Tensor& step = seen.at(prefix + std::to_string(i));
+    std::copy(step.f32(), step.f32() + step.numel(), out.f32() + i * step.numel());
+  }
+  return out;
+}
+
+class PipelineGolden : public ::testing::TestWithParam<PipelineCase> {};
+
+TEST_P(PipelineGolden, MatchesDiffusers) {
+  KK_REQUIRE_GOLDEN();
+  const PipelineCase& c = GetParam();
+  StableDiffusionPipeline& pipe = pipeline_for(c);
+  EXPECT_EQ(pipe.scheduler_name(), c.load.scheduler);
+
+  std::map<std::string, Tensor> seen;
+  GenerateParams params = c.params;
+  params.inspect = [&](const NamedTensor& t) { seen.emplace(std::string(t.name), tensor_of(t)); };
+  const GenerateResult result = pipe.generate(params);
+  const SafetensorsFile want = SafetensorsFile::open(c.file);
+
+  // Intermediates, in pipeline order. Text encoder and RNG use their component tolerances; everything
+  // after the first UNet call accumulates and uses the kit's latents tolerance.
+  const Tolerance text_tolerance{5e-5, 0};
+  const Tolerance rng_tolerance{2e-6, 0};
+  if (want.contains("prompt_embeds")) {
+    KK_EXPECT_CLOSE(seen.at("prompt_embeds"), want.view("prompt_embeds"), text_tolerance, c.name + " prompt_embeds");
+  }
+  if (want.contains("timesteps")) {
+    KK_EXPECT_CLOSE(seen.at("timesteps"), want.view("timesteps"), Tolerance{0, 0}, c.name + " timesteps");
+  }
+  if (want.contains("init_noise")) {
+    KK_EXPECT_CLOSE(seen.at("init_noise"), want.view("init_noise"), rng_tolerance, c.name + " init_noise");
+  }
+  if (want.contains("unet_input_step0")) {
+    KK_EXPECT_CLOSE(seen.at("unet_input_step0"), want.view("unet_input_step0"), c.latents_tolerance,
+                    c.name + " unet_input_step0");
+  }
+  if (want.contains("unet_output_step0")) {
+    KK_EXPECT_CLOSE(seen.at("unet_output_step0"), want.view("unet_output_step0"), c.latents_tolerance,
+                    c.name + " unet_output_step0");
+  }
+  if (want.contains("unet_output")) {
+    const TensorView all = want.view("unet_output");
+    KK_EXPECT_CLOSE(stacked(seen, "unet_output_step", all.dim(0)), all, c.latents_tolerance, c.name + " unet_output");
+  }
+  if (want.contains("latents_after_step")) {
+    const TensorView all = want.view("latents_after_step");
+    KK_EXPECT_CLOSE(stacked(seen, "latents_after_step", all.dim(0)), all, c.latents_tolerance,
+                    c.name + " latents_after_step");
+  }
+
+  // The outputs.
+  const Shape latents_shape(result.latents_shape.begin(), result.latents_shape.end());
+  KK_EXPECT_CLOSE(TensorView(const_cast<float*>(result.latents.data()), latents_shape), want.view("latents"),
+                  c.latents_tolerance, c.name + " latents");
+  const Shape image_shape(result.image_shape.begin(), result.image_shape.end());
+  KK_EXPECT_CLOSE(TensorView(const_cast<float*>(result.image_tensor.data()), image_shape), want.view("image"),
+                  c.image_tolerance, c.name + " image");
+  ASSERT_EQ(result.images.size(), c.pngs.size());
+  for (size_t i = 0; i < c.pngs.size(); ++i) {
+    // An image within 2e-3 of diffusers' rounds to the same 8-bit value or a neighbour.
+    const Image png = read_png(c.pngs[i]).image;
+    ASSERT_EQ(result.images[i].width, png.width);
+    ASSERT_EQ(result.images[i].height, png.height);
+    int worst = 0;
+    for (size_t k = 0; k < png.rgb.size(); ++k)
+      worst = std::max(worst, std::abs(int(result.images[i].rgb[k]) - int(png.rgb[k])));
+    EXPECT_LE(worst, 1) << c.pngs[i];
+  }
+  if (c.params.seeds.size() == 1 && c.params.generator_index.empty()) {
+    EXPECT_EQ(result.seeds, std::vector<uint64_t>(result.images.size(), c.params.seeds[0]));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kit, PipelineGolden, ::testing::ValuesIn(testing::load_pipeline_cases()),
+                         [](const ::testing::TestParamInfo<PipelineCase>& info) { return info.param.name; });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(PipelineGolden);
+
+// The kit's cross-checks: case i is b with another VAE (same latents); h is b with attention slicing.
+TEST(PipelineGoldenCases, CoverTheWholeKit) {
+  KK_REQUIRE_GOLDEN();
+  std::vector<std::string> names;
+  for (const PipelineCase& c : testing::load_pipeline_cases()) names.push_back(c.name.substr(0, c.name.find('_')));
+  for (const char* expected : {"a", "b", "c", "c2", "d", "d2", "e", "f", "g", "h", "i", "j", "k", "k2", "l", "m"})
+    EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << "case " << expected;
+}
+
+}  // namespace
+}  // namespace kakusan

@@ -1,0 +1,267 @@
+// kakusan generate: text to image(s) with a diffusers Stable Diffusion folder, as StableDiffusionPipeline.
+//
+//   kakusan generate --model DIR [--vae DIR] --prompt P1 [--prompt P2 ...] [--negative-prompt N1 ...]
+//     [--steps N] [--guidance G] [--height H] [--width W] [--seed S1 [--seed S2 ...]]
+//     [--num-images-per-prompt K] [--eta E] [--scheduler ClassName|alias] [--scheduler-option key=value ...]
+//     [--attention-slicing auto|N|off] [--dtype fp32|fp16] [--threads N] [--output out.png] [--grid ROWSxCOLS]
+//     [--save-tensors out.safetensors] [--clip-skip N] [--quiet]
+//
+// Seeds: repeated --seed gives one generator per image (their count must equal the number of images);
+// one --seed with several images gives ONE generator shared by all of them; no --seed picks a random seed
+// and prints it. Files: --output out.png writes out.png, out-1.png, out-2.png, ... (image i > 0 gets
+// "-<i>"), each with the A1111 `parameters` text; --grid RxC also writes out-grid.png. Everything is
+// checked before any work starts, and a bad request writes no file (exit code 2).
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <random>
+
+#include "command.h"
+#include "core/error.h"
+#include "io/image.h"
+#include "io/png.h"
+#include "io/safetensors.h"
+#include "kakusan/pipeline.h"
+#include "pipeline/output_files.h"
+#include "pipeline/progress.h"
+
+namespace kakusan::cli {
+namespace {
+
+struct GenerateOptions {
+  std::string model;
+  std::string vae;
+  std::vector<std::string> prompts;
+  std::vector<std::string> negative_prompts;
+  int steps = 50;
+  double guidance = 7.5;
+  double guidance_rescale = 0.0;
+  int height = 0, width = 0;
+  std::vector<std::string> seeds;
+  int num_images_per_prompt = 1;
+  double eta = 0.0;
+  std::string scheduler;
+  std::vector<std::string> scheduler_options;
+  std::string attention_slicing = "off";
+  std::string dtype = "fp32";
+  std::string variant;
+  int threads = 0;
+  std::string output = "output.png";
+  std::string grid;
+  std::string save_tensors;
+  int clip_skip = -1;
+  bool vae_slicing = false;
+  bool quiet = false;
+};
+
+// A seed as torch.Generator.manual_seed takes it: 0 .. 2^64-1, or a negative number (taken modulo 2^64).
+uint64_t parse_seed(const std::string& text) {
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  if (!text.empty() && text[0] == '-') {
+    int64_t value = 0;
+    const auto [ptr, ec] = std::from_chars(begin, end, value);
+    KK_CHECK(ec == std::errc() && ptr == end, "--seed \"", text, "\" is not an integer");
+    return uint64_t(value);
+  }
+  uint64_t value = 0;
+  const auto [ptr, ec] = std::from_chars(begin, end, value);
+  KK_CHECK(ec == std::errc() && ptr == end, "--seed \"", text, "\" is not an integer between 0 and 2^64-1");
+  return value;
+}
+
+std::map<std::string, std::string> parse_scheduler_options(const std::vector<std::string>& items) {
+  std::map<std::string, std::string> options;
+  for (const std::string& item : items) {
+    const size_t eq = item.find('=');
+    KK_CHECK(eq != std::string::npos && eq > 0, "--scheduler-option \"", item, "\" is not key=value");
+    options[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return options;
+}
+
+AttentionOptions parse_attention_slicing(const std::string& text) {
+  AttentionOptions attention;
+  if (text == "off") return attention;
+  attention.mode = AttentionOptions::Mode::Sliced;
+  if (text == "auto") return attention;
+  int slice = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), slice);
+  KK_CHECK(ec == std::errc() && ptr == text.data() + text.size() && slice >= 1, "--attention-slicing \"", text,
+           "\" is not auto, off or a positive slice size");
+  attention.slice_size = slice;
+  return attention;
+}
+
+WeightDType parse_dtype(const std::string& text) {
+  if (text == "fp32") return WeightDType::F32;
+  if (text == "fp16") return WeightDType::F16;
+  if (text == "bf16") return WeightDType::BF16;
+  fail("--dtype \"", text, "\" is not fp32, fp16 or bf16");
+}
+
+// The folder an output file goes into must exist before any work starts.
+void check_output_folder(const std::filesystem::path& file, const char* flag) {
+  const std::filesystem::path parent = file.parent_path();
+  KK_CHECK(parent.empty() || std::filesystem::is_directory(parent), flag, " ", file.string(), ": folder ",
+           parent.string(), " does not exist");
+  KK_CHECK(!std::filesystem::is_directory(file), flag, " ", file.string(), " is a folder, not a file name");
+}
+
+// The model's name for the PNG metadata: the folder's name, or the hub id as given.
+std::string model_name(const std::string& model) {
+  std::string name = model;
+  while (name.size() > 1 && name.back() == '/') name.pop_back();
+  if (std::filesystem::is_directory(model)) return std::filesystem::path(name).filename().string();
+  return name;
+}
+
+struct Request {
+  LoadOptions load;
+  GenerateParams params;
+  std::optional<GridSpec> grid;
+};
+
+// Everything about the command line that can be judged before loading the model.
+Request build_request(const GenerateOptions& o) {
+  Request r;
+  r.load.vae = o.vae.empty() ? std::nullopt : std::optional<std::string>(o.vae);
+  r.load.dtype = parse_dtype(o.dtype);
+  r.load.variant = o.variant;
+  r.load.scheduler = o.scheduler;
+  r.load.scheduler_options = parse_scheduler_options(o.scheduler_options);
+  KK_CHECK(o.threads >= 0, "--threads must be >= 0 but is ", o.threads);
+  r.load.num_threads = o.threads;
+
+  GenerateParams& p = r.params;
+  p.prompt = o.prompts;
+  p.negative_prompt = o.negative_prompts;
+  p.num_inference_steps = o.steps;
+  p.guidance_scale = o.guidance;
+  p.guidance_rescale = o.guidance_rescale;
+  p.height = o.height;
+  p.width = o.width;
+  p.num_images_per_prompt = o.num_images_per_prompt;
+  p.eta = o.eta;
+  for (const std::string& seed : o.seeds) p.seeds.push_back(parse_seed(seed));
+  if (o.clip_skip >= 0) p.clip_skip = o.clip_skip;
+  p.attention = parse_attention_slicing(o.attention_slicing);
+  p.vae_slicing = o.vae_slicing;
+  check_inputs(p);
+
+  const int num_images = int(p.prompt.size()) * p.num_images_per_prompt;
+  if (!o.grid.empty()) {
+    r.grid = parse_grid_spec(o.grid);
+    KK_CHECK(r.grid->rows * r.grid->cols == num_images, "--grid ", o.grid, " has ", r.grid->rows * r.grid->cols,
+             " cells but there are ", num_images, " images");
+  }
+  KK_CHECK(!o.output.empty(), "--output must name a file");
+  check_output_folder(o.output, "--output");
+  if (!o.save_tensors.empty()) check_output_folder(o.save_tensors, "--save-tensors");
+  return r;
+}
+
+std::string nth_or_empty(const std::vector<std::string>& items, size_t i) {
+  if (items.empty()) return "";
+  return items.size() == 1 ? items[0] : items.at(i);
+}
+
+int run_generate(const GenerateOptions& o) {
+  Request request = build_request(o);
+  GenerateParams& params = request.params;
+  if (params.seeds.empty()) {
+    std::random_device device;
+    params.seeds = {(uint64_t(device()) << 32 | device()) & ((uint64_t(1) << 53) - 1)};
+    std::printf("seed: %llu\n", static_cast<unsigned long long>(params.seeds[0]));
+  }
+
+  ProgressBar bar(stderr, ProgressBar::detect_style(stderr, o.quiet));
+  request.load.progress = bar.callback();
+  params.progress = bar.callback();
+  StableDiffusionPipeline pipe = StableDiffusionPipeline::load(o.model, request.load);
+  const GenerateResult result = pipe.generate(params);
+  bar.finish();
+  for (const std::string& warning : result.warnings) std::fprintf(stderr, "kakusan: warning: %s\n", warning.c_str());
+
+  // Outputs, each written atomically (temporary file + rename).
+  const int height = int(result.image_shape[1]), width = int(result.image_shape[2]);
+  const std::string model = model_name(o.model);
+  auto parameters_of = [&](size_t i) {
+    GenerationInfo info;
+    const size_t prompt_index = i / size_t(params.num_images_per_prompt);
+    info.prompt = params.prompt[prompt_index];
+    if (params.guidance_scale > 1.0) info.negative_prompt = nth_or_empty(params.negative_prompt, prompt_index);
+    info.steps = params.num_inference_steps;
+    info.sampler = pipe.scheduler_name();
+    info.cfg_scale = params.guidance_scale;
+    info.seed = result.seeds.at(i);
+    info.width = width;
+    info.height = height;
+    info.model = model;
+    return PngText{{"parameters", format_parameters(info)}};
+  };
+  for (size_t i = 0; i < result.images.size(); ++i) {
+    const std::filesystem::path path = image_output_path(o.output, int(i));
+    write_png(path, result.images[i], parameters_of(i));
+    std::printf("wrote %s\n", path.string().c_str());
+  }
+  if (request.grid) {
+    const std::filesystem::path path = grid_output_path(o.output);
+    write_png(path, make_image_grid(result.images, request.grid->rows, request.grid->cols), parameters_of(0));
+    std::printf("wrote %s\n", path.string().c_str());
+  }
+  if (!o.save_tensors.empty()) {
+    const Shape latents_shape(result.latents_shape.begin(), result.latents_shape.end());
+    const Shape image_shape(result.image_shape.begin(), result.image_shape.end());
+    write_safetensors(o.save_tensors,
+                      {{"latents", TensorView(const_cast<float*>(result.latents.data()), latents_shape)},
+                       {"images", TensorView(const_cast<float*>(result.image_tensor.data()), image_shape)}},
+                      {{"format", "pt"}, {"scheduler", pipe.scheduler_name()}});
+    std::printf("wrote %s\n", o.save_tensors.c_str());
+  }
+  return 0;
+}
+
+const bool registered = register_command({
+    "generate",
+    "Generate images from text prompts with a Stable Diffusion model",
+    [](CLI::App& app) -> std::function<int()> {
+      auto o = std::make_shared<GenerateOptions>();
+      // Repeatable flags take one value per occurrence (--prompt a --prompt b).
+      auto repeatable = [&](const char* name, std::vector<std::string>& values, const char* help) {
+        return app.add_option(name, values, help)->allow_extra_args(false);
+      };
+      app.add_option("--model", o->model, "diffusers model folder or Hugging Face model id (offline cache)")
+          ->required();
+      app.add_option("--vae", o->vae, "VAE folder or model id to use instead of the model's (e.g. sd-vae-ft-mse)");
+      repeatable("--prompt", o->prompts, "prompt; repeat for a batch")->required();
+      repeatable("--negative-prompt", o->negative_prompts, "negative prompt: one for all prompts, or one per prompt");
+      app.add_option("--steps", o->steps, "num_inference_steps")->capture_default_str();
+      app.add_option("--guidance", o->guidance, "guidance_scale (CFG is on when > 1)")->capture_default_str();
+      app.add_option("--guidance-rescale", o->guidance_rescale, "guidance_rescale in [0, 1]")->capture_default_str();
+      app.add_option("--height", o->height, "image height, a multiple of 8 (default: the model's)");
+      app.add_option("--width", o->width, "image width, a multiple of 8 (default: the model's)");
+      repeatable("--seed", o->seeds,
+                 "seed; once = one generator shared by all images, repeated = one generator per image");
+      app.add_option("--num-images-per-prompt", o->num_images_per_prompt, "images per prompt")->capture_default_str();
+      app.add_option("--eta", o->eta, "DDIM eta")->capture_default_str();
+      app.add_option("--scheduler", o->scheduler, "scheduler class name or alias (default: the model's)");
+      repeatable("--scheduler-option", o->scheduler_options, "scheduler config override key=value (repeatable)");
+      app.add_option("--attention-slicing", o->attention_slicing, "auto, a slice size, or off")->capture_default_str();
+      app.add_option("--dtype", o->dtype, "weights in memory: fp32, fp16 (prefers fp16 variant files) or bf16")
+          ->capture_default_str();
+      app.add_option("--variant", o->variant, "weight file variant to read (e.g. fp16)");
+      app.add_option("--threads", o->threads, "threads (0 = all cores)")->capture_default_str();
+      app.add_option("--output", o->output, "PNG path; image i > 0 goes to <stem>-<i>.png")->capture_default_str();
+      app.add_option("--grid", o->grid, "also write <stem>-grid.png with the images as ROWSxCOLS");
+      app.add_option("--save-tensors", o->save_tensors, "write float32 latents [B,4,h,w] and images [B,H,W,3]");
+      app.add_option("--clip-skip", o->clip_skip, "CLIP layers to skip (1 = the pre-final layer)");
+      app.add_flag("--vae-slicing", o->vae_slicing, "decode one image at a time");
+      app.add_flag("--quiet,-q", o->quiet, "no progress bar");
+      return [o] { return run_generate(*o); };
+    },
+});
+
+}  // namespace
+}  // namespace kakusan::cli
