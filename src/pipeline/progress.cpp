@@ -79,8 +79,9 @@ void ProgressBar::update(const Progress& event) {
     last_print_ = -1e300;
   }
   const bool final_unit = event.total > 0 && event.done >= event.total;
-  // Plain lines: the start, at most one a second, and the last one.
-  if (style_ == Style::Plain && !final_unit && event.done != 0 && now - last_print_ < 1.0) return;
+  // Plain lines: the start, at most one a second, and the last one; the bar redraws at most 20 times a second.
+  const double min_interval = style_ == Style::Plain ? 1.0 : 0.05;
+  if (!final_unit && event.done != 0 && now - last_print_ < min_interval) return;
   last_print_ = now;
   draw(event, final_unit);
   if (final_unit) in_phase_ = false;

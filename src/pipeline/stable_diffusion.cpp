@@ -188,6 +188,9 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& p) 
   const Shape latents_shape{num_images, latent_channels, height / vae_scale_factor(), width / vae_scale_factor()};
   KK_CHECK(p.latents.empty() || int64_t(p.latents.size()) == latents_shape.numel(), "`latents` has ",
            p.latents.size(), " values but the batch needs ", latents_shape.str(), " = ", latents_shape.numel());
+  const int text_layers = prompt_encoder->text_encoder().config().num_hidden_layers;
+  KK_CHECK(!p.clip_skip || *p.clip_skip <= text_layers, "`clip_skip` ", p.clip_skip.value_or(0),
+           " is more than the text encoder's ", text_layers, " layers");
   const bool do_cfg = p.guidance_scale > 1.0;
   auto inspect = [&](std::string_view name, const TensorView& t) {
     if (p.inspect) p.inspect(NamedTensor{name, t.f32(), dims_of(t.shape)});

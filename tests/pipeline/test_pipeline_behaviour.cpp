@@ -2,6 +2,12 @@
 // scheduler, random seeds, latent output, cancellation and model-dependent input errors.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
 #include "core/error.h"
 #include "kakusan/pipeline.h"
 #include "support/golden.h"
@@ -120,6 +126,73 @@ TEST(Pipeline, RejectsBadInputsBeforeWork) {
   EXPECT_THROW(pipe.set_scheduler("NoSuchScheduler"), Error);
   EXPECT_EQ(pipe.scheduler_name(), "PNDMScheduler");  // unchanged after a failed swap
   EXPECT_THROW(pipe.set_scheduler("EulerDiscreteScheduler", {{"no_such_option", "1"}}), Error);
+}
+
+TEST(Pipeline, WarnsAboutTruncatedPromptsAndChecksClipSkip) {
+  KK_REQUIRE_GOLDEN();
+  StableDiffusionPipeline& pipe = tiny_pipeline();
+  GenerateParams p = small_params();
+  p.num_inference_steps = 1;
+  p.output_type = OutputType::Latent;
+  std::string prompt;
+  for (int i = 0; i < 40; ++i) prompt += "warrior chief ";
+  p.prompt = {prompt + "ENDMARK"};
+  const GenerateResult r = pipe.generate(p);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("truncated"), std::string::npos) << r.warnings[0];
+  EXPECT_NE(r.warnings[0].find("endmark"), std::string::npos) << r.warnings[0];  // the cut part, decoded
+  p = small_params();
+  p.clip_skip = 3;  // tiny-sd's text encoder has 2 layers
+  try {
+    pipe.generate(p);
+    FAIL() << "clip_skip beyond the text encoder's layers was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("clip_skip"), std::string::npos) << e.what();
+  }
+}
+
+// fp16 weights (as --dtype fp16 keeps them) give nearly the fp32 image.
+TEST(Pipeline, HalfPrecisionWeightsStayCloseToFp32) {
+  KK_REQUIRE_GOLDEN();
+  LoadOptions load;
+  load.dtype = WeightDType::F16;
+  load.scheduler = "DPMSolverMultistepScheduler";
+  StableDiffusionPipeline half = StableDiffusionPipeline::load((*testing::golden_dir() / "tiny-sd").string(), load);
+  GenerateParams p = small_params();
+  p.num_inference_steps = 20;
+  const GenerateResult r = half.generate(p);
+  const SafetensorsFile want = testing::open_golden("pipeline/b_dpm20.safetensors");
+  const Shape image_shape(r.image_shape.begin(), r.image_shape.end());
+  const TensorView image(const_cast<float*>(r.image_tensor.data()), image_shape);
+  KK_EXPECT_CLOSE(image, want.view("image"), {0.05, 0}, "fp16 image vs diffusers fp32");
+  EXPECT_FALSE(testing::tensors_close(image, want.view("image"), {1e-7, 0}));  // the weights really are fp16
+}
+
+// A model id resolves offline through the Hugging Face cache layout.
+TEST(Pipeline, LoadsAModelIdFromTheHubCache) {
+  KK_REQUIRE_GOLDEN();
+  namespace fs = std::filesystem;
+  const fs::path cache = fs::temp_directory_path() / ("kakusan_hub_" + std::to_string(::getpid()));
+  const std::string commit(40, 'a');
+  const fs::path repo = cache / "models--kakusan-test--tiny-sd";
+  fs::create_directories(repo / "refs");
+  fs::create_directories(repo / "snapshots");
+  fs::create_directory_symlink(*testing::golden_dir() / "tiny-sd", repo / "snapshots" / commit);
+  { std::ofstream(repo / "refs" / "main") << commit << "\n"; }
+  const char* previous = std::getenv("HF_HUB_CACHE");
+  const std::string saved = previous ? previous : "";
+  ::setenv("HF_HUB_CACHE", cache.c_str(), 1);
+  StableDiffusionPipeline pipe = StableDiffusionPipeline::load("kakusan-test/tiny-sd");
+  if (previous) ::setenv("HF_HUB_CACHE", saved.c_str(), 1); else ::unsetenv("HF_HUB_CACHE");
+  EXPECT_EQ(pipe.model_path(), repo / "snapshots" / commit);
+  GenerateParams p = small_params();
+  p.num_inference_steps = 1;
+  p.output_type = OutputType::Latent;
+  const GenerateResult by_id = pipe.generate(p);
+  tiny_pipeline().set_scheduler("PNDMScheduler");
+  const GenerateResult by_folder = tiny_pipeline().generate(p);
+  KK_EXPECT_CLOSE(latents_of(by_id), latents_of(by_folder), {0, 0}, "model id vs folder");
+  fs::remove_all(cache);
 }
 
 TEST(Pipeline, LoadErrorsNameTheProblem) {

@@ -64,11 +64,14 @@ TEST(Progress, BarStyleRedrawsOneLinePerPhase) {
     bar.update({Phase::Denoising, 0, 3, ""});
     out.now = 2;
     bar.update({Phase::Denoising, 1, 3, ""});
+    out.now = 2.01;  // too soon after the last redraw: skipped
+    bar.update({Phase::Denoising, 2, 3, ""});
   }  // the destructor closes the open line
   const std::string text = out.text();
   EXPECT_NE(text.find("\rloading   1/2 [############............]  1.00 s/it  ETA 00:01  unet"), std::string::npos)
       << text;
   EXPECT_NE(text.find("vae\x1b[K\n\rdenoising"), std::string::npos) << text;
+  EXPECT_EQ(text.find("denoising 2/3"), std::string::npos) << text;
   EXPECT_EQ(text.back(), '\n');
 }
 
