@@ -6,6 +6,7 @@
 #include "io/atomic_file.h"
 #include "io/json_config.h"
 #include "models/autoencoder_kl.h"
+#include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 
 namespace kakusan {
@@ -125,6 +126,7 @@ RandomModelSummary make_random_model(const RandomModelSpec& spec, const std::fil
   // Build every model first: a bad config fails before anything is written.
   UNet2DConditionModel unet(UNet2DConditionConfig::parse(JsonConfig(spec.unet, "unet config")));
   AutoencoderKL vae(AutoencoderKLConfig::parse(JsonConfig(spec.vae, "vae config")));
+  ClipTextModel text_encoder(ClipTextConfig::parse(JsonConfig(spec.text_encoder, "text_encoder config")));
 
   for (const char* sub : {"unet", "vae", "text_encoder", "scheduler"}) std::filesystem::create_directories(out / sub);
   RandomModelSummary summary;
@@ -134,6 +136,9 @@ RandomModelSummary make_random_model(const RandomModelSpec& spec, const std::fil
   summary.vae_tensors = write_random_weights([&](WeightVisitor& v) { vae.visit(v); },
                                              out / "vae" / "diffusion_pytorch_model.safetensors", seed + 1, dtype);
   write_json(out / "vae" / "config.json", spec.vae);
+  summary.text_encoder_tensors = write_random_weights([&](WeightVisitor& v) { text_encoder.visit(v); },
+                                                      out / "text_encoder" / "model.safetensors", seed + 2, dtype);
+  write_json(out / "text_encoder" / "config.json", spec.text_encoder);
   write_json(out / "scheduler" / "scheduler_config.json", spec.scheduler);
   write_json(out / "model_index.json", spec.model_index);
   return summary;

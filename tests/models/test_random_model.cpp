@@ -6,6 +6,7 @@
 
 #include "io/safetensors.h"
 #include "models/autoencoder_kl.h"
+#include "models/clip_text_model.h"
 #include "models/random_model.h"
 #include "models/unet_2d_condition.h"
 #include "support/golden.h"
@@ -17,6 +18,13 @@ int64_t count_unet(const RandomModelSpec& spec) {
   UNet2DConditionModel unet(UNet2DConditionConfig::parse(JsonConfig(spec.unet, "unet")));
   ParameterCounter c;
   unet.visit(c);
+  return c.tensors;
+}
+
+int64_t count_text_encoder(const RandomModelSpec& spec) {
+  ClipTextModel model(ClipTextConfig::parse(JsonConfig(spec.text_encoder, "text_encoder")));
+  ParameterCounter c;
+  model.visit(c);
   return c.tensors;
 }
 
@@ -33,9 +41,11 @@ TEST(RandomModel, BuiltinConfigsHaveTheHubTensorCounts) {
   const RandomModelSpec sd15 = RandomModelSpec::builtin("sd15");
   EXPECT_EQ(count_unet(sd15), 686);
   EXPECT_EQ(count_vae(sd15), 248);
+  EXPECT_EQ(count_text_encoder(sd15), 196);
   const RandomModelSpec sd21 = RandomModelSpec::builtin("sd21");
   EXPECT_EQ(count_unet(sd21), 686);
   EXPECT_EQ(count_vae(sd21), 248);
+  EXPECT_EQ(count_text_encoder(sd21), 2 + 23 * 16 + 2);  // OpenCLIP-H as diffusers ships it: 23 layers
   UNet2DConditionModel unet(UNet2DConditionConfig::parse(JsonConfig(sd15.unet, "unet")));
   ParameterCounter c;
   unet.visit(c);
@@ -70,24 +80,33 @@ TEST(RandomModel, TinyFolderLoadsBackAndMatchesTheGoldenLayout) {
   const RandomModelSummary s = make_random_model(RandomModelSpec::builtin("tiny"), dir, DType::F16, 7);
   EXPECT_EQ(s.unet_tensors, 684);
   EXPECT_EQ(s.vae_tensors, 244);
-  for (const char* f : {"model_index.json", "unet/config.json", "vae/config.json", "scheduler/scheduler_config.json"})
+  EXPECT_EQ(s.text_encoder_tensors, 2 + 2 * 16 + 2);
+  for (const char* f : {"model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json",
+                        "text_encoder/model.safetensors", "scheduler/scheduler_config.json"})
     EXPECT_TRUE(std::filesystem::exists(dir / f)) << f;
 
   const SafetensorsFile unet_file = SafetensorsFile::open(dir / "unet/diffusion_pytorch_model.safetensors");
   for (const auto& e : unet_file.entries()) EXPECT_EQ(e.dtype, DType::F16) << e.name;
   if (const auto golden = testing::golden_dir()) {
-    // Same names and shapes as the file diffusers wrote for the same config.
-    const SafetensorsFile ref = SafetensorsFile::open(*golden / "tiny-sd/unet/diffusion_pytorch_model.safetensors");
-    ASSERT_EQ(unet_file.entries().size(), ref.entries().size());
-    for (const auto& e : ref.entries()) {
-      const auto* mine = unet_file.find(e.name);
-      ASSERT_NE(mine, nullptr) << e.name;
-      EXPECT_EQ(mine->shape, e.shape) << e.name;
+    // Same names and shapes as the files diffusers / transformers wrote for the same configs.
+    for (const char* file : {"unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+                             "text_encoder/model.safetensors"}) {
+      SCOPED_TRACE(file);
+      const SafetensorsFile mine = SafetensorsFile::open(dir / file);
+      const SafetensorsFile ref = SafetensorsFile::open(*golden / "tiny-sd" / file);
+      EXPECT_EQ(mine.metadata(), ref.metadata());
+      ASSERT_EQ(mine.entries().size(), ref.entries().size());
+      for (const auto& e : ref.entries()) {
+        const auto* entry = mine.find(e.name);
+        ASSERT_NE(entry, nullptr) << e.name;
+        EXPECT_EQ(entry->shape, e.shape) << e.name;
+      }
     }
   }
   // Loads through the normal path and runs.
   const UNet2DConditionModel unet = UNet2DConditionModel::load(dir / "unet", DType::F16);
   const AutoencoderKL vae = AutoencoderKL::load(dir / "vae");
+  const ClipTextModel text_encoder = ClipTextModel::load(dir / "text_encoder", DType::F16);
   Arena arena;
   Context ctx{cpu_backend(), arena, {}};
   Generator g(0);
@@ -99,6 +118,10 @@ TEST(RandomModel, TinyFolderLoadsBackAndMatchesTheGoldenLayout) {
   for (int64_t i = 0; i < eps.numel(); ++i) sum_sq += double(eps.f32()[i]) * eps.f32()[i];
   EXPECT_TRUE(std::isfinite(sum_sq));
   EXPECT_GT(sum_sq, 0.0);
+  Tensor ids = Tensor::zeros({1, 77}, DType::I64);
+  ids.i64()[0] = 49406;
+  ids.i64()[1] = 49407;
+  EXPECT_EQ(text_encoder.forward(ctx, ids).shape(), Shape({1, 77, 32}));
   const Tensor image = vae.decode(ctx, latents);
   EXPECT_EQ(image.shape(), Shape({1, 3, 64, 64}));
   std::filesystem::remove_all(dir);
