@@ -77,6 +77,7 @@ struct kakusan_params {
   int clip_skip;                         /* -1 = none */
   int attention_slice_size;              /* -1 = off, 0 = auto, N = slices of N */
   int vae_slicing;                       /* 1 = decode one image at a time */
+  int vae_tiling;                        /* 1 = decode large images as overlapping tiles */
   kakusan_step_callback callback;        /* NULL = none */
   void * callback_user_data;
 };

@@ -127,6 +127,7 @@ struct GenerateParams {
   std::optional<int> clip_skip;               // 1 = the pre-final CLIP layer
   AttentionOptions attention;
   bool vae_slicing = false;                   // decode one image at a time (less memory)
+  bool vae_tiling = false;                    // decode large images as overlapping tiles (diffusers' enable_vae_tiling)
   OutputType output_type = OutputType::Image;
   // After every step; return false to cancel (generate() then throws kakusan::Cancelled).
   std::function<bool(const StepInfo&)> callback_on_step_end;

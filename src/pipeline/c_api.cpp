@@ -137,6 +137,7 @@ int kakusan_generate(kakusan_context* ctx, const kakusan_params* params, kakusan
       g.attention.slice_size = p.attention_slice_size;
     }
     g.vae_slicing = p.vae_slicing != 0;
+    g.vae_tiling = p.vae_tiling != 0;
     if (p.callback != nullptr) {
       g.callback_on_step_end = [&p](const kakusan::StepInfo& step) {
         return p.callback(step.step, step.num_steps, step.timestep, p.callback_user_data) != 0;

@@ -285,6 +285,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& p) 
   {
     VaeMemoryOptions memory;
     memory.slicing = p.vae_slicing;
+    memory.tiling = p.vae_tiling;
     const Tensor decoded = vae->decode(ctx, scaled, memory);
     images = denormalize_to_nhwc(decoded);
   }

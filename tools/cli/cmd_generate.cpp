@@ -52,6 +52,7 @@ struct GenerateOptions {
   std::string save_tensors;
   int clip_skip = -1;
   bool vae_slicing = false;
+  bool vae_tiling = false;
   bool quiet = false;
 };
 
@@ -148,6 +149,7 @@ Request build_request(const GenerateOptions& o) {
   if (o.clip_skip >= 0) p.clip_skip = o.clip_skip;
   p.attention = parse_attention_slicing(o.attention_slicing);
   p.vae_slicing = o.vae_slicing;
+  p.vae_tiling = o.vae_tiling;
   check_inputs(p);
 
   const int num_images = int(p.prompt.size()) * p.num_images_per_prompt;
@@ -258,6 +260,7 @@ const bool registered = register_command({
       app.add_option("--save-tensors", o->save_tensors, "write float32 latents [B,4,h,w] and images [B,H,W,3]");
       app.add_option("--clip-skip", o->clip_skip, "CLIP layers to skip (1 = the pre-final layer)");
       app.add_flag("--vae-slicing", o->vae_slicing, "decode one image at a time");
+      app.add_flag("--vae-tiling", o->vae_tiling, "decode large images as overlapping tiles (less memory)");
       app.add_flag("--quiet,-q", o->quiet, "no progress bar");
       return [o] { return run_generate(*o); };
     },
