@@ -22,11 +22,11 @@ nlohmann::json read_manifest() {
   return nlohmann::json::parse(json);
 }
 
-nlohmann::json tokenizer_case() {
+nlohmann::json manifest_case(const std::string& id) {
   const nlohmann::json manifest = read_manifest();
   for (const nlohmann::json& c : manifest["cases"])
-    if (c["id"] == "tokenizer") return c;
-  ADD_FAILURE() << "manifest.json has no \"tokenizer\" case";
+    if (c["id"] == id) return c;
+  ADD_FAILURE() << "manifest.json has no \"" << id << "\" case";
   return {};
 }
 
@@ -37,7 +37,7 @@ std::vector<int64_t> row(const TensorView& ids, int64_t i) {
 
 TEST(ClipTokenizerGolden, AllPromptsMatchTransformers) {
   KK_REQUIRE_GOLDEN();
-  const nlohmann::json golden_case = tokenizer_case();
+  const nlohmann::json golden_case = manifest_case("tokenizer");
   const nlohmann::json& prompts = golden_case["params"]["prompts"];
   ASSERT_EQ(prompts.size(), 33u);
 
@@ -67,6 +67,22 @@ TEST(ClipTokenizerGolden, AllPromptsMatchTransformers) {
     EXPECT_EQ(got.untruncated_ids, std::vector<int64_t>(untruncated.i64(), untruncated.i64() + untruncated.numel()));
     EXPECT_EQ(int64_t(got.untruncated_ids.size()), p["num_tokens_untruncated"].get<int64_t>());
     EXPECT_EQ(sd2.encode(prompt).input_ids, row(sd2_ids, i));
+  }
+}
+
+// The text-encoder goldens (C.3) were computed from these tokenizers' ids: the pipeline's two halves agree.
+TEST(ClipTokenizerGolden, TextEncoderInputsMatch) {
+  KK_REQUIRE_GOLDEN();
+  for (const std::string model : {"tiny-sd", "tiny-sd-v"}) {
+    SCOPED_TRACE(model);
+    const nlohmann::json golden_case = manifest_case("text_encoder_" + model);
+    const ClipTokenizer tok = ClipTokenizer::load(*testing::golden_dir() / model / "tokenizer");
+    const SafetensorsFile file = testing::open_golden("components/text_encoder_" + model + ".safetensors");
+    const TensorView input_ids = file.view("input_ids");
+    const nlohmann::json& prompts = golden_case["params"]["prompts"];
+    ASSERT_EQ(int64_t(prompts.size()), input_ids.dim(0));
+    for (size_t i = 0; i < prompts.size(); ++i)
+      EXPECT_EQ(tok.encode(prompts[i].get<std::string>()).input_ids, row(input_ids, int64_t(i))) << prompts[i].dump();
   }
 }
 
