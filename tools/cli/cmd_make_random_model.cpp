@@ -27,6 +27,8 @@ int run(const Options& o) {
   const DType dtype = parse_weight_dtype(o.dtype);
   bool builtin = false;
   for (const std::string& name : RandomModelSpec::builtin_names()) builtin |= name == o.config;
+  KK_CHECK(builtin || std::filesystem::exists(o.config), "--config \"", o.config,
+           "\" is neither a built-in config (sd15, sd21, tiny) nor an existing JSON file or model folder");
   const RandomModelSpec spec = builtin ? RandomModelSpec::builtin(o.config) : RandomModelSpec::from_path(o.config);
   const RandomModelSummary s = make_random_model(spec, o.out, dtype, o.seed);
   std::printf("wrote %s: unet %lld tensors, vae %lld tensors, text_encoder %lld tensors (%s)\n", o.out.c_str(),
