@@ -24,8 +24,6 @@ int64_t check_step_inputs(const TensorView& model_output, const TensorView& samp
   return sample.numel();
 }
 
-Tensor make_like(const TensorView& like, const std::function<float(int64_t)>& f) { return map_like(like, f); }
-
 Tensor x0_from_alpha_sigma(const TensorView& model_output, const TensorView& sample, const SchedulerConfig& config,
                            float alpha, float sigma) {
   const float* m = model_output.f32();

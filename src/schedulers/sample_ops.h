@@ -5,7 +5,6 @@
 // a float32 0-d tensor; every tensor op rounds), so results match diffusers to float32 rounding.
 #pragma once
 
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,9 +18,7 @@ const float* dense_f32(const TensorView& v, const std::string& class_name, const
 // Checks model_output and sample are dense float32 of one shape; returns the element count.
 int64_t check_step_inputs(const TensorView& model_output, const TensorView& sample, const std::string& class_name);
 
-// A new tensor of `like`'s shape whose element i is f(i).
-Tensor make_like(const TensorView& like, const std::function<float(int64_t)>& f);
-// Same, for hot loops: fills out[i] = f(i) with the functor inlined.
+// A new float32 tensor of `like`'s shape whose element i is f(i).
 template <typename F>
 Tensor map_like(const TensorView& like, F&& f) {
   Tensor out = Tensor::empty(like.shape);
@@ -31,8 +28,8 @@ Tensor map_like(const TensorView& like, F&& f) {
   return out;
 }
 
-// x0 for a variance-preserving forward process x = alpha * x0 + sigma * eps (DDIM, DDPM, PNDM-free
-// DPM-Solver, DEIS, UniPC): "epsilon" (x - sigma * out) / alpha, "v_prediction" alpha * x - sigma * out,
+// x0 for a variance-preserving forward process x = alpha * x0 + sigma * eps (DDIM, DDPM, DPM-Solver,
+// DEIS, UniPC): "epsilon" (x - sigma * out) / alpha, "v_prediction" alpha * x - sigma * out,
 // "sample" out.
 Tensor x0_from_alpha_sigma(const TensorView& model_output, const TensorView& sample, const SchedulerConfig& config,
                            float alpha, float sigma);
