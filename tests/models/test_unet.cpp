@@ -122,6 +122,29 @@ TEST(UNetGolden, BFloat16WeightsStayCloseToFloat) {
                   golden.view("noise_pred_t981"), testing::Tolerance{2e-2, 0}, "noise_pred_t981 (bf16 weights)");
 }
 
+// After one pass sizes the arena, later passes (every denoising step) allocate no new activation memory.
+TEST(UNetMemory, SecondPassReusesTheArena) {
+  KK_REQUIRE_GOLDEN();
+  const UNet2DConditionModel unet = UNet2DConditionModel::load(*golden_dir() / "tiny-sd" / "unet");
+  const SafetensorsFile golden = open_golden("components/unet_tiny-sd.safetensors");
+  Arena arena;
+  Context ctx{cpu_backend(), arena, {}};
+  Tensor out = Tensor::empty({2, 4, 8, 8});
+  const Tensor t = scalar_timesteps({981.0f});
+  unet.forward(ctx, golden.view("sample"), t, golden.view("encoder_hidden_states"), out.view());
+  const size_t peak = arena.peak_bytes();
+  EXPECT_GT(peak, 0u);
+  arena.reset();
+  const size_t capacity = arena.capacity_bytes();
+  EXPECT_GE(capacity, peak);
+  for (int i = 0; i < 2; ++i) {
+    unet.forward(ctx, golden.view("sample"), t, golden.view("encoder_hidden_states"), out.view());
+    EXPECT_EQ(arena.capacity_bytes(), capacity);
+    EXPECT_EQ(arena.peak_bytes(), peak);
+  }
+  KK_EXPECT_CLOSE(out, golden.view("noise_pred_t981"), kUNetTolerance, "noise_pred_t981");
+}
+
 TEST(UNetStructure, TinySdHasEveryTensorOfItsFile) {
   KK_REQUIRE_GOLDEN();
   UNet2DConditionModel unet(UNet2DConditionConfig::parse(JsonConfig::load(*golden_dir() / "tiny-sd/unet/config.json")));
