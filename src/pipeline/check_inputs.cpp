@@ -7,16 +7,6 @@
 
 namespace kakusan {
 
-const char* phase_name(Phase phase) {
-  switch (phase) {
-    case Phase::Loading: return "loading";
-    case Phase::Encoding: return "encoding";
-    case Phase::Denoising: return "denoising";
-    case Phase::Decoding: return "decoding";
-  }
-  return "?";
-}
-
 namespace {
 
 void check_side(const char* name, int value) {

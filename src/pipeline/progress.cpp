@@ -10,6 +10,16 @@
 
 namespace kakusan {
 
+const char* phase_name(Phase phase) {
+  switch (phase) {
+    case Phase::Loading: return "loading";
+    case Phase::Encoding: return "encoding";
+    case Phase::Denoising: return "denoising";
+    case Phase::Decoding: return "decoding";
+  }
+  return "?";
+}
+
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "--:--";
   const long total = std::lround(seconds);

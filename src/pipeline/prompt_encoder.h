@@ -39,7 +39,6 @@ class PromptEncoder {
   // How many text-encoder batches encode() runs (for progress).
   static int num_batches(const PromptBatch& batch) { return batch.classifier_free_guidance ? 2 : 1; }
 
-  const ClipTokenizer& tokenizer() const { return tokenizer_; }
   const ClipTextModel& text_encoder() const { return text_encoder_; }
 
  private:

@@ -15,7 +15,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
-#include <random>
 
 #include "command.h"
 #include "core/error.h"
@@ -172,11 +171,6 @@ std::string nth_or_empty(const std::vector<std::string>& items, size_t i) {
 int run_generate(const GenerateOptions& o) {
   Request request = build_request(o);
   GenerateParams& params = request.params;
-  if (params.seeds.empty()) {
-    std::random_device device;
-    params.seeds = {(uint64_t(device()) << 32 | device()) & ((uint64_t(1) << 53) - 1)};
-    std::printf("seed: %llu\n", static_cast<unsigned long long>(params.seeds[0]));
-  }
 
   ProgressBar bar(stderr, ProgressBar::detect_style(stderr, o.quiet));
   request.load.progress = bar.callback();
@@ -185,6 +179,7 @@ int run_generate(const GenerateOptions& o) {
   const GenerateResult result = pipe.generate(params);
   bar.finish();
   for (const std::string& warning : result.warnings) std::fprintf(stderr, "kakusan: warning: %s\n", warning.c_str());
+  if (params.seeds.empty()) std::printf("seed: %llu\n", static_cast<unsigned long long>(result.seeds.at(0)));
 
   // Outputs, each written atomically (temporary file + rename).
   const int height = int(result.image_shape[1]), width = int(result.image_shape[2]);
