@@ -206,6 +206,16 @@ std::vector<Case> make_cases(Backend& be, const std::string& filter) {
                      [&be, x, g, y] { be.layer_norm(*x, *g, *g, 1e-5f, *y); }});
   };
 
+  auto permute = [&](int64_t batch, int64_t c, int64_t size) {
+    const std::string shape = std::to_string(batch) + "x" + std::to_string(c) + "x" + std::to_string(size) + "^2";
+    if (!wanted("copy NCHW->tokens", shape)) return;
+    auto x = std::make_shared<Tensor>(random_tensor({batch, c, size, size}, 1.0f, 15));
+    auto y = std::make_shared<Tensor>(Tensor::empty({batch, size * size, c}));
+    cases.push_back({"copy NCHW->tokens", shape, 0, [&be, x, y, batch, c, size] {
+                       be.copy(x->view().reshape({batch, c, size * size}).permute({0, 2, 1}), *y);
+                     }});
+  };
+
   // UNet at 512x512 (latents 64x64), classifier-free guidance batch 2.
   linear(4096, 320, 1280);
   linear(8192, 320, 2560);   // GEGLU projection, batch 2
@@ -240,6 +250,7 @@ std::vector<Case> make_cases(Backend& be, const std::string& filter) {
   group_norm(1, 128, 512);
   geglu(8192, 1280);
   layer_norm(8192, 320);
+  permute(2, 320, 64);
   return cases;
 }
 

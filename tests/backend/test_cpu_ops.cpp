@@ -223,6 +223,23 @@ TEST(CpuOps, CopyHandlesPermutesConcatAndDtypes) {
   KK_EXPECT_CLOSE(back, x, Tolerance{1e-3, 1e-3});
 }
 
+TEST(CpuOps, CopyTransposesAcrossTiles) {
+  // NCHW -> tokens [N, HW, C] and back, with sizes that straddle the 32x32 tiles; and into a narrow() view.
+  Tensor x = random_tensor({2, 37, 5, 13}, 30);
+  const TensorView tokens_view = x.view().reshape({2, 37, 65}).permute({0, 2, 1});
+  Tensor got = Tensor::empty({2, 65, 37}), want = Tensor::empty({2, 65, 37});
+  fast().copy(tokens_view, got);
+  ref().copy(tokens_view, want);
+  KK_EXPECT_CLOSE(got, want, Tolerance{0, 0});
+  Tensor back = Tensor::empty({2, 37, 65});
+  fast().copy(got.view().permute({0, 2, 1}), back);
+  KK_EXPECT_CLOSE(back, x.view().reshape({2, 37, 65}), Tolerance{0, 0});
+  Tensor wide = Tensor::full({2, 65, 40}, 3.0f), wide_want = Tensor::full({2, 65, 40}, 3.0f);
+  fast().copy(tokens_view, wide.view().narrow(2, 1, 37));
+  ref().copy(tokens_view, wide_want.view().narrow(2, 1, 37));
+  KK_EXPECT_CLOSE(wide, wide_want, Tolerance{0, 0});
+}
+
 TEST(CpuOps, NonContiguousOutputs) {
   // Ops that write a strided destination go through scratch and land in the right elements only.
   Tensor x = random_tensor({3, 8}, 29);

@@ -1,5 +1,6 @@
 #include "backend/cpu/scratch.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -89,6 +90,39 @@ void copy_run(const void* src, DType st, int64_t ss, void* dst, DType dt, int64_
   }
 }
 
+// Float32 copy where the last two dimensions are transposed between x and y (x has stride 1 along dim -2, y
+// along dim -1), e.g. NCHW <-> tokens permutes. Done in square tiles so both sides touch few cache lines.
+bool copy_transposed(const TensorView& x, const TensorView& y) {
+  const int rank = x.rank();
+  if (rank < 2 || x.dtype != DType::F32 || y.dtype != DType::F32) return false;
+  const int64_t rows = x.shape[rank - 2], cols = x.shape[rank - 1];
+  if (rows < 2 || cols < 2 || x.strides[rank - 2] != 1 || y.strides[rank - 1] != 1) return false;
+  constexpr int64_t kTile = 32;
+  const int64_t x_col_stride = x.strides[rank - 1], y_row_stride = y.strides[rank - 2];
+  const int64_t row_tiles = (rows + kTile - 1) / kTile;
+  const int64_t outer = x.numel() / (rows * cols);
+  const float* src = x.f32();
+  float* dst = y.f32();
+  parallel_for(outer * row_tiles, [&](int64_t begin, int64_t end) {
+    for (int64_t unit = begin; unit < end; ++unit) {
+      int64_t o = unit / row_tiles, xo = 0, yo = 0;
+      for (int d = rank - 3; d >= 0; --d) {
+        const int64_t i = o % x.shape[d];
+        o /= x.shape[d];
+        xo += i * x.strides[d];
+        yo += i * y.strides[d];
+      }
+      const int64_t r0 = unit % row_tiles * kTile, r1 = std::min(rows, r0 + kTile);
+      for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+        const int64_t c1 = std::min(cols, c0 + kTile);
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c) dst[yo + r * y_row_stride + c] = src[xo + r + c * x_col_stride];
+      }
+    }
+  }, std::max<int64_t>(1, 4096 / (kTile * cols)));
+  return true;
+}
+
 }  // namespace
 
 void copy_strided(const TensorView& x, const TensorView& y) {
@@ -103,6 +137,7 @@ void copy_strided(const TensorView& x, const TensorView& y) {
     }, 1 << 16);
     return;
   }
+  if (copy_transposed(x, y)) return;
   const int rank = x.rank();
   const int64_t inner = x.shape[rank - 1];
   const int64_t rows = total / inner;
