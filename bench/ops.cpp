@@ -214,6 +214,9 @@ std::vector<Case> make_cases(Backend& be, const std::string& filter) {
     cases.push_back({"copy NCHW->tokens", shape, 0, [&be, x, y, batch, c, size] {
                        be.copy(x->view().reshape({batch, c, size * size}).permute({0, 2, 1}), *y);
                      }});
+    cases.push_back({"copy tokens->NCHW", shape, 0, [&be, x, y, batch, c, size] {
+                       be.copy(*y, x->view().reshape({batch, c, size * size}).permute({0, 2, 1}));
+                     }});
   };
 
   // UNet at 512x512 (latents 64x64), classifier-free guidance batch 2.

@@ -234,6 +234,10 @@ TEST(CpuOps, CopyTransposesAcrossTiles) {
   Tensor back = Tensor::empty({2, 37, 65});
   fast().copy(got.view().permute({0, 2, 1}), back);
   KK_EXPECT_CLOSE(back, x.view().reshape({2, 37, 65}), Tolerance{0, 0});
+  // Contiguous tokens written through a permuted destination (the other side of the transpose).
+  Tensor nchw = Tensor::empty({2, 37, 65});
+  fast().copy(got, nchw.view().permute({0, 2, 1}));
+  KK_EXPECT_CLOSE(nchw, x.view().reshape({2, 37, 65}), Tolerance{0, 0});
   Tensor wide = Tensor::full({2, 65, 40}, 3.0f), wide_want = Tensor::full({2, 65, 40}, 3.0f);
   fast().copy(tokens_view, wide.view().narrow(2, 1, 37));
   ref().copy(tokens_view, wide_want.view().narrow(2, 1, 37));

@@ -90,15 +90,16 @@ void copy_run(const void* src, DType st, int64_t ss, void* dst, DType dt, int64_
   }
 }
 
-// Float32 copy where the last two dimensions are transposed between x and y (x has stride 1 along dim -2, y
-// along dim -1), e.g. NCHW <-> tokens permutes. Done in square tiles so both sides touch few cache lines.
+// Float32 copy where the last two dimensions are transposed between x and y (one side has stride 1 along
+// dim -2, the other along dim -1), e.g. NCHW <-> tokens permutes. Done in square tiles so both sides touch
+// few cache lines.
 bool copy_transposed(const TensorView& x, const TensorView& y) {
   const int rank = x.rank();
   if (rank < 2 || x.dtype != DType::F32 || y.dtype != DType::F32) return false;
   const int64_t rows = x.shape[rank - 2], cols = x.shape[rank - 1];
-  if (rows < 2 || cols < 2 || x.strides[rank - 2] != 1 || y.strides[rank - 1] != 1) return false;
+  const int64_t xr = x.strides[rank - 2], xc = x.strides[rank - 1], yr = y.strides[rank - 2], yc = y.strides[rank - 1];
+  if (rows < 2 || cols < 2 || !((xr == 1 && yc == 1) || (xc == 1 && yr == 1))) return false;
   constexpr int64_t kTile = 32;
-  const int64_t x_col_stride = x.strides[rank - 1], y_row_stride = y.strides[rank - 2];
   const int64_t row_tiles = (rows + kTile - 1) / kTile;
   const int64_t outer = x.numel() / (rows * cols);
   const float* src = x.f32();
@@ -115,8 +116,15 @@ bool copy_transposed(const TensorView& x, const TensorView& y) {
       const int64_t r0 = unit % row_tiles * kTile, r1 = std::min(rows, r0 + kTile);
       for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
         const int64_t c1 = std::min(cols, c0 + kTile);
-        for (int64_t r = r0; r < r1; ++r)
-          for (int64_t c = c0; c < c1; ++c) dst[yo + r * y_row_stride + c] = src[xo + r + c * x_col_stride];
+        // The inner loop runs along the destination's unit stride (strided writes at power-of-two strides
+        // would all land in one cache set).
+        if (yc == 1) {
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t c = c0; c < c1; ++c) dst[yo + r * yr + c] = src[xo + r * xr + c * xc];
+        } else {
+          for (int64_t c = c0; c < c1; ++c)
+            for (int64_t r = r0; r < r1; ++r) dst[yo + r + c * yc] = src[xo + r * xr + c * xc];
+        }
       }
     }
   }, std::max<int64_t>(1, 4096 / (kTile * cols)));
