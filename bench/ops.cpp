@@ -52,7 +52,7 @@ double fma_peak_one_thread(double seconds) {
   auto fma = [](V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); };
   auto splat = [](float x) { return _mm512_set1_ps(x); };
   auto sum = [](V v) { return _mm512_reduce_add_ps(v); };
-#else
+#elif defined(__FMA__)
   using V = __m256;
   constexpr int kWidth = 8;
   auto fma = [](V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); };
@@ -62,6 +62,12 @@ double fma_peak_one_thread(double seconds) {
     _mm256_storeu_ps(f, v);
     return f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7];
   };
+#else  // no FMA compiled in (KAKUSAN_NATIVE=OFF): scalar multiply-adds, a lower bound of the peak
+  using V = float;
+  constexpr int kWidth = 1;
+  auto fma = [](V a, V b, V c) { return a * b + c; };
+  auto splat = [](float x) { return x; };
+  auto sum = [](V v) { return v; };
 #endif
   constexpr int kChains = 12;  // enough independent chains to cover FMA latency x throughput
   V acc[kChains];
@@ -287,8 +293,10 @@ int run(int argc, char** argv) {
                 "load average %.2f\n\n", be.name(), threads, threads == 1 ? "" : "s", core_peak,
 #if defined(__AVX512F__)
                 "AVX-512"
-#else
+#elif defined(__FMA__)
                 "AVX2"
+#else
+                "scalar"
 #endif
                 , peak, threads, load[0]);
     std::printf("| %-22s | %-30s | %9s | %9s | %8s | %6s | %10s |\n", "op", "shape", "ms", "cpu ms", "GFLOP/s",
