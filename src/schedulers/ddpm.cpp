@@ -28,6 +28,7 @@ class DDPM final : public Scheduler {
              " cannot be larger than num_train_timesteps ", config_.num_train_timesteps);
     num_inference_steps_ = n;
     timesteps_ = sched::spaced_timesteps(config_, n, /*round_linspace=*/true);
+    sched::check_training_range(config_, timesteps_);
     reset_step_order();
   }
 

@@ -37,7 +37,9 @@ class DPMSolverMultistep final : public SolverScheduler {
 
   void set_timesteps(int n) override {
     sched::check_num_steps(config_, n);
-    std::vector<double> t = sched::solver_timesteps(config_, n, unclipped_timesteps());
+    const int last = unclipped_timesteps();
+    KK_CHECK(last >= 1, class_name(), ": lambda_min_clipped ", config_.lambda_min_clipped, " removes every timestep");
+    std::vector<double> t = sched::solver_timesteps(config_, n, last);
     std::vector<double> s;
     if (config_.use_karras_sigmas) {
       std::tie(t, s) = karras_schedule(n);

@@ -33,7 +33,9 @@ class DPMSolverSinglestep final : public SolverScheduler {
   void set_timesteps(int n) override {
     sched::check_num_steps(config_, n);
     // This class has no timestep_spacing: always linspace over the unclipped range.
-    const std::vector<double> grid = sched::np_linspace(0, double(unclipped_timesteps() - 1), n + 1);
+    const int last = unclipped_timesteps();
+    KK_CHECK(last >= 1, class_name(), ": lambda_min_clipped ", config_.lambda_min_clipped, " removes every timestep");
+    const std::vector<double> grid = sched::np_linspace(0, double(last - 1), n + 1);
     std::vector<double> t, s;
     for (int k = n; k >= 1; --k) t.push_back(sched::np_round(grid[size_t(k)]));
     if (config_.use_karras_sigmas)

@@ -54,6 +54,7 @@ class PNDM final : public Scheduler {
     }
     timesteps_ = prk_timesteps_;
     timesteps_.insert(timesteps_.end(), plms.begin(), plms.end());
+    sched::check_training_range(config_, timesteps_);
     ets_.clear();
     counter_ = 0;
     cur_model_output_.reset();

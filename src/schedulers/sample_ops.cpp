@@ -61,6 +61,7 @@ void clip_sample(Tensor& x0, double range) {
 
 void threshold_sample(Tensor& x0, double ratio, double max_value) {
   KK_ASSERT(x0.rank() >= 2);
+  KK_CHECK(ratio >= 0 && ratio <= 1, "dynamic_thresholding_ratio must be in [0, 1], got ", ratio);
   const int64_t batch = x0.dim(0), per = x0.numel() / batch;
   float* p = x0.f32();
   std::vector<float> sorted(static_cast<size_t>(per));

@@ -127,7 +127,8 @@ std::vector<float> rescale_zero_terminal_snr(const std::vector<float>& betas) {
 
 TrainSchedule make_train_schedule(const SchedulerConfig& c, std::initializer_list<const char*> allowed) {
   const int64_t n = c.num_train_timesteps;
-  KK_CHECK(n >= 2, c.class_name, ": num_train_timesteps must be at least 2, got ", n);
+  KK_CHECK(n >= 2 && n <= kMaxTrainTimesteps, c.class_name, ": num_train_timesteps must be in [2, ",
+           kMaxTrainTimesteps, "], got ", n);
   TrainSchedule s;
   if (c.trained_betas) {
     KK_CHECK(int64_t(c.trained_betas->size()) == n, c.class_name, ": trained_betas has ", c.trained_betas->size(),
@@ -234,6 +235,13 @@ std::vector<double> solver_timesteps(const SchedulerConfig& c, int n, int last) 
 
 void check_num_steps(const SchedulerConfig& c, int n) {
   KK_CHECK(n >= 1, c.class_name, ": num_inference_steps must be at least 1, got ", n);
+}
+
+void check_training_range(const SchedulerConfig& c, const std::vector<double>& timesteps) {
+  for (double t : timesteps)
+    KK_CHECK(t >= 0 && t < double(c.num_train_timesteps), c.class_name, ": timestep ", t,
+             " lies outside the training range [0, ", c.num_train_timesteps, ") (check steps_offset = ",
+             c.steps_offset, " and timestep_spacing \"", c.timestep_spacing, "\")");
 }
 
 }  // namespace kakusan::sched

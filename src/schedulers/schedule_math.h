@@ -63,5 +63,9 @@ std::vector<double> solver_timesteps(const SchedulerConfig& config, int n, int l
 
 // Error unless n is a usable number of inference steps for this class.
 void check_num_steps(const SchedulerConfig& config, int n);
+// Error unless every timestep indexes the training schedule (the alpha-indexed schedulers need that).
+void check_training_range(const SchedulerConfig& config, const std::vector<double>& timesteps);
+// Larger training schedules are refused (diffusers models use 1000).
+inline constexpr int kMaxTrainTimesteps = 1'000'000;
 
 }  // namespace kakusan::sched

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <cmath>
 #include <cstdlib>
 #include <set>
@@ -35,12 +36,15 @@ const char* type_name(ConfigType type) {
 bool json_has_type(const nlohmann::json& v, ConfigType type) {
   auto number_list = [&](bool integers) {
     if (!v.is_array()) return false;
-    return std::all_of(v.begin(), v.end(),
-                       [&](const nlohmann::json& e) { return integers ? e.is_number_integer() : e.is_number(); });
+    return std::all_of(v.begin(), v.end(), [&](const nlohmann::json& e) {
+      if (!integers) return e.is_number();
+      return e.is_number_integer() && e.get<int64_t>() >= INT32_MIN && e.get<int64_t>() <= INT32_MAX;
+    });
   };
   switch (type) {
     case ConfigType::Bool: return v.is_boolean();
-    case ConfigType::Int: return v.is_number_integer();
+    case ConfigType::Int:
+      return v.is_number_integer() && v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX;
     case ConfigType::Float: return v.is_number();
     case ConfigType::String: return v.is_string();
     case ConfigType::OptionalFloat: return v.is_null() || v.is_number();
@@ -95,7 +99,7 @@ std::optional<nlohmann::json> parse_option(const std::string& text, ConfigType t
       if (trim(item).empty()) continue;
       if (integers) {
         auto v = parse_int(item);
-        if (!v) return std::nullopt;
+        if (!v || *v < INT32_MIN || *v > INT32_MAX) return std::nullopt;
         list.push_back(*v);
       } else {
         auto v = parse_double(item);
@@ -111,7 +115,7 @@ std::optional<nlohmann::json> parse_option(const std::string& text, ConfigType t
       if (t == "false" || t == "0" || t == "no" || t == "off") return false;
       return std::nullopt;
     case ConfigType::Int:
-      if (auto v = parse_int(t)) return *v;
+      if (auto v = parse_int(t); v && *v >= INT32_MIN && *v <= INT32_MAX) return *v;
       return std::nullopt;
     case ConfigType::Float:
       if (auto v = parse_double(t)) return *v;

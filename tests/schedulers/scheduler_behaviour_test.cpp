@@ -87,6 +87,15 @@ TEST(SchedulerConfig, BadOptionsAndValuesAreErrorsNamingThem) {
             std::string::npos);
   EXPECT_NE(error_of([] { make_scheduler("euler", sd15(), {{"eta", "0.5"}}); }).find("\"eta\""), std::string::npos);
   EXPECT_NE(error_of([] { make_scheduler("euler_b", sd15()); }).find("unknown scheduler"), std::string::npos);
+  EXPECT_NE(error_of([] { make_scheduler("ddim", sd15(), {{"steps_offset", "5000"}})->set_timesteps(5); })
+                .find("steps_offset"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { make_scheduler("euler", sd15(), {{"num_train_timesteps", "1"}}); })
+                .find("num_train_timesteps"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { make_scheduler("dpm++2m", sd15(), {{"lambda_min_clipped", "100"}})->set_timesteps(5); })
+                .find("lambda_min_clipped"),
+            std::string::npos);
   // A source config with a badly typed key names the file and the key.
   const JsonConfig bad = JsonConfig::parse(R"({"steps_offset": "1"})", "bad.json");
   const std::string message = error_of([&] { make_scheduler("ddim", bad); });
