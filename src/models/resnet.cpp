@@ -45,7 +45,10 @@ void ResnetBlock2D::forward(Context& ctx, const TensorView& x, const TensorView&
   norm2.forward(be, h2, h2, Activation::SiLU);
   conv2.forward(be, h2, y);
   if (has_shortcut()) {
-    TensorView shortcut = ctx.arena.alloc(y.shape);
+    // h is dead after conv1; when it is big enough (in >= out channels, e.g. every UNet up block) the
+    // shortcut goes there instead of a fresh buffer.
+    const TensorView shortcut =
+        h.numel() >= y.numel() ? TensorView(h.data, DType::F32, y.shape) : ctx.arena.alloc(y.shape);
     conv_shortcut.forward(be, x, shortcut);
     be.add(shortcut, y, y);
   } else {
