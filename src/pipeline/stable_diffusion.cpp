@@ -171,8 +171,7 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   unet.emplace(load_component<UNet2DConditionModel, UNet2DConditionConfig>(folder->component_dir("unet"), variant,
                                                                           options.dtype, "UNet2DConditionModel"));
   report(options.progress, Phase::Loading, 3, total, "unet");
-  vae.emplace(load_component<AutoencoderKL, AutoencoderKLConfig>(vae_dir, options.vae ? options.variant : variant,
-                                                                 options.dtype, "AutoencoderKL"));
+  vae.emplace(load_component<AutoencoderKL, AutoencoderKLConfig>(vae_dir, variant, options.dtype, "AutoencoderKL"));
   report(options.progress, Phase::Loading, 4, total, "vae");
   KK_CHECK(vae->config().latent_channels == unet->config().in_channels, "the VAE (", vae_dir.string(), ") has ",
            vae->config().latent_channels, " latent channels but the UNet expects ", unet->config().in_channels);

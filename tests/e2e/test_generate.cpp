@@ -143,6 +143,18 @@ TEST_F(GenerateCli, SavesLatentsAndImagesOfCaseB) {
   KK_EXPECT_CLOSE(saved.view("images"), want.view("image"), {2e-3, 0}, "images");
 }
 
+// Case i: the tutorial's VAE swap (--vae), with attention slicing on (case h: bit-identical in diffusers).
+TEST_F(GenerateCli, SwapsTheVae) {
+  KK_REQUIRE_GOLDEN();
+  const CliRun r = run({"--model", model(), "--vae", model("tiny-vae-alt"), "--prompt",
+                        "portrait photo of a old warrior chief", "--seed", "0", "--steps", "20", "--scheduler",
+                        "DPMSolverMultistepScheduler", "--attention-slicing", "auto", "--output", out("i.png").string(),
+                        "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Image want = read_png(*testing::golden_dir() / "pipeline" / "i_vae_alt_0.png").image;
+  EXPECT_LE(max_pixel_difference(read_png(out("i.png")).image, want), 1);
+}
+
 TEST_F(GenerateCli, RandomSeedIsPrintedAndStored) {
   KK_REQUIRE_GOLDEN();
   const CliRun r = run({"--model", model(), "--prompt", "a cat", "--steps", "2", "--output", out("cat.png").string(),
