@@ -1,10 +1,13 @@
 // UNet / VAE forward time on a random-weights model built in memory from a built-in config (no files).
 //
 //   bench_unet_forward [--config sd15|sd21|tiny] [--size 256] [--batch 2] [--iters 3] [--dtype fp32|fp16]
-//                      [--strategy auto|full|sliced|flash] [--vae]
+//                      [--strategy auto|full|sliced|flash] [--threads N] [--vae]
 //
-// batch 2 is one classifier-free-guidance step of one image. Prints one table row per measured component.
+// batch 2 is one classifier-free-guidance step of one image. Prints one table row per measured component:
+// wall time of the first pass (which sizes the arena) and of later passes, and the process CPU time per later
+// pass (on a shared, oversubscribed machine CPU time with --threads 1 is the stable number).
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -33,7 +36,7 @@ AttentionStrategy parse_strategy(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::string config = "sd15", dtype_name = "fp32", strategy = "auto";
-  int size = 256, batch = 2, iters = 3;
+  int size = 256, batch = 2, iters = 3, threads = 0;
   bool with_vae = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -44,6 +47,7 @@ int main(int argc, char** argv) {
     else if (a == "--iters") iters = std::stoi(next());
     else if (a == "--dtype") dtype_name = next();
     else if (a == "--strategy") strategy = next();
+    else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--vae") with_vae = true;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
@@ -51,6 +55,7 @@ int main(int argc, char** argv) {
     }
   }
   try {
+    if (threads > 0) set_num_threads(threads);
     const DType dtype = dtype_name == "fp16" ? DType::F16 : DType::F32;
     const RandomModelSpec spec = RandomModelSpec::builtin(config);
     const UNet2DConditionConfig ucfg = UNet2DConditionConfig::parse(JsonConfig(spec.unet, "unet"));
@@ -67,17 +72,21 @@ int main(int argc, char** argv) {
     const Tensor context = g.randn({batch, 77, ucfg.cross_attention_dim});
     const Tensor t = Tensor::full({1}, 981.0f);
 
-    std::printf("| component | config | image | batch | weights | attention | threads | first (s) | steady (s) | arena peak (MiB) |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+    std::printf("| component | config | image | batch | weights | attention | threads | first (s) | steady (s) "
+                "| CPU (s) | arena peak (MiB) |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
     auto start = std::chrono::steady_clock::now();
     Tensor out = unet.forward(ctx, sample, t, context);
     const double first = seconds_since(start);
     arena.reset();
     start = std::chrono::steady_clock::now();
+    const std::clock_t cpu_start = std::clock();
     for (int i = 0; i < iters; ++i) out = unet.forward(ctx, sample, t, context);
     const double steady = seconds_since(start) / iters;
-    std::printf("| unet | %s | %dx%d | %d | %s | %s | %d | %.3f | %.3f | %.1f |\n", config.c_str(), size, size, batch,
-                dtype_name.c_str(), strategy.c_str(), num_threads(), first, steady, arena.peak_bytes() / 1048576.0);
+    const double cpu = double(std::clock() - cpu_start) / CLOCKS_PER_SEC / iters;
+    std::printf("| unet | %s | %dx%d | %d | %s | %s | %d | %.3f | %.3f | %.3f | %.1f |\n", config.c_str(), size, size,
+                batch, dtype_name.c_str(), strategy.c_str(), num_threads(), first, steady, cpu,
+                arena.peak_bytes() / 1048576.0);
 
     if (with_vae) {
       AutoencoderKL vae(AutoencoderKLConfig::parse(JsonConfig(spec.vae, "vae")));
@@ -90,9 +99,11 @@ int main(int argc, char** argv) {
       const double vfirst = seconds_since(start);
       vae_arena.reset();
       start = std::chrono::steady_clock::now();
+      const std::clock_t vcpu_start = std::clock();
       image = vae.decode(vctx, z);
-      std::printf("| vae decode | %s | %dx%d | 1 | %s | %s | %d | %.3f | %.3f | %.1f |\n", config.c_str(), size, size,
-                  dtype_name.c_str(), strategy.c_str(), num_threads(), vfirst, seconds_since(start),
+      const double vcpu = double(std::clock() - vcpu_start) / CLOCKS_PER_SEC;
+      std::printf("| vae decode | %s | %dx%d | 1 | %s | %s | %d | %.3f | %.3f | %.3f | %.1f |\n", config.c_str(), size,
+                  size, dtype_name.c_str(), strategy.c_str(), num_threads(), vfirst, seconds_since(start), vcpu,
                   vae_arena.peak_bytes() / 1048576.0);
     }
   } catch (const Error& e) {
