@@ -1,5 +1,8 @@
 #include "models/resnet.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace kakusan {
 
 ResnetBlock2D::ResnetBlock2D(int64_t in, int64_t out, int64_t temb, int groups, float eps)
@@ -66,9 +69,30 @@ void Downsample2D::forward(Context& ctx, const TensorView& x, const TensorView& 
 
 void Upsample2D::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
   ArenaScope scope(ctx.arena);
-  TensorView up = ctx.arena.alloc({x.dim(0), x.dim(1), 2 * x.dim(2), 2 * x.dim(3)});
-  ctx.backend.upsample_nearest2x(x, up);
+  TensorView up = ctx.arena.alloc({x.dim(0), x.dim(1), y.dim(2), y.dim(3)});
+  if (y.dim(2) == 2 * x.dim(2) && y.dim(3) == 2 * x.dim(3))
+    ctx.backend.upsample_nearest2x(x, up);
+  else
+    resize_nearest(x, up);
   conv.forward(ctx.backend, up, y);
+}
+
+void resize_nearest(const TensorView& x, const TensorView& y) {
+  KK_ASSERT(x.rank() == 4 && y.rank() == 4 && x.is_contiguous() && y.is_contiguous());
+  KK_ASSERT(x.dim(0) == y.dim(0) && x.dim(1) == y.dim(1));
+  const int64_t planes = x.dim(0) * x.dim(1), ih = x.dim(2), iw = x.dim(3), oh = y.dim(2), ow = y.dim(3);
+  const float sh = float(ih) / float(oh), sw = float(iw) / float(ow);
+  auto source = [](int64_t dst, float scale, int64_t in) {
+    return std::min(int64_t(std::floor(float(dst) * scale)), in - 1);
+  };
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* src = x.f32() + p * ih * iw;
+    float* dst = y.f32() + p * oh * ow;
+    for (int64_t r = 0; r < oh; ++r) {
+      const float* row = src + source(r, sh, ih) * iw;
+      for (int64_t c = 0; c < ow; ++c) dst[r * ow + c] = row[source(c, sw, iw)];
+    }
+  }
 }
 
 }  // namespace kakusan

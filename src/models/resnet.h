@@ -41,7 +41,9 @@ struct Downsample2D {
   void forward(Context& ctx, const TensorView& x, const TensorView& y) const;
 };
 
-// Nearest-neighbour x2, then a 3x3 convolution.
+// Nearest-neighbour x2, then a 3x3 convolution. The output size is y's: when it is not exactly twice the input
+// (a UNet on latents whose size is not a multiple of 2^downsamplings, where diffusers passes upsample_size),
+// the nearest resize follows torch's F.interpolate(size=..., mode="nearest").
 struct Upsample2D {
   Conv2d conv;
 
@@ -52,5 +54,9 @@ struct Upsample2D {
   Shape out_shape(const Shape& x) const { return {x[0], conv.out, 2 * x[2], 2 * x[3]}; }
   void forward(Context& ctx, const TensorView& x, const TensorView& y) const;
 };
+
+// torch's legacy nearest resize of NCHW x into y's spatial size: src = min(floor(dst · (in/out)), in - 1) in
+// float32. A pure gather (no arithmetic), so it is a plain loop rather than a backend op.
+void resize_nearest(const TensorView& x, const TensorView& y);
 
 }  // namespace kakusan

@@ -99,9 +99,6 @@ void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const
                encoder_hidden_states.dim(2) == c.cross_attention_dim && encoder_hidden_states.dtype == DType::F32,
            "UNet: encoder_hidden_states ", encoder_hidden_states.shape.str(), " must be float32 [", batch, ", T, ",
            c.cross_attention_dim, "]");
-  const int64_t factor = int64_t(1) << (c.num_blocks() - 1);
-  KK_CHECK(sample.dim(2) % factor == 0 && sample.dim(3) % factor == 0, "UNet: sample height and width (",
-           sample.dim(2), "x", sample.dim(3), ") must be multiples of ", factor);
   KK_CHECK(out.shape == Shape({batch, c.out_channels, sample.dim(2), sample.dim(3)}) && out.is_contiguous(),
            "UNet: output ", out.shape.str(), " has the wrong shape");
   Backend& be = ctx.backend;
@@ -153,7 +150,10 @@ void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const
       block_skips.push_back(skips.back());
       skips.pop_back();
     }
-    TensorView up = ctx.arena.alloc(up_blocks[i].output_shape(h.shape));
+    // Latent sizes that are not multiples of 2^downsamplings shrank by ceil(n/2) on the way down; the
+    // upsampler then targets the next skip's size exactly, as diffusers' forward_upsample_size does.
+    const Shape next_skip = skips.empty() ? h.shape : skips.back().shape;
+    TensorView up = ctx.arena.alloc(up_blocks[i].output_shape(h.shape, next_skip));
     up_blocks[i].forward(ctx, h, block_skips, temb_act, encoder_hidden_states, up);
     record(trace, str_cat("up_blocks.", i), up);
     h = up;

@@ -91,9 +91,9 @@ void UNetUpBlock::visit(WeightVisitor& v) {
   v.children("upsamplers", upsamplers);
 }
 
-Shape UNetUpBlock::output_shape(const Shape& x) const {
-  const Shape h = with_channels(x, resnets.back().out_channels);
-  return upsamplers.empty() ? h : upsamplers[0].out_shape(h);
+Shape UNetUpBlock::output_shape(const Shape& x, const Shape& next_skip) const {
+  const int64_t channels = resnets.back().out_channels;
+  return upsamplers.empty() ? with_channels(x, channels) : Shape{x[0], channels, next_skip[2], next_skip[3]};
 }
 
 void UNetUpBlock::forward(Context& ctx, const TensorView& x, const std::vector<TensorView>& skips,
@@ -111,8 +111,7 @@ void UNetUpBlock::forward(Context& ctx, const TensorView& x, const std::vector<T
     ArenaScope layer_scope(ctx.arena);
     const int64_t hc = h.dim(1), sc = skips[i].dim(1);
     KK_CHECK(skips[i].dim(2) == h.dim(2) && skips[i].dim(3) == h.dim(3), "UNet: skip connection of size ",
-             skips[i].shape.str(), " does not match the upsampled ", h.shape.str(),
-             " (the latent height and width must be divisible by 2^(number of downsampling blocks))");
+             skips[i].shape.str(), " does not match the upsampled ", h.shape.str());
     TensorView cat = ctx.arena.alloc({h.dim(0), hc + sc, h.dim(2), h.dim(3)});
     be.copy(h, cat.narrow(1, 0, hc));
     be.copy(skips[i], cat.narrow(1, hc, sc));

@@ -66,7 +66,9 @@ struct UNetUpBlock {
 
   void visit(WeightVisitor& v);
   size_t num_skips() const { return resnets.size(); }
-  Shape output_shape(const Shape& x) const;
+  // `next_skip`: the spatial size the upsampler must produce (diffusers' upsample_size: the size of the skip
+  // the next block takes first), used only if this block upsamples.
+  Shape output_shape(const Shape& x, const Shape& next_skip) const;
   // skips[j] is the skip for resnet j (already in consumption order).
   void forward(Context& ctx, const TensorView& x, const std::vector<TensorView>& skips, const TensorView& temb_act,
                const TensorView& context, const TensorView& y) const;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/generator.h"
 #include "models/unet_2d_condition.h"
 #include "support/golden.h"
 
@@ -143,6 +144,43 @@ TEST(UNetMemory, SecondPassReusesTheArena) {
     EXPECT_EQ(arena.peak_bytes(), peak);
   }
   KK_EXPECT_CLOSE(out, golden.view("noise_pred_t981"), kUNetTolerance, "noise_pred_t981");
+}
+
+// torch: F.interpolate(torch.arange(5.).view(1, 1, 1, 5), size=(1, 9), mode="nearest") = 0 0 1 1 2 2 3 3 4.
+TEST(UNetUpsample, NearestResizeFollowsTorch) {
+  Tensor x = Tensor::empty({1, 1, 1, 5});
+  for (int i = 0; i < 5; ++i) x.f32()[i] = float(i);
+  Tensor y = Tensor::empty({1, 1, 1, 9});
+  resize_nearest(x, y);
+  const float want[] = {0, 0, 1, 1, 2, 2, 3, 3, 4};
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(y.f32()[i], want[i]) << i;
+  Tensor z = Tensor::empty({1, 1, 2, 1});
+  resize_nearest(x.view().reshape({1, 1, 5, 1}), z);  // downsizing too: rows 0 and floor(1 · 2.5) = 2
+  EXPECT_EQ(z.f32()[0], 0.0f);
+  EXPECT_EQ(z.f32()[1], 2.0f);
+}
+
+// Latents whose size is not a multiple of 2^downsamplings (e.g. a 600x440 image: 75x55 latents) run, with the
+// upsamplers targeting the skip sizes; a multiple-of-8 crop of the same model still matches its golden above.
+TEST(UNetUpsample, LatentSizesThatAreNotMultiplesOfEight) {
+  KK_REQUIRE_GOLDEN();
+  const UNet2DConditionModel unet = UNet2DConditionModel::load(*golden_dir() / "tiny-sd" / "unet");
+  const SafetensorsFile golden = open_golden("components/unet_tiny-sd.safetensors");
+  Generator g(0);
+  const Tensor sample = g.randn({2, 4, 11, 5});
+  Arena arena;
+  Context ctx{cpu_backend(), arena, {}};
+  Activations trace;
+  const Tensor out = unet.forward(ctx, sample, scalar_timesteps({981.0f}), golden.view("encoder_hidden_states"), &trace);
+  EXPECT_EQ(out.shape(), Shape({2, 4, 11, 5}));
+  EXPECT_EQ(trace.find("down_blocks.0")->shape(), Shape({2, 32, 6, 3}));
+  EXPECT_EQ(trace.find("down_blocks.2")->shape(), Shape({2, 64, 2, 1}));
+  EXPECT_EQ(trace.find("up_blocks.0")->shape(), Shape({2, 64, 3, 2}));
+  EXPECT_EQ(trace.find("up_blocks.2")->shape(), Shape({2, 64, 11, 5}));
+  Arena ref_arena;
+  Context ref{reference_backend(), ref_arena, {}};
+  KK_EXPECT_CLOSE(out, unet.forward(ref, sample, scalar_timesteps({981.0f}), golden.view("encoder_hidden_states")),
+                  kUNetTolerance, "cpu vs reference backend");
 }
 
 TEST(UNetStructure, TinySdHasEveryTensorOfItsFile) {
