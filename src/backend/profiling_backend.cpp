@@ -1,0 +1,122 @@
+#include "backend/profiling_backend.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <vector>
+
+namespace kakusan {
+namespace {
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+std::string shapes(std::initializer_list<const TensorView*> views) {
+  std::string s;
+  for (const TensorView* v : views) {
+    if (!s.empty()) s += " ";
+    s += v->empty() ? std::string("-") : v->shape.str();
+  }
+  return s;
+}
+
+}  // namespace
+
+template <typename Fn>
+void ProfilingBackend::timed(const std::string& key, double flops, Fn&& fn) {
+  const auto wall0 = std::chrono::steady_clock::now();
+  const double cpu0 = process_cpu_seconds();
+  fn();
+  Entry& e = entries_[key];
+  ++e.calls;
+  e.cpu_s += process_cpu_seconds() - cpu0;
+  e.wall_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  e.flops += flops;
+}
+
+std::string ProfilingBackend::report() const {
+  std::vector<std::pair<std::string, Entry>> rows(entries_.begin(), entries_.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.wall_s > b.second.wall_s; });
+  double total = 0;
+  for (const auto& r : rows) total += r.second.wall_s;
+  std::string out = "| op shapes | calls | wall ms | cpu ms | share | GFLOP/s (wall) |\n|---|---|---|---|---|---|\n";
+  char line[512];
+  for (const auto& [key, e] : rows) {
+    std::snprintf(line, sizeof line, "| %s | %lld | %.2f | %.2f | %.1f%% | %s |\n", key.c_str(), (long long)e.calls,
+                  e.wall_s * 1e3, e.cpu_s * 1e3, total > 0 ? 100.0 * e.wall_s / total : 0.0,
+                  e.flops > 0 ? std::to_string(int(e.flops / e.wall_s / 1e9)).c_str() : "-");
+    out += line;
+  }
+  std::snprintf(line, sizeof line, "| total | | %.2f | | | |\n", total * 1e3);
+  return out + line;
+}
+
+void ProfilingBackend::linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) {
+  const double flops = 2.0 * double(y.numel()) * double(w.rank() == 2 ? w.dim(1) : 0);
+  timed("linear " + shapes({&x, &w}), flops, [&] { inner_.linear(x, w, bias, y); });
+}
+
+void ProfilingBackend::matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b,
+                              const TensorView& c, float alpha, float beta) {
+  const double k = a.rank() >= 2 ? double(trans_a ? a.dim(-2) : a.dim(-1)) : 0;
+  timed("matmul " + shapes({&a, &b}), 2.0 * double(c.numel()) * k,
+        [&] { inner_.matmul(a, trans_a, b, trans_b, c, alpha, beta); });
+}
+
+void ProfilingBackend::conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
+                              const TensorView& y) {
+  const double flops = w.rank() == 4 ? 2.0 * double(y.numel()) * double(w.dim(1) * w.dim(2) * w.dim(3)) : 0;
+  timed("conv2d " + shapes({&x, &w}) + " s" + std::to_string(p.stride), flops,
+        [&] { inner_.conv2d(x, w, bias, p, y); });
+}
+
+void ProfilingBackend::group_norm(const TensorView& x, int groups, const TensorView& gamma, const TensorView& beta,
+                                  float eps, Activation act, const TensorView& y) {
+  timed("group_norm " + shapes({&x}), 0, [&] { inner_.group_norm(x, groups, gamma, beta, eps, act, y); });
+}
+
+void ProfilingBackend::layer_norm(const TensorView& x, const TensorView& gamma, const TensorView& beta, float eps,
+                                  const TensorView& y) {
+  timed("layer_norm " + shapes({&x}), 0, [&] { inner_.layer_norm(x, gamma, beta, eps, y); });
+}
+
+void ProfilingBackend::attention(const TensorView& q, const TensorView& k, const TensorView& v,
+                                 const AttentionParams& p, const TensorView& out) {
+  const double flops = q.rank() == 3 && v.rank() == 3
+                           ? 2.0 * double(q.dim(0)) * double(q.dim(1)) * double(k.dim(1)) * double(q.dim(2) + v.dim(2))
+                           : 0;
+  timed("attention " + shapes({&q, &k}) + " h" + std::to_string(p.heads), flops,
+        [&] { inner_.attention(q, k, v, p, out); });
+}
+
+void ProfilingBackend::softmax(const TensorView& x, const TensorView& y) {
+  timed("softmax " + shapes({&x}), 0, [&] { inner_.softmax(x, y); });
+}
+
+void ProfilingBackend::activation(const TensorView& x, Activation act, const TensorView& y) {
+  timed("activation " + shapes({&x}), 0, [&] { inner_.activation(x, act, y); });
+}
+
+void ProfilingBackend::add(const TensorView& a, const TensorView& b, const TensorView& y) {
+  timed("add " + shapes({&a}), 0, [&] { inner_.add(a, b, y); });
+}
+
+void ProfilingBackend::geglu(const TensorView& x, const TensorView& y) {
+  timed("geglu " + shapes({&x}), 0, [&] { inner_.geglu(x, y); });
+}
+
+void ProfilingBackend::upsample_nearest2x(const TensorView& x, const TensorView& y) {
+  timed("upsample_nearest2x " + shapes({&x}), 0, [&] { inner_.upsample_nearest2x(x, y); });
+}
+
+void ProfilingBackend::copy(const TensorView& x, const TensorView& y) {
+  timed(std::string("copy ") + shapes({&x}) + (x.is_contiguous() ? "" : " strided-in") +
+            (y.is_contiguous() ? "" : " strided-out"),
+        0, [&] { inner_.copy(x, y); });
+}
+
+}  // namespace kakusan

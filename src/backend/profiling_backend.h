@@ -1,0 +1,53 @@
+// A Backend that forwards every call to another one and records, per op and shape, the number of calls, the
+// wall and process-CPU time and the FLOPs of the heavy ops: to see where a model's forward pass spends its
+// time (bench_unet_forward-style tools print report()).
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "backend/backend.h"
+
+namespace kakusan {
+
+class ProfilingBackend final : public Backend {
+ public:
+  explicit ProfilingBackend(Backend& inner) : inner_(inner) {}
+
+  const char* name() const override { return "profiling"; }
+
+  // A markdown table, most expensive (op, shape) first, with each row's share of the total.
+  std::string report() const;
+  void reset() { entries_.clear(); }
+
+  void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) override;
+  void matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b, const TensorView& c, float alpha,
+              float beta) override;
+  void conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
+              const TensorView& y) override;
+  void group_norm(const TensorView& x, int groups, const TensorView& gamma, const TensorView& beta, float eps,
+                  Activation act, const TensorView& y) override;
+  void layer_norm(const TensorView& x, const TensorView& gamma, const TensorView& beta, float eps,
+                  const TensorView& y) override;
+  void attention(const TensorView& q, const TensorView& k, const TensorView& v, const AttentionParams& p,
+                 const TensorView& out) override;
+  void softmax(const TensorView& x, const TensorView& y) override;
+  void activation(const TensorView& x, Activation act, const TensorView& y) override;
+  void add(const TensorView& a, const TensorView& b, const TensorView& y) override;
+  void geglu(const TensorView& x, const TensorView& y) override;
+  void upsample_nearest2x(const TensorView& x, const TensorView& y) override;
+  void copy(const TensorView& x, const TensorView& y) override;
+
+ private:
+  struct Entry {
+    int64_t calls = 0;
+    double wall_s = 0, cpu_s = 0, flops = 0;
+  };
+  template <typename Fn>
+  void timed(const std::string& key, double flops, Fn&& fn);
+
+  Backend& inner_;
+  std::map<std::string, Entry> entries_;
+};
+
+}  // namespace kakusan
