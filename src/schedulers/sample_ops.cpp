@@ -87,8 +87,9 @@ Tensor add_noise_vp(const TensorView& original, const TensorView& noise, const s
   const float* n = dense_f32(noise, class_name, "noise");
   KK_CHECK(original.shape == noise.shape, class_name, ": noise shape ", noise.shape, " differs from sample shape ",
            original.shape);
-  const int64_t t = int64_t(timestep);
-  KK_CHECK(double(t) == timestep && t >= 0 && t < int64_t(alphas_cumprod.size()), class_name,
+  const bool in_range = timestep >= 0 && timestep < double(alphas_cumprod.size());  // false for NaN
+  const int64_t t = in_range ? int64_t(timestep) : -1;
+  KK_CHECK(in_range && double(t) == timestep, class_name,
            ": add_noise timestep must be a training timestep in [0, ", alphas_cumprod.size(), "), got ", timestep);
   const float a = alphas_cumprod[size_t(t)];
   const float sqrt_a = std::sqrt(a), sqrt_1ma = std::sqrt(1.0f - a);
