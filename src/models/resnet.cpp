@@ -30,18 +30,27 @@ void ResnetBlock2D::forward(Context& ctx, const TensorView& x, const TensorView&
   norm1.forward(be, x, h, Activation::SiLU);
   TensorView h2 = ctx.arena.alloc(y.shape);
   if (temb_channels > 0) {
-    // The time embedding is a per-(sample, channel) constant added after conv1: fold it into conv1's bias
-    // and convolve each sample with its own bias, instead of a broadcast pass over the whole activation.
     KK_ASSERT(temb_act.rank() == 2 && temb_act.dim(0) == batch && temb_act.dim(1) == temb_channels);
-    TensorView bias = ctx.arena.alloc({batch, out_channels});
-    time_emb_proj.forward(be, temb_act, bias);
-    const float* conv_bias = conv1.bias.f32();
-    for (int64_t b = 0; b < batch; ++b) {
-      float* row = bias.f32() + b * out_channels;
-      for (int64_t c = 0; c < out_channels; ++c) row[c] += conv_bias[c];
+    TensorView temb = ctx.arena.alloc({batch, out_channels});
+    time_emb_proj.forward(be, temb_act, temb);
+    const int64_t pixels = x.dim(2) * x.dim(3);
+    if (batch == 1 || pixels >= kPerSampleConvMinPixels) {
+      // The time embedding is a per-(sample, channel) constant added after conv1: fold it into conv1's bias
+      // and convolve each sample with its own bias, saving a broadcast pass over the activation.
+      const float* conv_bias = conv1.bias.f32();
+      for (int64_t b = 0; b < batch; ++b) {
+        float* row = temb.f32() + b * out_channels;
+        for (int64_t c = 0; c < out_channels; ++c) row[c] += conv_bias[c];
+      }
+      for (int64_t b = 0; b < batch; ++b)
+        be.conv2d(h.slice0(b, b + 1), conv1.weight, temb[b], conv1.params, h2.slice0(b, b + 1));
+    } else {
+      // Small images: one batched GEMM reads the (large) kernel once instead of once per sample; the
+      // embedding is then added through a broadcast view (zero strides over H and W).
+      conv1.forward(be, h, h2);
+      const TensorView broadcast(temb.data, DType::F32, h2.shape, {out_channels, 1, 0, 0});
+      be.add(h2, broadcast, h2);
     }
-    for (int64_t b = 0; b < batch; ++b)
-      be.conv2d(h.slice0(b, b + 1), conv1.weight, bias[b], conv1.params, h2.slice0(b, b + 1));
   } else {
     conv1.forward(be, h, h2);
   }

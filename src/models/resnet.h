@@ -18,6 +18,10 @@ struct ResnetBlock2D {
   Conv2d conv2;
   Conv2d conv_shortcut;  // only when in_channels != out_channels
 
+  // Below this many pixels a batch runs conv1 as one GEMM (weights read once) and adds the time embedding
+  // afterwards; from here on each sample is convolved with the embedding folded into its bias.
+  static constexpr int64_t kPerSampleConvMinPixels = 1024;
+
   ResnetBlock2D() = default;
   ResnetBlock2D(int64_t in, int64_t out, int64_t temb, int groups, float eps);
 

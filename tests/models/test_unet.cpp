@@ -183,6 +183,27 @@ TEST(UNetUpsample, LatentSizesThatAreNotMultiplesOfEight) {
                   kUNetTolerance, "cpu vs reference backend");
 }
 
+// ResnetBlock2D adds the time embedding two ways (folded into per-sample conv biases from 32x32 pixels on, a
+// batched conv plus a broadcast add below); a batch of two at 32x32 mixes both, one sample alone uses only the
+// first. Both must give each sample's own result, with per-sample timesteps and contexts.
+TEST(UNetBatch, EachSampleOfABatchEqualsItAlone) {
+  KK_REQUIRE_GOLDEN();
+  const UNet2DConditionModel unet = UNet2DConditionModel::load(*golden_dir() / "tiny-sd" / "unet");
+  const SafetensorsFile golden = open_golden("components/unet_tiny-sd.safetensors");
+  Generator g(1);
+  const Tensor sample = g.randn({2, 4, 32, 32});
+  const TensorView context = golden.view("encoder_hidden_states");
+  const Tensor t = scalar_timesteps({981.0f, 1.0f});
+  Arena arena;
+  Context ctx{cpu_backend(), arena, {}};
+  const Tensor both = unet.forward(ctx, sample, t, context);
+  for (int64_t b = 0; b < 2; ++b) {
+    const Tensor alone = unet.forward(ctx, sample.view().slice0(b, b + 1), t.view().slice0(b, b + 1),
+                                      context.slice0(b, b + 1));
+    KK_EXPECT_CLOSE(both.view().slice0(b, b + 1), alone, testing::Tolerance{1e-5, 1e-5}, str_cat("sample ", b));
+  }
+}
+
 TEST(UNetStructure, TinySdHasEveryTensorOfItsFile) {
   KK_REQUIRE_GOLDEN();
   UNet2DConditionModel unet(UNet2DConditionConfig::parse(JsonConfig::load(*golden_dir() / "tiny-sd/unet/config.json")));
