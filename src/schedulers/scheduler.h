@@ -103,8 +103,10 @@ class Scheduler {
   bool integer_timesteps() const { return integer_timesteps_; }
   // The sigma table (diffusers' scheduler.sigmas) where the algorithm has one.
   virtual std::optional<std::vector<double>> sigmas() const { return std::nullopt; }
+  // The scale of the initial noise (after set_timesteps: the Euler family's depends on the schedule).
   virtual double init_noise_sigma() const { return 1.0; }
-  // Scales the UNet input in place for the step_index-th timestep (a no-op for most schedulers).
+  // Scales the UNet input in place for the step_index-th timestep (a no-op for most schedulers). Call it
+  // right before step(step_index): the two-stage KDPM2 schedulers scale by the half step they are in.
   virtual void scale_model_input(TensorView sample, size_t step_index) const;
   // Advances one step: given the model output at timesteps()[step_index], returns the previous sample.
   // Steps must be taken in order after set_timesteps (the first may start later, as img2img does).
@@ -114,7 +116,8 @@ class Scheduler {
               std::span<Generator* const> generators);
   // diffusers' `scheduler.order` (2 for Heun/KDPM2, 1 otherwise).
   virtual int order() const { return 1; }
-  // noise added for training timestep `timestep` (img2img): the forward process of this scheduler.
+  // `original` noised to `timestep` (one of timesteps() for the sigma schedulers, a training timestep for
+  // DDIM/DDPM/PNDM), as img2img does: the forward process of this scheduler.
   virtual Tensor add_noise(const TensorView& original, const TensorView& noise, double timestep) const = 0;
   // DDIM's `eta` (a step argument in diffusers); schedulers without one ignore it.
   virtual void set_eta(double /*eta*/) {}
