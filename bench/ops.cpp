@@ -3,15 +3,9 @@
 // It first measures this machine's fp32 peak with a tight FMA loop (so "% of peak" is honest), then prints
 // one row per op: shape, wall and CPU milliseconds (medians of repeats), GFLOP/s and % of the measured peak,
 // by wall time and by CPU time (the latter stays meaningful when other processes load the machine).
+// FLOPs are always those of the direct algorithm, so Winograd convolutions show "effective" rates that can
+// exceed the FMA peak.
 //   bench_ops [--threads N] [--filter substring] [--backend cpu|reference]
-// GCC 12 reports its own AVX-512 intrinsics' _mm512_undefined_* results as uninitialised (a known false
-// positive of that release); silence it for these headers only.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -27,6 +21,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/peak_flops.h"
 #include "core/thread_pool.h"
 
 namespace kakusan {
@@ -42,61 +37,6 @@ double cpu_seconds(clockid_t clock) {
   timespec ts{};
   clock_gettime(clock, &ts);
   return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-// GFLOP/s of one thread running independent FMA chains for about `seconds`.
-double fma_peak_one_thread(double seconds) {
-#if defined(__AVX512F__)
-  using V = __m512;
-  constexpr int kWidth = 16;
-  auto fma = [](V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); };
-  auto splat = [](float x) { return _mm512_set1_ps(x); };
-  auto sum = [](V v) { return _mm512_reduce_add_ps(v); };
-#elif defined(__FMA__)
-  using V = __m256;
-  constexpr int kWidth = 8;
-  auto fma = [](V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); };
-  auto splat = [](float x) { return _mm256_set1_ps(x); };
-  auto sum = [](V v) {
-    float f[8];
-    _mm256_storeu_ps(f, v);
-    return f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7];
-  };
-#else  // no FMA compiled in (KAKUSAN_NATIVE=OFF): scalar multiply-adds, a lower bound of the peak
-  using V = float;
-  constexpr int kWidth = 1;
-  auto fma = [](V a, V b, V c) { return a * b + c; };
-  auto splat = [](float x) { return x; };
-  auto sum = [](V v) { return v; };
-#endif
-  constexpr int kChains = 12;  // enough independent chains to cover FMA latency x throughput
-  V acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = splat(float(i) * 1e-3f);
-  const V a = splat(0.999999f), b = splat(1e-7f);
-  // Timed by this thread's CPU clock: the core's own rate, even when other processes share the machine.
-  const double start = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
-  int64_t iterations = 0;
-  double elapsed = 0;
-  while ((elapsed = cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - start) < seconds) {
-    for (int rep = 0; rep < 100000; ++rep)
-      for (int i = 0; i < kChains; ++i) acc[i] = fma(acc[i], a, b);
-    iterations += 100000;
-  }
-  float total = 0;
-  for (int i = 0; i < kChains; ++i) total += sum(acc[i]);
-  volatile float sink = total;
-  (void)sink;
-  return double(iterations) * kChains * kWidth * 2 / elapsed / 1e9;
-}
-
-double fma_peak(int threads) {
-  std::vector<double> rates(static_cast<size_t>(threads));
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) workers.emplace_back([&, t] { rates[size_t(t)] = fma_peak_one_thread(0.5); });
-  for (auto& w : workers) w.join();
-  double total = 0;
-  for (double r : rates) total += r;
-  return total;
 }
 
 Tensor random_tensor(Shape shape, float scale, uint32_t seed) {
@@ -283,7 +223,7 @@ int run(int argc, char** argv) {
   const std::vector<Case> cases = make_cases(be, filter);
   for (int threads : thread_counts) {
     set_num_threads(threads);
-    const double core_peak = fma_peak(1), peak = core_peak * threads;
+    const double core_peak = measure_peak_gflops(1), peak = core_peak * threads;
     double load[3] = {0, 0, 0};
     if (FILE* f = std::fopen("/proc/loadavg", "r")) {
       if (std::fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1;
@@ -291,14 +231,7 @@ int run(int argc, char** argv) {
     }
     std::printf("\n## %s backend, %d thread%s; fp32 FMA peak %.1f GFLOP/s per core (%s), %.1f for %d; "
                 "load average %.2f\n\n", be.name(), threads, threads == 1 ? "" : "s", core_peak,
-#if defined(__AVX512F__)
-                "AVX-512"
-#elif defined(__FMA__)
-                "AVX2"
-#else
-                "scalar"
-#endif
-                , peak, threads, load[0]);
+                peak_vector_isa(), peak, threads, load[0]);
     std::printf("| %-22s | %-30s | %9s | %9s | %8s | %6s | %10s |\n", "op", "shape", "ms", "cpu ms", "GFLOP/s",
                 "% peak", "% peak cpu");
     std::printf("|%s|%s|%s|%s|%s|%s|%s|\n", std::string(24, '-').c_str(), std::string(32, '-').c_str(),

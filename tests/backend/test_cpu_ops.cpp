@@ -123,7 +123,15 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{1, 3, 6, 7, 2, 2, Conv2dParams{1, 1, 0, 0, 1}},
                       ConvCase{1, 6, 5, 5, 4, 3, Conv2dParams::symmetric(1), DType::F16, false},
                       ConvCase{1, 64, 64, 64, 16, 3, Conv2dParams::symmetric(1)},  // several im2col tiles
-                      ConvCase{2, 8, 3, 3, 8, 3, Conv2dParams::symmetric(1), DType::BF16}));
+                      ConvCase{2, 8, 3, 3, 8, 3, Conv2dParams::symmetric(1), DType::BF16},
+                      // Winograd F(2x2, 3x3): odd sizes (partial edge tiles), no padding, asymmetric padding,
+                      // several tile blocks, f16 weights, batch 2.
+                      ConvCase{1, 32, 33, 35, 40, 3, Conv2dParams::symmetric(1)},
+                      ConvCase{1, 32, 34, 34, 32, 3, Conv2dParams{}},
+                      ConvCase{2, 48, 32, 32, 32, 3, Conv2dParams{1, 0, 1, 0, 1}, DType::F32, false},
+                      ConvCase{1, 32, 64, 64, 33, 3, Conv2dParams::symmetric(1)},
+                      ConvCase{2, 32, 40, 40, 32, 3, Conv2dParams::symmetric(1), DType::F16},
+                      ConvCase{1, 128, 32, 32, 128, 3, Conv2dParams::symmetric(1)}));  // UNet-like depth
 
 TEST(CpuOps, GroupNormMatchesReference) {
   for (int groups : {1, 2, 5})

@@ -1,5 +1,6 @@
-// conv2d: 1x1 stride-1 convolutions are one GEMM per image on NCHW as it is; every other kernel goes through
-// im2col in tiles of output rows (so the column buffer stays a few MB even for the VAE at 512x512) + GEMM.
+// conv2d: 3x3 stride-1 convolutions over enough pixels use Winograd (conv2d_winograd.cpp); 1x1 stride-1
+// convolutions are one GEMM per image on NCHW as it is; every other kernel goes through im2col in tiles of
+// output rows (so the column buffer stays a few MB even for the VAE at 512x512) + GEMM.
 #include <algorithm>
 #include <cstring>
 
@@ -59,6 +60,11 @@ void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const T
   const float* input = dense_f32(x, Slot::Input).f32();
   const float* b = param_f32(bias, Slot::Bias);
   DenseOutput out(y, Slot::Output);
+  if (winograd_applies(d, p)) {
+    conv2d_winograd(d, input, weight, b, p, out.data());
+    out.finish();
+    return;
+  }
   const int64_t in_plane = d.height * d.width, out_plane = d.out_height * d.out_width;
   const int64_t k = d.in_channels * d.kernel_h * d.kernel_w;
   const bool pointwise = d.kernel_h == 1 && d.kernel_w == 1 && p.stride == 1 && p.pad_top == 0 &&

@@ -15,6 +15,11 @@ void matmul(const MatmulDims& d, const TensorView& a, bool trans_a, const Tensor
             const TensorView& c, float alpha, float beta);
 void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const TensorView& bias,
             const Conv2dParams& p, const TensorView& y);
+// Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions over enough pixels and channels (conv2d_winograd.cpp);
+// conv2d uses it whenever winograd_applies().
+bool winograd_applies(const ConvDims& d, const Conv2dParams& p);
+void conv2d_winograd(const ConvDims& d, const float* input, const float* weight, const float* bias,
+                     const Conv2dParams& p, float* output);
 void group_norm(const GroupNormDims& d, const TensorView& x, int groups, const TensorView& gamma,
                 const TensorView& beta, float eps, Activation act, const TensorView& y);
 void layer_norm(const RowsDims& d, const TensorView& x, const TensorView& gamma, const TensorView& beta, float eps,

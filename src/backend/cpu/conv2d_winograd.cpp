@@ -1,0 +1,180 @@
+// 3x3 stride-1 convolution by Winograd's F(2x2, 3x3): each 2x2 output tile comes from a 4x4 input patch via
+// 16 elementwise products in the transformed domain, which become 16 GEMMs [O x I] · [I x tiles] - 2.25x
+// fewer multiplications than im2col's single GEMM. The transforms use only 0, ±1 and ±1/2, so rounding stays
+// close to the direct sum (tests compare against the reference at the GEMM tolerance).
+//
+//   V = Bᵀ d B (input patch d, 4x4)   U = G g Gᵀ (kernel g, 3x3 -> 4x4)   y = Aᵀ (U ⊙ V summed over c) A (2x2)
+#include <algorithm>
+
+#include "backend/cpu/gemm.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/scratch.h"
+#include "core/thread_pool.h"
+
+namespace kakusan::cpu {
+namespace {
+
+constexpr int64_t kTilesPerBlock = 512;  // tiles transformed and multiplied together (bounds the buffers)
+constexpr int kPoints = 16;              // 4x4 transformed points
+
+// U[ξ][o][c] for all output channels o and input channels c.
+void transform_weights(const float* w, int64_t out_channels, int64_t in_channels, float* u) {
+  const int64_t pairs = out_channels * in_channels;
+  parallel_for(pairs, [&](int64_t begin, int64_t end) {
+    for (int64_t pair = begin; pair < end; ++pair) {
+      const float* g = w + pair * 9;
+      float gg[4][3];  // G·g
+      for (int col = 0; col < 3; ++col) {
+        const float g0 = g[col], g1 = g[3 + col], g2 = g[6 + col];
+        gg[0][col] = g0;
+        gg[1][col] = 0.5f * (g0 + g1 + g2);
+        gg[2][col] = 0.5f * (g0 - g1 + g2);
+        gg[3][col] = g2;
+      }
+      for (int row = 0; row < 4; ++row) {
+        const float u0 = gg[row][0], u1 = gg[row][1], u2 = gg[row][2];
+        const float t[4] = {u0, 0.5f * (u0 + u1 + u2), 0.5f * (u0 - u1 + u2), u2};
+        for (int col = 0; col < 4; ++col) u[(int64_t(row * 4 + col) * pairs) + pair] = t[col];
+      }
+    }
+  }, 256);
+}
+
+struct TileGrid {
+  int64_t rows, cols;  // tiles per image
+  int64_t count() const { return rows * cols; }
+};
+
+// V[ξ][c][t - first] for tiles [first, first + n) of one image. Vectorised across the tiles of a tile row:
+// with a zero-padded copy of each input row split into even and odd elements (e[t] = row[2t], o[t] =
+// row[2t + 1]), tile t's four inputs are e[t], o[t], e[t + 1], o[t + 1], so every step is a contiguous loop.
+void transform_input(const float* x, const ConvDims& d, const Conv2dParams& p, const TileGrid& grid, int64_t first,
+                     int64_t n, float* v) {
+  const int64_t plane = d.height * d.width, block = d.in_channels * n;
+  const int64_t row_begin = first / grid.cols, row_end = (first + n + grid.cols - 1) / grid.cols;
+  const int64_t span = grid.cols + 1;  // even/odd entries per padded input row
+  parallel_for(d.in_channels, [&](int64_t c_begin, int64_t c_end) {
+    float* buffer = scratch(Slot::Beta).floats(size_t(4 * 4 * span));
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      const float* src = x + c * plane;
+      for (int64_t ty = row_begin; ty < row_end; ++ty) {
+        const int64_t t_begin = std::max(first, ty * grid.cols) - ty * grid.cols;
+        const int64_t t_end = std::min(first + n, (ty + 1) * grid.cols) - ty * grid.cols;
+        // ct[r][k][t]: the column transform (k = 0..3) of input row y0 + r for every tile of the row.
+        float* ct = buffer;
+        for (int r = 0; r < 4; ++r) {
+          float* even = ct + (r * 4 + 0) * span;  // reuse the first two outputs as the even/odd split
+          float* odd = ct + (r * 4 + 1) * span;
+          const int64_t yy = ty * 2 - p.pad_top + r;
+          if (yy < 0 || yy >= d.height) {
+            std::fill(even, even + span, 0.0f);
+            std::fill(odd, odd + span, 0.0f);
+          } else {
+            const float* row = src + yy * d.width;
+            for (int64_t t = 0; t < span; ++t) {
+              const int64_t xe = 2 * t - p.pad_left, xo = xe + 1;
+              even[t] = xe >= 0 && xe < d.width ? row[xe] : 0.0f;
+              odd[t] = xo >= 0 && xo < d.width ? row[xo] : 0.0f;
+            }
+          }
+          float* c0 = ct + (r * 4 + 2) * span;  // scratch rows for the results, then moved into place
+          float* c1 = ct + (r * 4 + 3) * span;
+          for (int64_t t = 0; t < grid.cols; ++t) {
+            const float e0 = even[t], o0 = odd[t], e1 = even[t + 1], o1 = odd[t + 1];
+            c0[t] = e0 - e1;   // a0 - a2
+            c1[t] = o0 + e1;   // a1 + a2
+            even[t] = e1 - o0; // a2 - a1
+            odd[t] = o0 - o1;  // a1 - a3
+          }
+        }
+        // Row transform across r, written to the 16 points of this row's tiles.
+        for (int k = 0; k < 4; ++k) {
+          // Column-transform index k lives in slot: k = 0 -> 2, 1 -> 3, 2 -> 0, 3 -> 1.
+          const int slot = (k + 2) % 4;
+          const float* r0 = ct + (0 * 4 + slot) * span;
+          const float* r1 = ct + (1 * 4 + slot) * span;
+          const float* r2 = ct + (2 * 4 + slot) * span;
+          const float* r3 = ct + (3 * 4 + slot) * span;
+          float* out = v + c * n + ty * grid.cols - first;
+          float* v0 = out + (0 * 4 + k) * block;
+          float* v1 = out + (1 * 4 + k) * block;
+          float* v2 = out + (2 * 4 + k) * block;
+          float* v3 = out + (3 * 4 + k) * block;
+          for (int64_t t = t_begin; t < t_end; ++t) {
+            v0[t] = r0[t] - r2[t];
+            v1[t] = r1[t] + r2[t];
+            v2[t] = r2[t] - r1[t];
+            v3[t] = r1[t] - r3[t];
+          }
+        }
+      }
+    }
+  });
+}
+
+// y[o, 2ty + a, 2tx + b] = (Aᵀ m A)[a][b] + bias[o] for tiles [first, first + n) of one image.
+void transform_output(const float* m, const ConvDims& d, const TileGrid& grid, int64_t first, int64_t n,
+                      const float* bias, float* y) {
+  const int64_t plane = d.out_height * d.out_width, block = d.out_channels * n;
+  parallel_for(d.out_channels, [&](int64_t o_begin, int64_t o_end) {
+    for (int64_t o = o_begin; o < o_end; ++o) {
+      const float b = bias != nullptr ? bias[o] : 0.0f;
+      float* dst = y + o * plane;
+      for (int64_t i = 0; i < n; ++i) {
+        const float* src = m + o * n + i;
+        float t[4][4];
+        for (int k = 0; k < kPoints; ++k) t[k / 4][k % 4] = src[k * block];
+        float at[2][4];  // Aᵀ·m
+        for (int k = 0; k < 4; ++k) {
+          at[0][k] = t[0][k] + t[1][k] + t[2][k];
+          at[1][k] = t[1][k] - t[2][k] - t[3][k];
+        }
+        const int64_t tile = first + i;
+        const int64_t oy = tile / grid.cols * 2, ox = tile % grid.cols * 2;
+        for (int a = 0; a < 2 && oy + a < d.out_height; ++a) {
+          const float r0 = at[a][0] + at[a][1] + at[a][2], r1 = at[a][1] - at[a][2] - at[a][3];
+          float* row = dst + (oy + a) * d.out_width + ox;
+          row[0] = r0 + b;
+          if (ox + 1 < d.out_width) row[1] = r1 + b;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+bool winograd_applies(const ConvDims& d, const Conv2dParams& p) {
+  if (d.kernel_h != 3 || d.kernel_w != 3 || p.stride != 1) return false;
+  // The weight transform costs O·I·16 per call: worth it only over enough tiles, and with enough channels
+  // for the GEMMs to dominate the transforms.
+  const int64_t tiles = (d.out_height + 1) / 2 * ((d.out_width + 1) / 2);
+  return tiles >= 256 && d.in_channels >= 32 && d.out_channels >= 32;
+}
+
+void conv2d_winograd(const ConvDims& d, const float* input, const float* weight, const float* bias,
+                     const Conv2dParams& p, float* output) {
+  const TileGrid grid{(d.out_height + 1) / 2, (d.out_width + 1) / 2};
+  const int64_t block_tiles = std::min(kTilesPerBlock, grid.count());
+  float* u = scratch(Slot::Work).floats(size_t(kPoints * d.out_channels * d.in_channels));
+  float* v = scratch(Slot::Input2).floats(size_t(kPoints * d.in_channels * block_tiles));
+  float* m = scratch(Slot::Input3).floats(size_t(kPoints * d.out_channels * block_tiles));
+  transform_weights(weight, d.out_channels, d.in_channels, u);
+  for (int64_t n = 0; n < d.batch; ++n) {
+    const float* x = input + n * d.in_channels * d.height * d.width;
+    float* y = output + n * d.out_channels * d.out_height * d.out_width;
+    for (int64_t first = 0; first < grid.count(); first += block_tiles) {
+      const int64_t count = std::min(block_tiles, grid.count() - first);
+      transform_input(x, d, p, grid, first, count, v);
+      // 16 independent GEMMs, one per transformed point, spread over the threads.
+      parallel_for(kPoints, [&](int64_t begin, int64_t end) {
+        for (int64_t k = begin; k < end; ++k)
+          sgemm(false, false, d.out_channels, count, d.in_channels, 1.0f, u + k * d.out_channels * d.in_channels,
+                d.in_channels, v + k * d.in_channels * count, count, 0.0f, m + k * d.out_channels * count, count);
+      });
+      transform_output(m, d, grid, first, count, bias, y);
+    }
+  }
+}
+
+}  // namespace kakusan::cpu
