@@ -1,6 +1,6 @@
 // A Backend that forwards every call to another one and records, per op and shape, the number of calls, the
 // wall and process-CPU time and the FLOPs of the heavy ops: to see where a model's forward pass spends its
-// time (bench_unet_forward-style tools print report()).
+// time (bench_op_profile prints report()). Not thread-safe: one caller thread at a time, as models run.
 #pragma once
 
 #include <map>
@@ -19,6 +19,12 @@ class ProfilingBackend final : public Backend {
   // A markdown table, most expensive (op, shape) first, with each row's share of the total.
   std::string report() const;
   void reset() { entries_.clear(); }
+  // The FLOPs counted since the last reset() (the heavy ops: linear, matmul, conv2d, attention).
+  double total_flops() const {
+    double flops = 0;
+    for (const auto& [key, entry] : entries_) flops += entry.flops;
+    return flops;
+  }
 
   void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) override;
   void matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b, const TensorView& c, float alpha,

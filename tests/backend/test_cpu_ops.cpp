@@ -131,7 +131,10 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{2, 48, 32, 32, 32, 3, Conv2dParams{1, 0, 1, 0, 1}, DType::F32, false},
                       ConvCase{1, 32, 64, 64, 33, 3, Conv2dParams::symmetric(1)},
                       ConvCase{2, 32, 40, 40, 32, 3, Conv2dParams::symmetric(1), DType::F16},
-                      ConvCase{1, 128, 32, 32, 128, 3, Conv2dParams::symmetric(1)}));  // UNet-like depth
+                      ConvCase{1, 128, 32, 32, 128, 3, Conv2dParams::symmetric(1)},  // UNet-like depth
+                      // Tiles numbered across the batch: blocks that span images and end mid-row.
+                      ConvCase{2, 32, 40, 42, 32, 3, Conv2dParams::symmetric(1)},
+                      ConvCase{3, 32, 24, 26, 32, 3, Conv2dParams::symmetric(1)}));
 
 TEST(CpuOps, GroupNormMatchesReference) {
   for (int groups : {1, 2, 5})

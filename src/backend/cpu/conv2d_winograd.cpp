@@ -16,6 +16,7 @@ namespace {
 
 constexpr int64_t kTilesPerBlock = 512;  // tiles transformed and multiplied together (bounds the buffers)
 constexpr int kPoints = 16;              // 4x4 transformed points
+constexpr int64_t kMinTiles = 256;       // tiles (over the batch) below which im2col is faster (measured)
 
 // U[ξ][o][c] for all output channels o and input channels c.
 void transform_weights(const float* w, int64_t out_channels, int64_t in_channels, float* u) {
@@ -45,21 +46,24 @@ struct TileGrid {
   int64_t count() const { return rows * cols; }
 };
 
-// V[ξ][c][t - first] for tiles [first, first + n) of one image. Vectorised across the tiles of a tile row:
+// V[ξ][c][t - first] for tiles [first, first + n), numbered across the batch (image-major, then row-major).
+// Vectorised across the tiles of a tile row:
 // with a zero-padded copy of each input row split into even and odd elements (e[t] = row[2t], o[t] =
 // row[2t + 1]), tile t's four inputs are e[t], o[t], e[t + 1], o[t + 1], so every step is a contiguous loop.
 void transform_input(const float* x, const ConvDims& d, const Conv2dParams& p, const TileGrid& grid, int64_t first,
                      int64_t n, float* v) {
   const int64_t plane = d.height * d.width, block = d.in_channels * n;
+  // Tile rows of the whole batch: global row gr is row gr % grid.rows of image gr / grid.rows.
   const int64_t row_begin = first / grid.cols, row_end = (first + n + grid.cols - 1) / grid.cols;
   const int64_t span = grid.cols + 1;  // even/odd entries per padded input row
   parallel_for(d.in_channels, [&](int64_t c_begin, int64_t c_end) {
     float* buffer = scratch(Slot::Beta).floats(size_t(4 * 4 * span));
     for (int64_t c = c_begin; c < c_end; ++c) {
-      const float* src = x + c * plane;
-      for (int64_t ty = row_begin; ty < row_end; ++ty) {
-        const int64_t t_begin = std::max(first, ty * grid.cols) - ty * grid.cols;
-        const int64_t t_end = std::min(first + n, (ty + 1) * grid.cols) - ty * grid.cols;
+      for (int64_t gr = row_begin; gr < row_end; ++gr) {
+        const int64_t ty = gr % grid.rows;
+        const float* src = x + (gr / grid.rows * d.in_channels + c) * plane;
+        const int64_t t_begin = std::max(first, gr * grid.cols) - gr * grid.cols;
+        const int64_t t_end = std::min(first + n, (gr + 1) * grid.cols) - gr * grid.cols;
         // ct[r][k][t]: the column transform (k = 0..3) of input row y0 + r for every tile of the row.
         float* ct = buffer;
         for (int r = 0; r < 4; ++r) {
@@ -95,7 +99,7 @@ void transform_input(const float* x, const ConvDims& d, const Conv2dParams& p, c
           const float* r1 = ct + (1 * 4 + slot) * span;
           const float* r2 = ct + (2 * 4 + slot) * span;
           const float* r3 = ct + (3 * 4 + slot) * span;
-          float* out = v + c * n + ty * grid.cols - first;
+          float* out = v + c * n + gr * grid.cols - first;
           float* v0 = out + (0 * 4 + k) * block;
           float* v1 = out + (1 * 4 + k) * block;
           float* v2 = out + (2 * 4 + k) * block;
@@ -112,14 +116,13 @@ void transform_input(const float* x, const ConvDims& d, const Conv2dParams& p, c
   });
 }
 
-// y[o, 2ty + a, 2tx + b] = (Aᵀ m A)[a][b] + bias[o] for tiles [first, first + n) of one image.
+// y[image, o, 2ty + a, 2tx + b] = (Aᵀ m A)[a][b] + bias[o] for tiles [first, first + n) of the batch.
 void transform_output(const float* m, const ConvDims& d, const TileGrid& grid, int64_t first, int64_t n,
                       const float* bias, float* y) {
   const int64_t plane = d.out_height * d.out_width, block = d.out_channels * n;
   parallel_for(d.out_channels, [&](int64_t o_begin, int64_t o_end) {
     for (int64_t o = o_begin; o < o_end; ++o) {
       const float b = bias != nullptr ? bias[o] : 0.0f;
-      float* dst = y + o * plane;
       for (int64_t i = 0; i < n; ++i) {
         const float* src = m + o * n + i;
         float t[4][4];
@@ -129,7 +132,8 @@ void transform_output(const float* m, const ConvDims& d, const TileGrid& grid, i
           at[0][k] = t[0][k] + t[1][k] + t[2][k];
           at[1][k] = t[1][k] - t[2][k] - t[3][k];
         }
-        const int64_t tile = first + i;
+        const int64_t image = (first + i) / grid.count(), tile = (first + i) % grid.count();
+        float* dst = y + (image * d.out_channels + o) * plane;
         const int64_t oy = tile / grid.cols * 2, ox = tile % grid.cols * 2;
         for (int a = 0; a < 2 && oy + a < d.out_height; ++a) {
           const float r0 = at[a][0] + at[a][1] + at[a][2], r1 = at[a][1] - at[a][2] - at[a][3];
@@ -148,32 +152,29 @@ bool winograd_applies(const ConvDims& d, const Conv2dParams& p) {
   if (d.kernel_h != 3 || d.kernel_w != 3 || p.stride != 1) return false;
   // The weight transform costs O·I·16 per call: worth it only over enough tiles, and with enough channels
   // for the GEMMs to dominate the transforms.
-  const int64_t tiles = (d.out_height + 1) / 2 * ((d.out_width + 1) / 2);
-  return tiles >= 256 && d.in_channels >= 32 && d.out_channels >= 32;
+  const int64_t tiles = d.batch * ((d.out_height + 1) / 2) * ((d.out_width + 1) / 2);
+  return tiles >= kMinTiles && d.in_channels >= 32 && d.out_channels >= 32;
 }
 
 void conv2d_winograd(const ConvDims& d, const float* input, const float* weight, const float* bias,
                      const Conv2dParams& p, float* output) {
   const TileGrid grid{(d.out_height + 1) / 2, (d.out_width + 1) / 2};
-  const int64_t block_tiles = std::min(kTilesPerBlock, grid.count());
+  const int64_t total = d.batch * grid.count();  // tiles of all images: small images share one GEMM
+  const int64_t block_tiles = std::min(kTilesPerBlock, total);
   float* u = scratch(Slot::Work).floats(size_t(kPoints * d.out_channels * d.in_channels));
   float* v = scratch(Slot::Input2).floats(size_t(kPoints * d.in_channels * block_tiles));
   float* m = scratch(Slot::Input3).floats(size_t(kPoints * d.out_channels * block_tiles));
   transform_weights(weight, d.out_channels, d.in_channels, u);
-  for (int64_t n = 0; n < d.batch; ++n) {
-    const float* x = input + n * d.in_channels * d.height * d.width;
-    float* y = output + n * d.out_channels * d.out_height * d.out_width;
-    for (int64_t first = 0; first < grid.count(); first += block_tiles) {
-      const int64_t count = std::min(block_tiles, grid.count() - first);
-      transform_input(x, d, p, grid, first, count, v);
-      // 16 independent GEMMs, one per transformed point, spread over the threads.
-      parallel_for(kPoints, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k)
-          sgemm(false, false, d.out_channels, count, d.in_channels, 1.0f, u + k * d.out_channels * d.in_channels,
-                d.in_channels, v + k * d.in_channels * count, count, 0.0f, m + k * d.out_channels * count, count);
-      });
-      transform_output(m, d, grid, first, count, bias, y);
-    }
+  for (int64_t first = 0; first < total; first += block_tiles) {
+    const int64_t count = std::min(block_tiles, total - first);
+    transform_input(input, d, p, grid, first, count, v);
+    // 16 independent GEMMs, one per transformed point, spread over the threads.
+    parallel_for(kPoints, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k)
+        sgemm(false, false, d.out_channels, count, d.in_channels, 1.0f, u + k * d.out_channels * d.in_channels,
+              d.in_channels, v + k * d.in_channels * count, count, 0.0f, m + k * d.out_channels * count, count);
+    });
+    transform_output(m, d, grid, first, count, bias, output);
   }
 }
 
