@@ -8,8 +8,12 @@
 namespace kakusan {
 
 ClipAttention::ClipAttention(int64_t hidden_size, int num_heads)
-    : hidden(hidden_size), heads(num_heads), q_proj(hidden_size, hidden_size), k_proj(hidden_size, hidden_size),
-      v_proj(hidden_size, hidden_size), out_proj(hidden_size, hidden_size) {}
+    : hidden(hidden_size),
+      heads(num_heads),
+      q_proj(hidden_size, hidden_size),
+      k_proj(hidden_size, hidden_size),
+      v_proj(hidden_size, hidden_size),
+      out_proj(hidden_size, hidden_size) {}
 
 void ClipAttention::visit(WeightVisitor& v) {
   v.child("k_proj", k_proj);
@@ -47,8 +51,10 @@ void ClipMlp::forward(Context& ctx, const TensorView& x, const TensorView& y) co
 }
 
 ClipEncoderLayer::ClipEncoderLayer(const ClipTextConfig& c)
-    : self_attn(c.hidden_size, c.num_attention_heads), layer_norm1(c.hidden_size, c.layer_norm_eps),
-      mlp(c.hidden_size, c.intermediate_size, c.activation()), layer_norm2(c.hidden_size, c.layer_norm_eps) {}
+    : self_attn(c.hidden_size, c.num_attention_heads),
+      layer_norm1(c.hidden_size, c.layer_norm_eps),
+      mlp(c.hidden_size, c.intermediate_size, c.activation()),
+      layer_norm2(c.hidden_size, c.layer_norm_eps) {}
 
 void ClipEncoderLayer::visit(WeightVisitor& v) {
   v.child("self_attn", self_attn);
@@ -72,10 +78,9 @@ void ClipEncoderLayer::forward(Context& ctx, const TensorView& x) const {
 
 void ClipTextEmbeddings::forward(Backend& be, const TensorView& input_ids, const TensorView& y) const {
   const int64_t batch = input_ids.dim(0), length = input_ids.dim(1);
-  const TensorView ids = input_ids;
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t t = 0; t < length; ++t) {
-      const int64_t id = *(ids.i64() + b * ids.strides[0] + t * ids.strides[1]);
+      const int64_t id = input_ids.i64()[b * input_ids.strides[0] + t * input_ids.strides[1]];
       KK_CHECK(id >= 0 && id < vocab_size, "CLIPTextModel: input_ids[", b, ", ", t, "] = ", id,
                " is outside the vocabulary [0, ", vocab_size, ")");
       convert_into(token_embedding.view()[id], y[b][t]);
@@ -125,8 +130,8 @@ Tensor ClipTextModel::forward(Context& ctx, const TensorView& input_ids, int cli
   KK_CHECK(batch > 0 && length > 0 && length <= config_.max_position_embeddings, "CLIPTextModel: input_ids ",
            input_ids.shape.str(), " must have 1 to ", config_.max_position_embeddings, " tokens per sequence");
   const int num_layers = int(layers.size());
-  KK_CHECK(clip_skip >= 0 && clip_skip <= num_layers, "clip_skip ", clip_skip, " is out of range: the text encoder has ",
-           num_layers, " layers (0 to ", num_layers, " can be skipped)");
+  KK_CHECK(clip_skip >= 0 && clip_skip <= num_layers, "clip_skip ", clip_skip,
+           " is out of range: the text encoder has ", num_layers, " layers (0 to ", num_layers, " can be skipped)");
 
   ArenaScope scope(ctx.arena);
   const Shape shape{batch, length, config_.hidden_size};

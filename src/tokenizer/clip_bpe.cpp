@@ -61,8 +61,8 @@ ClipBpe ClipBpe::load(const std::filesystem::path& vocab_json, const std::filesy
   KK_CHECK(vocab.is_object(), vocab_json.string(), ": expected a JSON object {token: id}");
   int64_t max_id = -1;
   for (const auto& [token, id] : vocab.items()) {
-    KK_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < INT32_MAX,
-             vocab_json.string(), ": token \"", token, "\" has id ", id.dump(), ", expected a non-negative integer");
+    KK_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < INT32_MAX, vocab_json.string(),
+             ": token \"", token, "\" has id ", id.dump(), ", expected a non-negative integer");
     bpe.encoder_[token] = id.get<int64_t>();
     max_id = std::max(max_id, id.get<int64_t>());
   }
@@ -120,7 +120,8 @@ std::string ClipBpe::to_byte_alphabet(const std::string& word) const {
 std::vector<std::string> ClipBpe::merge(const std::string& encoded) const {
   // One symbol per character of the byte-level word; the last one carries the end-of-word mark.
   std::vector<std::string> symbols;
-  for (char32_t c : unicode::decode_utf8(encoded, "byte-level word")) symbols.push_back(unicode::encode_utf8(std::u32string(1, c)));
+  for (char32_t c : unicode::decode_utf8(encoded, "byte-level word"))
+    symbols.push_back(unicode::encode_utf8(std::u32string(1, c)));
   if (symbols.empty()) return symbols;
   symbols.back() += kEndOfWord;
 

@@ -62,7 +62,8 @@ struct Piece {
 }  // namespace
 
 ClipTokenizer ClipTokenizer::load(const std::filesystem::path& dir) {
-  KK_CHECK(std::filesystem::is_directory(dir), dir.string(), ": not a directory (expected a model's tokenizer/ folder)");
+  KK_CHECK(std::filesystem::is_directory(dir), dir.string(),
+           ": not a directory (expected a model's tokenizer/ folder)");
   ClipTokenizer tok(ClipBpe::load(dir / "vocab.json", dir / "merges.txt"));
 
   const std::filesystem::path config_path = dir / "tokenizer_config.json";
@@ -235,7 +236,7 @@ std::string ClipTokenizer::decode(std::span<const int64_t> ids) const {
   text = strip_utf8(text, true, true);
   // transformers' clean_up_tokenization (clean_up_tokenization_spaces is true in CLIP's config).
   static constexpr std::pair<std::string_view, std::string_view> kCleanups[] = {
-      {" .", "."},     {" ?", "?"},     {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
       {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
   for (const auto& [from, to] : kCleanups) replace_all(text, from, to);
   return text;

@@ -51,8 +51,8 @@ std::u32string decode_utf8(std::string_view bytes, std::string_view what) {
     const int32_t start = i;
     UChar32 c;
     U8_NEXT(s, i, length, c);
-    KK_CHECK(c >= 0, what, ": not valid UTF-8 (bad byte 0x", std::hex, int(s[start]), std::dec, " at offset ",
-             start, ")");
+    KK_CHECK(c >= 0, what, ": not valid UTF-8 (bad byte 0x", std::hex, int(s[start]), std::dec, " at offset ", start,
+             ")");
     out.push_back(char32_t(c));
   }
   return out;

@@ -56,7 +56,8 @@ void check_text_encoder_golden(const std::string& model_name) {
     const Tensor last3 = model.forward(ctx, first3, 0, &hidden);
     ASSERT_EQ(int64_t(hidden.size()), want_hidden.dim(0));
     for (size_t i = 0; i < hidden.size(); ++i)
-      KK_EXPECT_CLOSE(hidden[i], want_hidden[int64_t(i)], kTextEncoderTolerance, "hidden_states[" + std::to_string(i) + "]");
+      KK_EXPECT_CLOSE(hidden[i], want_hidden[int64_t(i)], kTextEncoderTolerance,
+                      "hidden_states[" + std::to_string(i) + "]");
     KK_EXPECT_CLOSE(last3, golden.view("last_hidden_state").slice0(0, 3), kTextEncoderTolerance,
                     "last_hidden_state with hidden_states");
   }
@@ -89,10 +90,9 @@ TEST(ClipTextModelGolden, ClipSkipMatchesDiffusersEncodePrompt) {
                     "clip_skip 1");
     // The same through the path that runs every layer and keeps the hidden states.
     std::vector<Tensor> hidden;
-    KK_EXPECT_CLOSE(model.forward(ctx, ids.slice0(2, 3), 1, &hidden), prompt_embeds.slice0(1, 2),
-                    kTextEncoderTolerance, "clip_skip 1 with hidden_states");
-    KK_EXPECT_CLOSE(model.forward(ctx, ids.slice0(0, 1)), prompt_embeds.slice0(0, 1), kTextEncoderTolerance,
-                    "uncond");
+    KK_EXPECT_CLOSE(model.forward(ctx, ids.slice0(2, 3), 1, &hidden), prompt_embeds.slice0(1, 2), kTextEncoderTolerance,
+                    "clip_skip 1 with hidden_states");
+    KK_EXPECT_CLOSE(model.forward(ctx, ids.slice0(0, 1)), prompt_embeds.slice0(0, 1), kTextEncoderTolerance, "uncond");
   }
 }
 
@@ -134,9 +134,10 @@ void write_converted(const std::filesystem::path& dir, const std::function<Tenso
 // the f32 model computes with the same f16-rounded values.
 TEST_F(TempDir, Fp16WeightsMatchF32WeightsOfTheSameValues) {
   KK_REQUIRE_GOLDEN();
-  write_converted(dir_ / "f16", [](const TensorView& t) { return Tensor::copy_of(t).to(DType::F16); }, true);
-  write_converted(dir_ / "rounded", [](const TensorView& t) { return Tensor::copy_of(t).to(DType::F16).to(DType::F32); },
-                  false);
+  auto to_f16 = [](const TensorView& t) { return Tensor::copy_of(t).to(DType::F16); };
+  auto round_through_f16 = [](const TensorView& t) { return Tensor::copy_of(t).to(DType::F16).to(DType::F32); };
+  write_converted(dir_ / "f16", to_f16, /*keep_position_ids=*/true);
+  write_converted(dir_ / "rounded", round_through_f16, /*keep_position_ids=*/false);
   const ClipTextModel f16 = ClipTextModel::load(dir_ / "f16", DType::F16);
   const ClipTextModel rounded = ClipTextModel::load(dir_ / "rounded", DType::F32);
   const SafetensorsFile golden = open_golden("components/text_encoder_tiny-sd.safetensors");
@@ -180,11 +181,12 @@ TEST(ClipTextConfig, DefaultsAndValidation) {
   EXPECT_EQ(defaults.hidden_act, "quick_gelu");
   EXPECT_EQ(defaults.activation(), Activation::QuickGELU);
   EXPECT_EQ(ClipTextConfig::parse(JsonConfig::parse(R"({"hidden_act": "gelu"})", "c")).activation(), Activation::GELU);
-  const ClipTextConfig nested = ClipTextConfig::parse(
-      JsonConfig::parse(R"({"model_type": "clip", "text_config": {"hidden_size": 64, "num_attention_heads": 4}})", "c"));
+  const ClipTextConfig nested = ClipTextConfig::parse(JsonConfig::parse(
+      R"({"model_type": "clip", "text_config": {"hidden_size": 64, "num_attention_heads": 4}})", "c"));
   EXPECT_EQ(nested.hidden_size, 64);
   EXPECT_THROW(ClipTextConfig::parse(JsonConfig::parse(R"({"hidden_act": "relu"})", "c")), Error);
-  EXPECT_THROW(ClipTextConfig::parse(JsonConfig::parse(R"({"hidden_size": 30, "num_attention_heads": 4})", "c")), Error);
+  EXPECT_THROW(ClipTextConfig::parse(JsonConfig::parse(R"({"hidden_size": 30, "num_attention_heads": 4})", "c")),
+               Error);
   EXPECT_THROW(ClipTextConfig::parse(JsonConfig::parse(R"({"num_hidden_layers": 0})", "c")), Error);
 }
 

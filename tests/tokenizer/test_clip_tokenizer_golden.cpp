@@ -1,7 +1,7 @@
 // The 33 prompts of the golden kit (C.1), tokenized by transformers' slow CLIPTokenizer without ftfy.
 #include <fstream>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "support/golden.h"
 #include "tokenizer/clip_tokenizer.h"

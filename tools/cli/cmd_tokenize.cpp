@@ -28,9 +28,8 @@ int run_tokenize(const std::string& model, const std::string& prompt) {
                  "to %d tokens: %s\n",
                  tokenizer.model_max_length(), tokenizer.decode(removed).c_str());
   }
-  const nlohmann::ordered_json out = {{"input_ids", encoded.input_ids},
-                              {"untruncated_ids", encoded.untruncated_ids},
-                              {"tokens", encoded.tokens}};
+  const nlohmann::ordered_json out = {
+      {"input_ids", encoded.input_ids}, {"untruncated_ids", encoded.untruncated_ids}, {"tokens", encoded.tokens}};
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }
