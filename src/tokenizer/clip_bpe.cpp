@@ -59,16 +59,13 @@ ClipBpe ClipBpe::load(const std::filesystem::path& vocab_json, const std::filesy
 
   const nlohmann::json vocab = nlohmann::json::parse(read_file(vocab_json), nullptr, /*allow_exceptions=*/false);
   KK_CHECK(vocab.is_object(), vocab_json.string(), ": expected a JSON object {token: id}");
-  int64_t max_id = -1;
   for (const auto& [token, id] : vocab.items()) {
     KK_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < INT32_MAX, vocab_json.string(),
              ": token \"", token, "\" has id ", id.dump(), ", expected a non-negative integer");
     bpe.encoder_[token] = id.get<int64_t>();
-    max_id = std::max(max_id, id.get<int64_t>());
+    bpe.decoder_[id.get<int64_t>()] = token;
   }
-  KK_CHECK(max_id >= 0, vocab_json.string(), ": the vocabulary is empty");
-  bpe.decoder_.resize(size_t(max_id + 1));
-  for (const auto& [token, id] : bpe.encoder_) bpe.decoder_[size_t(id)] = token;
+  KK_CHECK(!bpe.encoder_.empty(), vocab_json.string(), ": the vocabulary is empty");
 
   // As transformers reads it: strip the file, split into lines, skip the "#version" line, keep kMaxMerges.
   const std::string merges = read_file(merges_txt);
@@ -106,8 +103,8 @@ std::optional<int64_t> ClipBpe::token_to_id(const std::string& token) const {
 }
 
 const std::string* ClipBpe::id_to_token(int64_t id) const {
-  if (id < 0 || size_t(id) >= decoder_.size() || decoder_[size_t(id)].empty()) return nullptr;
-  return &decoder_[size_t(id)];
+  const auto it = decoder_.find(id);
+  return it == decoder_.end() ? nullptr : &it->second;
 }
 
 std::string ClipBpe::to_byte_alphabet(const std::string& word) const {

@@ -42,7 +42,7 @@ class ClipBpe {
   std::vector<std::string> merge(const std::string& encoded) const;
 
   std::unordered_map<std::string, int64_t> encoder_;
-  std::vector<std::string> decoder_;                  // id -> token ("" where no token has that id)
+  std::unordered_map<int64_t, std::string> decoder_;  // id -> token (ids need not be dense)
   std::unordered_map<std::string, int> merge_ranks_;  // "first second" -> rank
   std::vector<std::string> byte_chars_;               // byte -> its character, as UTF-8
 
