@@ -47,7 +47,7 @@ const char* phase_name(Phase phase);
 
 struct Progress {
   Phase phase = Phase::Loading;
-  int done = 0;   // units finished: components loaded, prompts encoded, steps, images decoded
+  int done = 0;   // units finished: components loaded, text-encoder batches, steps, VAE decodes
   int total = 0;
   std::string_view item;  // what the unit was ("unet", "vae", ...), may be empty
 };

@@ -275,8 +275,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& p) 
   if (p.output_type == OutputType::Latent) return result;
 
   // 5. Decode: vae.decode(latents / scaling_factor), then (x / 2 + 0.5) clamped, NHWC.
-  const int decode_total = p.vae_slicing ? num_images : 1;
-  report(p.progress, Phase::Decoding, 0, decode_total);
+  report(p.progress, Phase::Decoding, 0, 1);
   Tensor scaled = latents.clone();
   const float scaling_factor = vae->config().scaling_factor;
   for (int64_t i = 0; i < scaled.numel(); ++i) scaled.f32()[i] /= scaling_factor;
@@ -288,7 +287,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& p) 
     const Tensor decoded = vae->decode(ctx, scaled, memory);
     images = denormalize_to_nhwc(decoded);
   }
-  report(p.progress, Phase::Decoding, decode_total, decode_total);
+  report(p.progress, Phase::Decoding, 1, 1);
   result.images = images_from_nhwc(images);
   result.image_tensor.assign(images.f32(), images.f32() + images.numel());
   result.image_shape = dims_of(images.shape());
