@@ -1,0 +1,415 @@
+#include "pipeline/bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/peak_flops.h"
+#include "backend/profiling_backend.h"
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/generator.h"
+#include "core/thread_pool.h"
+#include "io/model_folder.h"
+#include "models/autoencoder_kl.h"
+#include "models/clip_text_model.h"
+#include "models/unet_2d_condition.h"
+#include "nn/context.h"
+#include "pipeline/guidance.h"
+#include "schedulers/scheduler.h"
+
+namespace kakusan {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Resets the kernel's resident-set high-water mark (VmHWM) to the current RSS, so the next read covers one
+// phase only. False where /proc/self/clear_refs is missing or refuses "5" (kernels before 4.0, some sandboxes).
+bool reset_peak_rss() {
+  std::ofstream clear("/proc/self/clear_refs");
+  if (!clear) return false;
+  clear << "5";
+  clear.flush();
+  return bool(clear);
+}
+
+// VmHWM of /proc/self/status in MB (10^6 bytes); 0 where it cannot be read.
+double peak_rss_mb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return double(std::stoll(line.substr(6))) * 1024.0 / 1e6;
+  return 0;
+}
+
+double load_average() {
+  double load = -1;
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
+    std::fclose(f);
+  }
+  return load;
+}
+
+struct Timing {
+  double wall = 0, cpu = 0;
+};
+
+template <typename Fn>
+Timing timed(Fn&& fn) {
+  const auto wall0 = Clock::now();
+  const double cpu0 = process_cpu_seconds();
+  fn();
+  return {seconds_since(wall0), process_cpu_seconds() - cpu0};
+}
+
+// The median (by wall time) of `repeats` timed runs.
+template <typename Fn>
+Timing median_of(int repeats, Fn&& fn) {
+  std::vector<Timing> runs;
+  for (int i = 0; i < repeats; ++i) runs.push_back(timed(fn));
+  std::sort(runs.begin(), runs.end(), [](const Timing& a, const Timing& b) { return a.wall < b.wall; });
+  return runs[runs.size() / 2];
+}
+
+// A fixed prompt as CLIP token ids, [2 * batch, T]: the unconditional half is BOS then EOS padding, the
+// conditional half BOS, a dozen word ids, then EOS padding. The ids only need to exist in the vocabulary:
+// the text encoder costs the same for any of them.
+Tensor fixed_token_ids(const ClipTextConfig& config, int batch) {
+  const int64_t tokens = config.max_position_embeddings, vocab = config.vocab_size;
+  const int64_t bos = std::max<int64_t>(vocab - 2, 0), eos = std::max<int64_t>(vocab - 1, 0);
+  Tensor ids = Tensor::empty({2 * int64_t(batch), tokens}, DType::I64);
+  for (int64_t b = 0; b < 2 * batch; ++b) {
+    const bool conditional = b >= batch;
+    for (int64_t i = 0; i < tokens; ++i) {
+      int64_t id = eos;
+      if (i == 0) id = bos;
+      else if (conditional && i <= 12 && vocab > 2) id = (320 + 37 * i) % (vocab - 2);
+      ids.i64()[b * tokens + i] = id;
+    }
+  }
+  return ids;
+}
+
+// cat([x, x]) on dimension 0: the classifier-free-guidance batch.
+Tensor duplicate_batch(const Tensor& x) {
+  Shape shape = x.shape();
+  shape[0] *= 2;
+  Tensor out = Tensor::empty(shape);
+  std::copy(x.f32(), x.f32() + x.numel(), out.f32());
+  std::copy(x.f32(), x.f32() + x.numel(), out.f32() + x.numel());
+  return out;
+}
+
+const char* attention_name(AttentionStrategy s) {
+  switch (s) {
+    case AttentionStrategy::Auto: return "auto";
+    case AttentionStrategy::Full: return "full";
+    case AttentionStrategy::Sliced: return "sliced";
+    case AttentionStrategy::Flash: return "flash";
+  }
+  return "auto";
+}
+
+// Tracks per-phase peak RSS: each phase starts by resetting the high-water mark.
+class RssTracker {
+ public:
+  void start_phase() { per_phase_ = reset_peak_rss() && per_phase_; }
+  double end_phase() {
+    const double mb = peak_rss_mb();
+    overall_ = std::max(overall_, mb);
+    return mb;
+  }
+  bool per_phase() const { return per_phase_; }
+  double overall() const { return overall_; }
+
+ private:
+  bool per_phase_ = true;
+  double overall_ = 0;
+};
+
+double percent_of_peak(const BenchResult& r, const PhaseFigures& p) {
+  return r.peak_gflops > 0 ? 100.0 * p.gflops() / r.peak_gflops : 0.0;
+}
+
+// The rate per busy core: FLOPs per process-CPU second against one core's share of the peak.
+double percent_of_peak_by_cpu(const BenchResult& r, const PhaseFigures& p) {
+  return r.peak_gflops > 0 && p.cpu_seconds > 0 ? 100.0 * p.flops / p.cpu_seconds / 1e9 / (r.peak_gflops / r.threads)
+                                                : 0.0;
+}
+
+}  // namespace
+
+BenchResult run_bench(const BenchOptions& options, const std::function<void(std::string_view)>& log) {
+  auto say = [&](const std::string& line) {
+    if (log) log(line);
+  };
+  KK_CHECK(options.batch >= 1, "--batch must be at least 1, got ", options.batch);
+  KK_CHECK(options.steps >= 0, "--steps must be positive, got ", options.steps);
+  KK_CHECK(options.threads >= 0, "--threads must be positive, got ", options.threads);
+  if (options.threads > 0) set_num_threads(options.threads);
+
+  // Everything cheap and checkable first: folder, components, configs, sizes, scheduler.
+  const ModelFolder folder = ModelFolder::open(resolve_model_path(options.model));
+  for (const char* component : {"text_encoder", "unet", "vae"})
+    KK_CHECK(folder.has_component(component), folder.root().string(), "/model_index.json: no \"", component,
+             "\" component (is this a Stable Diffusion model folder?)");
+  const UNet2DConditionConfig unet_config =
+      UNet2DConditionConfig::parse(JsonConfig::load(folder.component_dir("unet") / "config.json"));
+  const AutoencoderKLConfig vae_config =
+      AutoencoderKLConfig::parse(JsonConfig::load(folder.component_dir("vae") / "config.json"));
+  const int scale = vae_config.downscale_factor();
+  const int height = options.height ? options.height : unet_config.sample_size * scale;
+  const int width = options.width ? options.width : unet_config.sample_size * scale;
+  KK_CHECK(height > 0 && width > 0 && height % scale == 0 && width % scale == 0, "--height and --width must be "
+           "positive multiples of ", scale, " (the VAE's scale factor), got ", height, "x", width);
+  std::unique_ptr<Scheduler> scheduler;
+  if (options.steps > 0 || !options.scheduler.empty()) {
+    KK_CHECK(folder.has_component("scheduler"), folder.root().string(), "/model_index.json: no \"scheduler\" "
+             "component for --steps");
+    scheduler = make_scheduler(options.scheduler.empty() ? folder.component("scheduler").class_name
+                                                         : options.scheduler,
+                               folder.load_config("scheduler"));
+  }
+
+  BenchResult r;
+  r.height = height;
+  r.width = width;
+  r.batch = options.batch;
+  r.threads = num_threads();
+  r.weight_dtype = options.weight_dtype == DType::F16 ? "fp16" : options.weight_dtype == DType::BF16 ? "bf16" : "fp32";
+  r.attention = attention_name(options.attention);
+  r.scheduler = scheduler ? scheduler->class_name() : "";
+  r.load_average = load_average();
+  r.vector_isa = peak_vector_isa();
+  say("measuring the fp32 FMA peak on " + std::to_string(r.threads) + " threads");
+  r.peak_gflops = measure_peak_gflops(r.threads);
+
+  AttentionParams attention;
+  attention.strategy = options.attention;
+  ProfilingBackend counter(cpu_backend());
+  RssTracker rss;
+  const int64_t cfg_batch = 2 * int64_t(options.batch);
+
+  // 1. Text encoder: the CFG batch of fixed prompts. Released before the UNet is loaded.
+  Tensor prompt_embeds;
+  {
+    rss.start_phase();
+    say("text encoder: loading");
+    std::optional<ClipTextModel> text_encoder;
+    r.text_encoder.load_seconds =
+        timed([&] { text_encoder.emplace(ClipTextModel::load(folder.component_dir("text_encoder"),
+                                                              options.weight_dtype, "")); }).wall;
+    KK_CHECK(text_encoder->config().hidden_size == unet_config.cross_attention_dim, "the text encoder's hidden "
+             "size ", text_encoder->config().hidden_size, " differs from the UNet's cross_attention_dim ",
+             unet_config.cross_attention_dim);
+    const Tensor ids = fixed_token_ids(text_encoder->config(), options.batch);
+    Arena arena;
+    Context counting{counter, arena, attention};
+    counter.reset();
+    text_encoder->forward(counting, ids);
+    r.text_encoder.flops = counter.total_flops();
+    arena.reset();
+    Context ctx{cpu_backend(), arena, attention};
+    say("text encoder: timing");
+    const Timing t = median_of(3, [&] { prompt_embeds = text_encoder->forward(ctx, ids); });
+    r.text_encoder.seconds = t.wall;
+    r.text_encoder.cpu_seconds = t.cpu;
+    r.text_encoder.peak_rss_mb = rss.end_phase();
+  }
+
+  // 2. UNet: one CFG step (counted, then timed), and with `steps` a whole denoising loop. Released before
+  // the VAE is loaded.
+  Generator generator(0);
+  Tensor latents = generator.randn({options.batch, unet_config.in_channels, height / scale, width / scale});
+  {
+    rss.start_phase();
+    say("unet: loading");
+    std::optional<UNet2DConditionModel> unet;
+    r.unet_step.load_seconds = timed([&] {
+      unet.emplace(UNet2DConditionModel::load(folder.component_dir("unet"), options.weight_dtype));
+    }).wall;
+    Tensor model_input = duplicate_batch(latents);
+    Tensor t = Tensor::full({1}, 981.0f);
+    Tensor noise_pred = Tensor::empty({cfg_batch, unet_config.out_channels, height / scale, width / scale});
+    Arena arena;
+    Context counting{counter, arena, attention};
+    counter.reset();
+    say("unet: counting FLOPs (first pass, also sizes the arena)");
+    unet->forward(counting, model_input, t, prompt_embeds, noise_pred);
+    r.unet_step.flops = counter.total_flops();
+    arena.reset();
+    Context ctx{cpu_backend(), arena, attention};
+    if (options.steps == 0) {
+      say("unet: timing one step");
+      const Timing step = timed([&] { unet->forward(ctx, model_input, t, prompt_embeds, noise_pred); });
+      r.unet_step.seconds = step.wall;
+      r.unet_step.cpu_seconds = step.cpu;
+    } else {
+      // The pipeline's loop: expand for CFG, scale, UNet, guidance (7.5), scheduler step.
+      scheduler->set_timesteps(options.steps);
+      const std::vector<double>& timesteps = scheduler->timesteps();
+      const float init_noise_sigma = float(scheduler->init_noise_sigma());
+      for (int64_t i = 0; i < latents.numel(); ++i) latents.f32()[i] *= init_noise_sigma;
+      Timing unet_total, loop;
+      loop = timed([&] {
+        for (size_t i = 0; i < timesteps.size(); ++i) {
+          say("unet: step " + std::to_string(i + 1) + "/" + std::to_string(timesteps.size()));
+          model_input = duplicate_batch(latents);
+          scheduler->scale_model_input(model_input, i);
+          t.f32()[0] = float(timesteps[i]);
+          const Timing step = timed([&] { unet->forward(ctx, model_input, t, prompt_embeds, noise_pred); });
+          unet_total.wall += step.wall;
+          unet_total.cpu += step.cpu;
+          const Tensor guided = classifier_free_guidance(noise_pred, 7.5f);
+          latents = scheduler->step(guided, i, latents, generator);
+        }
+      });
+      r.unet_calls = int(timesteps.size());
+      r.unet_step.seconds = unet_total.wall / r.unet_calls;
+      r.unet_step.cpu_seconds = unet_total.cpu / r.unet_calls;
+      r.total.seconds = loop.wall;
+      r.total.cpu_seconds = loop.cpu;
+    }
+    r.unet_step.peak_rss_mb = rss.end_phase();
+  }
+  prompt_embeds = Tensor();
+
+  // 3. VAE decode of latents / scaling_factor.
+  {
+    rss.start_phase();
+    say("vae: loading");
+    std::optional<AutoencoderKL> vae;
+    r.vae_decode.load_seconds = timed([&] {
+      vae.emplace(AutoencoderKL::load(folder.component_dir("vae"), options.weight_dtype));
+    }).wall;
+    Tensor z = latents.clone();
+    for (int64_t i = 0; i < z.numel(); ++i) z.f32()[i] /= vae_config.scaling_factor;
+    Arena arena;
+    Context counting{counter, arena, attention};
+    counter.reset();
+    say("vae: counting FLOPs (first pass, also sizes the arena)");
+    vae->decode(counting, z);
+    r.vae_decode.flops = counter.total_flops();
+    arena.reset();
+    Context ctx{cpu_backend(), arena, attention};
+    say("vae: timing a decode");
+    const Timing decode = timed([&] { vae->decode(ctx, z); });
+    r.vae_decode.seconds = decode.wall;
+    r.vae_decode.cpu_seconds = decode.cpu;
+    r.vae_decode.peak_rss_mb = rss.end_phase();
+  }
+
+  // Total: text encoder + the measured loop + VAE decode, or an estimate for kEstimatedSteps steps.
+  r.total_measured = options.steps > 0;
+  r.steps = r.total_measured ? options.steps : kEstimatedSteps;
+  const int unet_calls = r.total_measured ? r.unet_calls : kEstimatedSteps;
+  if (!r.total_measured) {
+    r.total.seconds = unet_calls * r.unet_step.seconds;
+    r.total.cpu_seconds = unet_calls * r.unet_step.cpu_seconds;
+  }
+  r.total.seconds += r.text_encoder.seconds + r.vae_decode.seconds;
+  r.total.cpu_seconds += r.text_encoder.cpu_seconds + r.vae_decode.cpu_seconds;
+  r.total.flops = r.text_encoder.flops + unet_calls * r.unet_step.flops + r.vae_decode.flops;
+  r.total.load_seconds = r.text_encoder.load_seconds + r.unet_step.load_seconds + r.vae_decode.load_seconds;
+  r.peak_rss_mb = rss.overall();
+  r.total.peak_rss_mb = r.peak_rss_mb;
+  r.rss_per_phase = rss.per_phase();
+  return r;
+}
+
+std::string bench_table(const BenchResult& r) {
+  std::string out;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "kakusan bench: %dx%d, batch %d (UNet batch %d with CFG), %s weights, attention %s, %d thread%s\n"
+                "fp32 peak (FMA loop, %s, %d thread%s): %.1f GFLOP/s; load average at start %.2f\n\n",
+                r.height, r.width, r.batch, 2 * r.batch, r.weight_dtype.c_str(), r.attention.c_str(), r.threads,
+                r.threads == 1 ? "" : "s", r.vector_isa.c_str(), r.threads, r.threads == 1 ? "" : "s",
+                r.peak_gflops, r.load_average);
+  out += line;
+  out += "| phase | seconds | CPU s | GFLOP | GFLOP/s | % of peak | % of peak (CPU) | peak RSS MB | load s |\n";
+  out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  auto row = [&](const std::string& name, const PhaseFigures& p) {
+    std::snprintf(line, sizeof line, "| %s | %.4g | %.4g | %.1f | %.1f | %.1f%% | %.1f%% | %.0f | %.2f |\n",
+                  name.c_str(), p.seconds, p.cpu_seconds, p.flops / 1e9, p.gflops(), percent_of_peak(r, p),
+                  percent_of_peak_by_cpu(r, p), p.peak_rss_mb, p.load_seconds);
+    out += line;
+  };
+  row("text encoder", r.text_encoder);
+  row("UNet step (batch " + std::to_string(2 * r.batch) + ")", r.unet_step);
+  row("VAE decode", r.vae_decode);
+  row(r.total_measured ? "total (measured: " + std::to_string(r.steps) + " steps, " + r.scheduler + ")"
+                       : "total (text encoder + " + std::to_string(r.steps) + " x UNet step + VAE decode)",
+      r.total);
+  out += "\n";
+  if (r.total_measured)
+    out += "UNet step: mean of the loop's " + std::to_string(r.unet_calls) + " UNet passes. ";
+  out += "Times exclude loading (load s) and each phase's first pass, which counts the FLOPs and sizes the "
+         "arena. % of peak (CPU): GFLOP per CPU second against one core's peak, what the kernels reach while they "
+         "hold the cores (the stable figure when other processes share the machine).\n";
+  out += r.rss_per_phase ? "Peak RSS per phase: the high-water mark reset (/proc/self/clear_refs) as each phase "
+                           "starts; the total row is the whole run's.\n"
+                         : "Peak RSS per phase is not supported here (/proc/self/clear_refs refused a reset): "
+                           "each figure is the high-water mark since the process started.\n";
+  return out;
+}
+
+std::string bench_json(const BenchResult& r) {
+  nlohmann::ordered_json j;
+  j["text_encoder_s"] = r.text_encoder.seconds;
+  j["unet_step_s"] = r.unet_step.seconds;
+  j["vae_decode_s"] = r.vae_decode.seconds;
+  j["total_s"] = r.total.seconds;
+  j["peak_rss_mb"] = r.peak_rss_mb;
+  j["gflops_unet"] = r.unet_step.gflops();
+  j["peak_gflops"] = r.peak_gflops;
+  j["pct_peak_unet"] = percent_of_peak(r, r.unet_step);
+  j["pct_peak_unet_cpu"] = percent_of_peak_by_cpu(r, r.unet_step);
+  j["pct_peak_vae_decode_cpu"] = percent_of_peak_by_cpu(r, r.vae_decode);
+  j["text_encoder_cpu_s"] = r.text_encoder.cpu_seconds;
+  j["unet_step_cpu_s"] = r.unet_step.cpu_seconds;
+  j["vae_decode_cpu_s"] = r.vae_decode.cpu_seconds;
+  j["total_cpu_s"] = r.total.cpu_seconds;
+  j["gflops_text_encoder"] = r.text_encoder.gflops();
+  j["gflops_vae_decode"] = r.vae_decode.gflops();
+  j["gflops_total"] = r.total.gflops();
+  j["gflop_text_encoder"] = r.text_encoder.flops / 1e9;
+  j["gflop_unet_step"] = r.unet_step.flops / 1e9;
+  j["gflop_vae_decode"] = r.vae_decode.flops / 1e9;
+  j["text_encoder_rss_mb"] = r.text_encoder.peak_rss_mb;
+  j["unet_rss_mb"] = r.unet_step.peak_rss_mb;
+  j["vae_decode_rss_mb"] = r.vae_decode.peak_rss_mb;
+  j["load_s"] = r.total.load_seconds;
+  j["rss_per_phase"] = r.rss_per_phase;
+  j["height"] = r.height;
+  j["width"] = r.width;
+  j["batch"] = r.batch;
+  j["steps"] = r.steps;
+  j["total_measured"] = r.total_measured;
+  if (r.total_measured) j["scheduler"] = r.scheduler;
+  j["dtype"] = r.weight_dtype;
+  j["attention"] = r.attention;
+  j["threads"] = r.threads;
+  j["load_average"] = r.load_average;
+  return j.dump();
+}
+
+}  // namespace kakusan

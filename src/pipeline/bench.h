@@ -1,0 +1,68 @@
+// `kakusan bench`: how fast and how lean one Stable Diffusion run is on this machine, phase by phase.
+//
+//   BenchResult r = run_bench({.model = "/tmp/sd15", .height = 512, .width = 512});
+//   std::cout << bench_table(r) << bench_json(r) << "\n";
+//
+// Each phase loads only its component (text encoder, then UNet, then VAE; the previous one is released), runs
+// one pass through a ProfilingBackend to count the FLOPs of every heavy op from its shapes (that pass also
+// warms the arena up), then times passes on cpu_backend(). GFLOP/s are compared with this machine's fp32
+// peak, measured by an FMA loop on the same number of threads. No tokenizer is needed: the prompt is a fixed
+// sequence of token ids.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "backend/backend.h"
+#include "core/dtype.h"
+
+namespace kakusan {
+
+struct BenchOptions {
+  std::string model;             // a model folder or hub id (resolved offline)
+  int height = 0, width = 0;     // 0: the UNet's sample_size x the VAE's scale factor
+  int steps = 0;                 // > 0: also run a whole denoising loop of this many steps and time it
+  int batch = 1;                 // images per prompt; the UNet runs 2 x batch (classifier-free guidance)
+  DType weight_dtype = DType::F32;
+  int threads = 0;               // 0: the thread pool's default
+  std::string scheduler;         // for the loop of `steps`; empty: the model's scheduler
+  AttentionStrategy attention = AttentionStrategy::Auto;
+};
+
+// Without `steps`, the total is estimated for this many UNet steps.
+inline constexpr int kEstimatedSteps = 20;
+
+struct PhaseFigures {
+  double seconds = 0;      // wall time of the timed pass
+  double cpu_seconds = 0;  // process CPU time of the same (the stable number on a shared machine)
+  double flops = 0;        // counted from the ops' shapes
+  double load_seconds = 0;
+  double peak_rss_mb = 0;  // high-water mark of the resident set while the phase loaded and ran
+  double gflops() const { return seconds > 0 ? flops / seconds / 1e9 : 0; }
+};
+
+struct BenchResult {
+  int height = 0, width = 0, batch = 1, threads = 1;
+  int steps = 0;                // the loop's steps, or kEstimatedSteps when the total is estimated
+  int unet_calls = 0;           // UNet passes of the loop (2 per step for second-order schedulers)
+  bool total_measured = false;  // true: total is text encoder + measured loop + VAE decode
+  std::string weight_dtype, attention, scheduler;
+  double peak_gflops = 0;       // measured fp32 FMA peak on `threads` threads
+  std::string vector_isa;
+  double load_average = -1;     // 1-minute load average when the bench started (-1: unknown)
+  PhaseFigures text_encoder, unet_step, vae_decode, total;
+  double peak_rss_mb = 0;
+  bool rss_per_phase = true;    // false: the kernel cannot reset the high-water mark, figures are cumulative
+};
+
+// Throws Error for a bad model folder, size, batch or scheduler name. `log` receives one line per phase.
+BenchResult run_bench(const BenchOptions& options, const std::function<void(std::string_view)>& log = {});
+
+// A markdown table of the phases, with the run's settings above it.
+std::string bench_table(const BenchResult& result);
+// One line of JSON with the same figures: text_encoder_s, unet_step_s, vae_decode_s, total_s, peak_rss_mb,
+// gflops_unet, peak_gflops, then CPU times, per-phase RSS and GFLOP/s, and the settings.
+std::string bench_json(const BenchResult& result);
+
+}  // namespace kakusan

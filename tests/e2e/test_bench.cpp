@@ -1,0 +1,148 @@
+// `kakusan bench` end to end on the kit's tiny model: the table's rows, the JSON line's keys and values, the
+// FLOP count of the text encoder against its shapes, a measured loop with --steps, and bad flags. Timings
+// themselves are not checked (they depend on the machine), only that they are there and positive.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "support/golden.h"
+
+namespace kakusan {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct BenchRun {
+  int exit_code = -1;
+  std::string out, err;
+  nlohmann::json json;  // the last line of stdout, parsed (null if it is not JSON)
+};
+
+std::string quoted(const std::string& arg) {
+  std::string q = "'";
+  for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+BenchRun run_bench(const std::string& args) {
+  const fs::path err_path = fs::temp_directory_path() / ("kakusan_bench_err_" + std::to_string(getpid()));
+  BenchRun r;
+  const std::string command = quoted(KAKUSAN_CLI_PATH) + " bench " + args + " 2>" + quoted(err_path.string());
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return r;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.out.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::stringstream err;
+  err << std::ifstream(err_path).rdbuf();
+  r.err = err.str();
+  fs::remove(err_path);
+  std::string last = r.out;
+  while (!last.empty() && last.back() == '\n') last.pop_back();
+  last = last.substr(last.rfind('\n') + 1);
+  r.json = nlohmann::json::parse(last, nullptr, /*allow_exceptions=*/false);
+  return r;
+}
+
+std::string tiny_model() { return quoted((*testing::golden_dir() / "tiny-sd").string()); }
+
+const char* const kPositiveKeys[] = {
+    "text_encoder_s", "unet_step_s",     "vae_decode_s",       "total_s",
+    "peak_rss_mb",    "gflops_unet",     "peak_gflops",        "text_encoder_cpu_s",
+    "unet_step_cpu_s", "vae_decode_cpu_s", "gflop_text_encoder", "gflop_unet_step",
+    "gflop_vae_decode", "text_encoder_rss_mb", "unet_rss_mb",  "vae_decode_rss_mb"};
+
+TEST(BenchCli, PrintsTableThenJsonWithEveryFigure) {
+  KK_REQUIRE_GOLDEN();
+  const BenchRun r = run_bench("--model " + tiny_model() + " --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* row : {"| text encoder |", "| UNet step (batch 2) |", "| VAE decode |",
+                          "| total (text encoder + 20 x UNet step + VAE decode) |", "% of peak", "peak RSS MB"})
+    EXPECT_NE(r.out.find(row), std::string::npos) << row << " missing from\n" << r.out;
+  EXPECT_NE(r.out.find("64x64, batch 1"), std::string::npos) << r.out;  // default size: sample_size 8 x 8
+  ASSERT_TRUE(r.json.is_object()) << "last line is not JSON:\n" << r.out;
+  for (const char* key : kPositiveKeys) {
+    ASSERT_TRUE(r.json.contains(key)) << key;
+    ASSERT_TRUE(r.json[key].is_number()) << key;
+    EXPECT_GT(r.json[key].get<double>(), 0.0) << key;
+  }
+  EXPECT_EQ(r.json["threads"], 2);
+  EXPECT_EQ(r.json["steps"], 20);
+  EXPECT_EQ(r.json["total_measured"], false);
+  // The estimated total is text encoder + 20 UNet steps + VAE decode, in time and in FLOPs.
+  const double total = r.json["text_encoder_s"].get<double>() + 20 * r.json["unet_step_s"].get<double>() +
+                       r.json["vae_decode_s"].get<double>();
+  EXPECT_NEAR(r.json["total_s"].get<double>(), total, 1e-9 * total);
+  // The peak RSS of the run is the largest of its phases'.
+  const double phases = std::max({r.json["text_encoder_rss_mb"].get<double>(), r.json["unet_rss_mb"].get<double>(),
+                                  r.json["vae_decode_rss_mb"].get<double>()});
+  EXPECT_DOUBLE_EQ(r.json["peak_rss_mb"].get<double>(), phases);
+}
+
+// The tiny CLIP (hidden 32, MLP 37, 2 layers, 77 tokens) on the CFG batch of 2 sequences: per layer, the
+// q/k/v/out projections 4 x 2*154*32*32, the MLP 2 x 2*154*32*37, and attention QK^T + PV 4*2*77*77*32.
+TEST(BenchCli, CountsTextEncoderFlopsFromItsShapes) {
+  KK_REQUIRE_GOLDEN();
+  const BenchRun one = run_bench("--model " + tiny_model() + " --threads 1");
+  const BenchRun two = run_bench("--model " + tiny_model() + " --threads 1 --batch 2");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  const double per_layer = 4 * 2.0 * 154 * 32 * 32 + 2 * 2.0 * 154 * 32 * 37 + 4.0 * 2 * 77 * 77 * 32;
+  EXPECT_DOUBLE_EQ(one.json["gflop_text_encoder"].get<double>() * 1e9, 2 * per_layer);
+  EXPECT_DOUBLE_EQ(two.json["gflop_text_encoder"].get<double>() * 1e9, 4 * per_layer);
+  // Twice the images: twice the UNet and VAE work (the time embedding, on one timestep, does not grow).
+  EXPECT_NEAR(two.json["gflop_unet_step"].get<double>() / one.json["gflop_unet_step"].get<double>(), 2.0, 0.02);
+  EXPECT_NEAR(two.json["gflop_vae_decode"].get<double>() / one.json["gflop_vae_decode"].get<double>(), 2.0, 1e-9);
+  EXPECT_NE(two.out.find("| UNet step (batch 4) |"), std::string::npos) << two.out;
+}
+
+TEST(BenchCli, StepsRunAndTimeAWholeLoop) {
+  KK_REQUIRE_GOLDEN();
+  const BenchRun r = run_bench("--model " + tiny_model() + " --threads 2 --steps 3 --scheduler heun --dtype fp16 "
+                               "--attention flash --height 32 --width 48");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| total (measured: 3 steps, HeunDiscreteScheduler) |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("32x48"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("mean of the loop's 5 UNet passes"), std::string::npos) << r.out;  // Heun: 2 per step, 1st once
+  ASSERT_TRUE(r.json.is_object()) << r.out;
+  for (const char* key : kPositiveKeys) EXPECT_GT(r.json.value(key, 0.0), 0.0) << key;
+  EXPECT_EQ(r.json["total_measured"], true);
+  EXPECT_EQ(r.json["steps"], 3);
+  EXPECT_EQ(r.json["dtype"], "fp16");
+  EXPECT_EQ(r.json["attention"], "flash");
+  EXPECT_EQ(r.json["scheduler"], "HeunDiscreteScheduler");
+  // A measured total covers at least the text encoder, five UNet passes and the decode.
+  EXPECT_GE(r.json["total_s"].get<double>(), r.json["text_encoder_s"].get<double>() +
+                                                 5 * r.json["unet_step_s"].get<double>() +
+                                                 r.json["vae_decode_s"].get<double>() - 1e-9);
+}
+
+TEST(BenchCli, BadRequestsExitTwoWithAMessage) {
+  KK_REQUIRE_GOLDEN();
+  const std::pair<std::string, const char*> cases[] = {
+      {"--model " + tiny_model() + " --dtype fp8", "--dtype"},
+      {"--model " + tiny_model() + " --attention fast", "--attention"},
+      {"--model " + tiny_model() + " --height 60", "multiples of 8"},
+      {"--model " + tiny_model() + " --steps 2 --scheduler nonsense", "unknown scheduler"},
+      {"--model /nonexistent/kakusan-model", "/nonexistent/kakusan-model"},
+  };
+  for (const auto& [args, message] : cases) {
+    const BenchRun r = run_bench(args);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << ": " << r.err;
+    EXPECT_EQ(r.out, "") << args;
+  }
+}
+
+}  // namespace
+}  // namespace kakusan
