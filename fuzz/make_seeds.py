@@ -111,7 +111,43 @@ def seeds_json_config():
                            ' "e": "\\u00e9\\ud83d\\ude00", "f": [[1]], "g": {}, "h": null, "i": 2.5}')
 
 
+def seeds_tokenizer():
+    """First byte even: a prompt for the harness's synthetic tokenizer. Odd: NUL-separated tokenizer files."""
+    t = "tokenizer"
+    prompts = {
+        "prompt_plain": "a photo of a cat",
+        "prompt_specials": "<|startoftext|>the cat<|endoftext|> <|ENDOFTEXT|>",
+        "prompt_punctuation": "A cat's toy, isn't it?! 1234.5 -- 'quoted' (weight:1.2) [x]",
+        "prompt_unicode": "caf\u00e9 \u732b \U0001F431 \u0301e \uff21\uff22 \u00df",
+        "prompt_whitespace": " \t\n  photo  \u3000of\u00a0cats  ",
+    }
+    for name, text in prompts.items():
+        write(t, name, b"\0" + text.encode("utf-8"))
+    write(t, "prompt_not_utf8", b"\0a photo \xff\xfe of \xc3\x28 cat \xed\xa0\x80")
+    write(t, "prompt_long", b"\0" + b"photo of a cat, " * 40)
+
+    symbols = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = {s: i for i, s in enumerate(symbols)}
+    vocab.update({s + "</w>": len(symbols) + i for i, s in enumerate(symbols)})
+    merges = ["#version: 0.2", "c a", "ca t</w>", "t h", "th e</w>"]
+    for m in merges[1:]:
+        vocab.setdefault(m.replace(" ", ""), len(vocab))
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    config = {"model_max_length": 77, "do_lower_case": True,
+              "added_tokens_decoder": {str(vocab["<|endoftext|>"]): {"content": "<|endoftext|>", "lstrip": False,
+                                                                     "rstrip": False, "single_word": False}}}
+    special = {"bos_token": "<|startoftext|>", "eos_token": {"content": "<|endoftext|>", "lstrip": False},
+               "pad_token": "!", "unk_token": "<|endoftext|>"}
+    parts = [json.dumps(vocab), "\n".join(merges) + "\n", json.dumps(config), json.dumps(special)]
+    write(t, "files_full", b"\1" + b"\0".join(p.encode() for p in parts))
+    write(t, "files_minimal", b"\1" + b"\0".join(p.encode() for p in parts[:2]))
+
+
 if __name__ == "__main__":
     seeds_safetensors()
     seeds_json_config()
+    seeds_tokenizer()
+    # fuzz/corpus/weights/ is written by the harness itself (it knows the models' names and shapes):
+    #   KAKUSAN_FUZZ_WRITE_SEEDS=fuzz/corpus/weights build-fuzz/fuzz/fuzz_weights -runs=0
     sys.exit(0)

@@ -11,11 +11,17 @@
 #include <string>
 #include <vector>
 
+#include <chrono>
+
 #include "io/json_config.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
 #include "io/weight_store.h"
+#include "models/autoencoder_kl.h"
+#include "models/clip_text_model.h"
+#include "models/unet_2d_condition.h"
 #include "scratch_dir.h"
+#include "tokenizer/clip_tokenizer.h"
 
 namespace kakusan {
 namespace {
@@ -357,6 +363,240 @@ TEST(HostileFiles, WeightStoreRefusesTheSameTensorInTwoShards) {
   const std::string one = st_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", f32_bytes({1}));
   const auto a = dir.write("a.safetensors", one), b = dir.write("b.safetensors", one);
   EXPECT_TRUE(throws_error([&] { WeightStore::open({a, b}); }, "'w' is also in"));
+}
+
+// ---- weight binding ---------------------------------------------------------------------------------------
+
+const char* const kTinyClip = R"({"vocab_size": 64, "hidden_size": 16, "intermediate_size": 24,
+  "num_attention_heads": 2, "num_hidden_layers": 2, "max_position_embeddings": 8, "hidden_act": "quick_gelu"})";
+
+// The parameters a module expects, by name.
+class ExpectedTensors : public WeightVisitor {
+ public:
+  void tensor(const std::string& name, Tensor&, const Shape& shape) override { tensors.push_back({name, shape}); }
+  std::vector<std::pair<std::string, Shape>> tensors;
+};
+
+// A text_encoder folder whose weights differ from what the config implies in every way at once: one tensor
+// missing, one renamed (so also unexpected), one with a transposed shape, one stored as I64.
+TEST(HostileFiles, WeightBindingListsEveryProblemByName) {
+  ScratchDir dir;
+  dir.write("text_encoder/config.json", kTinyClip);
+  ClipTextModel model(ClipTextConfig::parse(JsonConfig::parse(kTinyClip, "config.json")));
+  ExpectedTensors expected;
+  model.visit(expected);
+  ASSERT_GT(expected.tensors.size(), 8u);
+
+  std::vector<std::byte> zeros(1 << 16);
+  std::vector<std::pair<std::string, TensorView>> file;
+  std::string missing, renamed, transposed, integer;
+  for (size_t i = 0; i < expected.tensors.size(); ++i) {
+    auto [name, shape] = expected.tensors[i];
+    DType dtype = DType::F32;
+    if (i == 1) {
+      missing = name;
+      continue;
+    }
+    if (i == 2) name = (renamed = name) + ".renamed";
+    if (transposed.empty() && i > 2 && shape.rank() == 2) {
+      transposed = name;
+      shape = Shape{shape[1], shape[0] + 1};
+    }
+    if (i == expected.tensors.size() - 1) {
+      integer = name;
+      dtype = DType::I64;
+    }
+    ASSERT_LE(size_t(shape.numel()) * dtype_size(dtype), zeros.size());
+    file.push_back({name, TensorView(zeros.data(), dtype, shape)});
+  }
+  ASSERT_FALSE(transposed.empty());
+  write_safetensors(dir / "text_encoder/model.safetensors", file);
+  try {
+    ClipTextModel::load(dir / "text_encoder");
+    FAIL() << "a mismatched checkpoint loaded";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    for (const std::string& name : {missing, renamed, renamed + ".renamed", transposed, integer})
+      EXPECT_NE(message.find(name), std::string::npos) << name << " not named in:\n" << message;
+    EXPECT_NE(message.find("missing"), std::string::npos) << message;
+    EXPECT_NE(message.find("unexpected"), std::string::npos) << message;
+  }
+}
+
+TEST(HostileFiles, ComponentFoldersWithBrokenConfigs) {
+  ScratchDir dir;
+  const std::string ok_weights = st_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", f32_bytes({1}));
+  struct Case {
+    const char* name;
+    std::string config;
+    const char* expected;
+  };
+  const std::vector<Case> unet_cases = {
+      {"unet_blocks_mismatch", R"({"block_out_channels": [32, 64], "down_block_types": ["DownBlock2D"]})",
+       "down_block_types"},
+      {"unet_unknown_block", R"({"block_out_channels": [32], "down_block_types": ["SimpleDown"],
+         "up_block_types": ["UpBlock2D"]})", "SimpleDown"},
+      {"unet_channels_text", R"({"block_out_channels": "320"})", "block_out_channels"},
+      {"unet_huge_int", R"({"layers_per_block": 1e300})", "layers_per_block"},
+      {"unet_negative_heads", R"({"block_out_channels": [32], "down_block_types": ["DownBlock2D"],
+         "up_block_types": ["UpBlock2D"], "attention_head_dim": -8, "norm_num_groups": 8})", "attention_head_dim"},
+  };
+  for (const Case& c : unet_cases) {
+    SCOPED_TRACE(c.name);
+    dir.write(std::string(c.name) + "/config.json", c.config);
+    dir.write(std::string(c.name) + "/diffusion_pytorch_model.safetensors", ok_weights);
+    EXPECT_TRUE(throws_error([&] { UNet2DConditionModel::load(dir / c.name); }, c.expected));
+  }
+  dir.write("vae_bad/config.json", R"({"latent_channels": "four"})");
+  EXPECT_TRUE(throws_error([&] { AutoencoderKL::load(dir / "vae_bad"); }, "latent_channels"));
+  dir.write("clip_bad/config.json", R"({"hidden_size": 30, "num_attention_heads": 0})");
+  EXPECT_TRUE(throws_error([&] { ClipTextModel::load(dir / "clip_bad"); }, "num_attention_heads"));
+  dir.write("clip_noweights/config.json", kTinyClip);
+  EXPECT_TRUE(throws_error([&] { ClipTextModel::load(dir / "clip_noweights"); }, "no weights found"));
+}
+
+// Found by fuzz_json_config (UBSan "division by zero" at unet_config.cpp:76; vae_config.cpp:41 has the same
+// expression): `channels % norm_num_groups` is evaluated before norm_num_groups is checked, so a config with
+// "norm_num_groups": 0 kills the process with SIGFPE. Enable once the models check norm_num_groups > 0.
+TEST(HostileFiles, DISABLED_ConfigWithZeroNormGroups) {
+  const JsonConfig cfg = JsonConfig::parse(R"({"norm_num_groups": 0})", "config.json");
+  EXPECT_TRUE(throws_error([&] { UNet2DConditionConfig::parse(cfg); }, "norm_num_groups"));
+  EXPECT_TRUE(throws_error([&] { AutoencoderKLConfig::parse(cfg); }, "norm_num_groups"));
+}
+
+// Found by review: layers_per_block (and the block and layer counts of the text encoder) have no upper
+// bound, and the model is constructed from its config before any weight is read, so a 200-byte config.json
+// asks for billions of blocks and the process dies by the OOM killer. Enable once the configs bound them
+// (or the construction checks the weight file first).
+TEST(HostileFiles, DISABLED_ConfigWithAbsurdLayerCount) {
+  ScratchDir dir;
+  dir.write("unet/config.json", R"({"layers_per_block": 2000000000})");
+  dir.write("unet/diffusion_pytorch_model.safetensors",
+            st_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", f32_bytes({1})));
+  EXPECT_TRUE(throws_error([&] { UNet2DConditionModel::load(dir / "unet"); }, "layers_per_block"));
+  dir.write("text_encoder/config.json", R"({"num_hidden_layers": 2000000000})");
+  EXPECT_TRUE(throws_error([&] { ClipTextModel::load(dir / "text_encoder"); }, "num_hidden_layers"));
+}
+
+// ---- tokenizer files and prompts ------------------------------------------------------------------------
+
+std::string utf8(char32_t c) {
+  std::string out;
+  if (c < 0x80) return std::string(1, char(c));
+  if (c < 0x800) return {char(0xC0 | (c >> 6)), char(0x80 | (c & 0x3F))};
+  return {char(0xE0 | (c >> 12)), char(0x80 | ((c >> 6) & 0x3F)), char(0x80 | (c & 0x3F))};
+}
+
+// A synthetic CLIP vocabulary: GPT-2's byte symbols, their "</w>" forms, a few merges and the two specials.
+struct SyntheticTokenizer {
+  nlohmann::json vocab = nlohmann::json::object();
+  std::string merges = "#version: 0.2\nc a\nca t</w>\nt h\nth e</w>\n";
+
+  SyntheticTokenizer() {
+    int64_t id = 0;
+    char32_t extra = 256;
+    std::vector<std::string> symbols;
+    for (int b = 0; b < 256; ++b) {
+      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      symbols.push_back(utf8(printable ? char32_t(b) : extra++));
+    }
+    for (const std::string& s : symbols) vocab[s] = id++;
+    for (const std::string& s : symbols) vocab[s + "</w>"] = id++;
+    for (const char* merged : {"ca", "cat</w>", "th", "the</w>", "<|startoftext|>", "<|endoftext|>"})
+      vocab[merged] = id++;
+  }
+  std::filesystem::path write(const ScratchDir& dir, const std::string& name, const std::string& config = "{}") const {
+    dir.write(name + "/vocab.json", vocab.dump());
+    dir.write(name + "/merges.txt", merges);
+    return dir.write(name + "/tokenizer_config.json", config).parent_path();
+  }
+};
+
+TEST(HostileFiles, PromptsThatAreNotUtf8) {
+  ScratchDir dir;
+  const ClipTokenizer tok = ClipTokenizer::load(SyntheticTokenizer().write(dir, "tokenizer"));
+  const std::vector<std::string> prompts = {"a \xff cat", "a \x80 cat", "\xc0\xaf", "\xed\xa0\x80 surrogate",
+                                           "cut \xe3\x81", std::string("nul \0 inside \xfe", 15)};
+  for (const std::string& prompt : prompts) {
+    SCOPED_TRACE(prompt);
+    EXPECT_TRUE(throws_error([&] { tok.encode(prompt); }, "UTF-8"));
+  }
+  EXPECT_EQ(tok.encode("the cat").input_ids.size(), 77u);
+}
+
+TEST(HostileFiles, TenMegabytePromptIsTruncatedNotFatal) {
+  ScratchDir dir;
+  const ClipTokenizer tok = ClipTokenizer::load(SyntheticTokenizer().write(dir, "tokenizer"));
+  std::string prompt;
+  prompt.reserve(10 << 20);
+  for (int i = 0; prompt.size() < (10u << 20); ++i) prompt += "the cat " + std::to_string(i % 1000) + " \xC3\xA9t\xC3\xA9, ";
+  const auto start = std::chrono::steady_clock::now();
+  const TokenizedPrompt p = tok.encode(prompt);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(p.input_ids.size(), 77u);
+  EXPECT_TRUE(p.truncated());
+  EXPECT_EQ(p.input_ids.front(), tok.bos_id());
+  RecordProperty("seconds", std::to_string(seconds));
+  EXPECT_LT(seconds, 120.0) << "a 10 MB prompt took " << seconds << " s";
+}
+
+TEST(HostileFiles, TokenizerFoldersThatAreBroken) {
+  ScratchDir dir;
+  const SyntheticTokenizer good;
+  struct Case {
+    const char* name;
+    std::string vocab, merges, config;
+    const char* expected;
+  };
+  const std::string vocab = good.vocab.dump(), merges = good.merges;
+  const std::vector<Case> cases = {
+      {"vocab_not_json", "{\"a\": ", merges, "{}", "vocab.json"},
+      {"vocab_array", "[\"a\", \"b\"]", merges, "{}", "vocab.json"},
+      {"vocab_empty", "{}", merges, "{}", "empty"},
+      {"vocab_negative_id", R"({"a": -1})", merges, "{}", "non-negative"},
+      {"vocab_text_id", R"({"a": "1"})", merges, "{}", "non-negative"},
+      {"vocab_no_specials", R"({"a": 0, "b": 1})", merges, "{}", "<|endoftext|>"},
+      {"merges_empty", vocab, "", "{}", "no merges"},
+      {"merges_bad_line", vocab, "#version: 0.2\na b c\n", "{}", "line 2"},
+      {"config_not_json", vocab, merges, "{", "tokenizer_config.json"},
+      {"config_max_length_huge", vocab, merges, R"({"model_max_length": 1e30})", "model_max_length"},
+      {"config_max_length_text", vocab, merges, R"({"model_max_length": "77"})", "model_max_length"},
+      {"added_tokens_not_object", vocab, merges, R"({"added_tokens_decoder": [1]})", "added_tokens_decoder"},
+      {"added_token_bad_id", vocab, merges, R"({"added_tokens_decoder": {"x": {"content": "a"}}})", "\"x\""},
+      {"added_token_no_content", vocab, merges, R"({"added_tokens_decoder": {"5": {}}})", "content"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    dir.write(std::string(c.name) + "/vocab.json", c.vocab);
+    dir.write(std::string(c.name) + "/merges.txt", c.merges);
+    dir.write(std::string(c.name) + "/tokenizer_config.json", c.config);
+    EXPECT_TRUE(throws_error([&] { ClipTokenizer::load(dir / c.name); }, c.expected));
+  }
+  std::filesystem::create_directories(dir / "no_files");
+  EXPECT_TRUE(throws_error([&] { ClipTokenizer::load(dir / "no_files"); }, "vocab.json"));
+  EXPECT_TRUE(throws_error([&] { ClipTokenizer::load(dir / "absent"); }, "not a directory"));
+}
+
+// Found here: a token flag of the wrong type ("lstrip": "yes") escapes as nlohmann::json::type_error 302 from
+// clip_tokenizer.cpp ClipTokenizer::load (value.value("lstrip", false), and rstrip / single_word beside it)
+// instead of a kakusan::Error naming the file. Enable once the flags are read with a type check.
+TEST(HostileFiles, DISABLED_AddedTokenFlagOfTheWrongType) {
+  ScratchDir dir;
+  const auto path = SyntheticTokenizer().write(
+      dir, "tokenizer", R"({"added_tokens_decoder": {"5": {"content": "<|x|>", "lstrip": "yes"}}})");
+  EXPECT_TRUE(throws_error([&] { ClipTokenizer::load(path); }, "lstrip"));
+}
+
+// Found by review: clip_bpe.cpp sized its id -> token table by the largest id in vocab.json, so a 60-byte
+// vocab.json with one id near 2^31 asked for ~64 GB (fixed in 42ba309: the table is a map). The tokenizer
+// must load without a huge allocation and decode the sparse id.
+TEST(HostileFiles, VocabularyWithAHugeId) {
+  ScratchDir dir;
+  dir.write("tokenizer/vocab.json", R"({"<|startoftext|>": 0, "<|endoftext|>": 2147483000, "a</w>": 1, "b": 2})");
+  dir.write("tokenizer/merges.txt", "#version: 0.2\na b\n");
+  const ClipTokenizer tok = ClipTokenizer::load(dir / "tokenizer");
+  EXPECT_EQ(tok.eos_id(), 2147483000);
+  EXPECT_TRUE(throws_error([&] { tok.decode(std::vector<int64_t>{2147482999}); }, "2147482999"));
 }
 
 // The corpus above is the issue's "at least 30 malformed model files/folders"; keep it from shrinking.
