@@ -232,6 +232,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     const Timing t = median_of(3, [&] { prompt_embeds = text_encoder->forward(ctx, ids); });
     r.text_encoder.seconds = t.wall;
     r.text_encoder.cpu_seconds = t.cpu;
+    r.text_encoder.arena_mb = double(arena.peak_bytes()) / 1e6;
     r.text_encoder.peak_rss_mb = rss.end_phase();
   }
 
@@ -288,6 +289,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       r.total.seconds = loop.wall;
       r.total.cpu_seconds = loop.cpu;
     }
+    r.unet_step.arena_mb = double(arena.peak_bytes()) / 1e6;
     r.unet_step.peak_rss_mb = rss.end_phase();
   }
   prompt_embeds = Tensor();
@@ -314,6 +316,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     const Timing decode = timed([&] { vae->decode(ctx, z); });
     r.vae_decode.seconds = decode.wall;
     r.vae_decode.cpu_seconds = decode.cpu;
+    r.vae_decode.arena_mb = double(arena.peak_bytes()) / 1e6;
     r.vae_decode.peak_rss_mb = rss.end_phase();
   }
 
@@ -397,6 +400,9 @@ std::string bench_json(const BenchResult& r) {
   j["text_encoder_rss_mb"] = r.text_encoder.peak_rss_mb;
   j["unet_rss_mb"] = r.unet_step.peak_rss_mb;
   j["vae_decode_rss_mb"] = r.vae_decode.peak_rss_mb;
+  j["text_encoder_arena_mb"] = r.text_encoder.arena_mb;
+  j["unet_arena_mb"] = r.unet_step.arena_mb;
+  j["vae_decode_arena_mb"] = r.vae_decode.arena_mb;
   j["load_s"] = r.total.load_seconds;
   j["rss_per_phase"] = r.rss_per_phase;
   j["height"] = r.height;
