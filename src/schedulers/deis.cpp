@@ -65,12 +65,7 @@ class DEISMultistep final : public SolverScheduler {
  private:
   // DEIS extrapolates the noise prediction: eps = (x - alpha * x0) / sigma, with x0 thresholded if asked.
   Tensor convert_model_output(const TensorView& m, const TensorView& x, size_t i) const {
-    const AlphaSigma s = alpha_sigma(sigmas_[i]);
-    Tensor x0 = sched::x0_from_alpha_sigma(m, x, config_, s.alpha, s.sigma);
-    if (config_.thresholding) sched::threshold_sample(x0, config_.dynamic_thresholding_ratio, config_.sample_max_value);
-    const float* xp = x.f32();
-    const float* p = x0.f32();
-    return sched::map_like(x, [&](int64_t k) { return (xp[k] - s.alpha * p[k]) / s.sigma; });
+    return noise_from_x0(predicted_x0(m, x, i), x, alpha_sigma(sigmas_[i]));
   }
 
   Tensor first_order(const TensorView& x, size_t i) const {
@@ -121,22 +116,14 @@ class DEISMultistep final : public SolverScheduler {
 }  // namespace
 
 std::vector<ConfigKey> deis_config_keys() {
-  return {key_num_train_timesteps(),
-          key_beta_start(),
-          key_beta_end(),
-          key_beta_schedule(),
-          key_trained_betas(),
-          {"solver_order", ConfigType::Int, 2},
-          {"prediction_type", ConfigType::String, "epsilon"},
-          {"thresholding", ConfigType::Bool, false},
-          {"dynamic_thresholding_ratio", ConfigType::Float, 0.995},
-          {"sample_max_value", ConfigType::Float, 1.0},
-          {"algorithm_type", ConfigType::String, "deis"},
-          {"solver_type", ConfigType::String, "logrho"},
-          {"lower_order_final", ConfigType::Bool, true},
-          {"use_karras_sigmas", ConfigType::Bool, false},
-          {"timestep_spacing", ConfigType::String, "linspace"},
-          {"steps_offset", ConfigType::Int, 0}};
+  std::vector<ConfigKey> keys = solver_leading_keys();
+  keys.insert(keys.end(), {{"algorithm_type", ConfigType::String, "deis"},
+                           {"solver_type", ConfigType::String, "logrho"},
+                           {"lower_order_final", ConfigType::Bool, true},
+                           {"use_karras_sigmas", ConfigType::Bool, false},
+                           {"timestep_spacing", ConfigType::String, "linspace"},
+                           {"steps_offset", ConfigType::Int, 0}});
+  return keys;
 }
 
 std::unique_ptr<Scheduler> make_deis(SchedulerConfig config) {

@@ -92,26 +92,15 @@ class DPMSolverMultistep final : public SolverScheduler {
 
   // DPM-Solver++ works on the predicted x0, DPM-Solver on the predicted noise.
   Tensor convert_model_output(const TensorView& m, const TensorView& x, size_t i) const {
-    const AlphaSigma s = alpha_sigma(sigmas_[i]);
-    if (data_prediction()) {
-      Tensor x0 = sched::x0_from_alpha_sigma(m, x, config_, s.alpha, s.sigma);
-      if (config_.thresholding) sched::threshold_sample(x0, config_.dynamic_thresholding_ratio, config_.sample_max_value);
-      return x0;
-    }
-    const float* mp = m.f32();
-    const float* xp = x.f32();
-    Tensor eps;
-    if (config_.prediction_type == "epsilon") eps = Tensor::copy_of(m);
-    else if (config_.prediction_type == "sample")
-      eps = sched::map_like(x, [&](int64_t k) { return (xp[k] - s.alpha * mp[k]) / s.sigma; });
-    else
-      eps = sched::map_like(x, [&](int64_t k) { return s.alpha * mp[k] + s.sigma * xp[k]; });
+    if (data_prediction()) return predicted_x0(m, x, i);
+    Tensor eps = predicted_noise(m, x, i);
     if (config_.thresholding) {
+      const AlphaSigma s = alpha_sigma(sigmas_[i]);
+      const float* xp = x.f32();
       const float* e = eps.f32();
       Tensor x0 = sched::map_like(x, [&](int64_t k) { return (xp[k] - s.sigma * e[k]) / s.alpha; });
       sched::threshold_sample(x0, config_.dynamic_thresholding_ratio, config_.sample_max_value);
-      const float* p = x0.f32();
-      eps = sched::map_like(x, [&](int64_t k) { return (xp[k] - s.alpha * p[k]) / s.sigma; });
+      eps = noise_from_x0(x0, x, s);
     }
     return eps;
   }
@@ -122,10 +111,7 @@ class DPMSolverMultistep final : public SolverScheduler {
     const float* m = output(0)->f32();
     const float* xp = x.f32();
     const std::string& type = config_.algorithm_type;
-    if (type == "dpmsolver++")
-      return combine(x.shape, {{t.sigma / s.sigma, xp}, {-(t.alpha * (std::exp(-h) - 1.0f)), m}});
-    if (type == "dpmsolver")
-      return combine(x.shape, {{t.alpha / s.alpha, xp}, {-(t.sigma * (std::exp(h) - 1.0f)), m}});
+    if (type == "dpmsolver++" || type == "dpmsolver") return dpm_first_order(x, t, s, h, m, type == "dpmsolver++");
     if (type == "sde-dpmsolver++")
       return combine(x.shape, {{t.sigma / s.sigma * std::exp(-h), xp},
                                {t.alpha * (1.0f - std::exp(-2.0f * h)), m},
@@ -147,16 +133,8 @@ class DPMSolverMultistep final : public SolverScheduler {
     const float* xp = x.f32();
     const bool midpoint = config_.solver_type == "midpoint";
     const std::string& type = config_.algorithm_type;
-    if (type == "dpmsolver++") {
-      const float b = t.alpha * (std::exp(-h) - 1.0f);
-      const float c = midpoint ? -(0.5f * b) : t.alpha * ((std::exp(-h) - 1.0f) / h + 1.0f);
-      return combine(x.shape, {{t.sigma / s0.sigma, xp}, {-b, m0}, {c, D1}});
-    }
-    if (type == "dpmsolver") {
-      const float b = t.sigma * (std::exp(h) - 1.0f);
-      const float c = midpoint ? -(0.5f * b) : -(t.sigma * ((std::exp(h) - 1.0f) / h - 1.0f));
-      return combine(x.shape, {{t.alpha / s0.alpha, xp}, {-b, m0}, {c, D1}});
-    }
+    if (type == "dpmsolver++" || type == "dpmsolver")
+      return dpm_second_order(x, t, s0, h, m0, D1, midpoint, type == "dpmsolver++");
     if (type == "sde-dpmsolver++") {
       const float b = t.alpha * (1.0f - std::exp(-2.0f * h));
       const float c = midpoint ? 0.5f * b : t.alpha * ((1.0f - std::exp(-2.0f * h)) / (-2.0f * h) + 1.0f);
@@ -188,47 +166,27 @@ class DPMSolverMultistep final : public SolverScheduler {
     const float* b = d1_1.f32();
     const Tensor d1 = sched::map_like(x, [&](int64_t k) { return a[k] + w * (a[k] - b[k]); });
     const Tensor d2 = sched::map_like(x, [&](int64_t k) { return inv_sum * (a[k] - b[k]); });
-    const float* xp = x.f32();
-    if (config_.algorithm_type == "dpmsolver++") {
-      const float e = std::exp(-h) - 1.0f;
-      return combine(x.shape, {{t.sigma / s0.sigma, xp},
-                               {-(t.alpha * e), m0},
-                               {t.alpha * (e / h + 1.0f), d1.f32()},
-                               {-(t.alpha * ((std::exp(-h) - 1.0f + h) / (h * h) - 0.5f)), d2.f32()}});
-    }
-    const float e = std::exp(h) - 1.0f;
-    return combine(x.shape, {{t.alpha / s0.alpha, xp},
-                             {-(t.sigma * e), m0},
-                             {-(t.sigma * (e / h - 1.0f)), d1.f32()},
-                             {-(t.sigma * ((std::exp(h) - 1.0f - h) / (h * h) - 0.5f)), d2.f32()}});
+    return dpm_third_order(x, t, s0, h, m0, d1.f32(), d2.f32(), config_.algorithm_type == "dpmsolver++");
   }
 };
 
 }  // namespace
 
 std::vector<ConfigKey> dpm_multistep_config_keys() {
-  return {key_num_train_timesteps(),
-          key_beta_start(),
-          key_beta_end(),
-          key_beta_schedule(),
-          key_trained_betas(),
-          {"solver_order", ConfigType::Int, 2},
-          {"prediction_type", ConfigType::String, "epsilon"},
-          {"thresholding", ConfigType::Bool, false},
-          {"dynamic_thresholding_ratio", ConfigType::Float, 0.995},
-          {"sample_max_value", ConfigType::Float, 1.0},
-          {"algorithm_type", ConfigType::String, "dpmsolver++"},
-          {"solver_type", ConfigType::String, "midpoint"},
-          {"lower_order_final", ConfigType::Bool, true},
-          {"euler_at_final", ConfigType::Bool, false},
-          {"use_karras_sigmas", ConfigType::Bool, false},
-          {"use_lu_lambdas", ConfigType::Bool, false},
-          {"final_sigmas_type", ConfigType::String, "zero"},
-          {"lambda_min_clipped", ConfigType::Float, -INFINITY},
-          {"variance_type", ConfigType::OptionalString, nullptr},
-          {"timestep_spacing", ConfigType::String, "linspace"},
-          {"steps_offset", ConfigType::Int, 0},
-          {"rescale_betas_zero_snr", ConfigType::Bool, false}};
+  std::vector<ConfigKey> keys = solver_leading_keys();
+  keys.insert(keys.end(), {{"algorithm_type", ConfigType::String, "dpmsolver++"},
+                           {"solver_type", ConfigType::String, "midpoint"},
+                           {"lower_order_final", ConfigType::Bool, true},
+                           {"euler_at_final", ConfigType::Bool, false},
+                           {"use_karras_sigmas", ConfigType::Bool, false},
+                           {"use_lu_lambdas", ConfigType::Bool, false},
+                           {"final_sigmas_type", ConfigType::String, "zero"},
+                           {"lambda_min_clipped", ConfigType::Float, -INFINITY},
+                           {"variance_type", ConfigType::OptionalString, nullptr},
+                           {"timestep_spacing", ConfigType::String, "linspace"},
+                           {"steps_offset", ConfigType::Int, 0},
+                           {"rescale_betas_zero_snr", ConfigType::Bool, false}});
+  return keys;
 }
 
 std::unique_ptr<Scheduler> make_dpm_multistep(SchedulerConfig config) {

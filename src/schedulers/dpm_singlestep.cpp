@@ -97,29 +97,17 @@ class DPMSolverSinglestep final : public SolverScheduler {
     return orders;
   }
 
-  Tensor convert_model_output(const TensorView& m, const TensorView& x, size_t i) const {
-    const AlphaSigma s = alpha_sigma(sigmas_[i]);
-    if (config_.algorithm_type == "dpmsolver++") {
-      Tensor x0 = sched::x0_from_alpha_sigma(m, x, config_, s.alpha, s.sigma);
-      if (config_.thresholding) sched::threshold_sample(x0, config_.dynamic_thresholding_ratio, config_.sample_max_value);
-      return x0;
-    }
-    const float* mp = m.f32();
-    const float* xp = x.f32();
-    if (config_.prediction_type == "epsilon") return Tensor::copy_of(m);
-    if (config_.prediction_type == "sample")
-      return sched::map_like(x, [&](int64_t k) { return (xp[k] - s.alpha * mp[k]) / s.sigma; });
-    return sched::map_like(x, [&](int64_t k) { return s.alpha * mp[k] + s.sigma * xp[k]; });
-  }
-
   bool plus_plus() const { return config_.algorithm_type == "dpmsolver++"; }
+
+  Tensor convert_model_output(const TensorView& m, const TensorView& x, size_t i) const {
+    return plus_plus() ? predicted_x0(m, x, i) : predicted_noise(m, x, i);
+  }
 
   Tensor first_order(const TensorView& x, size_t i) const {
     const AlphaSigma t = alpha_sigma(sigmas_[i + 1]), s = alpha_sigma(sigmas_[i]);
     const float h = t.lambda - s.lambda;
     const float* m = output(0)->f32();
-    if (plus_plus()) return combine(x.shape, {{t.sigma / s.sigma, x.f32()}, {-(t.alpha * (std::exp(-h) - 1.0f)), m}});
-    return combine(x.shape, {{t.alpha / s.alpha, x.f32()}, {-(t.sigma * (std::exp(h) - 1.0f)), m}});
+    return dpm_first_order(x, t, s, h, m, plus_plus());
   }
 
   Tensor second_order(const TensorView& x, size_t i) const {
@@ -130,15 +118,7 @@ class DPMSolverSinglestep final : public SolverScheduler {
     const float* m1 = output(1)->f32();
     const float inv_r0 = 1.0f / r0;
     const Tensor d1 = sched::map_like(x, [&](int64_t k) { return inv_r0 * (m0[k] - m1[k]); });
-    const bool midpoint = config_.solver_type == "midpoint";
-    if (plus_plus()) {
-      const float b = t.alpha * (std::exp(-h) - 1.0f);
-      const float c = midpoint ? -(0.5f * b) : t.alpha * ((std::exp(-h) - 1.0f) / h + 1.0f);
-      return combine(x.shape, {{t.sigma / s1.sigma, x.f32()}, {-b, m1}, {c, d1.f32()}});
-    }
-    const float b = t.sigma * (std::exp(h) - 1.0f);
-    const float c = midpoint ? -(0.5f * b) : -(t.sigma * ((std::exp(h) - 1.0f) / h - 1.0f));
-    return combine(x.shape, {{t.alpha / s1.alpha, x.f32()}, {-b, m1}, {c, d1.f32()}});
+    return dpm_second_order(x, t, s1, h, m1, d1.f32(), config_.solver_type == "midpoint", plus_plus());
   }
 
   Tensor third_order(const TensorView& x, size_t i) const {
@@ -156,23 +136,9 @@ class DPMSolverSinglestep final : public SolverScheduler {
     const float* b = d1_1.f32();
     const Tensor d1 = sched::map_like(x, [&](int64_t k) { return (r0 * a[k] - r1 * b[k]) / dr; });
     const Tensor d2 = sched::map_like(x, [&](int64_t k) { return 2.0f * (b[k] - a[k]) / dr; });
-    const bool midpoint = config_.solver_type == "midpoint";
-    if (plus_plus()) {
-      const float e = std::exp(-h) - 1.0f;
-      if (midpoint)
-        return combine(x.shape, {{t.sigma / s2.sigma, x.f32()}, {-(t.alpha * e), m2}, {t.alpha * (e / h + 1.0f), b}});
-      return combine(x.shape, {{t.sigma / s2.sigma, x.f32()},
-                               {-(t.alpha * e), m2},
-                               {t.alpha * (e / h + 1.0f), d1.f32()},
-                               {-(t.alpha * ((std::exp(-h) - 1.0f + h) / (h * h) - 0.5f)), d2.f32()}});
-    }
-    const float e = std::exp(h) - 1.0f;
-    if (midpoint)
-      return combine(x.shape, {{t.alpha / s2.alpha, x.f32()}, {-(t.sigma * e), m2}, {-(t.sigma * (e / h - 1.0f)), b}});
-    return combine(x.shape, {{t.alpha / s2.alpha, x.f32()},
-                             {-(t.sigma * e), m2},
-                             {-(t.sigma * (e / h - 1.0f)), d1.f32()},
-                             {-(t.sigma * ((std::exp(h) - 1.0f - h) / (h * h) - 0.5f)), d2.f32()}});
+    // The midpoint form steps with the second difference alone (diffusers' D1_1), without a D2 term.
+    if (config_.solver_type == "midpoint") return dpm_third_order(x, t, s2, h, m2, b, nullptr, plus_plus());
+    return dpm_third_order(x, t, s2, h, m2, d1.f32(), d2.f32(), plus_plus());
   }
 
   std::vector<int> order_list_;
@@ -182,23 +148,15 @@ class DPMSolverSinglestep final : public SolverScheduler {
 }  // namespace
 
 std::vector<ConfigKey> dpm_singlestep_config_keys() {
-  return {key_num_train_timesteps(),
-          key_beta_start(),
-          key_beta_end(),
-          key_beta_schedule(),
-          key_trained_betas(),
-          {"solver_order", ConfigType::Int, 2},
-          {"prediction_type", ConfigType::String, "epsilon"},
-          {"thresholding", ConfigType::Bool, false},
-          {"dynamic_thresholding_ratio", ConfigType::Float, 0.995},
-          {"sample_max_value", ConfigType::Float, 1.0},
-          {"algorithm_type", ConfigType::String, "dpmsolver++"},
-          {"solver_type", ConfigType::String, "midpoint"},
-          {"lower_order_final", ConfigType::Bool, false},
-          {"use_karras_sigmas", ConfigType::Bool, false},
-          {"final_sigmas_type", ConfigType::String, "zero"},
-          {"lambda_min_clipped", ConfigType::Float, -INFINITY},
-          {"variance_type", ConfigType::OptionalString, nullptr}};
+  std::vector<ConfigKey> keys = solver_leading_keys();
+  keys.insert(keys.end(), {{"algorithm_type", ConfigType::String, "dpmsolver++"},
+                           {"solver_type", ConfigType::String, "midpoint"},
+                           {"lower_order_final", ConfigType::Bool, false},
+                           {"use_karras_sigmas", ConfigType::Bool, false},
+                           {"final_sigmas_type", ConfigType::String, "zero"},
+                           {"lambda_min_clipped", ConfigType::Float, -INFINITY},
+                           {"variance_type", ConfigType::OptionalString, nullptr}});
+  return keys;
 }
 
 std::unique_ptr<Scheduler> make_dpm_singlestep(SchedulerConfig config) {

@@ -16,6 +16,19 @@ ConfigKey key_beta_end(double value) { return {"beta_end", ConfigType::Float, va
 ConfigKey key_beta_schedule() { return {"beta_schedule", ConfigType::String, "linear"}; }
 ConfigKey key_trained_betas() { return {"trained_betas", ConfigType::FloatList, nullptr}; }
 
+std::vector<ConfigKey> solver_leading_keys() {
+  return {key_num_train_timesteps(),
+          key_beta_start(),
+          key_beta_end(),
+          key_beta_schedule(),
+          key_trained_betas(),
+          {"solver_order", ConfigType::Int, 2},
+          {"prediction_type", ConfigType::String, "epsilon"},
+          {"thresholding", ConfigType::Bool, false},
+          {"dynamic_thresholding_ratio", ConfigType::Float, 0.995},
+          {"sample_max_value", ConfigType::Float, 1.0}};
+}
+
 namespace {
 
 const char* type_name(ConfigType type) {

@@ -28,6 +28,9 @@ ConfigKey key_beta_start(double value = 0.0001);
 ConfigKey key_beta_end(double value = 0.02);
 ConfigKey key_beta_schedule();
 ConfigKey key_trained_betas();
+// The leading keys of the exponential-integrator solvers (DPM-Solver multistep / singlestep, DEIS, UniPC),
+// which diffusers declares alike: the training schedule, solver_order 2, prediction_type and thresholding.
+std::vector<ConfigKey> solver_leading_keys();
 
 // from_config semantics (diffusers v0.29.2 ConfigMixin.extract_init_dict):
 //  * keys listed in the source's `_use_default_values` (and that list itself) are dropped;

@@ -90,6 +90,65 @@ Tensor SolverScheduler::combine(const Shape& shape, std::initializer_list<Term> 
   return out;
 }
 
+Tensor SolverScheduler::dpm_first_order(const TensorView& x, AlphaSigma t, AlphaSigma s, float h, const float* m,
+                                        bool data) {
+  if (data) return combine(x.shape, {{t.sigma / s.sigma, x.f32()}, {-(t.alpha * (std::exp(-h) - 1.0f)), m}});
+  return combine(x.shape, {{t.alpha / s.alpha, x.f32()}, {-(t.sigma * (std::exp(h) - 1.0f)), m}});
+}
+
+Tensor SolverScheduler::dpm_second_order(const TensorView& x, AlphaSigma t, AlphaSigma s, float h, const float* m,
+                                         const float* d1, bool midpoint, bool data) {
+  if (data) {
+    const float b = t.alpha * (std::exp(-h) - 1.0f);
+    const float c = midpoint ? -(0.5f * b) : t.alpha * ((std::exp(-h) - 1.0f) / h + 1.0f);
+    return combine(x.shape, {{t.sigma / s.sigma, x.f32()}, {-b, m}, {c, d1}});
+  }
+  const float b = t.sigma * (std::exp(h) - 1.0f);
+  const float c = midpoint ? -(0.5f * b) : -(t.sigma * ((std::exp(h) - 1.0f) / h - 1.0f));
+  return combine(x.shape, {{t.alpha / s.alpha, x.f32()}, {-b, m}, {c, d1}});
+}
+
+Tensor SolverScheduler::dpm_third_order(const TensorView& x, AlphaSigma t, AlphaSigma s, float h, const float* m,
+                                        const float* d1, const float* d2, bool data) {
+  if (data) {
+    const float e = std::exp(-h) - 1.0f;
+    if (!d2) return combine(x.shape, {{t.sigma / s.sigma, x.f32()}, {-(t.alpha * e), m}, {t.alpha * (e / h + 1.0f), d1}});
+    return combine(x.shape, {{t.sigma / s.sigma, x.f32()},
+                             {-(t.alpha * e), m},
+                             {t.alpha * (e / h + 1.0f), d1},
+                             {-(t.alpha * ((std::exp(-h) - 1.0f + h) / (h * h) - 0.5f)), d2}});
+  }
+  const float e = std::exp(h) - 1.0f;
+  if (!d2) return combine(x.shape, {{t.alpha / s.alpha, x.f32()}, {-(t.sigma * e), m}, {-(t.sigma * (e / h - 1.0f)), d1}});
+  return combine(x.shape, {{t.alpha / s.alpha, x.f32()},
+                           {-(t.sigma * e), m},
+                           {-(t.sigma * (e / h - 1.0f)), d1},
+                           {-(t.sigma * ((std::exp(h) - 1.0f - h) / (h * h) - 0.5f)), d2}});
+}
+
+Tensor SolverScheduler::predicted_x0(const TensorView& model_output, const TensorView& sample, size_t i) const {
+  const AlphaSigma s = alpha_sigma(sigmas_[i]);
+  Tensor x0 = sched::x0_from_alpha_sigma(model_output, sample, config_, s.alpha, s.sigma);
+  if (config_.thresholding) sched::threshold_sample(x0, config_.dynamic_thresholding_ratio, config_.sample_max_value);
+  return x0;
+}
+
+Tensor SolverScheduler::predicted_noise(const TensorView& model_output, const TensorView& sample, size_t i) const {
+  const AlphaSigma s = alpha_sigma(sigmas_[i]);
+  const float* m = model_output.f32();
+  const float* x = sample.f32();
+  if (config_.prediction_type == "epsilon") return Tensor::copy_of(model_output);
+  if (config_.prediction_type == "sample")
+    return sched::map_like(sample, [&](int64_t k) { return (x[k] - s.alpha * m[k]) / s.sigma; });
+  return sched::map_like(sample, [&](int64_t k) { return s.alpha * m[k] + s.sigma * x[k]; });
+}
+
+Tensor SolverScheduler::noise_from_x0(const TensorView& x0, const TensorView& sample, AlphaSigma s) {
+  const float* p = x0.f32();
+  const float* x = sample.f32();
+  return sched::map_like(sample, [&](int64_t k) { return (x[k] - s.alpha * p[k]) / s.sigma; });
+}
+
 std::optional<std::vector<double>> SolverScheduler::sigmas() const {
   return std::vector<double>(sigmas_.begin(), sigmas_.end());
 }

@@ -49,6 +49,24 @@ class SolverScheduler : public Scheduler {
   };
   static Tensor combine(const Shape& shape, std::initializer_list<Term> terms);
 
+  // The deterministic DPM-Solver updates from the sample x at s to t (h = lambda_t - lambda_s), shared by
+  // the multistep and singlestep solvers: DPM-Solver++ (data prediction) when `data`, else DPM-Solver (noise
+  // prediction). m is the converted model output at s; d1 / d2 its first / second scaled differences.
+  static Tensor dpm_first_order(const TensorView& x, AlphaSigma t, AlphaSigma s, float h, const float* m, bool data);
+  static Tensor dpm_second_order(const TensorView& x, AlphaSigma t, AlphaSigma s, float h, const float* m,
+                                 const float* d1, bool midpoint, bool data);
+  // Without d2 (nullptr) the update stops after the d1 term, as the singlestep midpoint form does.
+  static Tensor dpm_third_order(const TensorView& x, AlphaSigma t, AlphaSigma s, float h, const float* m,
+                                const float* d1, const float* d2, bool data);
+
+  // diffusers' convert_model_output, the parts every solver shares. The predicted x0 at step i from any
+  // prediction_type, dynamically thresholded when the config asks (what the data-prediction solvers keep).
+  Tensor predicted_x0(const TensorView& model_output, const TensorView& sample, size_t i) const;
+  // The predicted noise at step i from any prediction_type, not thresholded (the noise-prediction solvers).
+  Tensor predicted_noise(const TensorView& model_output, const TensorView& sample, size_t i) const;
+  // The noise implied by an x0: (x - alpha * x0) / sigma.
+  static Tensor noise_from_x0(const TensorView& x0, const TensorView& sample, AlphaSigma s);
+
   sched::TrainSchedule train_;
   std::vector<float> table_;      // sigma per training timestep (float32)
   std::vector<float> log_table_;  // its log (float32)

@@ -88,18 +88,7 @@ class UniPCMultistep final : public SolverScheduler {
 
  private:
   Tensor convert_model_output(const TensorView& m, const TensorView& x, size_t i) const {
-    const AlphaSigma s = alpha_sigma(sigmas_[i]);
-    if (config_.predict_x0) {
-      Tensor x0 = sched::x0_from_alpha_sigma(m, x, config_, s.alpha, s.sigma);
-      if (config_.thresholding) sched::threshold_sample(x0, config_.dynamic_thresholding_ratio, config_.sample_max_value);
-      return x0;
-    }
-    const float* mp = m.f32();
-    const float* xp = x.f32();
-    if (config_.prediction_type == "epsilon") return Tensor::copy_of(m);
-    if (config_.prediction_type == "sample")
-      return sched::map_like(x, [&](int64_t k) { return (xp[k] - s.alpha * mp[k]) / s.sigma; });
-    return sched::map_like(x, [&](int64_t k) { return s.alpha * mp[k] + s.sigma * xp[k]; });
+    return config_.predict_x0 ? predicted_x0(m, x, i) : predicted_noise(m, x, i);
   }
 
   // The shared part of UniP and UniC: h, the phi functions, B(h) and the right-hand side b.
@@ -217,26 +206,18 @@ class UniPCMultistep final : public SolverScheduler {
 }  // namespace
 
 std::vector<ConfigKey> unipc_config_keys() {
-  return {key_num_train_timesteps(),
-          key_beta_start(),
-          key_beta_end(),
-          key_beta_schedule(),
-          key_trained_betas(),
-          {"solver_order", ConfigType::Int, 2},
-          {"prediction_type", ConfigType::String, "epsilon"},
-          {"thresholding", ConfigType::Bool, false},
-          {"dynamic_thresholding_ratio", ConfigType::Float, 0.995},
-          {"sample_max_value", ConfigType::Float, 1.0},
-          {"predict_x0", ConfigType::Bool, true},
-          {"solver_type", ConfigType::String, "bh2"},
-          {"lower_order_final", ConfigType::Bool, true},
-          {"disable_corrector", ConfigType::IntList, nlohmann::json::array()},
-          {"solver_p", ConfigType::MustBeNull, nullptr},
-          {"use_karras_sigmas", ConfigType::Bool, false},
-          {"timestep_spacing", ConfigType::String, "linspace"},
-          {"steps_offset", ConfigType::Int, 0},
-          {"final_sigmas_type", ConfigType::String, "zero"},
-          {"rescale_betas_zero_snr", ConfigType::Bool, false}};
+  std::vector<ConfigKey> keys = solver_leading_keys();
+  keys.insert(keys.end(), {{"predict_x0", ConfigType::Bool, true},
+                           {"solver_type", ConfigType::String, "bh2"},
+                           {"lower_order_final", ConfigType::Bool, true},
+                           {"disable_corrector", ConfigType::IntList, nlohmann::json::array()},
+                           {"solver_p", ConfigType::MustBeNull, nullptr},
+                           {"use_karras_sigmas", ConfigType::Bool, false},
+                           {"timestep_spacing", ConfigType::String, "linspace"},
+                           {"steps_offset", ConfigType::Int, 0},
+                           {"final_sigmas_type", ConfigType::String, "zero"},
+                           {"rescale_betas_zero_snr", ConfigType::Bool, false}});
+  return keys;
 }
 
 std::unique_ptr<Scheduler> make_unipc(SchedulerConfig config) {
