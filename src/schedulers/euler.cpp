@@ -19,12 +19,7 @@ class EulerDiscrete final : public SigmaScheduler {
     check_choice(class_name(), "timestep_type", config_.timestep_type, {"discrete", "continuous"});
     check_choice(class_name(), "final_sigmas_type", config_.final_sigmas_type, {"zero", "sigma_min"});
     check_choice(class_name(), "timestep_spacing", config_.timestep_spacing, {"linspace", "leading", "trailing"});
-    // Zero terminal SNR would give an infinite last sigma; diffusers pins alphas_cumprod[-1] to 2^-24.
-    if (config_.rescale_betas_zero_snr) {
-      train_.alphas_cumprod.back() = 0x1p-24f;
-      table_ = sched::sigma_table(train_.alphas_cumprod);
-      log_table_ = sched::log_table(table_);
-    }
+    if (config_.rescale_betas_zero_snr) pin_zero_terminal_snr();
   }
 
   void set_timesteps(int n) override {

@@ -17,11 +17,7 @@ class EulerAncestralDiscrete final : public SigmaScheduler {
       : SigmaScheduler(std::move(c), {"linear", "scaled_linear", "squaredcos_cap_v2"}) {
     check_choice(class_name(), "prediction_type", config_.prediction_type, {"epsilon", "v_prediction"});
     check_choice(class_name(), "timestep_spacing", config_.timestep_spacing, {"linspace", "leading", "trailing"});
-    if (config_.rescale_betas_zero_snr) {
-      train_.alphas_cumprod.back() = 0x1p-24f;
-      table_ = sched::sigma_table(train_.alphas_cumprod);
-      log_table_ = sched::log_table(table_);
-    }
+    if (config_.rescale_betas_zero_snr) pin_zero_terminal_snr();
   }
 
   void set_timesteps(int n) override {

@@ -23,23 +23,15 @@ class KDPM2Discrete final : public SigmaScheduler {
   int order() const override { return 2; }
 
   void set_timesteps(int n) override {
-    Schedule s = interpolated_schedule(n, /*config_limits=*/true);
-    if (config_.use_karras_sigmas)
-      for (double& t : s.timesteps) t = sched::np_round(t);
-    std::vector<float> sig = to_f32(s.sigmas);
-    sig.push_back(0.0f);
+    const TwoStageSchedule s = two_stage_schedule(n);
+    const std::vector<float>& sig = s.sigmas;
     // The midpoint between each sigma and the previous one (entry 0 pairs with the final 0: NaN, unused).
     std::vector<float> mid(sig.size());
     for (size_t k = 0; k < sig.size(); ++k) mid[k] = geometric_midpoint(sig[k], sig[(k + sig.size() - 1) % sig.size()]);
     sigmas_ = repeat_for_two_stages(sig);
     sigmas_interpol_ = repeat_for_two_stages(mid);
-    // [t0, t(mid1), t1, t(mid2), t2, ...]: the midpoint's timestep comes before each schedule timestep.
-    auto cast = [&](double t) { return config_.use_karras_sigmas ? t : sched::f32(t); };
-    timesteps_.assign(1, cast(s.timesteps.front()));
-    for (size_t k = 1; k < s.timesteps.size(); ++k) {
-      timesteps_.push_back(cast(sched::sigma_to_t(mid[k], log_table_)));
-      timesteps_.push_back(cast(s.timesteps[k]));
-    }
+    // The midpoint's timestep comes before each schedule timestep: mid[k] before timestep k.
+    timesteps_ = two_stage_timesteps(s.timesteps, std::vector<float>(mid.begin() + 1, mid.end()));
     stored_sample_.reset();
     reset_step_order();
   }

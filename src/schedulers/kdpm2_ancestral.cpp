@@ -22,11 +22,8 @@ class KDPM2AncestralDiscrete final : public SigmaScheduler {
   int order() const override { return 2; }
 
   void set_timesteps(int n) override {
-    Schedule s = interpolated_schedule(n, /*config_limits=*/true);
-    if (config_.use_karras_sigmas)
-      for (double& t : s.timesteps) t = sched::np_round(t);
-    std::vector<float> sig = to_f32(s.sigmas);
-    sig.push_back(0.0f);
+    const TwoStageSchedule s = two_stage_schedule(n);
+    const std::vector<float>& sig = s.sigmas;
     const size_t m = sig.size();
     std::vector<float> up(m), down(m), mid(m);
     for (size_t k = 0; k < m; ++k) {
@@ -41,13 +38,8 @@ class KDPM2AncestralDiscrete final : public SigmaScheduler {
     sigmas_interpol_ = repeat_for_two_stages(mid);
     sigmas_up_ = repeat_for_two_stages(up);
     sigmas_down_ = repeat_for_two_stages(down);
-    // [t0, t(mid0), t1, t(mid1), t2, ...]: each step's midpoint timestep follows its schedule timestep.
-    auto cast = [&](double t) { return config_.use_karras_sigmas ? t : sched::f32(t); };
-    timesteps_.assign(1, cast(s.timesteps.front()));
-    for (size_t k = 1; k < s.timesteps.size(); ++k) {
-      timesteps_.push_back(cast(sched::sigma_to_t(mid[k - 1], log_table_)));
-      timesteps_.push_back(cast(s.timesteps[k]));
-    }
+    // Each step's midpoint timestep follows its schedule timestep: mid[k - 1] before timestep k.
+    timesteps_ = two_stage_timesteps(s.timesteps, mid);
     stored_sample_.reset();
     reset_step_order();
   }

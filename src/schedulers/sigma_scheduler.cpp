@@ -30,6 +30,32 @@ std::vector<float> SigmaScheduler::repeat_for_two_stages(const std::vector<float
   return out;
 }
 
+void SigmaScheduler::pin_zero_terminal_snr() {
+  train_.alphas_cumprod.back() = 0x1p-24f;
+  table_ = sched::sigma_table(train_.alphas_cumprod);
+  log_table_ = sched::log_table(table_);
+}
+
+SigmaScheduler::TwoStageSchedule SigmaScheduler::two_stage_schedule(int n) const {
+  Schedule s = interpolated_schedule(n, /*config_limits=*/true);
+  if (config_.use_karras_sigmas)
+    for (double& t : s.timesteps) t = sched::np_round(t);
+  std::vector<float> sigmas = to_f32(s.sigmas);
+  sigmas.push_back(0.0f);
+  return {std::move(s.timesteps), std::move(sigmas)};
+}
+
+std::vector<double> SigmaScheduler::two_stage_timesteps(const std::vector<double>& timesteps,
+                                                        const std::vector<float>& mid) const {
+  auto cast = [&](double t) { return config_.use_karras_sigmas ? t : sched::f32(t); };
+  std::vector<double> out(1, cast(timesteps.front()));
+  for (size_t k = 1; k < timesteps.size(); ++k) {
+    out.push_back(cast(sched::sigma_to_t(mid.at(k - 1), log_table_)));
+    out.push_back(cast(timesteps[k]));
+  }
+  return out;
+}
+
 float SigmaScheduler::geometric_midpoint(float a, float b) {
   const float self = std::log(a), end = std::log(b);
   // torch.lerp with weight >= 0.5 evaluates end - (end - self) * (1 - weight).
