@@ -20,12 +20,8 @@ class DDIM final : public Scheduler {
   }
 
   void set_timesteps(int n) override {
-    sched::check_num_steps(config_, n);
-    KK_CHECK(n <= config_.num_train_timesteps, class_name(), ": num_inference_steps ", n,
-             " cannot be larger than num_train_timesteps ", config_.num_train_timesteps);
+    timesteps_ = sched::alpha_indexed_timesteps(config_, n, class_name());
     num_inference_steps_ = n;
-    timesteps_ = sched::spaced_timesteps(config_, n, /*round_linspace=*/true);
-    sched::check_training_range(config_, timesteps_);
     reset_step_order();
   }
 
@@ -57,10 +53,7 @@ class DDIM final : public Scheduler {
     } else {
       eps = sched::map_like(sample, [&](int64_t k) { return sqrt_alpha * m[k] + sqrt_beta * x[k]; });
     }
-    if (config_.thresholding)
-      sched::threshold_sample(x0, config_.dynamic_thresholding_ratio, config_.sample_max_value);
-    else if (config_.clip_sample)
-      sched::clip_sample(x0, config_.clip_sample_range);
+    sched::threshold_or_clip_sample(x0, config_);
 
     const float beta_prev = 1.0f - alpha_prev;
     const float variance = (beta_prev / beta_t) * (1.0f - alpha_t / alpha_prev);

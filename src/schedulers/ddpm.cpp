@@ -23,12 +23,8 @@ class DDPM final : public Scheduler {
   }
 
   void set_timesteps(int n) override {
-    sched::check_num_steps(config_, n);
-    KK_CHECK(n <= config_.num_train_timesteps, class_name(), ": num_inference_steps ", n,
-             " cannot be larger than num_train_timesteps ", config_.num_train_timesteps);
+    timesteps_ = sched::alpha_indexed_timesteps(config_, n, class_name());
     num_inference_steps_ = n;
-    timesteps_ = sched::spaced_timesteps(config_, n, /*round_linspace=*/true);
-    sched::check_training_range(config_, timesteps_);
     reset_step_order();
   }
 
@@ -47,10 +43,7 @@ class DDPM final : public Scheduler {
     const float current_alpha = alpha_t / alpha_prev, current_beta = 1.0f - current_alpha;
 
     Tensor x0 = sched::x0_from_alpha_sigma(model_output, sample, config_, std::sqrt(alpha_t), std::sqrt(beta_t));
-    if (config_.thresholding)
-      sched::threshold_sample(x0, config_.dynamic_thresholding_ratio, config_.sample_max_value);
-    else if (config_.clip_sample)
-      sched::clip_sample(x0, config_.clip_sample_range);
+    sched::threshold_or_clip_sample(x0, config_);
 
     const float x0_coeff = (std::sqrt(alpha_prev) * current_beta) / beta_t;
     const float sample_coeff = std::sqrt(current_alpha) * beta_prev / beta_t;

@@ -53,6 +53,13 @@ Tensor x0_from_sigma(const TensorView& model_output, const TensorView& sample, c
   return {};
 }
 
+void threshold_or_clip_sample(Tensor& x0, const SchedulerConfig& config) {
+  if (config.thresholding)
+    threshold_sample(x0, config.dynamic_thresholding_ratio, config.sample_max_value);
+  else if (config.clip_sample)
+    clip_sample(x0, config.clip_sample_range);
+}
+
 void clip_sample(Tensor& x0, double range) {
   const float r = float(range);
   float* p = x0.f32();

@@ -44,6 +44,8 @@ void clip_sample(Tensor& x0, double range);
 // Imagen's dynamic thresholding in place: per sample, s = clamp(quantile(|x0|, ratio), 1, max_value);
 // x0 = clamp(x0, -s, s) / s.
 void threshold_sample(Tensor& x0, double ratio, double max_value);
+// DDIM / DDPM: dynamic thresholding when the config asks for it, else clipping when it asks for that.
+void threshold_or_clip_sample(Tensor& x0, const SchedulerConfig& config);
 
 // sqrt(alphas_cumprod[t]) * original + sqrt(1 - alphas_cumprod[t]) * noise.
 Tensor add_noise_vp(const TensorView& original, const TensorView& noise, const std::vector<float>& alphas_cumprod,

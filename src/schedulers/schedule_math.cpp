@@ -215,6 +215,15 @@ std::vector<double> spaced_timesteps(const SchedulerConfig& c, int n, bool round
   return t;
 }
 
+std::vector<double> alpha_indexed_timesteps(const SchedulerConfig& c, int n, const std::string& class_name) {
+  check_num_steps(c, n);
+  KK_CHECK(n <= c.num_train_timesteps, class_name, ": num_inference_steps ", n,
+           " cannot be larger than num_train_timesteps ", c.num_train_timesteps);
+  std::vector<double> timesteps = spaced_timesteps(c, n, /*round_linspace=*/true);
+  check_training_range(c, timesteps);
+  return timesteps;
+}
+
 std::vector<double> solver_timesteps(const SchedulerConfig& c, int n, int last) {
   const int64_t T = c.num_train_timesteps;
   std::vector<double> t;

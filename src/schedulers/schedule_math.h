@@ -56,6 +56,9 @@ inline double f32(double x) { return double(float(x)); }
 // DDIM / DDPM / Euler-family spacing (descending): "linspace" np.linspace(0, T-1, n) (rounded when
 // `round_linspace`), "leading" arange(n) * (T // n) + steps_offset, "trailing" round(arange(T, 0, -T/n)) - 1.
 std::vector<double> spaced_timesteps(const SchedulerConfig& config, int n, bool round_linspace);
+// The DDIM / DDPM schedule: spaced_timesteps (linspace rounded) after checking that n is usable and at
+// most num_train_timesteps, and that every timestep indexes the training schedule.
+std::vector<double> alpha_indexed_timesteps(const SchedulerConfig& config, int n, const std::string& class_name);
 // DPM-Solver / DEIS / UniPC spacing (descending, n entries): "linspace" round(linspace(0, last-1, n+1))
 // without its final 0, "leading" arange(n+1) * (last // (n+1)) without its final 0 plus steps_offset,
 // "trailing" round(arange(last, 0, -T/n)) - 1. `last` is the first training timestep not clipped.
