@@ -1,5 +1,7 @@
 #include "models/unet_config.h"
 
+#include "models/config_checks.h"
+
 namespace kakusan {
 
 namespace {
@@ -22,10 +24,7 @@ void require_value(const JsonConfig& json, const std::string& key, const T& supp
 UNet2DConditionConfig UNet2DConditionConfig::parse(const JsonConfig& json) {
   UNet2DConditionConfig c;
   const std::string& src = json.source();
-  if (json.json().contains("sample_size") && json.json()["sample_size"].is_array())
-    c.sample_size = json.get_list<int>("sample_size", {c.sample_size}).at(0);
-  else
-    c.sample_size = json.get<int>("sample_size", c.sample_size);
+  c.sample_size = config_checks::sample_size(json, c.sample_size);
   c.in_channels = json.get<int>("in_channels", c.in_channels);
   c.out_channels = json.get<int>("out_channels", c.out_channels);
   c.center_input_sample = json.get<bool>("center_input_sample", c.center_input_sample);
@@ -49,20 +48,12 @@ UNet2DConditionConfig UNet2DConditionConfig::parse(const JsonConfig& json) {
   c.time_embedding_dim = json.get<int>("time_embedding_dim", 0);
 
   const size_t n = c.block_out_channels.size();
-  KK_CHECK(n >= 1, src, ": \"block_out_channels\" is empty");
-  KK_CHECK(c.down_block_types.size() == n, src, ": \"down_block_types\" has ", c.down_block_types.size(),
-           " entries but \"block_out_channels\" has ", n);
-  KK_CHECK(c.up_block_types.size() == n, src, ": \"up_block_types\" has ", c.up_block_types.size(),
-           " entries but \"block_out_channels\" has ", n);
+  config_checks::block_counts(src, n, c.down_block_types, c.up_block_types);
   c.attention_head_dim = json.get_int_or_list("attention_head_dim", 8, n);
   c.transformer_layers_per_block = json.get_int_or_list("transformer_layers_per_block", 1, n);
 
-  for (const std::string& type : c.down_block_types)
-    KK_CHECK(type == "CrossAttnDownBlock2D" || type == "DownBlock2D", src, ": \"down_block_types\" entry \"", type,
-             "\" is not supported (CrossAttnDownBlock2D, DownBlock2D)");
-  for (const std::string& type : c.up_block_types)
-    KK_CHECK(type == "CrossAttnUpBlock2D" || type == "UpBlock2D", src, ": \"up_block_types\" entry \"", type,
-             "\" is not supported (CrossAttnUpBlock2D, UpBlock2D)");
+  config_checks::block_types(src, "down_block_types", c.down_block_types, {"CrossAttnDownBlock2D", "DownBlock2D"});
+  config_checks::block_types(src, "up_block_types", c.up_block_types, {"CrossAttnUpBlock2D", "UpBlock2D"});
   KK_CHECK(c.mid_block_type == "UNetMidBlock2DCrossAttn", src, ": \"mid_block_type\" \"", c.mid_block_type,
            "\" is not supported (UNetMidBlock2DCrossAttn)");
   KK_CHECK(c.act_fn == "silu", src, ": \"act_fn\" \"", c.act_fn, "\" is not supported (silu)");

@@ -1,5 +1,7 @@
 #include "models/vae_config.h"
 
+#include "models/config_checks.h"
+
 namespace kakusan {
 
 AutoencoderKLConfig AutoencoderKLConfig::parse(const JsonConfig& json) {
@@ -14,27 +16,16 @@ AutoencoderKLConfig AutoencoderKLConfig::parse(const JsonConfig& json) {
   c.act_fn = json.get<std::string>("act_fn", c.act_fn);
   c.latent_channels = json.get<int>("latent_channels", c.latent_channels);
   c.norm_num_groups = json.get<int>("norm_num_groups", c.norm_num_groups);
-  if (json.has("sample_size") && json.json()["sample_size"].is_array())
-    c.sample_size = json.get_list<int>("sample_size", {c.sample_size}).at(0);
-  else
-    c.sample_size = json.get<int>("sample_size", c.sample_size);
+  c.sample_size = config_checks::sample_size(json, c.sample_size);
   c.scaling_factor = json.get<float>("scaling_factor", c.scaling_factor);
   c.use_quant_conv = json.get<bool>("use_quant_conv", c.use_quant_conv);
   c.use_post_quant_conv = json.get<bool>("use_post_quant_conv", c.use_post_quant_conv);
   c.mid_block_add_attention = json.get<bool>("mid_block_add_attention", c.mid_block_add_attention);
 
   const size_t n = c.block_out_channels.size();
-  KK_CHECK(n >= 1, src, ": \"block_out_channels\" is empty");
-  KK_CHECK(c.down_block_types.size() == n, src, ": \"down_block_types\" has ", c.down_block_types.size(),
-           " entries but \"block_out_channels\" has ", n);
-  KK_CHECK(c.up_block_types.size() == n, src, ": \"up_block_types\" has ", c.up_block_types.size(),
-           " entries but \"block_out_channels\" has ", n);
-  for (const std::string& type : c.down_block_types)
-    KK_CHECK(type == "DownEncoderBlock2D", src, ": \"down_block_types\" entry \"", type,
-             "\" is not supported (DownEncoderBlock2D)");
-  for (const std::string& type : c.up_block_types)
-    KK_CHECK(type == "UpDecoderBlock2D", src, ": \"up_block_types\" entry \"", type,
-             "\" is not supported (UpDecoderBlock2D)");
+  config_checks::block_counts(src, n, c.down_block_types, c.up_block_types);
+  config_checks::block_types(src, "down_block_types", c.down_block_types, {"DownEncoderBlock2D"});
+  config_checks::block_types(src, "up_block_types", c.up_block_types, {"UpDecoderBlock2D"});
   KK_CHECK(c.act_fn == "silu", src, ": \"act_fn\" \"", c.act_fn, "\" is not supported (silu)");
   KK_CHECK(c.layers_per_block >= 1, src, ": \"layers_per_block\" must be >= 1");
   for (size_t i = 0; i < n; ++i)
