@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "io/model_folder.h"
+#include "models/model_folder_load.h"
 
 namespace kakusan {
 
@@ -39,10 +39,7 @@ AutoencoderKL::AutoencoderKL(const AutoencoderKLConfig& config)
       post_quant_conv(config.latent_channels, config.latent_channels, 1) {}
 
 AutoencoderKL AutoencoderKL::load(const std::filesystem::path& dir, DType weight_dtype) {
-  AutoencoderKL model(AutoencoderKLConfig::parse(JsonConfig::load(dir / "config.json")));
-  const WeightStore store = WeightStore::open(find_weight_files(dir, "", "diffusers").files);
-  load_weights(model, store, weight_dtype, "AutoencoderKL");
-  return model;
+  return load_model_folder<AutoencoderKL, AutoencoderKLConfig>(dir, weight_dtype, "", "diffusers", "AutoencoderKL");
 }
 
 void AutoencoderKL::visit(WeightVisitor& v) {

@@ -2,8 +2,7 @@
 
 #include <cmath>
 
-#include "io/model_folder.h"
-#include "io/weight_store.h"
+#include "models/model_folder_load.h"
 
 namespace kakusan {
 
@@ -99,10 +98,7 @@ ClipTextModel::ClipTextModel(const ClipTextConfig& config)
 }
 
 ClipTextModel ClipTextModel::load(const std::filesystem::path& dir, DType weight_dtype, const std::string& variant) {
-  ClipTextModel model(ClipTextConfig::parse(JsonConfig::load(dir / "config.json")));
-  const WeightStore store = WeightStore::open(find_weight_files(dir, variant, "transformers").files);
-  load_weights(model, store, weight_dtype, "CLIPTextModel");
-  return model;
+  return load_model_folder<ClipTextModel, ClipTextConfig>(dir, weight_dtype, variant, "transformers", "CLIPTextModel");
 }
 
 void ClipTextModel::visit(WeightVisitor& v) {

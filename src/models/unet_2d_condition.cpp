@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "io/model_folder.h"
+#include "models/model_folder_load.h"
 
 namespace kakusan {
 
@@ -65,10 +65,7 @@ UNet2DConditionModel::UNet2DConditionModel(const UNet2DConditionConfig& config) 
 }
 
 UNet2DConditionModel UNet2DConditionModel::load(const std::filesystem::path& dir, DType weight_dtype) {
-  UNet2DConditionModel model(UNet2DConditionConfig::parse(JsonConfig::load(dir / "config.json")));
-  const WeightStore store = WeightStore::open(find_weight_files(dir, "", "diffusers").files);
-  load_weights(model, store, weight_dtype, "UNet2DConditionModel");
-  return model;
+  return load_model_folder<UNet2DConditionModel, UNet2DConditionConfig>(dir, weight_dtype, "", "diffusers", "UNet2DConditionModel");
 }
 
 void UNet2DConditionModel::visit(WeightVisitor& v) {

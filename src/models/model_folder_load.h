@@ -1,0 +1,26 @@
+// Loading one model component folder, as every model class does it: config.json parsed into the model's
+// config, then the weight files found in the folder loaded through the model's one weight walk.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "io/json_config.h"
+#include "io/model_folder.h"
+#include "io/weight_store.h"
+#include "nn/weights.h"
+
+namespace kakusan {
+
+// `library` picks the weight file names ("diffusers" or "transformers", see find_weight_files); `component`
+// names the model in errors ("UNet2DConditionModel: missing tensor ...").
+template <typename Model, typename Config>
+Model load_model_folder(const std::filesystem::path& dir, DType weight_dtype, const std::string& variant,
+                        const std::string& library, const std::string& component) {
+  Model model(Config::parse(JsonConfig::load(dir / "config.json")));
+  const WeightStore store = WeightStore::open(find_weight_files(dir, variant, library).files);
+  load_weights(model, store, weight_dtype, component);
+  return model;
+}
+
+}  // namespace kakusan
