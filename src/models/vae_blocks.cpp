@@ -50,22 +50,38 @@ void run_resnet_chain(Context& ctx, const std::vector<ResnetBlock2D>& resnets, c
   }
 }
 
+namespace {
+// The shared shape of DownEncoderBlock2D and UpDecoderBlock2D: resnets, then the one resampler (a
+// Downsample2D or an Upsample2D) when the block has it.
+template <typename Resampler>
+Shape resnets_then_resample_shape(const std::vector<ResnetBlock2D>& resnets, const std::vector<Resampler>& resample,
+                                  const Shape& x) {
+  const Shape h{x[0], resnets.back().out_channels, x[2], x[3]};
+  return resample.empty() ? h : resample[0].out_shape(h);
+}
+
+template <typename Resampler>
+void run_resnets_then_resample(Context& ctx, const std::vector<ResnetBlock2D>& resnets,
+                               const std::vector<Resampler>& resample, const TensorView& x, const TensorView& y) {
+  if (resample.empty()) return run_resnet_chain(ctx, resnets, x, y);
+  ArenaScope scope(ctx.arena);
+  TensorView h = ctx.arena.alloc({x.dim(0), resnets.back().out_channels, x.dim(2), x.dim(3)});
+  run_resnet_chain(ctx, resnets, x, h);
+  resample[0].forward(ctx, h, y);
+}
+}  // namespace
+
 DownEncoderBlock2D::DownEncoderBlock2D(int64_t in, int64_t out, int num_layers, int groups, bool add_downsample) {
   for (int i = 0; i < num_layers; ++i) resnets.emplace_back(i == 0 ? in : out, out, 0, groups, kVaeNormEps);
   if (add_downsample) downsamplers.emplace_back(out, 0);
 }
 
 Shape DownEncoderBlock2D::output_shape(const Shape& x) const {
-  const Shape h{x[0], resnets.back().out_channels, x[2], x[3]};
-  return downsamplers.empty() ? h : downsamplers[0].out_shape(h);
+  return resnets_then_resample_shape(resnets, downsamplers, x);
 }
 
 void DownEncoderBlock2D::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
-  if (downsamplers.empty()) return run_resnet_chain(ctx, resnets, x, y);
-  ArenaScope scope(ctx.arena);
-  TensorView h = ctx.arena.alloc({x.dim(0), resnets.back().out_channels, x.dim(2), x.dim(3)});
-  run_resnet_chain(ctx, resnets, x, h);
-  downsamplers[0].forward(ctx, h, y);
+  run_resnets_then_resample(ctx, resnets, downsamplers, x, y);
 }
 
 UpDecoderBlock2D::UpDecoderBlock2D(int64_t in, int64_t out, int num_layers, int groups, bool add_upsample) {
@@ -74,16 +90,11 @@ UpDecoderBlock2D::UpDecoderBlock2D(int64_t in, int64_t out, int num_layers, int 
 }
 
 Shape UpDecoderBlock2D::output_shape(const Shape& x) const {
-  const Shape h{x[0], resnets.back().out_channels, x[2], x[3]};
-  return upsamplers.empty() ? h : upsamplers[0].out_shape(h);
+  return resnets_then_resample_shape(resnets, upsamplers, x);
 }
 
 void UpDecoderBlock2D::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
-  if (upsamplers.empty()) return run_resnet_chain(ctx, resnets, x, y);
-  ArenaScope scope(ctx.arena);
-  TensorView h = ctx.arena.alloc({x.dim(0), resnets.back().out_channels, x.dim(2), x.dim(3)});
-  run_resnet_chain(ctx, resnets, x, h);
-  upsamplers[0].forward(ctx, h, y);
+  run_resnets_then_resample(ctx, resnets, upsamplers, x, y);
 }
 
 }  // namespace kakusan

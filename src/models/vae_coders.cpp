@@ -20,6 +20,27 @@ class PingPong {
   TensorView buffers_[2];
   int turn_ = 0;
 };
+
+// The activation shapes after conv_in and after each block of the chain (the mid block keeps its shape).
+template <typename Block>
+std::vector<Shape> chain_shapes(const Conv2d& conv_in, const std::vector<Block>& blocks, const Shape& x) {
+  std::vector<Shape> shapes{conv_in.out_shape(x)};
+  for (const Block& block : blocks) shapes.push_back(block.output_shape(shapes.back()));
+  return shapes;
+}
+
+// Runs the blocks in turn from h, each into the next ping-pong buffer (shapes[i + 1] is block i's output);
+// returns the last output.
+template <typename Block>
+TensorView run_chain(Context& ctx, const std::vector<Block>& blocks, const std::vector<Shape>& shapes,
+                     PingPong& buffers, TensorView h) {
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    TensorView next = buffers.next(shapes[i + 1]);
+    blocks[i].forward(ctx, h, next);
+    h = next;
+  }
+  return h;
+}
 }  // namespace
 
 VaeEncoder::VaeEncoder(const AutoencoderKLConfig& c)
@@ -45,24 +66,17 @@ void VaeEncoder::visit(WeightVisitor& v) {
 }
 
 Shape VaeEncoder::output_shape(const Shape& x) const {
-  Shape h = conv_in.out_shape(x);
-  for (const DownEncoderBlock2D& block : down_blocks) h = block.output_shape(h);
-  return conv_out.out_shape(h);
+  return conv_out.out_shape(chain_shapes(conv_in, down_blocks, x).back());
 }
 
 void VaeEncoder::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
   Backend& be = ctx.backend;
   ArenaScope scope(ctx.arena);
-  std::vector<Shape> shapes{conv_in.out_shape(x.shape)};
-  for (const DownEncoderBlock2D& block : down_blocks) shapes.push_back(block.output_shape(shapes.back()));
+  const std::vector<Shape> shapes = chain_shapes(conv_in, down_blocks, x.shape);
   PingPong buffers(ctx.arena, shapes);
   TensorView h = buffers.next(shapes[0]);
   conv_in.forward(be, x, h);
-  for (size_t i = 0; i < down_blocks.size(); ++i) {
-    TensorView next = buffers.next(shapes[i + 1]);
-    down_blocks[i].forward(ctx, h, next);
-    h = next;
-  }
+  h = run_chain(ctx, down_blocks, shapes, buffers, h);
   TensorView mid = buffers.next(h.shape);
   mid_block.forward(ctx, h, mid);
   conv_norm_out.forward(be, mid, mid, Activation::SiLU);
@@ -92,27 +106,19 @@ void VaeDecoder::visit(WeightVisitor& v) {
 }
 
 Shape VaeDecoder::output_shape(const Shape& z) const {
-  Shape h = conv_in.out_shape(z);
-  for (const UpDecoderBlock2D& block : up_blocks) h = block.output_shape(h);
-  return conv_out.out_shape(h);
+  return conv_out.out_shape(chain_shapes(conv_in, up_blocks, z).back());
 }
 
 void VaeDecoder::forward(Context& ctx, const TensorView& z, const TensorView& y) const {
   Backend& be = ctx.backend;
   ArenaScope scope(ctx.arena);
-  std::vector<Shape> shapes{conv_in.out_shape(z.shape)};
-  for (const UpDecoderBlock2D& block : up_blocks) shapes.push_back(block.output_shape(shapes.back()));
+  const std::vector<Shape> shapes = chain_shapes(conv_in, up_blocks, z.shape);
   PingPong buffers(ctx.arena, shapes);
   TensorView h = buffers.next(shapes[0]);
   conv_in.forward(be, z, h);
   TensorView mid = buffers.next(h.shape);
   mid_block.forward(ctx, h, mid);
-  h = mid;
-  for (size_t i = 0; i < up_blocks.size(); ++i) {
-    TensorView next = buffers.next(shapes[i + 1]);
-    up_blocks[i].forward(ctx, h, next);
-    h = next;
-  }
+  h = run_chain(ctx, up_blocks, shapes, buffers, mid);
   conv_norm_out.forward(be, h, h, Activation::SiLU);
   conv_out.forward(be, h, y);
 }
