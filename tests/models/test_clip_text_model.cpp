@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "attention_cases.h"
 #include "models/clip_text_model.h"
 #include "support/golden.h"
 
@@ -16,18 +17,18 @@ using testing::open_golden;
 
 constexpr testing::Tolerance kTextEncoderTolerance{5e-5, 1e-5};  // manifest: text_encoder_* atol 5e-5, rtol 1e-5
 
+// Every attention strategy on the fast backend, and the reference backend.
 struct BackendCase {
   const char* name;
   Backend& (*backend)();
-  AttentionStrategy strategy;
-  int slice_size;
+  testing::AttentionCase attention;
 };
 const BackendCase kBackends[] = {
-    {"cpu/full", cpu_backend, AttentionStrategy::Full, 0},
-    {"cpu/sliced", cpu_backend, AttentionStrategy::Sliced, 1},
-    {"cpu/flash", cpu_backend, AttentionStrategy::Flash, 0},
-    {"cpu/auto", cpu_backend, AttentionStrategy::Auto, 0},
-    {"reference", reference_backend, AttentionStrategy::Auto, 0},
+    {"cpu/full", cpu_backend, testing::kAttentionCases[0]},
+    {"cpu/sliced", cpu_backend, testing::kAttentionCases[1]},
+    {"cpu/flash", cpu_backend, testing::kAttentionCases[2]},
+    {"cpu/auto", cpu_backend, testing::kAttentionCases[3]},
+    {"reference", reference_backend, testing::kAttentionCases[3]},
 };
 
 void check_text_encoder_golden(const std::string& model_name) {
@@ -40,10 +41,7 @@ void check_text_encoder_golden(const std::string& model_name) {
   for (const BackendCase& c : kBackends) {
     SCOPED_TRACE(std::string("backend ") + c.name);
     Arena arena;
-    AttentionParams attention;
-    attention.strategy = c.strategy;
-    attention.slice_size = c.slice_size;
-    Context ctx{c.backend(), arena, attention};
+    Context ctx = testing::attention_context(c.backend(), arena, c.attention);
 
     const Tensor last = model.forward(ctx, input_ids);
     KK_EXPECT_CLOSE(last, golden.view("last_hidden_state"), kTextEncoderTolerance, "last_hidden_state");

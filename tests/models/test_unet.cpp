@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "attention_cases.h"
 #include "core/generator.h"
 #include "models/unet_2d_condition.h"
 #include "support/golden.h"
@@ -30,30 +31,15 @@ std::string golden_name(std::string name) {
   return "act_t981_" + name;
 }
 
-struct StrategyCase {
-  const char* name;
-  AttentionStrategy strategy;
-  int slice_size;
-};
-constexpr StrategyCase kStrategies[] = {
-    {"full", AttentionStrategy::Full, 0},
-    {"sliced", AttentionStrategy::Sliced, 1},
-    {"flash", AttentionStrategy::Flash, 0},
-    {"auto", AttentionStrategy::Auto, 0},
-};
-
 void check_unet_golden(const std::string& model_name, Backend& backend) {
   const UNet2DConditionModel unet = UNet2DConditionModel::load(*golden_dir() / model_name / "unet");
   const SafetensorsFile golden = open_golden("components/unet_" + model_name + ".safetensors");
   const TensorView sample = golden.view("sample");
   const TensorView context = golden.view("encoder_hidden_states");
-  for (const StrategyCase& s : kStrategies) {
+  for (const testing::AttentionCase& s : testing::kAttentionCases) {
     SCOPED_TRACE(std::string("attention strategy ") + s.name);
     Arena arena;
-    AttentionParams attention;
-    attention.strategy = s.strategy;
-    attention.slice_size = s.slice_size;
-    Context ctx{backend, arena, attention};
+    Context ctx = testing::attention_context(backend, arena, s);
 
     Activations trace;
     const Tensor t981 = scalar_timesteps({981.0f});

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "attention_cases.h"
 #include "models/autoencoder_kl.h"
 #include "support/golden.h"
 
@@ -15,30 +16,11 @@ using testing::open_golden;
 
 constexpr testing::Tolerance kVaeTolerance{1e-4, 1e-4};  // manifest: vae_* atol 1e-4, rtol 1e-4
 
-struct StrategyCase {
-  const char* name;
-  AttentionStrategy strategy;
-  int slice_size;
-};
-constexpr StrategyCase kStrategies[] = {
-    {"full", AttentionStrategy::Full, 0},
-    {"sliced", AttentionStrategy::Sliced, 1},
-    {"flash", AttentionStrategy::Flash, 0},
-    {"auto", AttentionStrategy::Auto, 0},
-};
-
-Context make_context(Arena& arena, const StrategyCase& s) {
-  AttentionParams attention;
-  attention.strategy = s.strategy;
-  attention.slice_size = s.slice_size;
-  return Context{cpu_backend(), arena, attention};
-}
-
 void check_decode(const AutoencoderKL& vae, const SafetensorsFile& golden) {
-  for (const StrategyCase& s : kStrategies) {
+  for (const testing::AttentionCase& s : testing::kAttentionCases) {
     SCOPED_TRACE(std::string("attention strategy ") + s.name);
     Arena arena;
-    Context ctx = make_context(arena, s);
+    Context ctx = testing::attention_context(cpu_backend(), arena, s);
     Activations trace;
     KK_EXPECT_CLOSE(vae.decode(ctx, golden.view("decoder_input"), {}, &trace), golden.view("decoded"), kVaeTolerance,
                     "decoded");
@@ -49,10 +31,10 @@ void check_decode(const AutoencoderKL& vae, const SafetensorsFile& golden) {
 }
 
 void check_encode(const AutoencoderKL& vae, const SafetensorsFile& golden) {
-  for (const StrategyCase& s : kStrategies) {
+  for (const testing::AttentionCase& s : testing::kAttentionCases) {
     SCOPED_TRACE(std::string("attention strategy ") + s.name);
     Arena arena;
-    Context ctx = make_context(arena, s);
+    Context ctx = testing::attention_context(cpu_backend(), arena, s);
     const DiagonalGaussianDistribution dist = vae.encode(ctx, golden.view("image"));
     KK_EXPECT_CLOSE(dist.moments, golden.view("moments"), kVaeTolerance, "moments");
     KK_EXPECT_CLOSE(dist.mean, golden.view("mean"), kVaeTolerance, "mean");
