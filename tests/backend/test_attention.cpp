@@ -74,7 +74,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttention,
                                            AttentionCase{2, 300, 300, 2, 5, 7, true},  // causal over tiles
                                            AttentionCase{1, 600, 40, 2, 4, 4, false},
                                            AttentionCase{1, 200, 1100, 2, 8, 8, false},  // several key tiles
-                                           AttentionCase{1, 700, 700, 1, 4, 6, true}));
+                                           AttentionCase{1, 700, 700, 1, 4, 6, true},
+                                           // SD head dim, partial query and key tiles of the transposed Flash
+                                           AttentionCase{1, 130, 1030, 2, 40, 40, false}));
 
 TEST(CpuAttention, ReadsSlicesOfAFusedProjection) {
   const int64_t batch = 2, tokens = 150, heads = 3, dim = 8, width = heads * dim;

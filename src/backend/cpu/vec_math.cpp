@@ -131,7 +131,69 @@ float exp_shifted_sum(float* row, int64_t n, float shift) {
   return float(total);
 }
 
+void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
+                         float* tile_sum) {
+  // One strip of 16 lanes at a time: its keys x 16 scores (32 KiB at 512 keys) stay in L1 between the max
+  // pass and the exp pass.
+  for (int64_t j = 0; j < lanes; j += 16) {
+    const __mmask16 mask = tail_mask(std::min<int64_t>(16, lanes - j));
+    const __m512 lowest = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    const __m512 old_max = _mm512_mask_loadu_ps(lowest, mask, running_max + j);
+    __m512 m0 = old_max, m1 = lowest, m2 = lowest, m3 = lowest;  // four chains hide the max latency
+    const float* col = scores + j;
+    int64_t k = 0;
+    for (; k + 4 <= keys; k += 4) {
+      m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(lowest, mask, col + k * ld));
+      m1 = _mm512_max_ps(m1, _mm512_mask_loadu_ps(lowest, mask, col + (k + 1) * ld));
+      m2 = _mm512_max_ps(m2, _mm512_mask_loadu_ps(lowest, mask, col + (k + 2) * ld));
+      m3 = _mm512_max_ps(m3, _mm512_mask_loadu_ps(lowest, mask, col + (k + 3) * ld));
+    }
+    for (; k < keys; ++k) m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(lowest, mask, col + k * ld));
+    const __m512 new_max = _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3));
+    _mm512_mask_storeu_ps(running_max + j, mask, new_max);
+    _mm512_mask_storeu_ps(rescale + j, mask, exp16(_mm512_sub_ps(old_max, new_max)));
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    float* out = scores + j;
+    k = 0;
+    for (; k + 2 <= keys; k += 2) {
+      const __m512 e0 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), new_max));
+      const __m512 e1 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + (k + 1) * ld), new_max));
+      _mm512_mask_storeu_ps(out + k * ld, mask, e0);
+      _mm512_mask_storeu_ps(out + (k + 1) * ld, mask, e1);
+      s0 = _mm512_add_ps(s0, e0);
+      s1 = _mm512_add_ps(s1, e1);
+    }
+    if (k < keys) {
+      const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), new_max));
+      _mm512_mask_storeu_ps(out + k * ld, mask, e);
+      s0 = _mm512_add_ps(s0, e);
+    }
+    _mm512_mask_storeu_ps(tile_sum + j, mask, _mm512_add_ps(s0, s1));
+  }
+}
+
 #else
+
+void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
+                         float* tile_sum) {
+  std::copy(running_max, running_max + lanes, rescale);
+  for (int64_t k = 0; k < keys; ++k) {
+    const float* row = scores + k * ld;
+    for (int64_t j = 0; j < lanes; ++j) running_max[j] = running_max[j] < row[j] ? row[j] : running_max[j];
+  }
+  for (int64_t j = 0; j < lanes; ++j) {
+    rescale[j] = fast_exp(rescale[j] - running_max[j]);
+    tile_sum[j] = 0.0f;
+  }
+  for (int64_t k = 0; k < keys; ++k) {
+    float* row = scores + k * ld;
+    for (int64_t j = 0; j < lanes; ++j) {
+      const float e = fast_exp(row[j] - running_max[j]);
+      row[j] = e;
+      tile_sum[j] += e;
+    }
+  }
+}
 
 float row_max(const float* x, int64_t n) {
   float lanes[kLanes];

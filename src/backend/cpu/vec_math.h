@@ -72,6 +72,12 @@ float exp_shifted_sum(float* row, int64_t n, float shift);
 // In-place softmax of one row (max-subtracted, float32 like torch).
 void softmax_row(float* row, int64_t n);
 
+// One key tile of the transposed online softmax (Flash attention): `scores` is [keys, lanes] with row stride
+// ld, one query per lane. Per lane: running_max takes the tile's max, rescale = e^(old max - new max), the
+// scores become e^(score - new max) in place and tile_sum their float sum.
+void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
+                         float* tile_sum);
+
 // Sum and max of a row with several independent lanes so the loops vectorise without -ffast-math.
 float row_max(const float* x, int64_t n);
 // Sum in double (float lanes over short blocks, blocks added in double).
