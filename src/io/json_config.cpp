@@ -15,7 +15,37 @@ JsonConfig JsonConfig::load(const std::filesystem::path& path) {
   return parse(text.str(), path.string());
 }
 
+namespace {
+
+// How deeply `text` nests arrays and objects (brackets inside strings do not count); stops counting past
+// `limit`. Malformed text is left to the parser.
+int nesting_depth(const std::string& text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) break;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+}  // namespace
+
 JsonConfig JsonConfig::parse(const std::string& text, const std::string& source) {
+  // Checked before parsing: nlohmann's copy, comparison and dump() recurse once per level, so a config
+  // nested 100,000 deep would overflow the stack wherever it is later copied or printed.
+  KK_CHECK(nesting_depth(text, kMaxDepth) <= kMaxDepth, source, ": nested more than ", kMaxDepth,
+           " levels deep (not a config file)");
   nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) fail(source, ": not valid JSON");
   if (!json.is_object()) fail(source, ": expected a JSON object at the top level");

@@ -21,6 +21,9 @@ class JsonConfig {
   JsonConfig() = default;
   JsonConfig(nlohmann::json json, std::string source) : json_(std::move(json)), source_(std::move(source)) {}
 
+  // Deepest nesting of arrays and objects accepted (diffusers and transformers configs use 3 or 4).
+  static constexpr int kMaxDepth = 64;
+
   // Reads and parses a JSON object file; throws Error naming the file on any problem.
   static JsonConfig load(const std::filesystem::path& path);
   static JsonConfig parse(const std::string& text, const std::string& source);
