@@ -366,7 +366,8 @@ std::string bench_table(const BenchResult& r) {
   if (r.total_measured)
     out += "UNet step: mean of the loop's " + std::to_string(r.unet_calls) + " UNet passes. ";
   out += "Times exclude loading (load s) and each phase's first pass, which counts the FLOPs and sizes the "
-         "arena. % of peak (CPU): GFLOP per CPU second against one core's peak, what the kernels reach while they "
+         "arena. GFLOP: the direct math of each op's shapes (Winograd convolutions multiply less, so a rate can pass "
+         "100%). % of peak (CPU): GFLOP per CPU second against one core's peak, what the kernels reach while they "
          "hold the cores (the stable figure when other processes share the machine).\n";
   out += r.rss_per_phase ? "Peak RSS per phase: the high-water mark reset (/proc/self/clear_refs) as each phase "
                            "starts; the total row is the whole run's.\n"
