@@ -128,6 +128,13 @@ struct GenerateParams {
   AttentionOptions attention;
   bool vae_slicing = false;                   // decode one image at a time (less memory)
   bool vae_tiling = false;                    // decode large images as overlapping tiles (diffusers' enable_vae_tiling)
+  // The memory planner: before any work, the run's peak memory is estimated (weights in their dtype +
+  // activations for this batch, size and attention mode) and compared with `max_memory` (bytes; 0 = the
+  // machine's available memory). Auto: when it will not fit, turn on the memory levers (flash attention
+  // instead of full/sliced, VAE slicing, VAE tiling) until it does, with a warning, else refuse; Refuse: throw
+  // kakusan::Error with the estimate and what would fit; Off: no check.
+  enum class MemoryPolicy { Auto, Refuse, Off } memory_policy = MemoryPolicy::Auto;
+  int64_t max_memory = 0;
   OutputType output_type = OutputType::Image;
   // After every step; return false to cancel (generate() then throws kakusan::Cancelled).
   std::function<bool(const StepInfo&)> callback_on_step_end;
@@ -143,6 +150,13 @@ struct GenerateResult {
   std::vector<int64_t> image_shape;
   std::vector<uint64_t> seeds;           // the seed of each image's generator
   std::vector<std::string> warnings;     // e.g. the truncated part of a long prompt
+  // The memory planner's estimate of this run's peak (bytes, 0 with MemoryPolicy::Off) and the activation
+  // arena peaks measured while running (bytes; a phase that did not run reports 0).
+  struct Memory {
+    int64_t estimated_peak = 0;
+    int64_t estimated_unet_arena = 0, estimated_vae_arena = 0;
+    int64_t text_encoder_arena = 0, unet_arena = 0, vae_arena = 0;
+  } memory;
 };
 
 // The checks that need no model (diffusers' check_inputs plus ours): at least one prompt, steps >= 1,

@@ -9,11 +9,14 @@
 #include <optional>
 #include <random>
 
+#include <sys/mman.h>
+
 #include "backend/backend.h"
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "io/image.h"
+#include "io/mapped_file.h"
 #include "io/model_folder.h"
 #include "kakusan/pipeline.h"
 #include "models/autoencoder_kl.h"
@@ -21,6 +24,7 @@
 #include "nn/weights.h"
 #include "pipeline/generators.h"
 #include "pipeline/guidance.h"
+#include "pipeline/memory_plan.h"
 #include "pipeline/postprocess.h"
 #include "pipeline/prompt_encoder.h"
 #include "schedulers/scheduler.h"
@@ -56,13 +60,79 @@ DType weight_dtype_for(WeightDType requested, const WeightStore& store) {
 // A model component (UNet, VAE, text encoder) from its folder: config, then the weight files of the
 // requested variant (default files when the folder has no such variant), matrices kept in the requested
 // dtype (Auto: as stored). `library` names the file family ("diffusers" or "transformers").
+// The mapped weight files of one component. Weights borrowed from a mapping cost RSS only for the pages
+// touched; dropping those pages after the component's phase (the text encoder after encoding, the UNet
+// before decoding, the VAE after it) keeps one component resident at a time, as diffusers'
+// enable_model_cpu_offload does, while the pipeline stays loaded: the next use faults the pages back in from
+// the page cache, once per generate().
+class ResidentWeights {
+ public:
+  void add(const WeightStore& store) {
+    for (const SafetensorsFile& file : store.files()) mappings_.push_back(file.mapping());
+  }
+  // The mappings are read-only private file mappings (MappedFile::open), never written, so MADV_DONTNEED
+  // only drops clean pages: their contents come back from the file on the next access.
+  void drop_pages() const {
+    for (const std::shared_ptr<const MappedFile>& file : mappings_)
+      if (file->size() > 0) ::madvise(const_cast<std::byte*>(file->data()), file->size(), MADV_DONTNEED);
+  }
+
+ private:
+  std::vector<std::shared_ptr<const MappedFile>> mappings_;
+};
+
 template <typename Model, typename Config>
 Model load_component(const std::filesystem::path& dir, const std::string& variant, WeightDType dtype,
-                     const char* class_name, const char* library = "diffusers") {
+                     const char* class_name, ResidentWeights& resident, const char* library = "diffusers") {
   Model model(Config::parse(JsonConfig::load(dir / "config.json")));
   const WeightStore store = WeightStore::open(find_weight_files(dir, variant, library).files);
   load_weights(model, store, weight_dtype_for(dtype, store), class_name);
+  resident.add(store);
+  resident.drop_pages();  // loading touched only the headers and converted tensors; nothing stays resident
   return model;
+}
+
+// Bytes of a module's parameters as held (f16 matrices count 2 bytes an element).
+class ByteCounter : public WeightVisitor {
+ public:
+  void tensor(const std::string&, Tensor& param, const Shape&) override { bytes += int64_t(param.nbytes()); }
+  int64_t bytes = 0;
+};
+
+template <typename Model>
+int64_t weight_bytes(Model& model) {
+  ByteCounter counter;
+  model.visit(counter);
+  return counter.bytes;
+}
+
+// Scratch the CPU backend's attention takes per call (score matrices), by strategy: full attention holds one
+// Tq x Tk matrix per thread, sliced `slice_size` of them, flash a tile (below 1 MB: ignored).
+int64_t attention_scratch_bytes(const AttentionParams& attention, int64_t tokens, int64_t keys) {
+  const int64_t matrix = tokens * keys * int64_t(sizeof(float));
+  switch (attention.strategy) {
+    case AttentionStrategy::Full: return matrix * num_threads();
+    case AttentionStrategy::Sliced: return matrix * std::max(1, attention.slice_size);
+    case AttentionStrategy::Flash: return 0;
+    case AttentionStrategy::Auto: return keys <= 512 ? matrix * num_threads() : 0;
+  }
+  return 0;
+}
+
+// diffusers' StableDiffusionPipeline.__init__ deprecation fix-ups: an old scheduler config with
+// steps_offset != 1 or clip_sample true is used with steps_offset = 1 and clip_sample = false.
+JsonConfig fix_up_scheduler_config(const JsonConfig& config, std::vector<std::string>& warnings) {
+  nlohmann::json json = config.json();
+  if (config.has("steps_offset") && json["steps_offset"] != 1) {
+    warnings.push_back(str_cat(config.source(), ": steps_offset is ", json["steps_offset"].dump(),
+                               " (outdated); using 1 as diffusers does"));
+    json["steps_offset"] = 1;
+  }
+  if (config.has("clip_sample") && json["clip_sample"] == true) {
+    warnings.push_back(str_cat(config.source(), ": clip_sample is true (outdated); using false as diffusers does"));
+    json["clip_sample"] = false;
+  }
+  return JsonConfig(std::move(json), config.source());
 }
 
 // The folder of a VAE given on its own: a VAE folder (config.json at its root, like
@@ -119,7 +189,8 @@ struct StableDiffusionPipeline::Impl {
   std::optional<PromptEncoder> prompt_encoder;
   std::optional<UNet2DConditionModel> unet;
   std::optional<AutoencoderKL> vae;
-  Arena arena;
+  ResidentWeights text_encoder_weights, unet_weights, vae_weights;
+  std::vector<std::string> load_warnings;  // reported with every generate()
 
   std::unique_ptr<Scheduler> make_configured_scheduler() const {
     return make_scheduler(scheduler_spec, scheduler_source, scheduler_options);
@@ -137,6 +208,14 @@ struct StableDiffusionPipeline::Impl {
     }
   }
 
+  // Weight bytes of each component as held in memory (set by load()).
+  int64_t text_encoder_bytes = 0, unet_bytes = 0, vae_bytes = 0;
+
+  MemoryEstimate estimate_memory(const GenerateParams& p, const Shape& latents_shape, int64_t unet_batch,
+                                 const AttentionParams& attention, const VaeMemoryOptions& vae_memory) const;
+  MemoryEstimate plan_memory(GenerateParams& p, const Shape& latents_shape, int64_t unet_batch,
+                             GenerateResult& result) const;
+
   int vae_scale_factor() const { return vae->config().downscale_factor(); }
   int default_size() const { return unet->config().sample_size * vae_scale_factor(); }
 
@@ -152,7 +231,7 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
     KK_CHECK(folder->has_component(component), root.string(), "/model_index.json: no \"", component,
              "\" component (is this a Stable Diffusion model folder?)");
   KK_CHECK(options.vae || folder->has_component("vae"), root.string(), "/model_index.json: no \"vae\" component");
-  scheduler_source = folder->load_config("scheduler");
+  scheduler_source = fix_up_scheduler_config(folder->load_config("scheduler"), load_warnings);
   set_scheduler(options.scheduler.empty() ? folder->component("scheduler").class_name : options.scheduler,
                 options.scheduler_options);
   const std::filesystem::path vae_dir = options.vae ? resolve_vae_dir(*options.vae) : folder->component_dir("vae");
@@ -165,21 +244,145 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   ClipTokenizer tokenizer = ClipTokenizer::load(folder->component_dir("tokenizer"));
   report(options.progress, Phase::Loading, 1, total, "tokenizer");
   ClipTextModel text_encoder = load_component<ClipTextModel, ClipTextConfig>(
-      folder->component_dir("text_encoder"), variant, options.dtype, "CLIPTextModel", "transformers");
+      folder->component_dir("text_encoder"), variant, options.dtype, "CLIPTextModel", text_encoder_weights, "transformers");
   prompt_encoder.emplace(std::move(tokenizer), std::move(text_encoder));
   report(options.progress, Phase::Loading, 2, total, "text_encoder");
   unet.emplace(load_component<UNet2DConditionModel, UNet2DConditionConfig>(folder->component_dir("unet"), variant,
-                                                                          options.dtype, "UNet2DConditionModel"));
+                                                                          options.dtype, "UNet2DConditionModel",
+                                                                          unet_weights));
   report(options.progress, Phase::Loading, 3, total, "unet");
-  vae.emplace(load_component<AutoencoderKL, AutoencoderKLConfig>(vae_dir, variant, options.dtype, "AutoencoderKL"));
+  vae.emplace(load_component<AutoencoderKL, AutoencoderKLConfig>(vae_dir, variant, options.dtype, "AutoencoderKL",
+                                                                       vae_weights));
   report(options.progress, Phase::Loading, 4, total, "vae");
+  text_encoder_bytes = weight_bytes(const_cast<ClipTextModel&>(prompt_encoder->text_encoder()));
+  unet_bytes = weight_bytes(*unet);
+  vae_bytes = weight_bytes(*vae);
   KK_CHECK(vae->config().latent_channels == unet->config().in_channels, "the VAE (", vae_dir.string(), ") has ",
            vae->config().latent_channels, " latent channels but the UNet expects ", unet->config().in_channels);
 }
 
-GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& p) {
+MemoryEstimate StableDiffusionPipeline::Impl::estimate_memory(const GenerateParams& p, const Shape& latents_shape,
+                                                              int64_t unet_batch, const AttentionParams& attention,
+                                                              const VaeMemoryOptions& vae_memory) const {
+  NullBackend null;
+  MemoryEstimate e;
+  e.overhead = kMemoryOverheadBytes;
+  const int64_t f32 = sizeof(float);
+  const ClipTextConfig& text_config = prompt_encoder->text_encoder().config();
+  const int64_t tokens = text_config.max_position_embeddings;
+  const int64_t embeds_bytes = unet_batch * tokens * text_config.hidden_size * f32;
+  const int64_t latents_bytes = latents_shape.numel() * f32;
+  const int64_t latent_tokens = latents_shape[2] * latents_shape[3];
+  {
+    Arena arena;
+    Context ctx{null, arena, attention};
+    const Tensor ids = Tensor::zeros({int64_t(p.prompt.size()), tokens}, DType::I64);
+    prompt_encoder->text_encoder().forward(ctx, ids);
+    e.encoding = {text_encoder_bytes, int64_t(arena.peak_bytes()),
+                  2 * embeds_bytes + attention_scratch_bytes(attention, tokens, tokens)};
+  }
+  {
+    Arena arena;
+    Context ctx{null, arena, attention};
+    Tensor input = Tensor::empty({unet_batch, latents_shape[1], latents_shape[2], latents_shape[3]});
+    Tensor embeds = Tensor::empty({unet_batch, tokens, text_config.hidden_size});
+    Tensor noise_pred = Tensor::empty({unet_batch, unet->config().out_channels, latents_shape[2], latents_shape[3]});
+    const Tensor t = Tensor::full({1}, 999.0f);
+    unet->forward(ctx, input, t, embeds, noise_pred);
+    // latents, the CFG input, noise_pred, the guided prediction and the scheduler's history (a few latents).
+    e.denoising = {unet_bytes, int64_t(arena.peak_bytes()),
+                   embeds_bytes + 8 * latents_bytes + attention_scratch_bytes(attention, latent_tokens, latent_tokens)};
+  }
+  {
+    Arena arena;
+    Context ctx{null, arena, attention};
+    const Tensor z = Tensor::empty(latents_shape);
+    const Tensor decoded = vae->decode(ctx, z, vae_memory);
+    // The decoded image, its NHWC copy, the result's float copy and the RGB8 images.
+    const int64_t image_bytes = int64_t(decoded.nbytes());
+    const int64_t tile_side = vae->config().sample_size / vae_scale_factor();  // latent pixels per tile side
+    const int64_t vae_tokens = vae_memory.tiling ? std::min(latent_tokens, tile_side * tile_side) : latent_tokens;
+    e.decoding = {vae_bytes, int64_t(arena.peak_bytes()),
+                  3 * image_bytes + image_bytes / 4 + attention_scratch_bytes(attention, vae_tokens, vae_tokens)};
+  }
+  return e;
+}
+
+// Estimates the run (the dry pass also sizes the phases' arenas), compares the estimate with the limit and,
+// with MemoryPolicy::Auto, turns memory levers on until it fits.
+MemoryEstimate StableDiffusionPipeline::Impl::plan_memory(GenerateParams& p, const Shape& latents_shape,
+                                                          int64_t unet_batch, GenerateResult& result) const {
+  auto estimate = [&](const GenerateParams& q, const Shape& shape) {
+    VaeMemoryOptions vae_memory;
+    vae_memory.slicing = q.vae_slicing;
+    vae_memory.tiling = q.vae_tiling;
+    return estimate_memory(q, shape, unet_batch, attention_params(q.attention), vae_memory);
+  };
+  MemoryEstimate e = estimate(p, latents_shape);
+  result.memory.estimated_peak = e.peak();
+  result.memory.estimated_unet_arena = e.denoising.arena;
+  result.memory.estimated_vae_arena = e.decoding.arena;
+  if (p.memory_policy == GenerateParams::MemoryPolicy::Off) return e;
+  const int64_t limit = p.max_memory > 0 ? p.max_memory : available_memory_bytes();
+  if (limit <= 0 || e.peak() <= limit) return e;
+  const std::string first_estimate = e.describe();
+
+  // The levers, least costly first; none changes the results beyond float rounding.
+  GenerateParams adapted = p;
+  adapted.memory_policy = GenerateParams::MemoryPolicy::Off;
+  std::vector<std::string> levers;
+  auto pull = [&](bool applies, const char* name, auto&& apply) {
+    if (!applies || e.peak() <= limit) return;
+    apply(adapted);
+    levers.push_back(name);
+    e = estimate(adapted, latents_shape);
+  };
+  pull(p.attention.mode == AttentionOptions::Mode::Full || p.attention.mode == AttentionOptions::Mode::Sliced,
+       "flash attention", [](GenerateParams& q) { q.attention.mode = AttentionOptions::Mode::Flash; });
+  pull(!p.vae_slicing && latents_shape[0] > 1, "VAE slicing", [](GenerateParams& q) { q.vae_slicing = true; });
+  pull(!p.vae_tiling, "VAE tiling", [](GenerateParams& q) { q.vae_tiling = true; });
+  std::string lever_list;
+  for (const std::string& name : levers) lever_list += (lever_list.empty() ? "" : ", ") + name;
+
+  if (p.memory_policy == GenerateParams::MemoryPolicy::Auto && e.peak() <= limit) {
+    result.warnings.push_back(str_cat("the run needs about ", first_estimate, " but ", format_megabytes(limit),
+                                      " is available: using ", lever_list, " (estimate now ",
+                                      format_megabytes(e.peak()), ")"));
+    p.attention = adapted.attention;
+    p.vae_slicing = adapted.vae_slicing;
+    p.vae_tiling = adapted.vae_tiling;
+    result.memory.estimated_peak = e.peak();
+    result.memory.estimated_unet_arena = e.denoising.arena;
+    result.memory.estimated_vae_arena = e.decoding.arena;
+    return e;
+  }
+  // Refuse, saying what would fit: the levers, or failing that the largest square image that fits with them.
+  std::string would_fit;
+  if (e.peak() <= limit) {
+    would_fit = str_cat("it fits with ", lever_list, " (", format_megabytes(e.peak()), ")");
+  } else {
+    const int64_t scale = vae_scale_factor();
+    for (int64_t side = std::max(latents_shape[2], latents_shape[3]) * scale / 64 * 64; side >= 64; side -= 64) {
+      const Shape smaller{latents_shape[0], latents_shape[1], side / scale, side / scale};
+      const MemoryEstimate small = estimate(adapted, smaller);
+      if (small.peak() <= limit) {
+        would_fit = str_cat("a ", side, "x", side, " image would fit (", format_megabytes(small.peak()),
+                            lever_list.empty() ? "" : " with ", lever_list, ")");
+        break;
+      }
+    }
+    if (would_fit.empty())
+      would_fit = str_cat("no size fits: the largest component's weights alone need ",
+                          format_megabytes(std::max({text_encoder_bytes, unet_bytes, vae_bytes})));
+  }
+  fail("not enough memory: the run needs about ", first_estimate, " but the limit is ", format_megabytes(limit),
+       p.max_memory > 0 ? " (max_memory)" : " (MemAvailable)", "; ", would_fit);
+}
+
+GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& params) {
   // 0. Default height and width to unet.sample_size * vae_scale_factor; check inputs.
-  check_inputs(p);
+  check_inputs(params);
+  GenerateParams p = params;  // the memory planner may turn levers on
   const int height = p.height ? p.height : default_size();
   const int width = p.width ? p.width : default_size();
   const int num_images = int(p.prompt.size()) * p.num_images_per_prompt;
@@ -191,22 +394,35 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& p) 
   KK_CHECK(!p.clip_skip || *p.clip_skip <= text_layers, "`clip_skip` ", p.clip_skip.value_or(0),
            " is more than the text encoder's ", text_layers, " layers");
   const bool do_cfg = p.guidance_scale > 1.0;
+  const int64_t unet_batch = do_cfg ? 2 * num_images : num_images;
+  GenerateResult result;
+  const MemoryEstimate plan = plan_memory(p, latents_shape, unet_batch, result);
   auto inspect = [&](std::string_view name, const TensorView& t) {
     if (p.inspect) p.inspect(NamedTensor{name, t.f32(), dims_of(t.shape)});
   };
 
-  Context ctx{cpu_backend(), arena, attention_params(p.attention)};
-  GenerateResult result;
+  // One arena per phase, reserved at the size the dry pass measured (one block: an arena left to grow opens
+  // a new chunk whenever the last one is full, and earlier chunks freed by a scope are not reused until
+  // reset(), so a growing arena held several times its peak) and freed when the phase ends, so the text
+  // encoder's, UNet's and VAE's activations are never held at the same time (nor between calls).
+  const AttentionParams attention = attention_params(p.attention);
+  result.warnings.insert(result.warnings.begin(), load_warnings.begin(), load_warnings.end());
 
   // 1. Encode the input prompt: [uncond..., cond...] with classifier-free guidance.
   PromptBatch batch{p.prompt, p.negative_prompt, p.num_images_per_prompt, do_cfg, p.clip_skip};
   const int encode_total = PromptEncoder::num_batches(batch);
   int encoded = 0;
   report(p.progress, Phase::Encoding, 0, encode_total);
-  EncodedPrompts prompts = prompt_encoder->encode(ctx, batch, [&] {
-    report(p.progress, Phase::Encoding, ++encoded, encode_total);
-  });
-  result.warnings = std::move(prompts.warnings);
+  EncodedPrompts prompts = [&] {
+    Arena arena(size_t(plan.encoding.arena));
+    Context ctx{cpu_backend(), arena, attention};
+    EncodedPrompts encoded_prompts = prompt_encoder->encode(
+        ctx, batch, [&] { report(p.progress, Phase::Encoding, ++encoded, encode_total); });
+    result.memory.text_encoder_arena = int64_t(arena.peak_bytes());
+    return encoded_prompts;
+  }();
+  text_encoder_weights.drop_pages();
+  result.warnings.insert(result.warnings.end(), prompts.warnings.begin(), prompts.warnings.end());
   inspect("prompt_embeds", prompts.embeds);
 
   // 2. Prepare timesteps.
@@ -237,9 +453,10 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& p) 
   // 4. Denoising loop.
   const int num_steps = int(timesteps.size());
   report(p.progress, Phase::Denoising, 0, num_steps);
-  const int64_t unet_batch = do_cfg ? 2 * num_images : num_images;
   Tensor t = Tensor::empty({1});
   Tensor noise_pred = Tensor::empty({unet_batch, unet->config().out_channels, latents_shape[2], latents_shape[3]});
+  std::optional<Arena> unet_arena(std::in_place, size_t(plan.denoising.arena));
+  Context ctx{cpu_backend(), *unet_arena, attention};
   for (int i = 0; i < num_steps; ++i) {
     const auto step_start = Clock::now();
     // Expand the latents for classifier-free guidance, and scale them for this step.
@@ -270,6 +487,9 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& p) 
     }
     report(p.progress, Phase::Denoising, i + 1, num_steps);
   }
+  result.memory.unet_arena = int64_t(unet_arena->peak_bytes());
+  unet_arena.reset();
+  unet_weights.drop_pages();
   result.latents.assign(latents.f32(), latents.f32() + latents.numel());
   result.latents_shape = dims_of(latents.shape());
   if (p.output_type == OutputType::Latent) return result;
@@ -284,9 +504,13 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& p) 
     VaeMemoryOptions memory;
     memory.slicing = p.vae_slicing;
     memory.tiling = p.vae_tiling;
-    const Tensor decoded = vae->decode(ctx, scaled, memory);
+    Arena arena(size_t(plan.decoding.arena));
+    Context vae_ctx{cpu_backend(), arena, attention};
+    const Tensor decoded = vae->decode(vae_ctx, scaled, memory);
+    result.memory.vae_arena = int64_t(arena.peak_bytes());
     images = denormalize_to_nhwc(decoded);
   }
+  vae_weights.drop_pages();
   report(p.progress, Phase::Decoding, 1, 1);
   result.images = images_from_nhwc(images);
   result.image_tensor.assign(images.f32(), images.f32() + images.numel());

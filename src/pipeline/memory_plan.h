@@ -1,0 +1,65 @@
+// The memory planner: before generating, the peak memory a run will need, from the weights in their dtype
+// and the activation arenas of each phase, measured by a dry pass (the model code run on a backend that
+// computes nothing: the arena sizes depend only on shapes and options, so the dry pass gives the real run's
+// arena peaks exactly, in microseconds, without touching the memory it reserves).
+//
+// Only one component is resident at a time (the pipeline drops each component's pages after its phase), so
+// the peak is the largest phase: its weights + its arena + what lives across phases (latents, embeddings,
+// the decoded image) + an allowance for the backend's per-thread scratch and the process itself.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "backend/backend.h"
+
+namespace kakusan {
+
+// A Backend whose ops do nothing (outputs keep whatever the arena held): for dry sizing passes.
+class NullBackend final : public Backend {
+ public:
+  const char* name() const override { return "null"; }
+  void linear(const TensorView&, const TensorView&, const TensorView&, const TensorView&) override {}
+  void matmul(const TensorView&, bool, const TensorView&, bool, const TensorView&, float, float) override {}
+  void conv2d(const TensorView&, const TensorView&, const TensorView&, const Conv2dParams&,
+              const TensorView&) override {}
+  void group_norm(const TensorView&, int, const TensorView&, const TensorView&, float, Activation,
+                  const TensorView&) override {}
+  void layer_norm(const TensorView&, const TensorView&, const TensorView&, float, const TensorView&) override {}
+  void attention(const TensorView&, const TensorView&, const TensorView&, const AttentionParams&,
+                 const TensorView&) override {}
+  void softmax(const TensorView&, const TensorView&) override {}
+  void activation(const TensorView&, Activation, const TensorView&) override {}
+  void add(const TensorView&, const TensorView&, const TensorView&) override {}
+  void geglu(const TensorView&, const TensorView&) override {}
+  void upsample_nearest2x(const TensorView&, const TensorView&) override {}
+  void copy(const TensorView&, const TensorView&) override {}
+};
+
+// Bytes of each phase (weights resident during it, its arena peak, tensors it allocates outside the arena).
+struct PhaseMemory {
+  int64_t weights = 0;
+  int64_t arena = 0;
+  int64_t other = 0;
+  int64_t total() const { return weights + arena + other; }
+};
+
+struct MemoryEstimate {
+  PhaseMemory encoding, denoising, decoding;
+  int64_t overhead = 0;  // process, code, allocator, per-thread kernel scratch (a fixed allowance)
+  int64_t peak() const;
+  // "1234 MB (UNet weights 1720 + activations 314 + ...)" — the largest phase spelled out.
+  std::string describe() const;
+};
+
+// The allowance for everything the arenas do not hold: measured on this code as the difference between
+// the peak RSS of a run and its largest phase's weights + arena (about 200 MB at 512x512 on 2 threads).
+inline constexpr int64_t kMemoryOverheadBytes = 320LL << 20;
+
+// MemAvailable of /proc/meminfo in bytes, or 0 where it cannot be read.
+int64_t available_memory_bytes();
+
+// "1.2 GB" style sizes for messages (10^6 bytes per MB).
+std::string format_megabytes(int64_t bytes);
+
+}  // namespace kakusan
