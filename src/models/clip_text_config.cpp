@@ -1,8 +1,13 @@
 #include "models/clip_text_config.h"
 
+#include "models/config_checks.h"
+
 namespace kakusan {
 
 namespace {
+
+constexpr int64_t kMaxVocabSize = 1'000'000;
+constexpr int64_t kMaxLayers = 256;
 
 // transformers' ACT2FN names this model may use, and the backend activation computing the same function.
 bool activation_for(const std::string& name, Activation& out) {
@@ -33,14 +38,17 @@ ClipTextConfig ClipTextConfig::parse(const JsonConfig& file) {
   c.eos_token_id = json.get<int64_t>("eos_token_id", c.eos_token_id);
 
   const std::string& src = json.source();
-  KK_CHECK(c.vocab_size > 0, src, ": vocab_size must be positive (got ", c.vocab_size, ")");
-  KK_CHECK(c.hidden_size > 0, src, ": hidden_size must be positive (got ", c.hidden_size, ")");
-  KK_CHECK(c.intermediate_size > 0, src, ": intermediate_size must be positive (got ", c.intermediate_size, ")");
-  KK_CHECK(c.num_hidden_layers > 0, src, ": num_hidden_layers must be positive (got ", c.num_hidden_layers, ")");
-  KK_CHECK(c.max_position_embeddings > 0, src, ": max_position_embeddings must be positive (got ",
-           c.max_position_embeddings, ")");
-  KK_CHECK(c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0, src, ": hidden_size (",
-           c.hidden_size, ") must be divisible by num_attention_heads (", c.num_attention_heads, ")");
+  // Bounds far above real text encoders (CLIP ViT-bigG: 1280 wide, 32 layers, 49408 tokens): the model is
+  // built from this config before any weight is read.
+  using config_checks::in_range;
+  in_range(src, "vocab_size", c.vocab_size, 1, kMaxVocabSize);
+  in_range(src, "hidden_size", c.hidden_size, 1, config_checks::kMaxChannels);
+  in_range(src, "intermediate_size", c.intermediate_size, 1, 4 * config_checks::kMaxChannels);
+  in_range(src, "num_hidden_layers", c.num_hidden_layers, 1, kMaxLayers);
+  in_range(src, "max_position_embeddings", c.max_position_embeddings, 1, config_checks::kMaxChannels);
+  in_range(src, "num_attention_heads", c.num_attention_heads, 1, c.hidden_size);
+  KK_CHECK(c.hidden_size % c.num_attention_heads == 0, src, ": hidden_size (", c.hidden_size,
+           ") must be divisible by num_attention_heads (", c.num_attention_heads, ")");
   KK_CHECK(c.layer_norm_eps > 0, src, ": layer_norm_eps must be positive (got ", c.layer_norm_eps, ")");
   Activation unused;
   KK_CHECK(activation_for(c.hidden_act, unused), src, ": hidden_act \"", c.hidden_act,

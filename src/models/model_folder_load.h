@@ -2,6 +2,7 @@
 // config, then the weight files found in the folder loaded through the model's one weight walk.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -12,12 +13,21 @@
 
 namespace kakusan {
 
+// Most parameters a config may imply (64 G elements: 128 GB in fp16, 30x SDXL's UNet). The per-key bounds of
+// the config parsers keep the module count small; this one general check catches a product of in-range
+// sizes that is still absurd, before the weight walk binds anything.
+inline constexpr int64_t kMaxModelParameters = int64_t(64) << 30;
+
 // `library` picks the weight file names ("diffusers" or "transformers", see find_weight_files); `component`
 // names the model in errors ("UNet2DConditionModel: missing tensor ...").
 template <typename Model, typename Config>
 Model load_model_folder(const std::filesystem::path& dir, DType weight_dtype, const std::string& variant,
                         const std::string& library, const std::string& component) {
   Model model(Config::parse(JsonConfig::load(dir / "config.json")));
+  ParameterCounter counter;
+  model.visit(counter);
+  KK_CHECK(counter.elements <= kMaxModelParameters, component, ": ", (dir / "config.json").string(),
+           " implies ", counter.elements, " parameters (at most ", kMaxModelParameters, " supported)");
   const WeightStore store = WeightStore::open(find_weight_files(dir, variant, library).files);
   load_weights(model, store, weight_dtype, component);
   return model;

@@ -57,19 +57,34 @@ UNet2DConditionConfig UNet2DConditionConfig::parse(const JsonConfig& json) {
   KK_CHECK(c.mid_block_type == "UNetMidBlock2DCrossAttn", src, ": \"mid_block_type\" \"", c.mid_block_type,
            "\" is not supported (UNetMidBlock2DCrossAttn)");
   KK_CHECK(c.act_fn == "silu", src, ": \"act_fn\" \"", c.act_fn, "\" is not supported (silu)");
-  KK_CHECK(c.layers_per_block >= 1, src, ": \"layers_per_block\" must be >= 1");
+  using config_checks::in_range;
+  in_range(src, "in_channels", c.in_channels, 1, config_checks::kMaxChannels);
+  in_range(src, "out_channels", c.out_channels, 1, config_checks::kMaxChannels);
+  in_range(src, "cross_attention_dim", c.cross_attention_dim, 1, config_checks::kMaxChannels);
+  in_range(src, "time_embedding_dim", c.time_embedding_dim, 0, 4 * config_checks::kMaxChannels);  // 0: default
+  in_range(src, "layers_per_block", c.layers_per_block, 1, config_checks::kMaxLayersPerBlock);
+  in_range(src, "conv_in_kernel", c.conv_in_kernel, 1, config_checks::kMaxKernel);
+  in_range(src, "conv_out_kernel", c.conv_out_kernel, 1, config_checks::kMaxKernel);
+  in_range(src, "downsample_padding", c.downsample_padding, 0, config_checks::kMaxKernel);
   KK_CHECK(c.conv_in_kernel % 2 == 1 && c.conv_out_kernel % 2 == 1, src,
            ": \"conv_in_kernel\"/\"conv_out_kernel\" must be odd");
   KK_CHECK(c.mid_block_scale_factor == 1.0f, src, ": \"mid_block_scale_factor\" other than 1 is not supported");
   KK_CHECK(!c.center_input_sample, src, ": \"center_input_sample\" true is not supported");
+  config_checks::block_channels(src, c.block_out_channels, c.norm_num_groups);
+  int64_t transformer_layers = 0;  // down blocks hold layers_per_block of them, up blocks one more, mid one
   for (size_t i = 0; i < n; ++i) {
     const int ch = c.block_out_channels[i], heads = c.attention_head_dim[i];
-    KK_CHECK(ch > 0 && ch % c.norm_num_groups == 0, src, ": block_out_channels[", i, "] = ", ch,
-             " is not divisible by \"norm_num_groups\" = ", c.norm_num_groups);
-    KK_CHECK(heads > 0 && ch % heads == 0, src, ": \"attention_head_dim\"[", i, "] = ", heads,
+    in_range(src, str_cat("attention_head_dim[", i, "]"), heads, 1, ch);
+    KK_CHECK(ch % heads == 0, src, ": \"attention_head_dim\"[", i, "] = ", heads,
              " (the number of heads) does not divide block_out_channels[", i, "] = ", ch);
-    KK_CHECK(c.transformer_layers_per_block[i] >= 1, src, ": \"transformer_layers_per_block\" must be >= 1");
+    in_range(src, str_cat("transformer_layers_per_block[", i, "]"), c.transformer_layers_per_block[i], 1,
+             config_checks::kMaxLayersPerBlock);
+    transformer_layers += int64_t(c.transformer_layers_per_block[i]) * (2 * c.layers_per_block + 1);
   }
+  transformer_layers += c.transformer_layers_per_block.back();
+  KK_CHECK(transformer_layers <= config_checks::kMaxTotalLayers, src, ": \"transformer_layers_per_block\" x ",
+           "\"layers_per_block\" asks for ", transformer_layers, " transformer layers (at most ",
+           config_checks::kMaxTotalLayers, " supported)");
   // diffusers itself refuses num_attention_heads for this model (a naming issue it keeps for compatibility).
   KK_CHECK(!json.has("num_attention_heads"), src,
            ": \"num_attention_heads\" is not supported; diffusers reads the head count from \"attention_head_dim\"");

@@ -27,11 +27,12 @@ AutoencoderKLConfig AutoencoderKLConfig::parse(const JsonConfig& json) {
   config_checks::block_types(src, "down_block_types", c.down_block_types, {"DownEncoderBlock2D"});
   config_checks::block_types(src, "up_block_types", c.up_block_types, {"UpDecoderBlock2D"});
   KK_CHECK(c.act_fn == "silu", src, ": \"act_fn\" \"", c.act_fn, "\" is not supported (silu)");
-  KK_CHECK(c.layers_per_block >= 1, src, ": \"layers_per_block\" must be >= 1");
-  for (size_t i = 0; i < n; ++i)
-    KK_CHECK(c.block_out_channels[i] > 0 && c.block_out_channels[i] % c.norm_num_groups == 0, src,
-             ": block_out_channels[", i, "] = ", c.block_out_channels[i], " is not divisible by \"norm_num_groups\" = ",
-             c.norm_num_groups);
+  using config_checks::in_range;
+  in_range(src, "in_channels", c.in_channels, 1, config_checks::kMaxChannels);
+  in_range(src, "out_channels", c.out_channels, 1, config_checks::kMaxChannels);
+  in_range(src, "latent_channels", c.latent_channels, 1, config_checks::kMaxChannels);
+  in_range(src, "layers_per_block", c.layers_per_block, 1, config_checks::kMaxLayersPerBlock);
+  config_checks::block_channels(src, c.block_out_channels, c.norm_num_groups);
   KK_CHECK(!json.has("shift_factor") || json.get<float>("shift_factor", 0.0f) == 0.0f, src,
            ": \"shift_factor\" is not supported (only null, as in Stable Diffusion 1.x/2.x)");
   KK_CHECK(!json.has("latents_mean") && !json.has("latents_std"), src,
