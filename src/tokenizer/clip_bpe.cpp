@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/json_config.h"
 #include "tokenizer/unicode_text.h"
 
 namespace kakusan {
@@ -36,6 +37,16 @@ std::vector<char32_t> byte_alphabet() {
   return chars;
 }
 
+// At most 40 bytes of `text` for an error message (a vocabulary entry may be megabytes long).
+std::string short_text(const std::string& text) { return text.size() <= 40 ? text : text.substr(0, 40) + "..."; }
+
+// A bad value in a few words: numbers as written, anything else by its type.
+std::string describe(const nlohmann::json& value) {
+  if (value.is_number()) return value.dump();
+  if (value.is_string()) return str_cat("the string \"", short_text(value.get<std::string>()), "\"");
+  return std::string("a JSON ") + value.type_name();
+}
+
 bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
 std::vector<std::string_view> split_whitespace(std::string_view line) {
@@ -57,11 +68,11 @@ ClipBpe ClipBpe::load(const std::filesystem::path& vocab_json, const std::filesy
   ClipBpe bpe;
   for (char32_t c : byte_alphabet()) bpe.byte_chars_.push_back(unicode::encode_utf8(std::u32string(1, c)));
 
-  const nlohmann::json vocab = nlohmann::json::parse(read_file(vocab_json), nullptr, /*allow_exceptions=*/false);
-  KK_CHECK(vocab.is_object(), vocab_json.string(), ": expected a JSON object {token: id}");
-  for (const auto& [token, id] : vocab.items()) {
+  // Through JsonConfig for its nesting limit: nlohmann recurses once per level when it copies or prints.
+  const JsonConfig vocab_file = JsonConfig::parse(read_file(vocab_json), vocab_json.string() + " {token: id}");
+  for (const auto& [token, id] : vocab_file.json().items()) {
     KK_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < INT32_MAX, vocab_json.string(),
-             ": token \"", token, "\" has id ", id.dump(), ", expected a non-negative integer");
+             ": token \"", short_text(token), "\" has id ", describe(id), ", expected a non-negative integer");
     bpe.encoder_[token] = id.get<int64_t>();
     bpe.decoder_[id.get<int64_t>()] = token;
   }

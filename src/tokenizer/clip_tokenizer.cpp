@@ -18,6 +18,13 @@ struct TokenSpec {
   AddedToken flags;
 };
 
+// The AddedToken flags of a token object; a flag of the wrong type is an Error naming the file and flag.
+void read_flags(const JsonConfig& token, AddedToken& flags) {
+  flags.lstrip = token.get<bool>("lstrip", false);
+  flags.rstrip = token.get<bool>("rstrip", false);
+  flags.single_word = token.get<bool>("single_word", false);
+}
+
 std::optional<TokenSpec> read_token_spec(const JsonConfig& config, const std::string& key) {
   if (!config.has(key)) return std::nullopt;
   const nlohmann::json& value = config.json()[key];
@@ -26,9 +33,7 @@ std::optional<TokenSpec> read_token_spec(const JsonConfig& config, const std::st
     spec.content = value.get<std::string>();
   } else if (value.is_object() && value.contains("content") && value["content"].is_string()) {
     spec.content = value["content"].get<std::string>();
-    spec.flags.lstrip = value.value("lstrip", false);
-    spec.flags.rstrip = value.value("rstrip", false);
-    spec.flags.single_word = value.value("single_word", false);
+    read_flags(JsonConfig(value, str_cat(config.source(), " (\"", key, "\")")), spec.flags);
   } else {
     fail(config.source(), ": \"", key, "\" should be a string or an object with \"content\" (got ", value.dump(), ")");
   }
@@ -85,9 +90,7 @@ ClipTokenizer ClipTokenizer::load(const std::filesystem::path& dir) {
       KK_CHECK(value.is_object() && value.contains("content") && value["content"].is_string(), config.source(),
                ": added_tokens_decoder[\"", id_text, "\"] has no \"content\" string");
       token.content = value["content"].get<std::string>();
-      token.lstrip = value.value("lstrip", false);
-      token.rstrip = value.value("rstrip", false);
-      token.single_word = value.value("single_word", false);
+      read_flags(JsonConfig(value, str_cat(config.source(), " (added_tokens_decoder[\"", id_text, "\"])")), token);
       KK_CHECK(!token.content.empty(), config.source(), ": added token ", id_text, " is empty");
       tok.added_.push_back(std::move(token));
     }
