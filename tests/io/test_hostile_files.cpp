@@ -472,18 +472,21 @@ TEST(HostileFiles, ComponentFoldersWithBrokenConfigs) {
 
 // Found by fuzz_json_config (UBSan "division by zero" at unet_config.cpp:76; vae_config.cpp:41 has the same
 // expression): `channels % norm_num_groups` is evaluated before norm_num_groups is checked, so a config with
-// "norm_num_groups": 0 kills the process with SIGFPE. Enable once the models check norm_num_groups > 0.
-TEST(HostileFiles, DISABLED_ConfigWithZeroNormGroups) {
+// "norm_num_groups": 0 killed the process with SIGFPE. Fixed: the range is checked before the modulo.
+TEST(HostileFiles, ConfigWithZeroNormGroups) {
   const JsonConfig cfg = JsonConfig::parse(R"({"norm_num_groups": 0})", "config.json");
   EXPECT_TRUE(throws_error([&] { UNet2DConditionConfig::parse(cfg); }, "norm_num_groups"));
   EXPECT_TRUE(throws_error([&] { AutoencoderKLConfig::parse(cfg); }, "norm_num_groups"));
+  const JsonConfig negative = JsonConfig::parse(R"({"norm_num_groups": -32})", "config.json");
+  EXPECT_TRUE(throws_error([&] { UNet2DConditionConfig::parse(negative); }, "norm_num_groups"));
+  EXPECT_TRUE(throws_error([&] { AutoencoderKLConfig::parse(negative); }, "norm_num_groups"));
 }
 
 // Found by review: layers_per_block (and the block and layer counts of the text encoder) have no upper
 // bound, and the model is constructed from its config before any weight is read, so a 200-byte config.json
-// asks for billions of blocks and the process dies by the OOM killer. Enable once the configs bound them
-// (or the construction checks the weight file first).
-TEST(HostileFiles, DISABLED_ConfigWithAbsurdLayerCount) {
+// asked for billions of blocks and the process died by the OOM killer. Fixed: the configs bound every count
+// and size (models/config_checks.h), and load_model_folder caps the parameter count before binding weights.
+TEST(HostileFiles, ConfigWithAbsurdLayerCount) {
   ScratchDir dir;
   dir.write("unet/config.json", R"({"layers_per_block": 2000000000})");
   dir.write("unet/diffusion_pytorch_model.safetensors",
@@ -491,6 +494,25 @@ TEST(HostileFiles, DISABLED_ConfigWithAbsurdLayerCount) {
   EXPECT_TRUE(throws_error([&] { UNet2DConditionModel::load(dir / "unet"); }, "layers_per_block"));
   dir.write("text_encoder/config.json", R"({"num_hidden_layers": 2000000000})");
   EXPECT_TRUE(throws_error([&] { ClipTextModel::load(dir / "text_encoder"); }, "num_hidden_layers"));
+  const std::vector<std::pair<std::string, const char*>> cases = {
+      {R"({"block_out_channels": [32, 64, 128, 256, 320, 320, 320, 320, 320, 320, 320, 320, 320, 320, 320, 320, 320],
+          "down_block_types": [], "up_block_types": []})", "block_out_channels"},
+      {R"({"block_out_channels": [1048576], "down_block_types": ["DownBlock2D"], "up_block_types": ["UpBlock2D"]})",
+       "block_out_channels[0]"},
+      {R"({"transformer_layers_per_block": 60, "layers_per_block": 60})", "transformer layers"},
+      {R"({"sample_size": 2000000000})", "sample_size"},
+      {R"({"sample_size": []})", "sample_size"},
+      {R"({"cross_attention_dim": 0})", "cross_attention_dim"},
+  };
+  for (const auto& [config, expected] : cases) {
+    SCOPED_TRACE(config);
+    EXPECT_TRUE(throws_error([&] { UNet2DConditionConfig::parse(JsonConfig::parse(config, "config.json")); },
+                             expected));
+  }
+  // Every key in range, but their product asks for trillions of parameters: refused before any weight binds.
+  dir.write("wide_text_encoder/config.json", R"({"hidden_size": 65536, "intermediate_size": 262144,
+      "num_hidden_layers": 256, "num_attention_heads": 1})");
+  EXPECT_TRUE(throws_error([&] { ClipTextModel::load(dir / "wide_text_encoder"); }, "parameters"));
 }
 
 // ---- tokenizer files and prompts ------------------------------------------------------------------------
@@ -594,8 +616,8 @@ TEST(HostileFiles, TokenizerFoldersThatAreBroken) {
 
 // Found here: a token flag of the wrong type ("lstrip": "yes") escapes as nlohmann::json::type_error 302 from
 // clip_tokenizer.cpp ClipTokenizer::load (value.value("lstrip", false), and rstrip / single_word beside it)
-// instead of a kakusan::Error naming the file. Enable once the flags are read with a type check.
-TEST(HostileFiles, DISABLED_AddedTokenFlagOfTheWrongType) {
+// instead of a kakusan::Error naming the file. Fixed: the flags are read through JsonConfig.
+TEST(HostileFiles, AddedTokenFlagOfTheWrongType) {
   ScratchDir dir;
   const auto path = SyntheticTokenizer().write(
       dir, "tokenizer", R"({"added_tokens_decoder": {"5": {"content": "<|x|>", "lstrip": "yes"}}})");
@@ -616,8 +638,8 @@ TEST(HostileFiles, VocabularyWithAHugeId) {
 
 // Found by review: clip_bpe.cpp parses vocab.json with nlohmann directly (not JsonConfig, so no depth limit)
 // and prints a bad id with id.dump(), which recurses once per level: a vocab.json whose id is an array nested
-// 200,000 deep overflows the stack. Enable once the tokenizer parses through JsonConfig or describes the value.
-TEST(HostileFiles, DISABLED_DeeplyNestedVocabulary) {
+// 200,000 deep overflowed the stack. Fixed: vocab.json is parsed through JsonConfig and a bad id described.
+TEST(HostileFiles, DeeplyNestedVocabulary) {
   ScratchDir dir;
   dir.write("tokenizer/vocab.json",
             R"({"<|endoftext|>": )" + std::string(200'000, '[') + std::string(200'000, ']') + "}");
