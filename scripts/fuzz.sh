@@ -20,9 +20,7 @@ shift || true
 BUILD_DIR="${BUILD_DIR:-build-fuzz}"
 JOBS="${JOBS:-$(nproc)}"
 NICE="${NICE:-0}"
-# fuzz_scheduler_config is left out until src/schedulers builds with clang 14 (scheduler_config.cpp captures a
-# structured binding in a lambda, which clang 14 refuses); run it by name once it does.
-ALL_TARGETS=(safetensors json_config tokenizer weights)
+ALL_TARGETS=(safetensors json_config scheduler_config tokenizer weights)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then

@@ -251,7 +251,9 @@ SchedulerConfig resolve_scheduler_config(const std::string& class_name, const st
     config.json[k] = it.value();
   }
   for (const auto& [name, text] : options) {
-    auto key = std::find_if(keys.begin(), keys.end(), [&](const ConfigKey& k) { return k.name == name; });
+    // An init-capture: clang 14 cannot capture a structured binding.
+    auto key = std::find_if(keys.begin(), keys.end(),
+                            [&option = name](const ConfigKey& k) { return k.name == option; });
     if (key == keys.end()) {
       std::string known;
       for (const ConfigKey& k : keys) known += (known.empty() ? "" : ", ") + k.name;
