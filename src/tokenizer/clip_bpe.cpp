@@ -16,6 +16,10 @@ namespace {
 // CLIP's merges.txt holds 49152 - 256 - 2 merges after its "#version" line; only those are used.
 constexpr size_t kMaxMerges = 49152 - 256 - 2;
 constexpr std::string_view kEndOfWord = "</w>";
+// Longest word (bytes) BPE is run on. Each merge step rescans the word, so the cost grows with its length
+// squared: 10 kB takes ~0.3 s, 30 kB ~1.6 s and 1 MB would take most of an hour. No real prompt has a word
+// near this long (words are runs of letters or single digits/symbols; only 77 tokens reach the model).
+constexpr size_t kMaxWordBytes = 10'000;
 
 std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -38,7 +42,12 @@ std::vector<char32_t> byte_alphabet() {
 }
 
 // At most 40 bytes of `text` for an error message (a vocabulary entry may be megabytes long).
-std::string short_text(const std::string& text) { return text.size() <= 40 ? text : text.substr(0, 40) + "..."; }
+std::string short_text(const std::string& text) {
+  if (text.size() <= 40) return text;
+  size_t cut = 40;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+  return text.substr(0, cut) + "...";
+}
 
 // A bad value in a few words: numbers as written, anything else by its type.
 std::string describe(const nlohmann::json& value) {
@@ -167,6 +176,9 @@ std::vector<std::string> ClipBpe::encode_word(const std::string& word) const {
     std::lock_guard<std::mutex> lock(cache_->mutex);
     if (const auto it = cache_->words.find(word); it != cache_->words.end()) return it->second;
   }
+  KK_CHECK(word.size() <= kMaxWordBytes, "prompt: a single word of ", word.size(), " bytes (\"",
+           short_text(word), "\") is longer than the ", kMaxWordBytes,
+           " bytes the tokenizer accepts (split it with spaces)");
   std::vector<std::string> symbols = merge(to_byte_alphabet(word));
   std::lock_guard<std::mutex> lock(cache_->mutex);
   cache_->words.emplace(word, symbols);

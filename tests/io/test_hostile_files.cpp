@@ -561,6 +561,21 @@ TEST(HostileFiles, PromptsThatAreNotUtf8) {
   EXPECT_EQ(tok.encode("the cat").input_ids.size(), 77u);
 }
 
+// Found here: BPE rescans a word once per merge, so a 1 MB run of letters (one word) took most of an hour.
+// Words longer than 10,000 bytes are refused with an Error; shorter ones are tokenized as before.
+TEST(HostileFiles, MegabyteWordIsRefusedQuickly) {
+  ScratchDir dir;
+  const ClipTokenizer tok = ClipTokenizer::load(SyntheticTokenizer().write(dir, "tokenizer"));
+  std::string word;
+  for (size_t i = 0; word.size() < (1u << 20); ++i) word.push_back("thecat"[i % 6]);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(throws_error([&] { tok.encode("a " + word + " b"); }, "single word"));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5.0);
+  const TokenizedPrompt longest = tok.encode(word.substr(0, 10'000));
+  EXPECT_TRUE(longest.truncated());
+  EXPECT_TRUE(throws_error([&] { tok.encode(word.substr(0, 10'001)); }, "10001 bytes"));
+}
+
 TEST(HostileFiles, TenMegabytePromptIsTruncatedNotFatal) {
   ScratchDir dir;
   const ClipTokenizer tok = ClipTokenizer::load(SyntheticTokenizer().write(dir, "tokenizer"));
