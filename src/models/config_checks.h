@@ -19,7 +19,7 @@ inline constexpr int64_t kMaxChannels = 65536;
 inline constexpr int64_t kMaxBlocks = 16;           // entries of block_out_channels
 inline constexpr int64_t kMaxLayersPerBlock = 64;   // layers_per_block, transformer_layers_per_block
 inline constexpr int64_t kMaxTotalLayers = 1024;    // all resnet or transformer layers of one model
-inline constexpr int64_t kMaxSampleSize = 65536;
+inline constexpr int64_t kMaxSampleSize = 16384;  // times a VAE factor of up to 2^15, still fits an int
 inline constexpr int64_t kMaxKernel = 31;
 
 // `value` of `key` lies in [min, max]; checked before the value is used (as a divisor, a count, a size).

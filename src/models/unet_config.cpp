@@ -1,5 +1,7 @@
 #include "models/unet_config.h"
 
+#include <algorithm>
+
 #include "models/config_checks.h"
 
 namespace kakusan {
@@ -71,6 +73,8 @@ UNet2DConditionConfig UNet2DConditionConfig::parse(const JsonConfig& json) {
   KK_CHECK(c.mid_block_scale_factor == 1.0f, src, ": \"mid_block_scale_factor\" other than 1 is not supported");
   KK_CHECK(!c.center_input_sample, src, ": \"center_input_sample\" true is not supported");
   config_checks::block_channels(src, c.block_out_channels, c.norm_num_groups);
+  // The sinusoidal time embedding divides by (block_out_channels[0] / 2 - freq_shift).
+  in_range(src, "freq_shift", c.freq_shift, 0, std::max(0, c.block_out_channels[0] / 2 - 1));
   int64_t transformer_layers = 0;  // down blocks hold layers_per_block of them, up blocks one more, mid one
   for (size_t i = 0; i < n; ++i) {
     const int ch = c.block_out_channels[i], heads = c.attention_head_dim[i];

@@ -503,6 +503,7 @@ TEST(HostileFiles, ConfigWithAbsurdLayerCount) {
       {R"({"sample_size": 2000000000})", "sample_size"},
       {R"({"sample_size": []})", "sample_size"},
       {R"({"cross_attention_dim": 0})", "cross_attention_dim"},
+      {R"({"freq_shift": 160})", "freq_shift"},
   };
   for (const auto& [config, expected] : cases) {
     SCOPED_TRACE(config);
