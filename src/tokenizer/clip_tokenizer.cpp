@@ -1,6 +1,7 @@
 #include "tokenizer/clip_tokenizer.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include "core/error.h"
 #include "io/json_config.h"
@@ -82,11 +83,11 @@ ClipTokenizer ClipTokenizer::load(const std::filesystem::path& dir) {
     KK_CHECK(decoder.is_object(), config.source(), ": \"added_tokens_decoder\" should be an object {id: token}");
     for (const auto& [id_text, value] : decoder.items()) {
       AddedToken token;
-      try {
-        token.id = std::stoll(id_text);
-      } catch (const std::exception&) {
-        fail(config.source(), ": added_tokens_decoder key \"", id_text, "\" is not an integer id");
-      }
+      // The whole key is a non-negative id ("5x" and "-1" are not, though std::stoll would take them).
+      const char* end = id_text.data() + id_text.size();
+      const auto [stop, status] = std::from_chars(id_text.data(), end, token.id);
+      KK_CHECK(status == std::errc() && stop == end && token.id >= 0, config.source(), ": added_tokens_decoder key \"",
+               id_text, "\" is not a non-negative integer id");
       KK_CHECK(value.is_object() && value.contains("content") && value["content"].is_string(), config.source(),
                ": added_tokens_decoder[\"", id_text, "\"] has no \"content\" string");
       token.content = value["content"].get<std::string>();

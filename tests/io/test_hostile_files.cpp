@@ -616,6 +616,8 @@ TEST(HostileFiles, TokenizerFoldersThatAreBroken) {
       {"config_max_length_text", vocab, merges, R"({"model_max_length": "77"})", "model_max_length"},
       {"added_tokens_not_object", vocab, merges, R"({"added_tokens_decoder": [1]})", "added_tokens_decoder"},
       {"added_token_bad_id", vocab, merges, R"({"added_tokens_decoder": {"x": {"content": "a"}}})", "\"x\""},
+      {"added_token_id_suffix", vocab, merges, R"({"added_tokens_decoder": {"5x": {"content": "a"}}})", "\"5x\""},
+      {"added_token_id_negative", vocab, merges, R"({"added_tokens_decoder": {"-1": {"content": "a"}}})", "\"-1\""},
       {"added_token_no_content", vocab, merges, R"({"added_tokens_decoder": {"5": {}}})", "content"},
   };
   for (const Case& c : cases) {
