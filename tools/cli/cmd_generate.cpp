@@ -4,17 +4,21 @@
 //     [--steps N] [--guidance G] [--height H] [--width W] [--seed S1 [--seed S2 ...]]
 //     [--num-images-per-prompt K] [--eta E] [--scheduler ClassName|alias] [--scheduler-option key=value ...]
 //     [--attention-slicing auto|N|off] [--dtype fp32|fp16] [--threads N] [--output out.png] [--grid ROWSxCOLS]
-//     [--save-tensors out.safetensors] [--clip-skip N] [--quiet]
+//     [--save-tensors out.safetensors] [--clip-skip N] [--memory auto|refuse|off] [--max-memory 2G] [--quiet]
 //
 // Seeds: repeated --seed gives one generator per image (their count must equal the number of images);
 // one --seed with several images gives ONE generator shared by all of them; no --seed picks a random seed
 // and prints it. Files: --output out.png writes out.png, out-1.png, out-2.png, ... (image i > 0 gets
 // "-<i>"), each with the A1111 `parameters` text; --grid RxC also writes out-grid.png. Everything is
-// checked before any work starts, and a bad request writes no file (exit code 2).
+// checked before any work starts, and a bad request writes no file (exit code 2). Ctrl-C stops after the
+// current denoising step and writes nothing (exit code 130); a second Ctrl-C kills at once.
 #include <charconv>
+#include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "command.h"
 #include "core/error.h"
@@ -52,8 +56,32 @@ struct GenerateOptions {
   int clip_skip = -1;
   bool vae_slicing = false;
   bool vae_tiling = false;
+  std::string memory = "auto";
+  std::string max_memory;
   bool quiet = false;
 };
+
+// "2G", "1500M", "512k" or a plain byte count (powers of 1000, as the planner's messages print MB).
+int64_t parse_memory_size(const std::string& text) {
+  int64_t value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  const std::string suffix(ptr, text.data() + text.size());
+  int64_t scale = 0;
+  if (suffix.empty() || suffix == "B") scale = 1;
+  if (suffix == "k" || suffix == "K" || suffix == "KB") scale = 1'000;
+  if (suffix == "M" || suffix == "MB") scale = 1'000'000;
+  if (suffix == "G" || suffix == "GB") scale = 1'000'000'000;
+  KK_CHECK(ec == std::errc() && value > 0 && scale > 0 && value <= INT64_MAX / scale, "--max-memory \"", text,
+           "\" is not a size (e.g. 2G, 1500M or a byte count)");
+  return value * scale;
+}
+
+GenerateParams::MemoryPolicy parse_memory_policy(const std::string& text) {
+  if (text == "auto") return GenerateParams::MemoryPolicy::Auto;
+  if (text == "refuse") return GenerateParams::MemoryPolicy::Refuse;
+  if (text == "off") return GenerateParams::MemoryPolicy::Off;
+  fail("--memory \"", text, "\" must be auto, refuse or off");
+}
 
 // A seed as torch.Generator.manual_seed takes it: 0 .. 2^64-1, or a negative number (taken modulo 2^64).
 uint64_t parse_seed(const std::string& text) {
@@ -149,6 +177,8 @@ Request build_request(const GenerateOptions& o) {
   p.attention = parse_attention_slicing(o.attention_slicing);
   p.vae_slicing = o.vae_slicing;
   p.vae_tiling = o.vae_tiling;
+  p.memory_policy = parse_memory_policy(o.memory);
+  if (!o.max_memory.empty()) p.max_memory = parse_memory_size(o.max_memory);
   check_inputs(p);
 
   const int num_images = int(p.prompt.size()) * p.num_images_per_prompt;
@@ -163,6 +193,33 @@ Request build_request(const GenerateOptions& o) {
   return r;
 }
 
+// Set by the first SIGINT; the step callback turns it into kakusan::Cancelled after the current step.
+volatile std::sig_atomic_t interrupted = 0;
+
+extern "C" void on_interrupt(int) { interrupted = 1; }
+
+// Installs the handler for the lifetime of the generation. SA_RESETHAND: a second Ctrl-C gets the default
+// action and ends the process immediately.
+class InterruptGuard {
+ public:
+  InterruptGuard() {
+    interrupted = 0;
+    struct sigaction action {};
+    action.sa_handler = on_interrupt;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &action, &previous_);
+  }
+  ~InterruptGuard() { sigaction(SIGINT, &previous_, nullptr); }
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+
+ private:
+  struct sigaction previous_ {};
+};
+
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report it
+
 std::string nth_or_empty(const std::vector<std::string>& items, size_t i) {
   if (items.empty()) return "";
   return items.size() == 1 ? items[0] : items.at(i);
@@ -175,8 +232,25 @@ int run_generate(const GenerateOptions& o) {
   ProgressBar bar(stderr, ProgressBar::detect_style(stderr, o.quiet));
   request.load.progress = bar.callback();
   params.progress = bar.callback();
-  StableDiffusionPipeline pipe = StableDiffusionPipeline::load(o.model, request.load);
-  const GenerateResult result = pipe.generate(params);
+  InterruptGuard interrupt_guard;
+  params.callback_on_step_end = [](const StepInfo&) { return interrupted == 0; };
+  auto report_interrupted = [&] {
+    bar.finish();
+    std::fprintf(stderr, "kakusan: interrupted; no files written\n");
+    return kExitInterrupted;
+  };
+  std::optional<StableDiffusionPipeline> loaded;
+  std::optional<GenerateResult> generated;
+  try {
+    loaded.emplace(StableDiffusionPipeline::load(o.model, request.load));
+    if (interrupted) return report_interrupted();
+    generated.emplace(loaded->generate(params));
+  } catch (const Cancelled&) {
+    return report_interrupted();
+  }
+  if (interrupted) return report_interrupted();  // Ctrl-C during the decode: still nothing is written
+  StableDiffusionPipeline& pipe = *loaded;
+  const GenerateResult& result = *generated;
   bar.finish();
   for (const std::string& warning : result.warnings) std::fprintf(stderr, "kakusan: warning: %s\n", warning.c_str());
   if (params.seeds.empty()) std::printf("seed: %llu\n", static_cast<unsigned long long>(result.seeds.at(0)));
@@ -256,6 +330,11 @@ const bool registered = register_command({
       app.add_option("--clip-skip", o->clip_skip, "CLIP layers to skip (1 = the pre-final layer)");
       app.add_flag("--vae-slicing", o->vae_slicing, "decode one image at a time");
       app.add_flag("--vae-tiling", o->vae_tiling, "decode large images as overlapping tiles (less memory)");
+      app.add_option("--memory", o->memory,
+                     "when the estimated peak exceeds the limit: auto (turn on flash attention, VAE slicing, "
+                     "VAE tiling until it fits), refuse, or off (no check)")
+          ->capture_default_str();
+      app.add_option("--max-memory", o->max_memory, "memory limit, e.g. 2G or 1500M (default: MemAvailable)");
       app.add_flag("--quiet,-q", o->quiet, "no progress bar");
       return [o] { return run_generate(*o); };
     },
