@@ -25,6 +25,7 @@ void Arena::reserve(size_t bytes) {
   auto* p = static_cast<std::byte*>(std::aligned_alloc(kAlign, size));
   if (p == nullptr) fail("out of memory reserving a ", size >> 20, " MiB activation arena");
   chunks_.push_back({p, size, 0});
+  in_use_ = 0;
 }
 
 size_t Arena::capacity_bytes() const {
@@ -35,13 +36,18 @@ size_t Arena::capacity_bytes() const {
 
 TensorView Arena::alloc(Shape shape, DType dtype) {
   const size_t bytes = round_up(size_t(shape.numel()) * dtype_size(dtype));
-  if (chunks_.empty() || chunks_.back().offset + bytes > chunks_.back().size) {
+  while (in_use_ == 0 || chunks_[in_use_ - 1].offset + bytes > chunks_[in_use_ - 1].size) {
+    if (in_use_ < chunks_.size()) {  // a chunk freed by an earlier release(): use it again
+      chunks_[in_use_++].offset = 0;
+      continue;
+    }
     const size_t size = std::max(bytes, kMinChunk);
     auto* p = static_cast<std::byte*>(std::aligned_alloc(kAlign, size));
     if (p == nullptr) fail("out of memory allocating ", bytes, " bytes of activations for shape ", shape.str());
     chunks_.push_back({p, size, 0});
+    in_use_ = chunks_.size();
   }
-  Chunk& c = chunks_.back();
+  Chunk& c = chunks_[in_use_ - 1];
   void* data = c.data + c.offset;
   c.offset += bytes;
   used_ += bytes;
@@ -58,9 +64,10 @@ TensorView Arena::zeros(Shape shape, DType dtype) {
 void Arena::release(const Mark& m) {
   // A mark from before reset() (which merges chunks) or from another arena cannot be released.
   KK_ASSERT(m.chunk <= chunks_.size() && m.used <= used_);
-  // Chunks opened after the mark stay allocated (they are merged at reset()); only offsets rewind.
+  // Chunks opened after the mark stay allocated for the next allocations (and are merged at reset()).
   for (size_t i = m.chunk; i < chunks_.size(); ++i) chunks_[i].offset = 0;
   if (m.chunk > 0) chunks_[m.chunk - 1].offset = m.offset;
+  in_use_ = m.chunk;
   used_ = m.used;
 }
 
@@ -73,6 +80,7 @@ void Arena::reset() {
     reserve(peak);
   }
   for (Chunk& c : chunks_) c.offset = 0;
+  in_use_ = 0;
 }
 
 }  // namespace kakusan

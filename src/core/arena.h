@@ -28,7 +28,7 @@ class Arena {
     size_t offset;
     size_t used;
   };
-  Mark mark() const { return {chunks_.size(), chunks_.empty() ? 0 : chunks_.back().offset, used_}; }
+  Mark mark() const { return {in_use_, in_use_ == 0 ? 0 : chunks_[in_use_ - 1].offset, used_}; }
   void release(const Mark& m);
 
   // Frees everything; if several chunks were needed, replaces them with one block of the peak size.
@@ -46,6 +46,7 @@ class Arena {
     size_t offset;
   };
   std::vector<Chunk> chunks_;
+  size_t in_use_ = 0;  // chunks [0, in_use_) hold live data; allocation happens in the last of them
   size_t used_ = 0;
   size_t peak_ = 0;
 };

@@ -101,5 +101,26 @@ TEST(Arena, ReleaseAcrossChunks) {
   EXPECT_EQ(arena.peak_bytes(), 2048u + 8192u);
 }
 
+// A loop of scoped passes that each spill past the first chunk must reuse the chunks it opened before,
+// not open new ones every pass (the pipeline runs one such pass per denoising step).
+TEST(Arena, RepeatedPassesReuseReleasedChunks) {
+  Arena arena(4096);
+  const TensorView first = arena.alloc(Shape{512});  // fills the reservation
+  const Arena::Mark before = arena.mark();
+  arena.alloc(Shape{int64_t(8) << 20});  // 32 MiB: opens a second chunk
+  arena.alloc(Shape{int64_t(8) << 20});  // and a third
+  const size_t capacity = arena.capacity_bytes();
+  arena.release(before);
+  for (int pass = 0; pass < 5; ++pass) {
+    ArenaScope scope(arena);
+    const TensorView a = arena.alloc(Shape{int64_t(8) << 20});
+    const TensorView b = arena.alloc(Shape{int64_t(8) << 20});
+    EXPECT_NE(a.data, first.data);
+    EXPECT_NE(a.data, b.data);
+  }
+  EXPECT_EQ(arena.capacity_bytes(), capacity);
+  EXPECT_EQ(arena.used_bytes(), 2048u);
+}
+
 }  // namespace
 }  // namespace kakusan
