@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/half.h"
+#include "core/large_alloc.h"
 
 namespace kakusan {
 
@@ -88,10 +89,10 @@ Tensor Tensor::empty(Shape shape, DType dtype) {
   t.dtype_ = dtype;
   t.shape_ = shape;
   const size_t bytes = size_t(shape.numel()) * dtype_size(dtype);
-  const size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+  const size_t size = bytes == 0 ? 64 : bytes;
+  void* p = allocate_large(size);
   if (p == nullptr) fail("out of memory allocating ", bytes, " bytes for a tensor of shape ", shape.str());
-  t.storage_ = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });
+  t.storage_ = std::shared_ptr<const void>(p, [size](const void* q) { free_large(const_cast<void*>(q), size); });
   t.data_ = p;
   return t;
 }
