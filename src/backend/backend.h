@@ -88,6 +88,12 @@ class Backend {
 
   // y = x for any strides on either side (permutes, concatenation into narrow() views).
   virtual void copy(const TensorView& x, const TensorView& y) = 0;
+
+  // Memory the backend holds outside the arenas (its kernels' working buffers, which grow to the largest
+  // size an op asked for and stay for the next call).
+  virtual size_t scratch_bytes() const { return 0; }
+  // Gives those buffers back; called between phases, never while an op runs.
+  virtual void release_scratch() {}
 };
 
 // The fast CPU backend (BLAS GEMMs, vectorised and threaded kernels).

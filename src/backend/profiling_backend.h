@@ -43,6 +43,8 @@ class ProfilingBackend final : public Backend {
   void geglu(const TensorView& x, const TensorView& y) override;
   void upsample_nearest2x(const TensorView& x, const TensorView& y) override;
   void copy(const TensorView& x, const TensorView& y) override;
+  size_t scratch_bytes() const override { return inner_.scratch_bytes(); }
+  void release_scratch() override { inner_.release_scratch(); }
 
  private:
   struct Entry {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/scratch.h"
 #include "random_tensors.h"
 #include "support/golden.h"
 
@@ -135,6 +136,65 @@ INSTANTIATE_TEST_SUITE_P(
                       // Tiles numbered across the batch: blocks that span images and end mid-row.
                       ConvCase{2, 32, 40, 42, 32, 3, Conv2dParams::symmetric(1)},
                       ConvCase{3, 32, 24, 26, 32, 3, Conv2dParams::symmetric(1)}));
+
+// With the scratch bounds shrunk, the same sizes take the bounded paths: f16/bf16 weights converted in
+// panels of output channels (a last panel shorter than the rest), several im2col tiles spanning the batch,
+// Winograd's U in panels of output channels and V in chunks of input channels.
+class SmallScratch {
+ public:
+  SmallScratch() : saved_(cpu::scratch_limits()) {
+    cpu::ScratchLimits& l = cpu::scratch_limits();
+    l.weight_panel = 700;  // < one row of some of these weights: panels of 1 row
+    l.im2col = 3000;
+    l.winograd_weights = 16 * 32 * 20;  // 20 output channels of 32 inputs per panel
+    l.winograd_inputs = 16 * 512 * 12;  // chunks of 12 input channels (blocks of up to 512 tiles)
+  }
+  ~SmallScratch() { cpu::scratch_limits() = saved_; }
+
+ private:
+  cpu::ScratchLimits saved_;
+};
+
+TEST_P(CpuConv2d, MatchesReferenceInBoundedScratch) {
+  const SmallScratch small;
+  const ConvCase& c = GetParam();
+  Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, 22);
+  Tensor w = random_weights({c.out, c.in, c.kernel, c.kernel}, c.in * c.kernel * c.kernel, 23, c.weight_dtype);
+  Tensor b = c.bias ? random_tensor({c.out}, 24) : Tensor();
+  const Conv2dParams& p = c.params;
+  const int64_t ho = (c.height + p.pad_top + p.pad_bottom - c.kernel) / p.stride + 1;
+  const int64_t wo = (c.width + p.pad_left + p.pad_right - c.kernel) / p.stride + 1;
+  Tensor got = Tensor::empty({c.batch, c.out, ho, wo}), want = Tensor::empty({c.batch, c.out, ho, wo});
+  fast().conv2d(x, w, b, p, got);
+  ref().conv2d(x, w, b, p, want);
+  KK_EXPECT_CLOSE(got, want, kGemm);
+}
+
+// The pipeline gives the kernels' scratch back between phases: every thread's buffers are freed.
+TEST(CpuOps, ScratchIsCountedAndReleased) {
+  Tensor x = random_tensor({2, 32, 40, 40}, 28);
+  Tensor w = random_weights({32, 32, 3, 3}, 32 * 9, 29, DType::F16);
+  Tensor y = Tensor::empty({2, 32, 40, 40});
+  fast().conv2d(x, w, Tensor(), Conv2dParams::symmetric(1), y);
+  EXPECT_GT(fast().scratch_bytes(), size_t(16 * 32 * 32 * sizeof(float)));  // at least Winograd's U
+  fast().release_scratch();
+  EXPECT_EQ(fast().scratch_bytes(), size_t(0));
+  Tensor again = Tensor::empty({2, 32, 40, 40});
+  fast().conv2d(x, w, Tensor(), Conv2dParams::symmetric(1), again);  // buffers come back on demand
+  KK_EXPECT_CLOSE(again, y, Tolerance{0.0, 0.0});
+}
+
+TEST(CpuOps, LinearConvertsF16WeightsInPanels) {
+  const SmallScratch small;
+  for (const int64_t out : {int64_t(37), int64_t(64)}) {
+    Tensor x = random_tensor({5, 48}, 25);
+    Tensor w = random_weights({out, 48}, 48, 26, DType::F16), b = random_tensor({out}, 27);
+    Tensor got = Tensor::empty({5, out}), want = Tensor::empty({5, out});
+    fast().linear(x, w, b, got);
+    ref().linear(x, w, b, want);
+    KK_EXPECT_CLOSE(got, want, kGemm);
+  }
+}
 
 TEST(CpuOps, GroupNormMatchesReference) {
   for (int groups : {1, 2, 5})

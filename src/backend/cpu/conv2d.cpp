@@ -1,6 +1,7 @@
 // conv2d: 3x3 stride-1 convolutions over enough pixels use Winograd (conv2d_winograd.cpp); 1x1 stride-1
 // convolutions are one GEMM per image on NCHW as it is; every other kernel goes through im2col in tiles of
-// output rows (so the column buffer stays a few MB even for the VAE at 512x512) + GEMM.
+// output rows (so the column buffer stays a few MB even for the VAE at 512x512) + GEMM. f16 weights are
+// converted a panel of output channels at a time (for_each_weight_panel), never whole.
 #include <algorithm>
 #include <cstring>
 
@@ -12,7 +13,6 @@
 namespace kakusan::cpu {
 namespace {
 
-constexpr int64_t kColumnBudget = int64_t(1) << 21;  // floats per im2col tile (8 MB; best of 4, 8, 16 MB measured)
 
 // First and one-past-last output column whose input column ox·stride - pad + kx lies inside [0, width).
 void valid_columns(int64_t kx, const ConvDims& d, const Conv2dParams& p, int64_t& lo, int64_t& hi) {
@@ -56,12 +56,11 @@ void im2col(const float* x, const ConvDims& d, const Conv2dParams& p, int64_t ro
 
 void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const TensorView& bias,
             const Conv2dParams& p, const TensorView& y) {
-  const float* weight = dense_f32(w, Slot::Weight).f32();
   const float* input = dense_f32(x, Slot::Input).f32();
   const float* b = param_f32(bias, Slot::Bias);
   DenseOutput out(y, Slot::Output);
   if (winograd_applies(d, p)) {
-    conv2d_winograd(d, input, weight, b, p, out.data());
+    conv2d_winograd(d, input, w, b, p, out.data());
     out.finish();
     return;
   }
@@ -70,27 +69,37 @@ void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const T
   const bool pointwise = d.kernel_h == 1 && d.kernel_w == 1 && p.stride == 1 && p.pad_top == 0 &&
                          p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0;
   const float beta = b != nullptr ? 1.0f : 0.0f;
-  for (int64_t n = 0; n < d.batch; ++n) {
-    const float* xn = input + n * d.in_channels * in_plane;
-    float* yn = out.data() + n * d.out_channels * out_plane;
-    if (b != nullptr) {
-      parallel_for(d.out_channels, [&](int64_t begin, int64_t end) {
-        for (int64_t o = begin; o < end; ++o) std::fill(yn + o * out_plane, yn + (o + 1) * out_plane, b[o]);
-      }, std::max<int64_t>(1, 16384 / std::max<int64_t>(out_plane, 1)));
-    }
-    if (pointwise) {
-      sgemm(false, false, d.out_channels, out_plane, k, 1.0f, weight, k, xn, in_plane, beta, yn, out_plane);
-      continue;
-    }
-    const int64_t tile_rows =
-        std::clamp<int64_t>(kColumnBudget / std::max<int64_t>(k * d.out_width, 1), 1, d.out_height);
-    float* col = scratch(Slot::Work).floats(size_t(k * tile_rows * d.out_width));
-    for (int64_t row0 = 0; row0 < d.out_height; row0 += tile_rows) {
-      const int64_t rows = std::min(tile_rows, d.out_height - row0);
-      im2col(xn, d, p, row0, rows, col);
-      sgemm(false, false, d.out_channels, rows * d.out_width, k, 1.0f, weight, k, col, rows * d.out_width, beta,
-            yn + row0 * d.out_width, out_plane);
-    }
+  float* output = out.data();
+  if (b != nullptr) {
+    parallel_for(d.batch * d.out_channels, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        std::fill(output + i * out_plane, output + (i + 1) * out_plane, b[i % d.out_channels]);
+    }, std::max<int64_t>(1, 16384 / std::max<int64_t>(out_plane, 1)));
+  }
+  // Weight panels are the outer loop of each pass so an f16 weight is converted once per pass; the images
+  // share each panel.
+  if (pointwise) {
+    for_each_weight_panel(w, d.out_channels, k, [&](int64_t first, int64_t rows, const float* panel) {
+      for (int64_t n = 0; n < d.batch; ++n)
+        sgemm(false, false, rows, out_plane, k, 1.0f, panel, k, input + n * d.in_channels * in_plane, in_plane,
+              beta, output + (n * d.out_channels + first) * out_plane, out_plane);
+    });
+    out.finish();
+    return;
+  }
+  // Tiles of output rows, the columns of every image at once.
+  const int64_t tile_rows =
+      std::clamp<int64_t>(scratch_limits().im2col / std::max<int64_t>(d.batch * k * d.out_width, 1), 1, d.out_height);
+  float* col = scratch(Slot::Work).floats(size_t(d.batch * k * tile_rows * d.out_width));
+  for (int64_t row0 = 0; row0 < d.out_height; row0 += tile_rows) {
+    const int64_t rows = std::min(tile_rows, d.out_height - row0), cols = rows * d.out_width;
+    for (int64_t n = 0; n < d.batch; ++n)
+      im2col(input + n * d.in_channels * in_plane, d, p, row0, rows, col + n * k * cols);
+    for_each_weight_panel(w, d.out_channels, k, [&](int64_t first, int64_t panel_rows, const float* panel) {
+      for (int64_t n = 0; n < d.batch; ++n)
+        sgemm(false, false, panel_rows, cols, k, 1.0f, panel, k, col + n * k * cols, cols, beta,
+              output + (n * d.out_channels + first) * out_plane + row0 * d.out_width, out_plane);
+    });
   }
   out.finish();
 }

@@ -14,11 +14,11 @@
 namespace kakusan::cpu {
 namespace {
 
-constexpr int64_t kTilesPerBlock = 512;  // tiles transformed and multiplied together (bounds the buffers)
+constexpr int64_t kTilesPerBlock = 512;  // most tiles transformed and multiplied together
 constexpr int kPoints = 16;              // 4x4 transformed points
 constexpr int64_t kMinTiles = 256;       // tiles (over the batch) below which im2col is faster (measured)
 
-// U[ξ][o][c] for all output channels o and input channels c.
+// U[ξ][o][c] for the float32 weights w [out_channels, in_channels, 3, 3].
 void transform_weights(const float* w, int64_t out_channels, int64_t in_channels, float* u) {
   const int64_t pairs = out_channels * in_channels;
   parallel_for(pairs, [&](int64_t begin, int64_t end) {
@@ -35,7 +35,7 @@ void transform_weights(const float* w, int64_t out_channels, int64_t in_channels
       for (int row = 0; row < 4; ++row) {
         const float u0 = gg[row][0], u1 = gg[row][1], u2 = gg[row][2];
         const float t[4] = {u0, 0.5f * (u0 + u1 + u2), 0.5f * (u0 - u1 + u2), u2};
-        for (int col = 0; col < 4; ++col) u[(int64_t(row * 4 + col) * pairs) + pair] = t[col];
+        for (int col = 0; col < 4; ++col) u[int64_t(row * 4 + col) * pairs + pair] = t[col];
       }
     }
   }, 256);
@@ -46,17 +46,19 @@ struct TileGrid {
   int64_t count() const { return rows * cols; }
 };
 
-// V[ξ][c][t - first] for tiles [first, first + n), numbered across the batch (image-major, then row-major).
-// Vectorised across the tiles of a tile row:
+// V[ξ][c - c0][t - first] for input channels [c0, c1) and tiles [first, first + n), numbered across the batch
+// (image-major, then row-major). Vectorised across the tiles of a tile row:
 // with a zero-padded copy of each input row split into even and odd elements (e[t] = row[2t], o[t] =
 // row[2t + 1]), tile t's four inputs are e[t], o[t], e[t + 1], o[t + 1], so every step is a contiguous loop.
 void transform_input(const float* x, const ConvDims& d, const Conv2dParams& p, const TileGrid& grid, int64_t first,
-                     int64_t n, float* v) {
-  const int64_t plane = d.height * d.width, block = d.in_channels * n;
+                     int64_t n, int64_t c0, int64_t c1, float* v) {
+  const int64_t plane = d.height * d.width, block = (c1 - c0) * n;
   // Tile rows of the whole batch: global row gr is row gr % grid.rows of image gr / grid.rows.
   const int64_t row_begin = first / grid.cols, row_end = (first + n + grid.cols - 1) / grid.cols;
   const int64_t span = grid.cols + 1;  // even/odd entries per padded input row
-  parallel_for(d.in_channels, [&](int64_t c_begin, int64_t c_end) {
+  parallel_for(c1 - c0, [&](int64_t c_begin, int64_t c_end) {
+    c_begin += c0;
+    c_end += c0;
     float* buffer = scratch(Slot::Beta).floats(size_t(4 * 4 * span));
     for (int64_t c = c_begin; c < c_end; ++c) {
       for (int64_t gr = row_begin; gr < row_end; ++gr) {
@@ -99,7 +101,7 @@ void transform_input(const float* x, const ConvDims& d, const Conv2dParams& p, c
           const float* r1 = ct + (1 * 4 + slot) * span;
           const float* r2 = ct + (2 * 4 + slot) * span;
           const float* r3 = ct + (3 * 4 + slot) * span;
-          float* out = v + c * n + gr * grid.cols - first;
+          float* out = v + (c - c0) * n + gr * grid.cols - first;
           float* v0 = out + (0 * 4 + k) * block;
           float* v1 = out + (1 * 4 + k) * block;
           float* v2 = out + (2 * 4 + k) * block;
@@ -116,9 +118,10 @@ void transform_input(const float* x, const ConvDims& d, const Conv2dParams& p, c
   });
 }
 
-// y[image, o, 2ty + a, 2tx + b] = (Aᵀ m A)[a][b] + bias[o] for tiles [first, first + n) of the batch.
+// y[image, channel0 + o, 2ty + a, 2tx + b] = (Aᵀ m A)[a][b] + bias[o] for the d.out_channels channels of m
+// and tiles [first, first + n) of the batch; y has y_channels channels.
 void transform_output(const float* m, const ConvDims& d, const TileGrid& grid, int64_t first, int64_t n,
-                      const float* bias, float* y) {
+                      const float* bias, float* y, int64_t channel0, int64_t y_channels) {
   const int64_t plane = d.out_height * d.out_width, block = d.out_channels * n;
   parallel_for(d.out_channels, [&](int64_t o_begin, int64_t o_end) {
     for (int64_t o = o_begin; o < o_end; ++o) {
@@ -133,7 +136,7 @@ void transform_output(const float* m, const ConvDims& d, const TileGrid& grid, i
           at[1][k] = t[1][k] - t[2][k] - t[3][k];
         }
         const int64_t image = (first + i) / grid.count(), tile = (first + i) % grid.count();
-        float* dst = y + (image * d.out_channels + o) * plane;
+        float* dst = y + (image * y_channels + channel0 + o) * plane;
         const int64_t oy = tile / grid.cols * 2, ox = tile % grid.cols * 2;
         for (int a = 0; a < 2 && oy + a < d.out_height; ++a) {
           const float r0 = at[a][0] + at[a][1] + at[a][2], r1 = at[a][1] - at[a][2] - at[a][3];
@@ -156,26 +159,46 @@ bool winograd_applies(const ConvDims& d, const Conv2dParams& p) {
   return tiles >= kMinTiles && d.in_channels >= 32 && d.out_channels >= 32;
 }
 
-void conv2d_winograd(const ConvDims& d, const float* input, const float* weight, const float* bias,
+void conv2d_winograd(const ConvDims& d, const float* input, const TensorView& weight, const float* bias,
                      const Conv2dParams& p, float* output) {
   const TileGrid grid{(d.out_height + 1) / 2, (d.out_width + 1) / 2};
   const int64_t total = d.batch * grid.count();  // tiles of all images: small images share one GEMM
-  const int64_t block_tiles = std::min(kTilesPerBlock, total);
-  float* u = scratch(Slot::Work).floats(size_t(kPoints * d.out_channels * d.in_channels));
-  float* v = scratch(Slot::Input2).floats(size_t(kPoints * d.in_channels * block_tiles));
-  float* m = scratch(Slot::Input3).floats(size_t(kPoints * d.out_channels * block_tiles));
-  transform_weights(weight, d.out_channels, d.in_channels, u);
-  for (int64_t first = 0; first < total; first += block_tiles) {
-    const int64_t count = std::min(block_tiles, total - first);
-    transform_input(input, d, p, grid, first, count, v);
-    // 16 independent GEMMs, one per transformed point, spread over the threads.
-    parallel_for(kPoints, [&](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k)
-        sgemm(false, false, d.out_channels, count, d.in_channels, 1.0f, u + k * d.out_channels * d.in_channels,
-              d.in_channels, v + k * d.in_channels * count, count, 0.0f, m + k * d.out_channels * count, count);
-    });
-    transform_output(m, d, grid, first, count, bias, output);
-  }
+  // U and V in bounded pieces (scratch_limits): all of U for 1280x1280 channels would be 105 MB, all of V
+  // for 1920 channels and 512 tiles 63 MB. U comes in panels of output channels, V in chunks of input
+  // channels whose products are summed, so the GEMMs keep 512 tiles and a long inner dimension.
+  const ScratchLimits& limits = scratch_limits();
+  const int64_t block_tiles = std::min(total, kTilesPerBlock);
+  const int64_t chunk_channels =
+      std::clamp<int64_t>(limits.winograd_inputs / (kPoints * block_tiles), 1, d.in_channels);
+  int64_t panel_channels = limits.winograd_weights / (kPoints * d.in_channels);
+  if (panel_channels >= 32) panel_channels = panel_channels / 16 * 16;  // the GEMM kernels' row blocking
+  panel_channels = std::clamp<int64_t>(panel_channels, 1, d.out_channels);
+  float* u = scratch(Slot::Work).floats(size_t(kPoints * panel_channels * d.in_channels));
+  float* v = scratch(Slot::Input2).floats(size_t(kPoints * chunk_channels * block_tiles));
+  float* m = scratch(Slot::Input3).floats(size_t(kPoints * panel_channels * block_tiles));
+  // Panels of output channels outside, blocks of tiles inside: each weight is converted and transformed
+  // once (a scalar transform, as costly as a block's GEMMs for small blocks), while the vectorised input
+  // transform is redone per panel (about 2% of the panel's GEMMs).
+  for_each_weight_panel(weight, d.out_channels, d.in_channels * 9, [&](int64_t o0, int64_t rows, const float* w) {
+    transform_weights(w, rows, d.in_channels, u);
+    ConvDims panel = d;
+    panel.out_channels = rows;
+    for (int64_t first = 0; first < total; first += block_tiles) {
+      const int64_t count = std::min(block_tiles, total - first);
+      for (int64_t c0 = 0; c0 < d.in_channels; c0 += chunk_channels) {
+        const int64_t c1 = std::min(d.in_channels, c0 + chunk_channels);
+        transform_input(input, d, p, grid, first, count, c0, c1, v);
+        const float beta = c0 == 0 ? 0.0f : 1.0f;
+        parallel_for(kPoints, [&](int64_t begin, int64_t end) {  // 16 independent GEMMs, one per point
+          for (int64_t pt = begin; pt < end; ++pt)
+            sgemm(false, false, rows, count, c1 - c0, 1.0f, u + pt * rows * d.in_channels + c0, d.in_channels,
+                  v + pt * (c1 - c0) * count, count, beta, m + pt * rows * count, count);
+        });
+      }
+      transform_output(m, panel, grid, first, count, bias != nullptr ? bias + o0 : nullptr, output, o0,
+                       d.out_channels);
+    }
+  }, panel_channels);
 }
 
 }  // namespace kakusan::cpu

@@ -63,6 +63,8 @@ class CpuBackend final : public Backend {
     check_same_shape("copy", x, y);
     cpu::copy_strided(x, y);
   }
+  size_t scratch_bytes() const override { return cpu::scratch_bytes(); }
+  void release_scratch() override { cpu::release_all_scratch(); }
 };
 
 }  // namespace

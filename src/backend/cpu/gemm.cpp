@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "backend/cpu/scratch.h"
 #include "core/thread_pool.h"
 
 namespace kakusan::cpu {
@@ -60,6 +61,30 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
       sgemm_on_this_thread(trans_a, trans_b, m, hi - lo, k, alpha, a, lda, b_part, ldb, beta, c + lo, ldc);
     }
   });
+}
+
+void for_each_weight_panel(const TensorView& w, int64_t rows, int64_t k,
+                           const std::function<void(int64_t, int64_t, const float*)>& fn, int64_t max_rows) {
+  KK_ASSERT(w.numel() == rows * k && max_rows > 0);
+  const bool in_place = w.dtype == DType::F32 && w.is_contiguous();
+  const float* whole = in_place ? w.f32() : w.is_contiguous() ? nullptr : dense_f32(w, Slot::Weight).f32();
+  int64_t panel_rows = std::min(rows, max_rows);
+  const int64_t budget = scratch_limits().weight_panel;
+  if (whole == nullptr && panel_rows * k > budget) {
+    const int64_t fit = budget / std::max<int64_t>(k, 1);
+    panel_rows = fit >= kSplitAlign ? fit / kSplitAlign * kSplitAlign : std::max<int64_t>(fit, 1);
+  }
+  float* panel = whole != nullptr ? nullptr : scratch(Slot::Weight).floats(size_t(std::min(rows, panel_rows) * k));
+  const TensorView matrix = whole == nullptr ? w.reshape({rows, k}) : TensorView();
+  for (int64_t first = 0; first < rows; first += panel_rows) {
+    const int64_t n = std::min(panel_rows, rows - first);
+    if (whole != nullptr) {
+      fn(first, n, whole + first * k);
+    } else {
+      copy_strided(matrix.slice0(first, first + n), TensorView(panel, DType::F32, {n, k}));
+      fn(first, n, panel);
+    }
+  }
 }
 
 bool as_gemm_operand(const TensorView& v, GemmOperand& out) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "core/tensor.h"
 
@@ -22,5 +23,13 @@ struct GemmOperand {
   bool transposed = false;
 };
 bool as_gemm_operand(const TensorView& matrix, GemmOperand& out);
+
+// A weight matrix [rows, k] (f32, f16 or bf16; rows of k contiguous elements) as float32 panels of rows:
+// fn(first_row, panel_rows, panel) for consecutive panels covering all rows. A float32 weight is used in
+// place (one panel, or panels of max_rows); others are converted a panel at a time into this thread's
+// scratch, so an fp16 model never holds a float32 copy of a whole weight (1280x2560x3x3 would be 118 MB).
+void for_each_weight_panel(const TensorView& w, int64_t rows, int64_t k,
+                           const std::function<void(int64_t, int64_t, const float*)>& fn,
+                           int64_t max_rows = INT64_MAX);
 
 }  // namespace kakusan::cpu

@@ -23,7 +23,6 @@ TensorView blas_ready(const TensorView& v, Slot slot) {
 
 void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const TensorView& bias,
             const TensorView& y) {
-  const float* weight = dense_f32(w, Slot::Weight).f32();
   const float* input = dense_f32(x, Slot::Input).f32();
   const float* b = param_f32(bias, Slot::Bias);
   DenseOutput out(y, Slot::Output);
@@ -33,7 +32,10 @@ void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const
       for (int64_t r = begin; r < end; ++r) std::copy(b, b + d.n, o + r * d.n);
     }, std::max<int64_t>(1, 16384 / std::max<int64_t>(d.n, 1)));
   }
-  sgemm(false, true, d.m, d.n, d.k, 1.0f, input, d.k, weight, d.k, b != nullptr ? 1.0f : 0.0f, o, d.n);
+  // Output columns [first, first + rows) come from weight rows [first, first + rows).
+  for_each_weight_panel(w, d.n, d.k, [&](int64_t first, int64_t rows, const float* panel) {
+    sgemm(false, true, d.m, rows, d.k, 1.0f, input, d.k, panel, d.k, b != nullptr ? 1.0f : 0.0f, o + first, d.n);
+  });
   out.finish();
 }
 

@@ -1,6 +1,6 @@
 // The fast CPU kernels behind cpu_backend(), one family per file. Arguments are checked by the backend
-// (backend/op_checks.h) before these run. Weights in f16/bf16 are converted to float32 at use into reused
-// scratch (dense_f32 in scratch.h), so an fp16 model keeps fp16 memory.
+// (backend/op_checks.h) before these run. Weights in f16/bf16 are converted to float32 at use, a panel at a
+// time, into reused scratch (for_each_weight_panel in gemm.h), so an fp16 model keeps fp16 memory.
 #pragma once
 
 #include "backend/backend.h"
@@ -18,7 +18,7 @@ void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const T
 // Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions over enough pixels and channels (conv2d_winograd.cpp);
 // conv2d uses it whenever winograd_applies().
 bool winograd_applies(const ConvDims& d, const Conv2dParams& p);
-void conv2d_winograd(const ConvDims& d, const float* input, const float* weight, const float* bias,
+void conv2d_winograd(const ConvDims& d, const float* input, const TensorView& weight, const float* bias,
                      const Conv2dParams& p, float* output);
 void group_norm(const GroupNormDims& d, const TensorView& x, int groups, const TensorView& gamma,
                 const TensorView& beta, float eps, Activation act, const TensorView& y);

@@ -4,24 +4,88 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "core/half.h"
+#include "core/large_alloc.h"
 #include "core/thread_pool.h"
 
 namespace kakusan::cpu {
 
-ScratchBuffer::~ScratchBuffer() { std::free(data_); }
+namespace {
+
+// Every live buffer (threads register theirs on first use), so that accounting and release_all_scratch()
+// see all threads' memory.
+struct Registry {
+  std::mutex mutex;
+  std::vector<ScratchBuffer*> buffers;
+  size_t bytes = 0;
+};
+Registry& registry() {
+  static Registry* r = new Registry;  // never destroyed: thread_local buffers may outlive static objects
+  return *r;
+}
+
+size_t byte_size(size_t floats) { return (floats * sizeof(float) + 63) / 64 * 64; }
+
+}  // namespace
+
+ScratchLimits& scratch_limits() {
+  static ScratchLimits limits;
+  return limits;
+}
+
+ScratchBuffer::ScratchBuffer() {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.buffers.push_back(this);
+}
+
+ScratchBuffer::~ScratchBuffer() {
+  release();
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  std::erase(r.buffers, this);
+}
+
+void ScratchBuffer::release() {
+  std::lock_guard lock(registry().mutex);
+  release_locked();
+}
+
+void ScratchBuffer::release_locked() {
+  if (data_ == nullptr) return;
+  free_large(data_, byte_size(capacity_));
+  data_ = nullptr;
+  registry().bytes -= byte_size(capacity_);
+  capacity_ = 0;
+}
 
 float* ScratchBuffer::floats(size_t n) {
   if (n > capacity_) {
-    std::free(data_);
-    data_ = nullptr;
-    const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-    data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+    release();
+    const size_t bytes = byte_size(n);
+    data_ = static_cast<float*>(allocate_large(bytes));
     if (data_ == nullptr) fail("out of memory allocating ", bytes, " bytes of kernel scratch");
     capacity_ = n;
+    Registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    r.bytes += bytes;
   }
   return data_;
+}
+
+size_t scratch_bytes() {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  return r.bytes;
+}
+
+void release_all_scratch() {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  for (ScratchBuffer* b : r.buffers) b->release_locked();
 }
 
 ScratchBuffer& scratch(Slot slot) {

@@ -10,24 +10,47 @@ namespace kakusan::cpu {
 
 class ScratchBuffer {
  public:
-  ScratchBuffer() = default;
+  ScratchBuffer();
   ScratchBuffer(const ScratchBuffer&) = delete;
   ScratchBuffer& operator=(const ScratchBuffer&) = delete;
   ~ScratchBuffer();
 
   // At least n floats, 64-byte aligned; contents are undefined. Valid until the next call.
   float* floats(size_t n);
+  // Gives the memory back (the next floats() allocates again).
+  void release();
 
  private:
+  friend void release_all_scratch();
+  void release_locked();  // with the registry's lock held
+
   float* data_ = nullptr;
   size_t capacity_ = 0;
 };
+
+// The bounds (in floats) that keep the kernels' scratch small, whatever the tensor sizes: f16 weights are
+// converted in panels of at most `weight_panel` floats, an im2col tile holds at most `im2col` floats, and
+// Winograd transforms at most `winograd_weights` of U (a panel of output channels) and `winograd_inputs` of V
+// (a block of tiles) at a time. Tests shrink them to reach the multi-panel paths with small tensors.
+struct ScratchLimits {
+  int64_t weight_panel = int64_t(1) << 21;      // 8 MB
+  int64_t im2col = int64_t(1) << 21;            // 8 MB (best of 4, 8, 16 MB measured)
+  int64_t winograd_weights = int64_t(1) << 22;  // 16 MB
+  int64_t winograd_inputs = int64_t(1) << 22;   // 16 MB
+};
+ScratchLimits& scratch_limits();
 
 // Each op takes its scratch from distinct slots so that nothing it holds is overwritten by a helper.
 enum class Slot { Input, Input2, Input3, Weight, Bias, Beta, Output, Work, Count };
 
 // This thread's buffer for `slot`.
 ScratchBuffer& scratch(Slot slot);
+
+// Bytes held by every thread's scratch buffers together.
+size_t scratch_bytes();
+// Frees every thread's scratch buffers. Only between ops (no kernel may be running): the pipeline calls it
+// between phases, so the UNet's buffers do not stay resident through the VAE decode.
+void release_all_scratch();
 
 // `v` itself when it is dense float32, otherwise a dense float32 copy in scratch(slot).
 TensorView dense_f32(const TensorView& v, Slot slot);
