@@ -55,13 +55,14 @@ Tensor AutoencoderKL::decode(Context& ctx, const TensorView& z, const VaeMemoryO
            z.shape.str(), " must be float32 [B, ", config_.latent_channels, ", h, w]");
   const int64_t f = config_.downscale_factor();
   Tensor out = Tensor::empty({z.dim(0), config_.out_channels, z.dim(2) * f, z.dim(3) * f});
-  const bool tiled = options.tiling && (z.dim(2) > tile_latent_size() || z.dim(3) > tile_latent_size());
+  const int64_t in_tile = tile_latent_size(options), out_tile = tile_sample_size(options);
+  const bool tiled = options.tiling && (z.dim(2) > in_tile || z.dim(3) > in_tile);
   const int64_t step = options.slicing ? 1 : z.dim(0);
   for (int64_t b = 0; b < z.dim(0); b += step) {
     const TensorView zs = z.slice0(b, b + step), os = out.view().slice0(b, b + step);
     if (tiled)
       run_tiled(
-          ctx, zs, tile_latent_size(), tile_sample_size(), [&](const Shape& s) { return decoder.output_shape(s); },
+          ctx, zs, in_tile, out_tile, [&](const Shape& s) { return decoder.output_shape(s); },
           [&](const TensorView& in, const TensorView& o) { decode_into(ctx, in, o, nullptr); }, os);
     else
       decode_into(ctx, zs, os, trace);
@@ -114,7 +115,7 @@ void AutoencoderKL::run_tiled(Context& ctx, const TensorView& x, int64_t in_tile
   const int64_t stride = int64_t(double(in_tile) * (1.0 - kTileOverlap));
   const int64_t blend = int64_t(double(out_tile) * kTileOverlap);
   const int64_t limit = out_tile - blend;
-  KK_CHECK(stride > 0, "VAE tiling: sample_size ", config_.sample_size, " is too small for tiles");
+  KK_CHECK(stride > 0, "VAE tiling: tiles of ", out_tile, " are too small");
   std::vector<std::vector<TensorView>> rows;
   for (int64_t i = 0; i < x.dim(2); i += stride) {
     rows.emplace_back();
@@ -164,13 +165,14 @@ DiagonalGaussianDistribution AutoencoderKL::encode(Context& ctx, const TensorVie
            ") must be multiples of ", f);
   const Shape moments_shape = encoder.output_shape(x.shape);
   Tensor moments = Tensor::empty(moments_shape);
-  const bool tiled = options.tiling && (x.dim(2) > tile_sample_size() || x.dim(3) > tile_sample_size());
+  const int64_t in_tile = tile_sample_size(options), out_tile = tile_latent_size(options);
+  const bool tiled = options.tiling && (x.dim(2) > in_tile || x.dim(3) > in_tile);
   const int64_t step = options.slicing ? 1 : x.dim(0);
   for (int64_t b = 0; b < x.dim(0); b += step) {
     const TensorView xs = x.slice0(b, b + step), ms = moments.view().slice0(b, b + step);
     if (tiled)
       run_tiled(
-          ctx, xs, tile_sample_size(), tile_latent_size(), [&](const Shape& s) { return encoder.output_shape(s); },
+          ctx, xs, in_tile, out_tile, [&](const Shape& s) { return encoder.output_shape(s); },
           [&](const TensorView& in, const TensorView& o) { encode_into(ctx, in, o); }, ms);
     else
       encode_into(ctx, xs, ms);

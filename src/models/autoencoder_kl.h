@@ -19,6 +19,8 @@ namespace kakusan {
 struct VaeMemoryOptions {
   bool slicing = false;  // decode / encode one image of the batch at a time
   bool tiling = false;   // decode / encode inputs larger than a tile as overlapping tiles blended together
+  int tile_size = 0;     // tile side in image pixels (a multiple of the downscale factor); 0: the config's
+                         // sample_size, as diffusers (smaller tiles need less memory and blend more seams)
 };
 
 // The encoder's output distribution: moments = cat(mean, logvar) on channels.
@@ -49,8 +51,8 @@ class AutoencoderKL {
   // Tiling geometry, as diffusers: tile_sample_min_size = sample_size, the latent tile is that / f, and
   // neighbouring tiles overlap by kTileOverlap of a tile.
   static constexpr double kTileOverlap = 0.25;
-  int tile_sample_size() const { return config_.sample_size; }
-  int tile_latent_size() const { return config_.sample_size / config_.downscale_factor(); }
+  int tile_sample_size(const VaeMemoryOptions& o) const { return o.tile_size > 0 ? o.tile_size : config_.sample_size; }
+  int tile_latent_size(const VaeMemoryOptions& o) const { return tile_sample_size(o) / config_.downscale_factor(); }
 
  private:
   void decode_into(Context& ctx, const TensorView& z, const TensorView& out, Activations* trace) const;

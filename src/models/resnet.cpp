@@ -22,9 +22,14 @@ void ResnetBlock2D::visit(WeightVisitor& v) {
 void ResnetBlock2D::forward(Context& ctx, const TensorView& x, const TensorView& temb_act,
                             const TensorView& y) const {
   KK_ASSERT(x.rank() == 4 && x.dim(1) == in_channels && y.dim(1) == out_channels);
+  const int64_t batch = x.dim(0), pixels = x.dim(2) * x.dim(3);
+  if (batch > 1 && pixels >= kOneSamplePixels) {
+    for (int64_t b = 0; b < batch; ++b)
+      forward(ctx, x.slice0(b, b + 1), temb_channels > 0 ? temb_act.slice0(b, b + 1) : temb_act, y.slice0(b, b + 1));
+    return;
+  }
   Backend& be = ctx.backend;
   ArenaScope scope(ctx.arena);
-  const int64_t batch = x.dim(0);
 
   TensorView h = ctx.arena.alloc(x.shape);
   norm1.forward(be, x, h, Activation::SiLU);
@@ -33,17 +38,12 @@ void ResnetBlock2D::forward(Context& ctx, const TensorView& x, const TensorView&
     KK_ASSERT(temb_act.rank() == 2 && temb_act.dim(0) == batch && temb_act.dim(1) == temb_channels);
     TensorView temb = ctx.arena.alloc({batch, out_channels});
     time_emb_proj.forward(be, temb_act, temb);
-    const int64_t pixels = x.dim(2) * x.dim(3);
-    if (batch == 1 || pixels >= kPerSampleConvMinPixels) {
-      // The time embedding is a per-(sample, channel) constant added after conv1: fold it into conv1's bias
-      // and convolve each sample with its own bias, saving a broadcast pass over the activation.
+    if (batch == 1) {
+      // The time embedding is a per-channel constant added after conv1: fold it into conv1's bias, saving a
+      // broadcast pass over the activation.
       const float* conv_bias = conv1.bias.f32();
-      for (int64_t b = 0; b < batch; ++b) {
-        float* row = temb.f32() + b * out_channels;
-        for (int64_t c = 0; c < out_channels; ++c) row[c] += conv_bias[c];
-      }
-      for (int64_t b = 0; b < batch; ++b)
-        be.conv2d(h.slice0(b, b + 1), conv1.weight, temb[b], conv1.params, h2.slice0(b, b + 1));
+      for (int64_t c = 0; c < out_channels; ++c) temb.f32()[c] += conv_bias[c];
+      be.conv2d(h, conv1.weight, temb[0], conv1.params, h2);
     } else {
       // Small images: one batched GEMM reads the (large) kernel once instead of once per sample; the
       // embedding is then added through a broadcast view (zero strides over H and W).

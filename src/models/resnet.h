@@ -18,9 +18,10 @@ struct ResnetBlock2D {
   Conv2d conv2;
   Conv2d conv_shortcut;  // only when in_channels != out_channels
 
-  // Below this many pixels a batch runs conv1 as one GEMM (weights read once) and adds the time embedding
-  // afterwards; from here on each sample is convolved with the embedding folded into its bias.
-  static constexpr int64_t kPerSampleConvMinPixels = 1024;
+  // From this many pixels on, a batch goes through one sample at a time: the temporaries (the normalised
+  // input, conv1's output) shrink by the batch size, and the time embedding folds into conv1's bias. Below
+  // it, one batched GEMM reads the (large) kernels once, and the embedding is added afterwards.
+  static constexpr int64_t kOneSamplePixels = 4096;
 
   ResnetBlock2D() = default;
   ResnetBlock2D(int64_t in, int64_t out, int64_t temb, int groups, float eps);

@@ -78,6 +78,13 @@ void UNet2DConditionModel::visit(WeightVisitor& v) {
   v.child("conv_out", conv_out);
 }
 
+void UNet2DConditionModel::visit_block(size_t i, WeightVisitor& v) {
+  KK_ASSERT(i < num_blocks());
+  if (i < down_blocks.size()) return down_blocks[i].visit(v);
+  if (i == down_blocks.size()) return mid_block.visit(v);
+  up_blocks[i - down_blocks.size() - 1].visit(v);
+}
+
 Tensor UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const TensorView& timesteps,
                                      const TensorView& encoder_hidden_states, Activations* trace) const {
   Tensor out = Tensor::empty({sample.dim(0), config_.out_channels, sample.dim(2), sample.dim(3)});
@@ -132,12 +139,14 @@ void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const
     skips.insert(skips.end(), outputs.begin(), outputs.end());
     h = outputs.back();
     record(trace, str_cat("down_blocks.", i), h);
+    if (ctx.after_block) ctx.after_block();
   }
 
   // 4. mid
   TensorView mid = ctx.arena.alloc(h.shape);
   mid_block.forward(ctx, h, temb_act, encoder_hidden_states, mid);
   record(trace, "mid_block", mid);
+  if (ctx.after_block) ctx.after_block();
   h = mid;
 
   // 5. up: each block takes its skips from the end of the list.
@@ -153,6 +162,7 @@ void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const
     TensorView up = ctx.arena.alloc(up_blocks[i].output_shape(h.shape, next_skip));
     up_blocks[i].forward(ctx, h, block_skips, temb_act, encoder_hidden_states, up);
     record(trace, str_cat("up_blocks.", i), up);
+    if (ctx.after_block) ctx.after_block();
     h = up;
   }
 

@@ -43,6 +43,10 @@ class UNet2DConditionModel {
 
   const UNet2DConditionConfig& config() const { return config_; }
   void visit(WeightVisitor& v);
+  // The top-level blocks (down_blocks.i, then mid_block, then up_blocks.i) one at a time: what
+  // Context::after_block separates, for sizing what is resident when weights are streamed block by block.
+  size_t num_blocks() const { return down_blocks.size() + 1 + up_blocks.size(); }
+  void visit_block(size_t i, WeightVisitor& v);
 
   // sample [B, in_channels, h, w], timesteps float32 [B] (or one value for all), encoder_hidden_states
   // [B, T, cross_attention_dim] -> noise prediction [B, out_channels, h, w]. With `trace`, records

@@ -108,21 +108,25 @@ void UNetUpBlock::forward(Context& ctx, const TensorView& x, const std::vector<T
   auto target = [&](bool last) { return last && upsamplers.empty() ? y : buffers[next++ % 2]; };
   TensorView h = x;
   for (size_t i = 0; i < resnets.size(); ++i) {
-    ArenaScope layer_scope(ctx.arena);
-    const int64_t hc = h.dim(1), sc = skips[i].dim(1);
+    const bool last = i + 1 == resnets.size();
+    const TensorView r = attentions.empty() ? target(last) : buffers[next++ % 2];
+    const int64_t hc = h.dim(1), sc = skips[i].dim(1), batch = h.dim(0);
     KK_CHECK(skips[i].dim(2) == h.dim(2) && skips[i].dim(3) == h.dim(3), "UNet: skip connection of size ",
              skips[i].shape.str(), " does not match the upsampled ", h.shape.str());
-    TensorView cat = ctx.arena.alloc({h.dim(0), hc + sc, h.dim(2), h.dim(3)});
-    be.copy(h, cat.narrow(1, 0, hc));
-    be.copy(skips[i], cat.narrow(1, hc, sc));
-    const bool last = i + 1 == resnets.size();
+    // The concatenation [h, skip] is the block's largest tensor and lives only through the resnet; where the
+    // resnet runs one sample at a time anyway, so does the concatenation.
+    const bool one_sample = batch > 1 && h.dim(2) * h.dim(3) >= ResnetBlock2D::kOneSamplePixels;
+    for (int64_t b = 0; b < (one_sample ? batch : 1); ++b) {
+      ArenaScope cat_scope(ctx.arena);
+      const int64_t b0 = one_sample ? b : 0, b1 = one_sample ? b + 1 : batch;
+      TensorView cat = ctx.arena.alloc({b1 - b0, hc + sc, h.dim(2), h.dim(3)});
+      be.copy(h.slice0(b0, b1), cat.narrow(1, 0, hc));
+      be.copy(skips[i].slice0(b0, b1), cat.narrow(1, hc, sc));
+      resnets[i].forward(ctx, cat, temb_act.slice0(b0, b1), r.slice0(b0, b1));
+    }
     if (attentions.empty()) {
-      const TensorView out = target(last);
-      resnets[i].forward(ctx, cat, temb_act, out);
-      h = out;
+      h = r;
     } else {
-      const TensorView r = buffers[next++ % 2];
-      resnets[i].forward(ctx, cat, temb_act, r);
       const TensorView out = target(last);
       attentions[i].forward(ctx, r, context, out);
       h = out;

@@ -2,6 +2,8 @@
 // tiling, and the legacy attention names of real VAE checkpoints.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <filesystem>
 
 #include "attention_cases.h"
@@ -96,11 +98,33 @@ TEST(VaeMemory, SlicingMatchesBatchedDecode) {
   KK_EXPECT_CLOSE(b.moments, a.moments, testing::Tolerance{1e-5, 1e-5}, "sliced encode");
 }
 
+// A smaller tile than the config's sample_size (low-memory mode): the same stitching with 4-latent tiles,
+// so identical to the default when the size is the default, and a smaller activation peak otherwise.
+TEST(VaeMemory, TileSizeOption) {
+  KK_REQUIRE_GOLDEN();
+  const AutoencoderKL vae = AutoencoderKL::load(*golden_dir() / "tiny-sd" / "vae");
+  EXPECT_EQ(vae.tile_latent_size({.tiling = true, .tile_size = 32}), 4);
+  Generator generator(6);
+  const Tensor z = generator.randn({1, 4, 14, 10});
+  Arena arena;
+  Context ctx{cpu_backend(), arena, {}};
+  const Tensor by_default = vae.decode(ctx, z, {.tiling = true});
+  const size_t default_peak = arena.peak_bytes();
+  const Tensor explicit_default = vae.decode(ctx, z, {.tiling = true, .tile_size = 64});
+  KK_EXPECT_CLOSE(explicit_default, by_default, testing::Tolerance{0.0, 0.0});
+  Arena small_arena;
+  Context small_ctx{cpu_backend(), small_arena, {}};
+  const Tensor small = vae.decode(small_ctx, z, {.tiling = true, .tile_size = 32});
+  ASSERT_EQ(small.shape(), by_default.shape());
+  EXPECT_LT(small_arena.peak_bytes(), default_peak);
+  for (int64_t i = 0; i < small.numel(); ++i) ASSERT_TRUE(std::isfinite(small.f32()[i])) << i;
+}
+
 // diffusers' tiled_decode, written out independently with plain tensors: decode each tile, blend, crop, join.
 TEST(VaeMemory, TilingFollowsDiffusersTiledDecode) {
   KK_REQUIRE_GOLDEN();
   const AutoencoderKL vae = AutoencoderKL::load(*golden_dir() / "tiny-sd" / "vae");
-  ASSERT_EQ(vae.tile_latent_size(), 8);  // sample_size 64, factor 8
+  ASSERT_EQ(vae.tile_latent_size({}), 8);  // sample_size 64, factor 8
   Generator generator(5);
   const Tensor z = generator.randn({1, 4, 14, 10});
   Arena arena;
