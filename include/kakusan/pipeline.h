@@ -128,11 +128,17 @@ struct GenerateParams {
   AttentionOptions attention;
   bool vae_slicing = false;                   // decode one image at a time (less memory)
   bool vae_tiling = false;                    // decode large images as overlapping tiles (diffusers' enable_vae_tiling)
+  int vae_tile_size = 0;                      // tile side in pixels for vae_tiling; 0 = the VAE's sample_size
+  // Low-memory mode's lever: the UNet's weights are read from the mapped file block by block and their pages
+  // dropped after each block, so one block's weights are resident at a time (the page cache keeps the file;
+  // each step faults them back in). Like diffusers' enable_sequential_cpu_offload; the results are identical.
+  bool stream_unet_weights = false;
   // The memory planner: before any work, the run's peak memory is estimated (weights in their dtype +
   // activations for this batch, size and attention mode) and compared with `max_memory` (bytes; 0 = the
   // machine's available memory). Auto: when it will not fit, turn on the memory levers (flash attention
-  // instead of full/sliced, VAE slicing, VAE tiling) until it does, with a warning, else refuse; Refuse: throw
-  // kakusan::Error with the estimate and what would fit; Off: no check.
+  // instead of full/sliced, VAE slicing, VAE tiling, streamed UNet weights, 256-pixel VAE tiles) until it
+  // does, with a warning, else refuse; Refuse: throw kakusan::Error with the estimate and what would fit;
+  // Off: no check.
   enum class MemoryPolicy { Auto, Refuse, Off } memory_policy = MemoryPolicy::Auto;
   int64_t max_memory = 0;
   OutputType output_type = OutputType::Image;
@@ -151,11 +157,13 @@ struct GenerateResult {
   std::vector<uint64_t> seeds;           // the seed of each image's generator
   std::vector<std::string> warnings;     // e.g. the truncated part of a long prompt
   // The memory planner's estimate of this run's peak (bytes, 0 with MemoryPolicy::Off) and the activation
-  // arena peaks measured while running (bytes; a phase that did not run reports 0).
+  // activation arena peaks and kernel scratch measured while running (bytes; a phase that did not run
+  // reports 0).
   struct Memory {
     int64_t estimated_peak = 0;
     int64_t estimated_unet_arena = 0, estimated_vae_arena = 0;
     int64_t text_encoder_arena = 0, unet_arena = 0, vae_arena = 0;
+    int64_t text_encoder_scratch = 0, unet_scratch = 0, vae_scratch = 0;
   } memory;
 };
 

@@ -2,6 +2,8 @@
 // that activations come from.
 #pragma once
 
+#include <functional>
+
 #include "backend/backend.h"
 #include "core/arena.h"
 
@@ -11,6 +13,9 @@ struct Context {
   Backend& backend;
   Arena& arena;
   AttentionParams attention;  // strategy and slice size; heads/scale/causal are set per layer
+  // Called, when set, after each top-level block of a model (the UNet's down, mid and up blocks): the
+  // pipeline's low-memory mode drops the weights' pages there, so one block's weights are resident at a time.
+  std::function<void()> after_block = {};
 };
 
 }  // namespace kakusan

@@ -206,6 +206,12 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   attention.strategy = options.attention;
   ProfilingBackend counter(cpu_backend());
   RssTracker rss;
+  // The kernels' scratch after a phase, in MB, then given back as the pipeline does between phases.
+  auto end_scratch = [] {
+    const double mb = double(cpu_backend().scratch_bytes()) / 1e6;
+    cpu_backend().release_scratch();
+    return mb;
+  };
   const int64_t cfg_batch = 2 * int64_t(options.batch);
 
   // 1. Text encoder: the CFG batch of fixed prompts. Released before the UNet is loaded.
@@ -233,6 +239,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     r.text_encoder.seconds = t.wall;
     r.text_encoder.cpu_seconds = t.cpu;
     r.text_encoder.arena_mb = double(arena.peak_bytes()) / 1e6;
+    r.text_encoder.scratch_mb = end_scratch();
     r.text_encoder.peak_rss_mb = rss.end_phase();
   }
 
@@ -290,6 +297,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       r.total.cpu_seconds = loop.cpu;
     }
     r.unet_step.arena_mb = double(arena.peak_bytes()) / 1e6;
+    r.unet_step.scratch_mb = end_scratch();
     r.unet_step.peak_rss_mb = rss.end_phase();
   }
   prompt_embeds = Tensor();
@@ -317,6 +325,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     r.vae_decode.seconds = decode.wall;
     r.vae_decode.cpu_seconds = decode.cpu;
     r.vae_decode.arena_mb = double(arena.peak_bytes()) / 1e6;
+    r.vae_decode.scratch_mb = end_scratch();
     r.vae_decode.peak_rss_mb = rss.end_phase();
   }
 
@@ -348,12 +357,14 @@ std::string bench_table(const BenchResult& r) {
                 r.threads == 1 ? "" : "s", r.vector_isa.c_str(), r.threads, r.threads == 1 ? "" : "s",
                 r.peak_gflops, r.load_average);
   out += line;
-  out += "| phase | seconds | CPU s | GFLOP | GFLOP/s | % of peak | % of peak (CPU) | peak RSS MB | load s |\n";
-  out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  out += "| phase | seconds | CPU s | GFLOP | GFLOP/s | % of peak | % of peak (CPU) | peak RSS MB | arena MB | "
+         "scratch MB | load s |\n";
+  out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   auto row = [&](const std::string& name, const PhaseFigures& p) {
-    std::snprintf(line, sizeof line, "| %s | %.4g | %.4g | %.1f | %.1f | %.1f%% | %.1f%% | %.0f | %.2f |\n",
-                  name.c_str(), p.seconds, p.cpu_seconds, p.flops / 1e9, p.gflops(), percent_of_peak(r, p),
-                  percent_of_peak_by_cpu(r, p), p.peak_rss_mb, p.load_seconds);
+    std::snprintf(line, sizeof line,
+                  "| %s | %.4g | %.4g | %.1f | %.1f | %.1f%% | %.1f%% | %.0f | %.0f | %.0f | %.2f |\n", name.c_str(),
+                  p.seconds, p.cpu_seconds, p.flops / 1e9, p.gflops(), percent_of_peak(r, p),
+                  percent_of_peak_by_cpu(r, p), p.peak_rss_mb, p.arena_mb, p.scratch_mb, p.load_seconds);
     out += line;
   };
   row("text encoder", r.text_encoder);
@@ -404,6 +415,9 @@ std::string bench_json(const BenchResult& r) {
   j["text_encoder_arena_mb"] = r.text_encoder.arena_mb;
   j["unet_arena_mb"] = r.unet_step.arena_mb;
   j["vae_decode_arena_mb"] = r.vae_decode.arena_mb;
+  j["text_encoder_scratch_mb"] = r.text_encoder.scratch_mb;
+  j["unet_scratch_mb"] = r.unet_step.scratch_mb;
+  j["vae_decode_scratch_mb"] = r.vae_decode.scratch_mb;
   j["load_s"] = r.total.load_seconds;
   j["rss_per_phase"] = r.rss_per_phase;
   j["height"] = r.height;

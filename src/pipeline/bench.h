@@ -40,6 +40,7 @@ struct PhaseFigures {
   double load_seconds = 0;
   double peak_rss_mb = 0;  // high-water mark of the resident set while the phase loaded and ran
   double arena_mb = 0;     // of which activations: the arena's peak
+  double scratch_mb = 0;   // and the backend's kernel scratch (released as the phase ends)
   double gflops() const { return seconds > 0 ? flops / seconds / 1e9 : 0; }
 };
 

@@ -51,6 +51,10 @@ void check_inputs(const GenerateParams& p) {
   }
   if (p.clip_skip) KK_CHECK(*p.clip_skip >= 0, "`clip_skip` must be >= 0 but is ", *p.clip_skip);
   KK_CHECK(p.attention.slice_size >= 0, "attention slice size must be >= 0 but is ", p.attention.slice_size);
+  KK_CHECK(p.vae_tile_size == 0 || (p.vae_tile_size >= 64 && p.vae_tile_size <= kMaxImageSide &&
+                                    p.vae_tile_size % 8 == 0),
+           "`vae_tile_size` must be 0 (the VAE's sample_size) or a multiple of 8 between 64 and ", kMaxImageSide,
+           " but is ", p.vae_tile_size);
 }
 
 }  // namespace kakusan

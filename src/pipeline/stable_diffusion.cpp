@@ -33,6 +33,10 @@ namespace kakusan {
 
 namespace {
 
+// The VAE tile side (pixels) of low-memory mode: decoding a 512-pixel tile takes about 1.2 GB of
+// activations, a 256-pixel tile a quarter of that.
+constexpr int kSmallVaeTile = 256;
+
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
@@ -57,9 +61,6 @@ DType weight_dtype_for(WeightDType requested, const WeightStore& store) {
   return DType::F32;
 }
 
-// A model component (UNet, VAE, text encoder) from its folder: config, then the weight files of the
-// requested variant (default files when the folder has no such variant), matrices kept in the requested
-// dtype (Auto: as stored). `library` names the file family ("diffusers" or "transformers").
 // The mapped weight files of one component. Weights borrowed from a mapping cost RSS only for the pages
 // touched; dropping those pages after the component's phase (the text encoder after encoding, the UNet
 // before decoding, the VAE after it) keeps one component resident at a time, as diffusers'
@@ -81,6 +82,18 @@ class ResidentWeights {
   std::vector<std::shared_ptr<const MappedFile>> mappings_;
 };
 
+// After a phase: record what the kernels' scratch grew to, give it back (so the UNet's buffers are not held
+// through the VAE decode), and drop the component's pages.
+void end_phase(const ResidentWeights& weights, int64_t& scratch_bytes) {
+  Backend& backend = cpu_backend();
+  scratch_bytes = int64_t(backend.scratch_bytes());
+  backend.release_scratch();
+  weights.drop_pages();
+}
+
+// A model component (UNet, VAE, text encoder) from its folder: config, then the weight files of the
+// requested variant (default files when the folder has no such variant), matrices kept in the requested
+// dtype (Auto: as stored). `library` names the file family ("diffusers" or "transformers").
 template <typename Model, typename Config>
 Model load_component(const std::filesystem::path& dir, const std::string& variant, WeightDType dtype,
                      const char* class_name, ResidentWeights& resident, const char* library = "diffusers") {
@@ -210,6 +223,7 @@ struct StableDiffusionPipeline::Impl {
 
   // Weight bytes of each component as held in memory (set by load()).
   int64_t text_encoder_bytes = 0, unet_bytes = 0, vae_bytes = 0;
+  int64_t unet_streamed_bytes = 0;  // resident with stream_unet_weights: the largest block + what is outside blocks
 
   MemoryEstimate estimate_memory(const GenerateParams& p, const Shape& latents_shape, int64_t unet_batch,
                                  const AttentionParams& attention, const VaeMemoryOptions& vae_memory) const;
@@ -257,6 +271,14 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   text_encoder_bytes = weight_bytes(const_cast<ClipTextModel&>(prompt_encoder->text_encoder()));
   unet_bytes = weight_bytes(*unet);
   vae_bytes = weight_bytes(*vae);
+  int64_t largest_block = 0, in_blocks = 0;
+  for (size_t i = 0; i < unet->num_blocks(); ++i) {
+    ByteCounter counter;
+    unet->visit_block(i, counter);
+    largest_block = std::max(largest_block, counter.bytes);
+    in_blocks += counter.bytes;
+  }
+  unet_streamed_bytes = largest_block + (unet_bytes - in_blocks);
   KK_CHECK(vae->config().latent_channels == unet->config().in_channels, "the VAE (", vae_dir.string(), ") has ",
            vae->config().latent_channels, " latent channels but the UNet expects ", unet->config().in_channels);
 }
@@ -290,7 +312,7 @@ MemoryEstimate StableDiffusionPipeline::Impl::estimate_memory(const GeneratePara
     const Tensor t = Tensor::full({1}, 999.0f);
     unet->forward(ctx, input, t, embeds, noise_pred);
     // latents, the CFG input, noise_pred, the guided prediction and the scheduler's history (a few latents).
-    e.denoising = {unet_bytes, int64_t(arena.peak_bytes()),
+    e.denoising = {p.stream_unet_weights ? unet_streamed_bytes : unet_bytes, int64_t(arena.peak_bytes()),
                    embeds_bytes + 8 * latents_bytes + attention_scratch_bytes(attention, latent_tokens, latent_tokens)};
   }
   {
@@ -300,7 +322,7 @@ MemoryEstimate StableDiffusionPipeline::Impl::estimate_memory(const GeneratePara
     const Tensor decoded = vae->decode(ctx, z, vae_memory);
     // The decoded image, its NHWC copy, the result's float copy and the RGB8 images.
     const int64_t image_bytes = int64_t(decoded.nbytes());
-    const int64_t tile_side = vae->config().sample_size / vae_scale_factor();  // latent pixels per tile side
+    const int64_t tile_side = vae->tile_latent_size(vae_memory);  // latent pixels per tile side
     const int64_t vae_tokens = vae_memory.tiling ? std::min(latent_tokens, tile_side * tile_side) : latent_tokens;
     e.decoding = {vae_bytes, int64_t(arena.peak_bytes()),
                   3 * image_bytes + image_bytes / 4 + attention_scratch_bytes(attention, vae_tokens, vae_tokens)};
@@ -316,6 +338,7 @@ MemoryEstimate StableDiffusionPipeline::Impl::plan_memory(GenerateParams& p, con
     VaeMemoryOptions vae_memory;
     vae_memory.slicing = q.vae_slicing;
     vae_memory.tiling = q.vae_tiling;
+    vae_memory.tile_size = q.vae_tile_size;
     return estimate_memory(q, shape, unet_batch, attention_params(q.attention), vae_memory);
   };
   MemoryEstimate e = estimate(p, latents_shape);
@@ -341,6 +364,9 @@ MemoryEstimate StableDiffusionPipeline::Impl::plan_memory(GenerateParams& p, con
        "flash attention", [](GenerateParams& q) { q.attention.mode = AttentionOptions::Mode::Flash; });
   pull(!p.vae_slicing && latents_shape[0] > 1, "VAE slicing", [](GenerateParams& q) { q.vae_slicing = true; });
   pull(!p.vae_tiling, "VAE tiling", [](GenerateParams& q) { q.vae_tiling = true; });
+  pull(!p.stream_unet_weights, "streamed UNet weights", [](GenerateParams& q) { q.stream_unet_weights = true; });
+  pull(p.vae_tile_size == 0 || p.vae_tile_size > kSmallVaeTile, "256-pixel VAE tiles",
+       [](GenerateParams& q) { q.vae_tile_size = kSmallVaeTile; });
   std::string lever_list;
   for (const std::string& name : levers) lever_list += (lever_list.empty() ? "" : ", ") + name;
 
@@ -351,6 +377,8 @@ MemoryEstimate StableDiffusionPipeline::Impl::plan_memory(GenerateParams& p, con
     p.attention = adapted.attention;
     p.vae_slicing = adapted.vae_slicing;
     p.vae_tiling = adapted.vae_tiling;
+    p.stream_unet_weights = adapted.stream_unet_weights;
+    p.vae_tile_size = adapted.vae_tile_size;
     result.memory.estimated_peak = e.peak();
     result.memory.estimated_unet_arena = e.denoising.arena;
     result.memory.estimated_vae_arena = e.decoding.arena;
@@ -421,7 +449,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
     result.memory.text_encoder_arena = int64_t(arena.peak_bytes());
     return encoded_prompts;
   }();
-  text_encoder_weights.drop_pages();
+  end_phase(text_encoder_weights, result.memory.text_encoder_scratch);
   result.warnings.insert(result.warnings.end(), prompts.warnings.begin(), prompts.warnings.end());
   inspect("prompt_embeds", prompts.embeds);
 
@@ -457,6 +485,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   Tensor noise_pred = Tensor::empty({unet_batch, unet->config().out_channels, latents_shape[2], latents_shape[3]});
   std::optional<Arena> unet_arena(std::in_place, size_t(plan.denoising.arena));
   Context ctx{cpu_backend(), *unet_arena, attention};
+  if (p.stream_unet_weights) ctx.after_block = [&] { unet_weights.drop_pages(); };
   for (int i = 0; i < num_steps; ++i) {
     const auto step_start = Clock::now();
     // Expand the latents for classifier-free guidance, and scale them for this step.
@@ -489,7 +518,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   }
   result.memory.unet_arena = int64_t(unet_arena->peak_bytes());
   unet_arena.reset();
-  unet_weights.drop_pages();
+  end_phase(unet_weights, result.memory.unet_scratch);
   result.latents.assign(latents.f32(), latents.f32() + latents.numel());
   result.latents_shape = dims_of(latents.shape());
   if (p.output_type == OutputType::Latent) return result;
@@ -504,13 +533,14 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
     VaeMemoryOptions memory;
     memory.slicing = p.vae_slicing;
     memory.tiling = p.vae_tiling;
+    memory.tile_size = p.vae_tile_size;
     Arena arena(size_t(plan.decoding.arena));
     Context vae_ctx{cpu_backend(), arena, attention};
     const Tensor decoded = vae->decode(vae_ctx, scaled, memory);
     result.memory.vae_arena = int64_t(arena.peak_bytes());
     images = denormalize_to_nhwc(decoded);
   }
-  vae_weights.drop_pages();
+  end_phase(vae_weights, result.memory.vae_scratch);
   report(p.progress, Phase::Decoding, 1, 1);
   result.images = images_from_nhwc(images);
   result.image_tensor.assign(images.f32(), images.f32() + images.numel());

@@ -103,6 +103,31 @@ TEST(MemoryPlan, AutoPullsALeverWhenTheRunWouldNotFit) {
   }
 }
 
+// Low-memory mode's lever: the UNet's pages are dropped after every block and fault back in from the file,
+// so the results are bit for bit the same; the estimate counts one block's weights instead of all.
+TEST(MemoryPlan, StreamedUNetWeightsChangeOnlyTheMemory) {
+  KK_REQUIRE_GOLDEN();
+  GenerateParams p = small_params();
+  p.output_type = OutputType::Latent;
+  const GenerateResult resident = tiny_pipeline().generate(p);
+  p.stream_unet_weights = true;
+  const GenerateResult streamed = tiny_pipeline().generate(p);
+  ASSERT_EQ(streamed.latents.size(), resident.latents.size());
+  for (size_t i = 0; i < streamed.latents.size(); ++i) ASSERT_EQ(streamed.latents[i], resident.latents[i]) << i;
+  EXPECT_LE(streamed.memory.estimated_peak, resident.memory.estimated_peak);
+  EXPECT_EQ(streamed.memory.unet_arena, resident.memory.unet_arena);
+}
+
+TEST(MemoryPlan, VaeTileSizeIsChecked) {
+  GenerateParams p = small_params();
+  for (const int bad : {-8, 8, 100, 9000}) {
+    p.vae_tile_size = bad;
+    EXPECT_THROW(check_inputs(p), Error) << bad;
+  }
+  p.vae_tile_size = 256;
+  EXPECT_NO_THROW(check_inputs(p));
+}
+
 // A model folder whose scheduler config is the tiny model's with outdated values; the other components
 // are links to the tiny model's.
 class OutdatedScheduler : public ::testing::Test {

@@ -56,6 +56,8 @@ struct GenerateOptions {
   int clip_skip = -1;
   bool vae_slicing = false;
   bool vae_tiling = false;
+  int vae_tile_size = 0;
+  bool low_memory = false;
   std::string memory = "auto";
   std::string max_memory;
   bool quiet = false;
@@ -177,6 +179,12 @@ Request build_request(const GenerateOptions& o) {
   p.attention = parse_attention_slicing(o.attention_slicing);
   p.vae_slicing = o.vae_slicing;
   p.vae_tiling = o.vae_tiling;
+  p.vae_tile_size = o.vae_tile_size;
+  if (o.low_memory) {  // the levers that trade a little speed for memory, all at once
+    p.stream_unet_weights = true;
+    p.vae_tiling = true;
+    if (p.vae_tile_size == 0) p.vae_tile_size = 256;
+  }
   p.memory_policy = parse_memory_policy(o.memory);
   if (!o.max_memory.empty()) p.max_memory = parse_memory_size(o.max_memory);
   check_inputs(p);
@@ -330,9 +338,14 @@ const bool registered = register_command({
       app.add_option("--clip-skip", o->clip_skip, "CLIP layers to skip (1 = the pre-final layer)");
       app.add_flag("--vae-slicing", o->vae_slicing, "decode one image at a time");
       app.add_flag("--vae-tiling", o->vae_tiling, "decode large images as overlapping tiles (less memory)");
+      app.add_option("--vae-tile-size", o->vae_tile_size,
+                     "tile side in pixels for --vae-tiling (default: the VAE's sample_size; 256 in --low-memory)");
+      app.add_flag("--low-memory", o->low_memory,
+                   "least memory: stream the UNet's weights block by block from the model file, and decode "
+                   "the image in 256-pixel VAE tiles (about 1 GB at 512x512 with fp16 weights)");
       app.add_option("--memory", o->memory,
                      "when the estimated peak exceeds the limit: auto (turn on flash attention, VAE slicing, "
-                     "VAE tiling until it fits), refuse, or off (no check)")
+                     "VAE tiling, streamed UNet weights, smaller VAE tiles until it fits), refuse, or off (no check)")
           ->capture_default_str();
       app.add_option("--max-memory", o->max_memory, "memory limit, e.g. 2G or 1500M (default: MemAvailable)");
       app.add_flag("--quiet,-q", o->quiet, "no progress bar");
