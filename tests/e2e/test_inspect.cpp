@@ -4,8 +4,11 @@
 
 #include <array>
 #include <cstdio>
+#include <limits>
 #include <string>
 
+#include "core/half.h"
+#include "io/safetensors.h"
 #include "io/scratch_dir.h"
 #include "support/golden.h"
 
@@ -66,6 +69,30 @@ TEST(InspectCli, ModelFolderListsComponents) {
   ASSERT_EQ(vae.exit_code, 0) << vae.output;
   EXPECT_NE(vae.output.find("AutoencoderKL"), std::string::npos) << vae.output;
   EXPECT_NE(vae.output.find("244 tensors"), std::string::npos) << vae.output;
+}
+
+// --check-weights reads every weight: a file with a NaN in an f16 tensor and an infinity in an f32 one names
+// both (exit 1); the kit's model is all finite (exit 0).
+TEST(InspectCli, CheckWeightsListsNonFiniteTensors) {
+  testing::ScratchDir dir;
+  Tensor fine = Tensor::full({4, 4}, 0.5f);
+  Tensor with_inf = Tensor::full({3}, 1.0f);
+  with_inf.f32()[1] = -std::numeric_limits<float>::infinity();
+  Tensor with_nan = Tensor::full({2, 5}, 0.25f).to(DType::F16);
+  static_cast<uint16_t*>(with_nan.data())[7] = 0x7e00;  // f16 quiet NaN
+  const std::string path = (dir / "broken.safetensors").string();
+  write_safetensors(path, {{"layer.weight", fine}, {"layer.bias", with_inf}, {"norm.weight", with_nan}});
+  const RunResult r = run_cli("inspect --check-weights " + quoted(path));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("layer.bias: 0 NaN, 1 Inf of 3 values"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("norm.weight: 1 NaN, 0 Inf of 10 values"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("non-finite: " + path + ": layer.weight"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("2 of 3 tensors hold NaN or infinite values"), std::string::npos) << r.output;
+
+  KK_REQUIRE_GOLDEN();
+  const RunResult ok = run_cli("inspect --check-weights " + quoted((*testing::golden_dir() / "tiny-sd").string()));
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("are finite"), std::string::npos) << ok.output;
 }
 
 TEST(InspectCli, BadInputIsOneLineAndExitCode2) {

@@ -1,7 +1,10 @@
 // kakusan inspect PATH: what is in a safetensors file, a diffusers model folder or a single component folder.
 // A file lists every tensor (name, dtype, shape) and its metadata; a folder lists its components with their
-// class, a summary of their config and the size of their weights. Any unreadable file ends the command with
-// a one-line error naming the file (exit code 2).
+// class, a summary of their config and the size of their weights. --check-weights then reads every weight
+// and lists the tensors holding NaN or infinite values (exit code 1 if any). Any unreadable file ends the
+// command with a one-line error naming the file (exit code 2).
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +12,7 @@
 #include <vector>
 
 #include "command.h"
+#include "core/finite.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
 
@@ -143,7 +147,46 @@ void print_component_folder(const fs::path& dir) {
   print_weights(dir, "");
 }
 
-int run_inspect(const std::string& target) {
+// The weight files behind `path` (what the listing above showed).
+std::vector<fs::path> weight_files_of(const fs::path& path) {
+  if (fs::is_regular_file(path)) return {path};
+  if (!fs::exists(path / "model_index.json")) return find_weight_files(path, "", "").files;
+  const ModelFolder model = ModelFolder::open(path);
+  std::vector<fs::path> files;
+  for (const ComponentEntry& c : model.index().components) {
+    if (c.is_null() || !has_weights(c)) continue;
+    for (fs::path& f : find_weight_files(model.component_dir(c.name), "", c.library).files)
+      files.push_back(std::move(f));
+  }
+  return files;
+}
+
+// Reads every weight; prints each tensor holding NaN or infinite values. True when all are finite.
+bool check_weights(const std::vector<fs::path>& files) {
+  int64_t tensors = 0, bad = 0;
+  for (const fs::path& path : files) {
+    const SafetensorsFile file = SafetensorsFile::open(path);
+    for (const auto& e : file.entries()) {
+      ++tensors;
+      const NonFiniteCount c = count_non_finite(file.view(e.name));
+      if (!c.any()) continue;
+      ++bad;
+      std::printf("non-finite: %s: %s: %lld NaN, %lld Inf of %lld values\n", path.string().c_str(),
+                  e.name.c_str(), (long long)c.nan, (long long)c.inf, (long long)e.shape.numel());
+    }
+    // Read once: the pages need not stay resident while the next file is checked.
+    const auto& mapping = *file.mapping();
+    if (mapping.size() > 0) ::madvise(const_cast<std::byte*>(mapping.data()), mapping.size(), MADV_DONTNEED);
+  }
+  if (bad == 0)
+    std::printf("check-weights: all %lld tensors in %zu files are finite\n", (long long)tensors, files.size());
+  else
+    std::printf("check-weights: %lld of %lld tensors hold NaN or infinite values\n", (long long)bad,
+                (long long)tensors);
+  return bad == 0;
+}
+
+int run_inspect(const std::string& target, bool check) {
   const fs::path path = fs::exists(target) ? fs::path(target) : resolve_model_path(target);
   if (fs::is_regular_file(path)) {
     print_file(path);
@@ -154,6 +197,7 @@ int run_inspect(const std::string& target) {
   } else {
     fail(path.string(), ": neither a safetensors file nor a model folder (no model_index.json or config.json)");
   }
+  if (check && !check_weights(weight_files_of(path))) return 1;
   return 0;
 }
 
@@ -162,9 +206,12 @@ const bool registered = register_command({
     "Show the tensors of a .safetensors file, or the components of a model folder",
     [](CLI::App& app) -> std::function<int()> {
       auto target = std::make_shared<std::string>();
+      auto check = std::make_shared<bool>(false);
       app.add_option("path", *target, "A .safetensors file, a diffusers model folder, a component folder or a model id")
           ->required();
-      return [target] { return run_inspect(*target); };
+      app.add_flag("--check-weights", *check,
+                   "read every weight and list the tensors holding NaN or infinite values (exit code 1 if any)");
+      return [target, check] { return run_inspect(*target, *check); };
     },
 });
 
