@@ -170,7 +170,9 @@ void conv2d_winograd(const ConvDims& d, const float* input, const TensorView& we
   const int64_t block_tiles = std::min(total, kTilesPerBlock);
   const int64_t chunk_channels =
       std::clamp<int64_t>(limits.winograd_inputs / (kPoints * block_tiles), 1, d.in_channels);
-  int64_t panel_channels = limits.winograd_weights / (kPoints * d.in_channels);
+  // A panel's products M (points x panel x tiles) are bounded like V.
+  int64_t panel_channels = std::min(limits.winograd_weights / (kPoints * d.in_channels),
+                                    limits.winograd_inputs / (kPoints * block_tiles));
   if (panel_channels >= 32) panel_channels = panel_channels / 16 * 16;  // the GEMM kernels' row blocking
   panel_channels = std::clamp<int64_t>(panel_channels, 1, d.out_channels);
   float* u = scratch(Slot::Work).floats(size_t(kPoints * panel_channels * d.in_channels));

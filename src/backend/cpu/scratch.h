@@ -30,8 +30,9 @@ class ScratchBuffer {
 
 // The bounds (in floats) that keep the kernels' scratch small, whatever the tensor sizes: f16 weights are
 // converted in panels of at most `weight_panel` floats, an im2col tile holds at most `im2col` floats, and
-// Winograd transforms at most `winograd_weights` of U (a panel of output channels) and `winograd_inputs` of V
-// (a block of tiles) at a time. Tests shrink them to reach the multi-panel paths with small tensors.
+// Winograd holds at most `winograd_weights` of transformed weights U (a panel of output channels) and
+// `winograd_inputs` each of transformed inputs V (a chunk of input channels) and products M. Smaller limits
+// cost speed: each panel redoes the input transform. Tests shrink them to reach the multi-panel paths.
 struct ScratchLimits {
   int64_t weight_panel = int64_t(1) << 21;      // 8 MB
   int64_t im2col = int64_t(1) << 21;            // 8 MB (best of 4, 8, 16 MB measured)
