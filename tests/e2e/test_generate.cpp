@@ -51,9 +51,16 @@ class GenerateCli : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   CliRun run(const std::vector<std::string>& args) {
+    // Appended piece by piece: GCC 12 reports a false -Wrestrict on `" " + temporary`.
     std::string command = quoted(KAKUSAN_CLI_PATH) + " generate";
-    for (const std::string& arg : args) command += " " + quoted(arg);
-    command += " >" + quoted((dir_ / "stdout").string()) + " 2>" + quoted((dir_ / "stderr").string());
+    for (const std::string& arg : args) {
+      command += ' ';
+      command += quoted(arg);
+    }
+    command += " >";
+    command += quoted((dir_ / "stdout").string());
+    command += " 2>";
+    command += quoted((dir_ / "stderr").string());
     const int status = std::system(command.c_str());
     CliRun r;
     r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
