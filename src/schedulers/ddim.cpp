@@ -1,5 +1,4 @@
 // DDIMScheduler: denoising diffusion implicit models (Song et al. 2020), deterministic for eta = 0.
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <cmath>
 

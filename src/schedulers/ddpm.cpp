@@ -1,5 +1,4 @@
 // DDPMScheduler: ancestral sampling of denoising diffusion probabilistic models (Ho et al. 2020).
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <algorithm>
 #include <cmath>

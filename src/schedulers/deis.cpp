@@ -1,6 +1,5 @@
 // DEISMultistepScheduler: diffusion exponential integrator sampler (Zhang & Chen 2022), the "log-rho"
 // multistep variant: polynomial extrapolation of the noise prediction in log(sigma/alpha).
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <cmath>
 #include <tuple>

@@ -1,7 +1,6 @@
 // DPMSolverMultistepScheduler: DPM-Solver / DPM-Solver++ (Lu et al. 2022), multistep, orders 1-3, and
 // the SDE variants that add fresh noise every step. The diffusers default (dpmsolver++, order 2,
 // midpoint) is A1111's "DPM++ 2M"; with use_karras_sigmas it is "DPM++ 2M Karras".
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <cmath>
 #include <tuple>

@@ -1,7 +1,6 @@
 // DPMSolverSinglestepScheduler: singlestep DPM-Solver / DPM-Solver++ (Lu et al. 2022). Steps are grouped
 // by the order list (1, 2, 1, 2, ... for order 2): a group starts from the sample of its first step and
 // reuses the model outputs collected inside the group.
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <cmath>
 #include <tuple>

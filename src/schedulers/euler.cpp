@@ -1,5 +1,4 @@
 // EulerDiscreteScheduler: Algorithm 2 (Euler) of Karras et al. 2022, the k-diffusion "Euler" sampler.
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <cmath>
 

@@ -1,6 +1,5 @@
 // EulerAncestralDiscreteScheduler: Euler steps to sigma_down, then fresh noise of sigma_up (k-diffusion's
 // sample_euler_ancestral, eta = 1).
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <cmath>
 

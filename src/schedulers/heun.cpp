@@ -1,7 +1,6 @@
 // HeunDiscreteScheduler: Algorithm 2 of Karras et al. 2022 without churn. Each step is two UNet calls: an
 // Euler predictor to the next sigma, then a corrector that averages both slopes, so the timesteps repeat
 // (t0, t1, t1, t2, t2, ...) and the class keeps the first half's slope, dt and sample between calls.
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <cmath>
 

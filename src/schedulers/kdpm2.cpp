@@ -1,7 +1,6 @@
 // KDPM2DiscreteScheduler: k-diffusion's sample_dpm_2 (DPM-Solver-2 on the Karras ODE). Each step evaluates
 // the model at sigma, then at the geometric midpoint of sigma and the next sigma, so timesteps alternate
 // between the schedule and the midpoints' (fractional) timesteps.
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <cmath>
 

@@ -1,6 +1,5 @@
 // KDPM2AncestralDiscreteScheduler: k-diffusion's sample_dpm_2_ancestral. Like KDPM2, but each step only
 // reaches sigma_down and then adds fresh noise of sigma_up; the midpoint is between sigma and sigma_down.
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <cmath>
 

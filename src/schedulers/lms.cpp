@@ -1,7 +1,6 @@
 // LMSDiscreteScheduler: linear multistep on the Karras ODE (k-diffusion's sample_lms, order 4). The
 // coefficients integrate each Lagrange basis polynomial over [sigma_i, sigma_{i+1}]; diffusers uses
 // scipy.integrate.quad, which is exact for these cubics, so a 4-point Gauss-Legendre rule gives the same.
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <cmath>
 #include <deque>

@@ -2,7 +2,6 @@
 // default. With skip_prk_steps (as SD ships it) the Runge-Kutta warm-up is replaced by one extra model
 // call: the second timestep repeats, and its step averages both outputs from the first step's sample.
 // The linear multistep (PLMS) part then combines up to the last four model outputs (`ets`).
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,3 @@
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
-
 #include "schedulers/sample_ops.h"
 
 #include <algorithm>

@@ -1,6 +1,5 @@
 // Exact reproduction of numpy / torch rounding needs every product and sum rounded on its own, as numpy and
-// torch's elementwise kernels do: no fused multiply-add.
-#pragma GCC optimize("fp-contract=off")
+// torch's elementwise kernels do: no fused multiply-add (the module builds with -ffp-contract=off).
 
 #include "schedulers/schedule_math.h"
 

@@ -1,7 +1,6 @@
 // UniPCMultistepScheduler: unified predictor-corrector (Zhao et al. 2023). Each step first corrects the
 // sample it is given with the new model output (UniC), then predicts the next one (UniP), with B(h)
 // = h ("bh1") or e^h - 1 ("bh2").
-#pragma GCC optimize("fp-contract=off")  // round every product on its own, as torch's kernels do
 
 #include <algorithm>
 #include <cmath>
