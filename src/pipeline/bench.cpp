@@ -23,6 +23,7 @@
 #include "models/unet_2d_condition.h"
 #include "nn/context.h"
 #include "pipeline/guidance.h"
+#include "pipeline/memory_plan.h"
 #include "schedulers/scheduler.h"
 
 namespace kakusan {
@@ -206,6 +207,16 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   attention.strategy = options.attention;
   ProfilingBackend counter(cpu_backend());
   RssTracker rss;
+  // An arena reserved at the size a dry pass of `run` (on the NullBackend: no compute, no memory touched)
+  // measured, as the pipeline's planner does: growing it during a real pass would leave the peak RSS of
+  // its chunks in the phase's figure.
+  auto sized_arena = [&](auto&& run) {
+    NullBackend null;
+    Arena dry_arena;
+    Context dry{null, dry_arena, attention};
+    run(dry);
+    return std::make_unique<Arena>(dry_arena.peak_bytes());
+  };
   // The kernels' scratch after a phase, in MB, then given back as the pipeline does between phases.
   auto end_scratch = [] {
     const double mb = double(cpu_backend().scratch_bytes()) / 1e6;
@@ -227,7 +238,8 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
              "size ", text_encoder->config().hidden_size, " differs from the UNet's cross_attention_dim ",
              unet_config.cross_attention_dim);
     const Tensor ids = fixed_token_ids(text_encoder->config(), options.batch);
-    Arena arena;
+    const std::unique_ptr<Arena> arena_owner = sized_arena([&](Context& dry) { text_encoder->forward(dry, ids); });
+    Arena& arena = *arena_owner;
     Context counting{counter, arena, attention};
     counter.reset();
     text_encoder->forward(counting, ids);
@@ -257,10 +269,12 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     Tensor model_input = duplicate_batch(latents);
     Tensor t = Tensor::full({1}, 981.0f);
     Tensor noise_pred = Tensor::empty({cfg_batch, unet_config.out_channels, height / scale, width / scale});
-    Arena arena;
+    const std::unique_ptr<Arena> arena_owner =
+        sized_arena([&](Context& dry) { unet->forward(dry, model_input, t, prompt_embeds, noise_pred); });
+    Arena& arena = *arena_owner;
     Context counting{counter, arena, attention};
     counter.reset();
-    say("unet: counting FLOPs (first pass, also sizes the arena)");
+    say("unet: counting FLOPs (first pass)");
     unet->forward(counting, model_input, t, prompt_embeds, noise_pred);
     r.unet_step.flops = counter.total_flops();
     arena.reset();
@@ -312,10 +326,11 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     }).wall;
     Tensor z = latents.clone();
     for (int64_t i = 0; i < z.numel(); ++i) z.f32()[i] /= vae_config.scaling_factor;
-    Arena arena;
+    const std::unique_ptr<Arena> arena_owner = sized_arena([&](Context& dry) { vae->decode(dry, z); });
+    Arena& arena = *arena_owner;
     Context counting{counter, arena, attention};
     counter.reset();
-    say("vae: counting FLOPs (first pass, also sizes the arena)");
+    say("vae: counting FLOPs (first pass)");
     vae->decode(counting, z);
     r.vae_decode.flops = counter.total_flops();
     arena.reset();
@@ -376,9 +391,9 @@ std::string bench_table(const BenchResult& r) {
   out += "\n";
   if (r.total_measured)
     out += "UNet step: mean of the loop's " + std::to_string(r.unet_calls) + " UNet passes. ";
-  out += "Times exclude loading (load s) and each phase's first pass, which counts the FLOPs and sizes the "
-         "arena. GFLOP: the direct math of each op's shapes (Winograd convolutions multiply less, so a rate can pass "
-         "100%). % of peak (CPU): GFLOP per CPU second against one core's peak, what the kernels reach while they "
+  out += "Times exclude loading (load s) and each phase's first pass, which counts the FLOPs (a dry pass sized "
+         "the arena before). GFLOP: the direct math of each op's shapes (Winograd convolutions multiply less, so a "
+         "rate can pass 100%). % of peak (CPU): GFLOP per CPU second against one core's peak, what the kernels reach while they "
          "hold the cores (the stable figure when other processes share the machine).\n";
   out += r.rss_per_phase ? "Peak RSS per phase: the high-water mark reset (/proc/self/clear_refs) as each phase "
                            "starts; the total row is the whole run's.\n"
