@@ -99,11 +99,11 @@ struct ConvCase {
 
 class CpuConv2d : public ::testing::TestWithParam<ConvCase> {};
 
-TEST_P(CpuConv2d, MatchesReference) {
-  const ConvCase& c = GetParam();
-  Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, 12);
-  Tensor w = random_weights({c.out, c.in, c.kernel, c.kernel}, c.in * c.kernel * c.kernel, 13, c.weight_dtype);
-  Tensor b = c.bias ? random_tensor({c.out}, 14) : Tensor();
+// The case on random inputs (drawn from `seed`), fast against reference.
+void expect_conv_matches_reference(const ConvCase& c, uint32_t seed) {
+  Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, seed);
+  Tensor w = random_weights({c.out, c.in, c.kernel, c.kernel}, c.in * c.kernel * c.kernel, seed + 1, c.weight_dtype);
+  Tensor b = c.bias ? random_tensor({c.out}, seed + 2) : Tensor();
   const Conv2dParams& p = c.params;
   const int64_t ho = (c.height + p.pad_top + p.pad_bottom - c.kernel) / p.stride + 1;
   const int64_t wo = (c.width + p.pad_left + p.pad_right - c.kernel) / p.stride + 1;
@@ -112,6 +112,8 @@ TEST_P(CpuConv2d, MatchesReference) {
   ref().conv2d(x, w, b, p, want);
   KK_EXPECT_CLOSE(got, want, kGemm);
 }
+
+TEST_P(CpuConv2d, MatchesReference) { expect_conv_matches_reference(GetParam(), 12); }
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CpuConv2d,
@@ -157,17 +159,7 @@ class SmallScratch {
 
 TEST_P(CpuConv2d, MatchesReferenceInBoundedScratch) {
   const SmallScratch small;
-  const ConvCase& c = GetParam();
-  Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, 22);
-  Tensor w = random_weights({c.out, c.in, c.kernel, c.kernel}, c.in * c.kernel * c.kernel, 23, c.weight_dtype);
-  Tensor b = c.bias ? random_tensor({c.out}, 24) : Tensor();
-  const Conv2dParams& p = c.params;
-  const int64_t ho = (c.height + p.pad_top + p.pad_bottom - c.kernel) / p.stride + 1;
-  const int64_t wo = (c.width + p.pad_left + p.pad_right - c.kernel) / p.stride + 1;
-  Tensor got = Tensor::empty({c.batch, c.out, ho, wo}), want = Tensor::empty({c.batch, c.out, ho, wo});
-  fast().conv2d(x, w, b, p, got);
-  ref().conv2d(x, w, b, p, want);
-  KK_EXPECT_CLOSE(got, want, kGemm);
+  expect_conv_matches_reference(GetParam(), 22);
 }
 
 // The pipeline gives the kernels' scratch back between phases: every thread's buffers are freed.
