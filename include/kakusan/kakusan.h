@@ -78,6 +78,8 @@ struct kakusan_params {
   int attention_slice_size;              /* -1 = off, 0 = auto, N = slices of N */
   int vae_slicing;                       /* 1 = decode one image at a time */
   int vae_tiling;                        /* 1 = decode large images as overlapping tiles */
+  int vae_tile_size;                     /* tile side in pixels for vae_tiling; 0 = the VAE's sample_size */
+  int stream_unet_weights;               /* 1 = UNet weights read block by block (least memory, as --low-memory) */
   kakusan_step_callback callback;        /* NULL = none */
   void * callback_user_data;
 };

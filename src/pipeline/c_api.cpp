@@ -138,6 +138,8 @@ int kakusan_generate(kakusan_context* ctx, const kakusan_params* params, kakusan
     }
     g.vae_slicing = p.vae_slicing != 0;
     g.vae_tiling = p.vae_tiling != 0;
+    g.vae_tile_size = p.vae_tile_size;
+    g.stream_unet_weights = p.stream_unet_weights != 0;
     if (p.callback != nullptr) {
       g.callback_on_step_end = [&p](const kakusan::StepInfo& step) {
         return p.callback(step.step, step.num_steps, step.timestep, p.callback_user_data) != 0;

@@ -18,6 +18,8 @@ TEST(CApi, DefaultsAreDiffusers) {
   EXPECT_EQ(p.height, 0);
   EXPECT_EQ(p.clip_skip, -1);
   EXPECT_EQ(p.attention_slice_size, -1);
+  EXPECT_EQ(p.vae_tile_size, 0);
+  EXPECT_EQ(p.stream_unet_weights, 0);
   EXPECT_EQ(p.prompts, nullptr);
   const kakusan_load_params lp = kakusan_default_load_params();
   EXPECT_EQ(lp.scheduler, nullptr);
@@ -66,6 +68,18 @@ TEST(CApi, GeneratesCaseB) {
   for (size_t i = 0; i < want.rgb.size(); ++i) worst = std::max(worst, std::abs(int(rgb[i]) - int(want.rgb[i])));
   EXPECT_LE(worst, 1);
   kakusan_images_free(out);
+
+  // Streamed UNet weights (low-memory mode): the same image.
+  p.stream_unet_weights = 1;
+  out = nullptr;
+  ASSERT_EQ(kakusan_generate(ctx, &p, &out), KAKUSAN_OK) << kakusan_last_error();
+  const uint8_t* streamed = kakusan_images_rgb(out, 0, &width, &height);
+  ASSERT_NE(streamed, nullptr);
+  worst = 0;
+  for (size_t i = 0; i < want.rgb.size(); ++i) worst = std::max(worst, std::abs(int(streamed[i]) - int(want.rgb[i])));
+  EXPECT_LE(worst, 1);
+  kakusan_images_free(out);
+  p.stream_unet_weights = 0;
 
   // Bad parameters: a status and a message, no images.
   p.num_inference_steps = 0;
