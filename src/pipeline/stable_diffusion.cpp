@@ -77,6 +77,13 @@ class ResidentWeights {
     for (const std::shared_ptr<const MappedFile>& file : mappings_)
       if (file->size() > 0) ::madvise(const_cast<std::byte*>(file->data()), file->size(), MADV_DONTNEED);
   }
+  // Whether `p` points into one of the mappings (a borrowed weight, whose pages drop_pages() releases).
+  bool contains(const void* p) const {
+    const auto* byte = static_cast<const std::byte*>(p);
+    for (const std::shared_ptr<const MappedFile>& file : mappings_)
+      if (byte >= file->data() && byte < file->data() + file->size()) return true;
+    return false;
+  }
 
  private:
   std::vector<std::shared_ptr<const MappedFile>> mappings_;
@@ -105,11 +112,19 @@ Model load_component(const std::filesystem::path& dir, const std::string& varian
   return model;
 }
 
-// Bytes of a module's parameters as held (f16 matrices count 2 bytes an element).
+// Bytes of a module's parameters as held (f16 matrices count 2 bytes an element), and of those the bytes
+// borrowed from `mapped` (pages that drop_pages() releases; converted or realigned copies are owned).
 class ByteCounter : public WeightVisitor {
  public:
-  void tensor(const std::string&, Tensor& param, const Shape&) override { bytes += int64_t(param.nbytes()); }
-  int64_t bytes = 0;
+  explicit ByteCounter(const ResidentWeights* mapped = nullptr) : mapped_(mapped) {}
+  void tensor(const std::string&, Tensor& param, const Shape&) override {
+    bytes += int64_t(param.nbytes());
+    if (mapped_ != nullptr && mapped_->contains(param.data())) mapped_bytes += int64_t(param.nbytes());
+  }
+  int64_t bytes = 0, mapped_bytes = 0;
+
+ private:
+  const ResidentWeights* mapped_;
 };
 
 template <typename Model>
@@ -223,7 +238,7 @@ struct StableDiffusionPipeline::Impl {
 
   // Weight bytes of each component as held in memory (set by load()).
   int64_t text_encoder_bytes = 0, unet_bytes = 0, vae_bytes = 0;
-  int64_t unet_streamed_bytes = 0;  // resident with stream_unet_weights: the largest block + what is outside blocks
+  int64_t unet_streamed_bytes = 0;  // resident with stream_unet_weights (see load())
 
   MemoryEstimate estimate_memory(const GenerateParams& p, const Shape& latents_shape, int64_t unet_batch,
                                  const AttentionParams& attention, const VaeMemoryOptions& vae_memory) const;
@@ -271,14 +286,18 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   text_encoder_bytes = weight_bytes(const_cast<ClipTextModel&>(prompt_encoder->text_encoder()));
   unet_bytes = weight_bytes(*unet);
   vae_bytes = weight_bytes(*vae);
+  // Streaming releases only mapped pages, block by block: owned copies stay, and so do mapped weights outside
+  // the blocks once touched (time embedding, conv_in/out: small).
+  ByteCounter whole(&unet_weights);
+  unet->visit(whole);
   int64_t largest_block = 0, in_blocks = 0;
   for (size_t i = 0; i < unet->num_blocks(); ++i) {
-    ByteCounter counter;
-    unet->visit_block(i, counter);
-    largest_block = std::max(largest_block, counter.bytes);
-    in_blocks += counter.bytes;
+    ByteCounter block(&unet_weights);
+    unet->visit_block(i, block);
+    largest_block = std::max(largest_block, block.mapped_bytes);
+    in_blocks += block.mapped_bytes;
   }
-  unet_streamed_bytes = largest_block + (unet_bytes - in_blocks);
+  unet_streamed_bytes = (whole.bytes - in_blocks) + largest_block;
   KK_CHECK(vae->config().latent_channels == unet->config().in_channels, "the VAE (", vae_dir.string(), ") has ",
            vae->config().latent_channels, " latent channels but the UNet expects ", unet->config().in_channels);
 }
