@@ -7,7 +7,6 @@
 // Every wait polls with a deadline and kills the child on timeout, so a broken interrupt path fails the test
 // instead of hanging it.
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,11 +15,11 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "support/child_process.h"
 #include "support/golden.h"
 
 namespace kakusan {
@@ -35,12 +34,8 @@ constexpr auto kStartTimeout = 60s;
 constexpr auto kExitTimeout = 60s;
 constexpr auto kPollInterval = 5ms;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::ChildProcess;
+using testing::read_text;
 
 void write_text(const fs::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
@@ -78,46 +73,16 @@ class InterruptCli : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (child_ > 0) {  // a failed assertion left it running
-      kill(child_, SIGKILL);
-      waitpid(child_, nullptr, 0);
-    }
+    child_.kill_now();  // a failed assertion left it running
     fs::remove_all(dir_);
   }
 
   // Starts `kakusan generate <args>`.
   void start(const std::vector<std::string>& args) {
-    std::vector<std::string> argv_strings = {KAKUSAN_CLI_PATH, "generate"};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& arg : argv_strings) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    const std::string out_path = (dir_ / "stdout").string(), err_path = (dir_ / "stderr").string();
-
-    child_ = fork();
-    ASSERT_GE(child_, 0) << "fork failed";
-    if (child_ == 0) {
-      // Only async-signal-safe calls here. SIGINT as a shell would give it: default action, not blocked
-      // (a test runner may have ignored or blocked it, and both survive exec).
-      const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (out < 0 || err < 0 || dup2(out, STDOUT_FILENO) < 0 || dup2(err, STDERR_FILENO) < 0) _exit(127);
-      signal(SIGINT, SIG_DFL);
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-  }
-
-  // The child's wait status once it has exited, or nullopt if it is still running.
-  std::optional<int> poll_exit() {
-    int status = 0;
-    const pid_t done = waitpid(child_, &status, WNOHANG);
-    if (done != child_) return std::nullopt;
-    child_ = -1;
-    return status;
+    std::vector<std::string> generate_args = {"generate"};
+    generate_args.insert(generate_args.end(), args.begin(), args.end());
+    child_ = ChildProcess(KAKUSAN_CLI_PATH, generate_args, dir_);
+    ASSERT_GE(child_.pid(), 0) << "fork failed";
   }
 
   // Waits until the child's stderr contains `text`. False (with the reason in *why) if the child exits first
@@ -126,7 +91,7 @@ class InterruptCli : public ::testing::Test {
     const auto deadline = Clock::now() + kStartTimeout;
     while (Clock::now() < deadline) {
       if (stderr_text().find(text) != std::string::npos) return true;
-      if (const auto status = poll_exit()) {
+      if (const auto status = child_.poll()) {
         *why = "the CLI ended (wait status " + std::to_string(*status) + ") before printing \"" + text +
                "\"; stderr:\n" + stderr_text();
         return false;
@@ -142,27 +107,17 @@ class InterruptCli : public ::testing::Test {
   bool wait_until_handler_ran() {
     const auto deadline = Clock::now() + kExitTimeout;
     while (Clock::now() < deadline) {
-      if (!catches_sigint(child_)) return caught_signals(child_).has_value();
+      if (!catches_sigint(child_.pid())) return caught_signals(child_.pid()).has_value();
       std::this_thread::sleep_for(1ms);
     }
     return false;
   }
 
   // The child's wait status; kills it and returns nullopt if it does not end within the timeout.
-  std::optional<int> wait_exit() {
-    const auto deadline = Clock::now() + kExitTimeout;
-    while (Clock::now() < deadline) {
-      if (const auto status = poll_exit()) return status;
-      std::this_thread::sleep_for(kPollInterval);
-    }
-    kill(child_, SIGKILL);
-    waitpid(child_, nullptr, 0);
-    child_ = -1;
-    return std::nullopt;
-  }
+  std::optional<int> wait_exit() { return child_.wait(kExitTimeout, kPollInterval).status; }
 
-  std::string stdout_text() const { return read_text(dir_ / "stdout"); }
-  std::string stderr_text() const { return read_text(dir_ / "stderr"); }
+  std::string stdout_text() const { return child_.stdout_text(); }
+  std::string stderr_text() const { return child_.stderr_text(); }
   fs::path out(const char* name) const { return dir_ / "out" / name; }
 
   // Far more steps than the test lets it run (the schedule allows up to 999 here), each long enough at this size
@@ -179,7 +134,7 @@ class InterruptCli : public ::testing::Test {
 
   void interrupt_during_denoising();
 
-  pid_t child_ = -1;
+  ChildProcess child_;
   fs::path dir_;
 };
 
@@ -190,7 +145,7 @@ constexpr const char* kInterruptedMessage = "kakusan: interrupted; no files writ
 void InterruptCli::interrupt_during_denoising() {
   std::string why;
   ASSERT_TRUE(wait_for_stderr("denoising", &why)) << why;
-  ASSERT_EQ(kill(child_, SIGINT), 0);
+  ASSERT_EQ(kill(child_.pid(), SIGINT), 0);
   const std::optional<int> status = wait_exit();
   ASSERT_TRUE(status) << "the CLI did not end within the timeout after SIGINT; stderr:\n" << stderr_text();
   ASSERT_TRUE(WIFEXITED(*status)) << "ended by signal " << (WIFSIGNALED(*status) ? WTERMSIG(*status) : 0);
@@ -227,12 +182,12 @@ TEST_F(InterruptCli, SecondSigintKillsAtOnce) {
   start(long_run_args(512));
   std::string why;
   ASSERT_TRUE(wait_for_stderr("denoising", &why)) << why;
-  ASSERT_TRUE(catches_sigint(child_)) << "the CLI has no SIGINT handler while denoising";
-  ASSERT_EQ(kill(child_, SIGINT), 0);
+  ASSERT_TRUE(catches_sigint(child_.pid())) << "the CLI has no SIGINT handler while denoising";
+  ASSERT_EQ(kill(child_.pid(), SIGINT), 0);
   // Two signals sent back to back could merge into one pending signal; wait until the first was delivered.
   ASSERT_TRUE(wait_until_handler_ran()) << "the SIGINT handler did not run (or the CLI ended); stderr:\n"
                                         << stderr_text();
-  ASSERT_EQ(kill(child_, SIGINT), 0);
+  ASSERT_EQ(kill(child_.pid(), SIGINT), 0);
   const std::optional<int> status = wait_exit();
   ASSERT_TRUE(status) << "the CLI did not end within the timeout after two SIGINTs; stderr:\n" << stderr_text();
   ASSERT_TRUE(WIFSIGNALED(*status)) << "expected death by SIGINT, got exit code "

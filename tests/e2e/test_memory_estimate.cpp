@@ -8,25 +8,20 @@
 // the suite ends, whatever happened. Every child runs under a deadline and is killed if it passes it, so a hang
 // fails the test instead of stalling it.
 #include <gtest/gtest.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <optional>
 #include <regex>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "support/child_process.h"
 #include "support/golden.h"
 
 namespace kakusan {
@@ -34,18 +29,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 
 // Generous: the machine may be shared with builds and fuzzers. Each run takes about 5-12 s on an idle one.
 constexpr auto kChildTimeout = 240s;
 constexpr auto kPollInterval = 10ms;
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 struct ChildRun {
   std::optional<int> status;  // the wait status; nullopt if it was killed at the deadline
@@ -54,60 +41,25 @@ struct ChildRun {
   std::string out, err;
 
   bool exited_with(int code) const { return status && WIFEXITED(*status) && WEXITSTATUS(*status) == code; }
-  std::string describe() const {
-    std::string what = !status                ? "killed after the timeout"
-                       : WIFEXITED(*status)   ? "exit code " + std::to_string(WEXITSTATUS(*status))
-                       : WIFSIGNALED(*status) ? "signal " + std::to_string(WTERMSIG(*status))
-                                              : "wait status " + std::to_string(*status);
-    return what + "; stderr:\n" + err;
-  }
+  std::string describe() const { return testing::describe_wait_status(status) + "; stderr:\n" + err; }
 };
 
 // Runs `kakusan <args>` with stdout and stderr in files under log_dir and returns how it ended and its peak
-// RSS. ru_maxrss is in KiB on Linux; it also covers the forked copy of this test process before the exec (a few
-// MB, which only makes the measurement stricter).
+// RSS. The peak also covers the forked copy of this test process before the exec (a few MB, which only makes
+// the measurement stricter).
 ChildRun run_cli(const std::vector<std::string>& args, const fs::path& log_dir) {
-  std::vector<std::string> argv_strings = {KAKUSAN_CLI_PATH};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& arg : argv_strings) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  const std::string out_path = (log_dir / "stdout").string(), err_path = (log_dir / "stderr").string();
-
   ChildRun run;
-  const auto start = Clock::now();
-  const pid_t child = fork();
-  if (child < 0) {
+  testing::ChildProcess child(KAKUSAN_CLI_PATH, args, log_dir);
+  if (child.pid() < 0) {
     run.err = "fork failed";
     return run;
   }
-  if (child == 0) {  // only async-signal-safe calls here
-    const int in = open("/dev/null", O_RDONLY);
-    const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (in < 0 || out < 0 || err < 0 || dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
-        dup2(err, STDERR_FILENO) < 0)
-      _exit(127);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-
-  int status = 0;
-  rusage usage{};
-  const auto deadline = start + kChildTimeout;
-  pid_t done = 0;
-  while ((done = wait4(child, &status, WNOHANG, &usage)) == 0 && Clock::now() < deadline)
-    std::this_thread::sleep_for(kPollInterval);
-  if (done == 0) {  // past the deadline
-    kill(child, SIGKILL);
-    wait4(child, &status, 0, &usage);
-  } else if (done == child) {
-    run.status = status;
-  }
-  run.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  run.peak_rss_bytes = int64_t(usage.ru_maxrss) * 1024;
-  run.out = read_text(out_path);
-  run.err = read_text(err_path);
+  const testing::ChildEnd end = child.wait(kChildTimeout, kPollInterval);
+  run.status = end.status;
+  run.seconds = end.seconds;
+  run.peak_rss_bytes = end.peak_rss_bytes;
+  run.out = child.stdout_text();
+  run.err = child.stderr_text();
   return run;
 }
 
