@@ -172,6 +172,10 @@ struct GenerateResult {
 // generate() runs them too; the CLI runs them before loading anything.
 void check_inputs(const GenerateParams& params);
 
+// The VAE tile side (pixels) of low-memory mode: decoding a 512-pixel tile takes about 1.2 GB of activations,
+// a 256-pixel tile a quarter of that.
+inline constexpr int kLowMemoryVaeTile = 256;
+
 // Largest height or width accepted, and largest number of images in one call.
 inline constexpr int kMaxImageSide = 8192;
 inline constexpr int kMaxImagesPerCall = 256;

@@ -183,7 +183,7 @@ Request build_request(const GenerateOptions& o) {
   if (o.low_memory) {  // the levers that trade a little speed for memory, all at once
     p.stream_unet_weights = true;
     p.vae_tiling = true;
-    if (p.vae_tile_size == 0) p.vae_tile_size = 256;
+    if (p.vae_tile_size == 0) p.vae_tile_size = kLowMemoryVaeTile;
   }
   p.memory_policy = parse_memory_policy(o.memory);
   if (!o.max_memory.empty()) p.max_memory = parse_memory_size(o.max_memory);
