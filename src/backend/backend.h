@@ -92,7 +92,8 @@ class Backend {
   // Memory the backend holds outside the arenas (its kernels' working buffers, which grow to the largest
   // size an op asked for and stay for the next call).
   virtual size_t scratch_bytes() const { return 0; }
-  // Gives those buffers back; called between phases, never while an op runs.
+  // Gives those buffers back (called between phases). While an op runs on another thread (a second
+  // pipeline), it gives back nothing.
   virtual void release_scratch() {}
 };
 

@@ -1,4 +1,7 @@
 // cpu_backend(): checks each call's arguments (shared with the reference) and runs the fast kernels.
+#include <mutex>
+#include <shared_mutex>
+
 #include "backend/backend.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/scratch.h"
@@ -8,6 +11,13 @@
 namespace kakusan {
 namespace {
 
+// Ops hold this shared while they run; release_scratch() takes it exclusively, so it never frees a buffer
+// that a kernel on another thread (a second pipeline) is using: it skips the release instead.
+std::shared_mutex& ops_mutex() {
+  static std::shared_mutex mutex;
+  return mutex;
+}
+
 class CpuBackend final : public Backend {
  public:
   CpuBackend() { (void)num_threads(); }  // starts the pool, which also sets BLAS's thread count
@@ -15,56 +25,73 @@ class CpuBackend final : public Backend {
   const char* name() const override { return "cpu"; }
 
   void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) override {
+    const std::shared_lock op(ops_mutex());
     cpu::linear(check_linear(x, w, bias, y), x, w, bias, y);
   }
   void matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b, const TensorView& c, float alpha,
               float beta) override {
+    const std::shared_lock op(ops_mutex());
     cpu::matmul(check_matmul(a, trans_a, b, trans_b, c), a, trans_a, b, trans_b, c, alpha, beta);
   }
   void conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
               const TensorView& y) override {
+    const std::shared_lock op(ops_mutex());
     cpu::conv2d(check_conv2d(x, w, bias, p, y), x, w, bias, p, y);
   }
   void group_norm(const TensorView& x, int groups, const TensorView& gamma, const TensorView& beta, float eps,
                   Activation act, const TensorView& y) override {
+    const std::shared_lock op(ops_mutex());
     cpu::group_norm(check_group_norm(x, groups, gamma, beta, y), x, groups, gamma, beta, eps, act, y);
   }
   void layer_norm(const TensorView& x, const TensorView& gamma, const TensorView& beta, float eps,
                   const TensorView& y) override {
+    const std::shared_lock op(ops_mutex());
     cpu::layer_norm(check_layer_norm(x, gamma, beta, y), x, gamma, beta, eps, y);
   }
   void attention(const TensorView& q, const TensorView& k, const TensorView& v, const AttentionParams& p,
                  const TensorView& out) override {
+    const std::shared_lock op(ops_mutex());
     cpu::attention(check_attention(q, k, v, p, out), q, k, v, p, out);
   }
   void softmax(const TensorView& x, const TensorView& y) override {
+    const std::shared_lock op(ops_mutex());
     check_same_shape("softmax", x, y);
     check_f32("softmax", "y", y);
     KK_CHECK(x.rank() >= 1, "softmax: x must have at least one dimension");
     cpu::softmax(x, y);
   }
   void activation(const TensorView& x, Activation act, const TensorView& y) override {
+    const std::shared_lock op(ops_mutex());
     check_same_shape("activation", x, y);
     check_f32("activation", "y", y);
     cpu::activation(x, act, y);
   }
   void add(const TensorView& a, const TensorView& b, const TensorView& y) override {
+    const std::shared_lock op(ops_mutex());
     check_same_shape("add", a, b);
     check_same_shape("add", a, y);
     check_f32("add", "y", y);
     cpu::add(a, b, y);
   }
-  void geglu(const TensorView& x, const TensorView& y) override { cpu::geglu(check_geglu(x, y), x, y); }
+  void geglu(const TensorView& x, const TensorView& y) override {
+    const std::shared_lock op(ops_mutex());
+    cpu::geglu(check_geglu(x, y), x, y);
+  }
   void upsample_nearest2x(const TensorView& x, const TensorView& y) override {
+    const std::shared_lock op(ops_mutex());
     check_upsample_nearest2x(x, y);
     cpu::upsample_nearest2x(x, y);
   }
   void copy(const TensorView& x, const TensorView& y) override {
+    const std::shared_lock op(ops_mutex());
     check_same_shape("copy", x, y);
     cpu::copy_strided(x, y);
   }
   size_t scratch_bytes() const override { return cpu::scratch_bytes(); }
-  void release_scratch() override { cpu::release_all_scratch(); }
+  void release_scratch() override {
+    const std::unique_lock none_running(ops_mutex(), std::try_to_lock);
+    if (none_running.owns_lock()) cpu::release_all_scratch();
+  }
 };
 
 }  // namespace

@@ -50,8 +50,8 @@ ScratchBuffer& scratch(Slot slot);
 
 // Bytes held by every thread's scratch buffers together.
 size_t scratch_bytes();
-// Frees every thread's scratch buffers. Only between ops (no kernel may be running): the pipeline calls it
-// between phases, so the UNet's buffers do not stay resident through the VAE decode.
+// Frees every thread's scratch buffers. No kernel may be running (cpu_backend().release_scratch() makes sure
+// of that): the pipeline calls it between phases, so the UNet's buffers are not held through the VAE decode.
 void release_all_scratch();
 
 // `v` itself when it is dense float32, otherwise a dense float32 copy in scratch(slot).
