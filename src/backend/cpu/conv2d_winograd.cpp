@@ -180,7 +180,8 @@ void conv2d_winograd(const ConvDims& d, const float* input, const TensorView& we
   float* m = scratch(Slot::Input3).floats(size_t(kPoints * panel_channels * block_tiles));
   // Panels of output channels outside, blocks of tiles and chunks of input channels inside: each weight is
   // converted and transformed once (a scalar transform), and the vectorised input transform is redone for
-  // every panel. Against whole U and V this costs 2-4% of a 512x512 UNet step (bench_unet_forward, fp16).
+  // every panel. With the per-sample blocks this costs a few percent of a 512x512 UNet step against whole U
+  // and V (README, Performance).
   for_each_weight_panel(weight, d.out_channels, d.in_channels * 9, [&](int64_t o0, int64_t rows, const float* w) {
     transform_weights(w, rows, d.in_channels, u);
     ConvDims panel = d;
