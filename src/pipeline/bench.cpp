@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -14,6 +13,7 @@
 #include "backend/cpu/peak_flops.h"
 #include "backend/profiling_backend.h"
 #include "core/arena.h"
+#include "core/cpu_time.h"
 #include "core/error.h"
 #include "core/generator.h"
 #include "core/thread_pool.h"
@@ -33,12 +33,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-double process_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
 }
 
 // Resets the kernel's resident-set high-water mark (VmHWM) to the current RSS, so the next read covers one

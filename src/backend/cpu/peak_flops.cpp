@@ -10,18 +10,13 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <ctime>
 #include <thread>
 #include <vector>
 
+#include "core/cpu_time.h"
+
 namespace kakusan {
 namespace {
-
-double thread_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
 
 // GFLOP/s of one thread running independent FMA chains for about `seconds` of its own CPU time.
 double fma_peak_one_thread(double seconds) {
