@@ -5,15 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
+#include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "io/png.h"
 #include "io/safetensors.h"
+#include "support/child_process.h"
 #include "support/golden.h"
 
 namespace kakusan {
@@ -25,19 +24,6 @@ struct CliRun {
   int exit_code = -1;
   std::string out, err;
 };
-
-std::string quoted(const std::string& arg) {
-  std::string q = "'";
-  for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // A fresh, empty folder per test.
 class GenerateCli : public ::testing::Test {
@@ -51,21 +37,14 @@ class GenerateCli : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   CliRun run(const std::vector<std::string>& args) {
-    // Appended piece by piece: GCC 12 reports a false -Wrestrict on `" " + temporary`.
-    std::string command = quoted(KAKUSAN_CLI_PATH) + " generate";
-    for (const std::string& arg : args) {
-      command += ' ';
-      command += quoted(arg);
-    }
-    command += " >";
-    command += quoted((dir_ / "stdout").string());
-    command += " 2>";
-    command += quoted((dir_ / "stderr").string());
-    const int status = std::system(command.c_str());
+    std::vector<std::string> argv = {"generate"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    testing::ChildProcess child(KAKUSAN_CLI_PATH, argv, dir_);
+    const testing::ChildEnd end = child.wait(std::chrono::minutes(5), std::chrono::milliseconds(10));
     CliRun r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_text(dir_ / "stdout");
-    r.err = read_text(dir_ / "stderr");
+    r.exit_code = end.status && WIFEXITED(*end.status) ? WEXITSTATUS(*end.status) : -1;
+    r.out = child.stdout_text();
+    r.err = child.stderr_text();
     return r;
   }
 
