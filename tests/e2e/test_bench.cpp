@@ -5,14 +5,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
-#include <cstdio>
+#include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
+#include <vector>
 
+#include "support/child_process.h"
 #include "support/golden.h"
 
 namespace kakusan {
@@ -26,27 +25,19 @@ struct BenchRun {
   nlohmann::json json;  // the last line of stdout, parsed (null if it is not JSON)
 };
 
-std::string quoted(const std::string& arg) {
-  std::string q = "'";
-  for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-BenchRun run_bench(const std::string& args) {
-  const fs::path err_path = fs::temp_directory_path() / ("kakusan_bench_err_" + std::to_string(getpid()));
+// `kakusan bench args...`, with its JSON line parsed.
+BenchRun run_bench(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"bench"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const fs::path logs = fs::temp_directory_path() / ("kakusan_bench_" + std::to_string(getpid()));
+  fs::create_directories(logs);
+  testing::ChildProcess child(KAKUSAN_CLI_PATH, argv, logs);
+  const testing::ChildEnd end = child.wait(std::chrono::minutes(5), std::chrono::milliseconds(10));
   BenchRun r;
-  const std::string command = quoted(KAKUSAN_CLI_PATH) + " bench " + args + " 2>" + quoted(err_path.string());
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.out.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::stringstream err;
-  err << std::ifstream(err_path).rdbuf();
-  r.err = err.str();
-  fs::remove(err_path);
+  r.exit_code = end.status && WIFEXITED(*end.status) ? WEXITSTATUS(*end.status) : -1;
+  r.out = child.stdout_text();
+  r.err = child.stderr_text();
+  fs::remove_all(logs);
   std::string last = r.out;
   while (!last.empty() && last.back() == '\n') last.pop_back();
   last = last.substr(last.rfind('\n') + 1);
@@ -54,7 +45,14 @@ BenchRun run_bench(const std::string& args) {
   return r;
 }
 
-std::string tiny_model() { return quoted((*testing::golden_dir() / "tiny-sd").string()); }
+std::string tiny_model() { return (*testing::golden_dir() / "tiny-sd").string(); }
+
+// The arguments as one line, for failure messages.
+std::string joined(const std::vector<std::string>& args) {
+  std::string line;
+  for (const std::string& a : args) line += (line.empty() ? "" : " ") + a;
+  return line;
+}
 
 const char* const kPositiveKeys[] = {
     "text_encoder_s", "unet_step_s",     "vae_decode_s",       "total_s",
@@ -64,7 +62,7 @@ const char* const kPositiveKeys[] = {
 
 TEST(BenchCli, PrintsTableThenJsonWithEveryFigure) {
   KK_REQUIRE_GOLDEN();
-  const BenchRun r = run_bench("--model " + tiny_model() + " --threads 2");
+  const BenchRun r = run_bench({"--model", tiny_model(), "--threads", "2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const char* row : {"| text encoder |", "| UNet step (batch 2) |", "| VAE decode |",
                           "| total (text encoder + 20 x UNet step + VAE decode) |", "% of peak", "peak RSS MB"})
@@ -93,8 +91,8 @@ TEST(BenchCli, PrintsTableThenJsonWithEveryFigure) {
 // q/k/v/out projections 4 x 2*154*32*32, the MLP 2 x 2*154*32*37, and attention QK^T + PV 4*2*77*77*32.
 TEST(BenchCli, CountsTextEncoderFlopsFromItsShapes) {
   KK_REQUIRE_GOLDEN();
-  const BenchRun one = run_bench("--model " + tiny_model() + " --threads 1");
-  const BenchRun two = run_bench("--model " + tiny_model() + " --threads 1 --batch 2");
+  const BenchRun one = run_bench({"--model", tiny_model(), "--threads", "1"});
+  const BenchRun two = run_bench({"--model", tiny_model(), "--threads", "1", "--batch", "2"});
   ASSERT_EQ(one.exit_code, 0) << one.err;
   ASSERT_EQ(two.exit_code, 0) << two.err;
   const double per_layer = 4 * 2.0 * 154 * 32 * 32 + 2 * 2.0 * 154 * 32 * 37 + 4.0 * 2 * 77 * 77 * 32;
@@ -108,8 +106,8 @@ TEST(BenchCli, CountsTextEncoderFlopsFromItsShapes) {
 
 TEST(BenchCli, StepsRunAndTimeAWholeLoop) {
   KK_REQUIRE_GOLDEN();
-  const BenchRun r = run_bench("--model " + tiny_model() + " --threads 2 --steps 3 --scheduler heun --dtype fp16 "
-                               "--attention flash --height 32 --width 48");
+  const BenchRun r = run_bench({"--model", tiny_model(), "--threads", "2", "--steps", "3", "--scheduler", "heun",
+                                "--dtype", "fp16", "--attention", "flash", "--height", "32", "--width", "48"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("| total (measured: 3 steps, HeunDiscreteScheduler) |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("32x48"), std::string::npos) << r.out;
@@ -129,18 +127,18 @@ TEST(BenchCli, StepsRunAndTimeAWholeLoop) {
 
 TEST(BenchCli, BadRequestsExitTwoWithAMessage) {
   KK_REQUIRE_GOLDEN();
-  const std::pair<std::string, const char*> cases[] = {
-      {"--model " + tiny_model() + " --dtype fp8", "--dtype"},
-      {"--model " + tiny_model() + " --attention fast", "--attention"},
-      {"--model " + tiny_model() + " --height 60", "multiples of 8"},
-      {"--model " + tiny_model() + " --steps 2 --scheduler nonsense", "unknown scheduler"},
-      {"--model /nonexistent/kakusan-model", "/nonexistent/kakusan-model"},
+  const std::pair<std::vector<std::string>, const char*> cases[] = {
+      {{"--model", tiny_model(), "--dtype", "fp8"}, "--dtype"},
+      {{"--model", tiny_model(), "--attention", "fast"}, "--attention"},
+      {{"--model", tiny_model(), "--height", "60"}, "multiples of 8"},
+      {{"--model", tiny_model(), "--steps", "2", "--scheduler", "nonsense"}, "unknown scheduler"},
+      {{"--model", "/nonexistent/kakusan-model"}, "/nonexistent/kakusan-model"},
   };
   for (const auto& [args, message] : cases) {
     const BenchRun r = run_bench(args);
-    EXPECT_EQ(r.exit_code, 2) << args;
-    EXPECT_NE(r.err.find(message), std::string::npos) << args << ": " << r.err;
-    EXPECT_EQ(r.out, "") << args;
+    EXPECT_EQ(r.exit_code, 2) << joined(args);
+    EXPECT_NE(r.err.find(message), std::string::npos) << joined(args) << ": " << r.err;
+    EXPECT_EQ(r.out, "") << joined(args);
   }
 }
 
