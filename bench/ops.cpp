@@ -20,18 +20,13 @@
 #include <thread>
 #include <vector>
 
+#include "core/clock.h"
 #include "backend/backend.h"
 #include "backend/cpu/peak_flops.h"
 #include "core/thread_pool.h"
 
 namespace kakusan {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 double cpu_seconds(clockid_t clock) {
   timespec ts{};

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/clock.h"
 #include "core/thread_pool.h"
 #include "models/autoencoder_kl.h"
 #include "models/random_model.h"
@@ -20,10 +21,6 @@
 using namespace kakusan;
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 AttentionStrategy parse_strategy(const std::string& s) {
   if (s == "full") return AttentionStrategy::Full;
@@ -75,11 +72,11 @@ int main(int argc, char** argv) {
     std::printf("| component | config | image | batch | weights | attention | threads | first (s) | steady (s) "
                 "| CPU (s) | arena peak (MiB) |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
-    auto start = std::chrono::steady_clock::now();
+    auto start = Clock::now();
     Tensor out = unet.forward(ctx, sample, t, context);
     const double first = seconds_since(start);
     arena.reset();
-    start = std::chrono::steady_clock::now();
+    start = Clock::now();
     const std::clock_t cpu_start = std::clock();
     for (int i = 0; i < iters; ++i) out = unet.forward(ctx, sample, t, context);
     const double steady = seconds_since(start) / iters;
@@ -94,11 +91,11 @@ int main(int argc, char** argv) {
       const Tensor z = g.randn({1, 4, latent, latent});
       Arena vae_arena;
       Context vctx{cpu_backend(), vae_arena, attention};
-      start = std::chrono::steady_clock::now();
+      start = Clock::now();
       Tensor image = vae.decode(vctx, z);
       const double vfirst = seconds_since(start);
       vae_arena.reset();
-      start = std::chrono::steady_clock::now();
+      start = Clock::now();
       const std::clock_t vcpu_start = std::clock();
       image = vae.decode(vctx, z);
       const double vcpu = double(std::clock() - vcpu_start) / CLOCKS_PER_SEC;

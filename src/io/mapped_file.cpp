@@ -46,6 +46,10 @@ std::shared_ptr<const MappedFile> MappedFile::from_bytes(std::string bytes, cons
   return file;
 }
 
+void MappedFile::drop_pages() const {
+  if (mapped_ && size_ > 0) ::madvise(const_cast<std::byte*>(data_), size_, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (mapped_) ::munmap(const_cast<std::byte*>(data_), size_);
 }

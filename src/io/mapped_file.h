@@ -22,6 +22,11 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::filesystem::path& path() const { return path_; }
 
+  // Releases the resident pages of a mapped file (a no-op for from_bytes images). The mapping is private and
+  // read-only, never written, so only clean pages are dropped: the next access faults them back from the
+  // file (the page cache). Memory written into such a mapping would be lost: owned copies hold changes.
+  void drop_pages() const;
+
  private:
   MappedFile() = default;
   std::filesystem::path path_;

@@ -14,6 +14,7 @@
 #include "backend/profiling_backend.h"
 #include "core/arena.h"
 #include "core/cpu_time.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/generator.h"
 #include "core/thread_pool.h"
@@ -28,12 +29,6 @@
 
 namespace kakusan {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // Resets the kernel's resident-set high-water mark (VmHWM) to the current RSS, so the next read covers one
 // phase only. False where /proc/self/clear_refs is missing or refuses "5" (kernels before 4.0, some sandboxes).

@@ -9,8 +9,7 @@
 #include <optional>
 #include <random>
 
-#include <sys/mman.h>
-
+#include "core/clock.h"
 #include "backend/backend.h"
 #include "core/arena.h"
 #include "core/error.h"
@@ -32,12 +31,6 @@
 namespace kakusan {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // The dtype the matrices of a checkpoint are stored in (what WeightDType::Auto keeps).
 DType stored_dtype(const WeightStore& store) {
@@ -67,11 +60,8 @@ class ResidentWeights {
   void add(const WeightStore& store) {
     for (const SafetensorsFile& file : store.files()) mappings_.push_back(file.mapping());
   }
-  // The mappings are read-only private file mappings (MappedFile::open), never written, so MADV_DONTNEED
-  // only drops clean pages: their contents come back from the file on the next access.
   void drop_pages() const {
-    for (const std::shared_ptr<const MappedFile>& file : mappings_)
-      if (file->size() > 0) ::madvise(const_cast<std::byte*>(file->data()), file->size(), MADV_DONTNEED);
+    for (const std::shared_ptr<const MappedFile>& file : mappings_) file->drop_pages();
   }
   // Whether `p` points into one of the mappings (a borrowed weight, whose pages drop_pages() releases).
   bool contains(const void* p) const {

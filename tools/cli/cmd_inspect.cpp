@@ -3,7 +3,6 @@
 // class, a summary of their config and the size of their weights. --check-weights then reads every weight
 // and lists the tensors holding NaN or infinite values (exit code 1 if any). Any unreadable file ends the
 // command with a one-line error naming the file (exit code 2).
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -175,8 +174,7 @@ bool check_weights(const std::vector<fs::path>& files) {
                   e.name.c_str(), (long long)c.nan, (long long)c.inf, (long long)e.shape.numel());
     }
     // Read once: the pages need not stay resident while the next file is checked.
-    const auto& mapping = *file.mapping();
-    if (mapping.size() > 0) ::madvise(const_cast<std::byte*>(mapping.data()), mapping.size(), MADV_DONTNEED);
+    file.mapping()->drop_pages();
   }
   if (bad == 0)
     std::printf("check-weights: all %lld tensors in %zu files are finite\n", (long long)tensors, files.size());
