@@ -27,10 +27,6 @@ std::string normalize_weight_name(const std::string& name) {
   return out;
 }
 
-bool WeightStore::is_ignorable(const std::string& name) {
-  return name == "text_model.embeddings.position_ids";
-}
-
 WeightStore WeightStore::open(const std::vector<std::filesystem::path>& files) {
   WeightStore store;
   store.files_.reserve(files.size());
@@ -49,6 +45,30 @@ WeightStore WeightStore::open(const std::vector<std::filesystem::path>& files) {
 const WeightStore::Found* WeightStore::find(const std::string& name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : &it->second;
+}
+
+std::optional<WeightRef> WeightStore::get(const std::string& name) const {
+  const Found* found = find(name);
+  if (found == nullptr) return std::nullopt;
+  const SafetensorsFile& file = *found->file;
+  // The borrowed tensor holds whichever memory backs the view: the mapping, or the file's aligned copy.
+  auto borrowed = std::make_shared<const Tensor>(file.borrow(found->file_name));
+  const MappedFile& mapping = *file.mapping();
+  const auto* bytes = static_cast<const std::byte*>(borrowed->data());
+  WeightRef ref;
+  ref.view = borrowed->view();
+  ref.mapped = bytes >= mapping.data() && bytes < mapping.data() + mapping.size();
+  ref.owner = std::move(borrowed);
+  ref.file = file.path().string();
+  if (found->file_name != name) ref.stored_as = str_cat("tensor '", found->file_name, "'");
+  return ref;
+}
+
+std::vector<std::shared_ptr<const MappedFile>> WeightStore::mapped_files() const {
+  std::vector<std::shared_ptr<const MappedFile>> out;
+  out.reserve(files_.size());
+  for (const SafetensorsFile& file : files_) out.push_back(file.mapping());
+  return out;
 }
 
 std::vector<std::string> WeightStore::names() const {

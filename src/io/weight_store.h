@@ -1,6 +1,8 @@
-// WeightStore: every tensor of a model component, by its diffusers state-dict name, across one or more
-// safetensors files (sharded checkpoints). Legacy names found in real checkpoints are normalised here by a
-// data table (see legacy_name_table()), so models only ever see today's diffusers names.
+// WeightStore: the weight source of a diffusers folder. Every tensor of a model component, by its diffusers
+// state-dict name, across one or more safetensors files (sharded checkpoints). Legacy names found in real
+// checkpoints are normalised here by a data table (see legacy_name_table()), so models only ever see today's
+// diffusers names. Views borrow the files' mappings (zero copy), except tensors the file stores misaligned,
+// which SafetensorsFile has copied into owned memory.
 #pragma once
 
 #include <filesystem>
@@ -9,10 +11,11 @@
 #include <vector>
 
 #include "io/safetensors.h"
+#include "io/weight_source.h"
 
 namespace kakusan {
 
-class WeightStore {
+class WeightStore : public WeightSource {
  public:
   static WeightStore open(const std::vector<std::filesystem::path>& files);
 
@@ -22,14 +25,14 @@ class WeightStore {
   };
   // nullptr if absent. `name` is the diffusers name.
   const Found* find(const std::string& name) const;
-  // All (normalised) names, sorted.
-  std::vector<std::string> names() const;
-  // Names a loader may leave unused without complaint (buffers that old files carry).
-  static bool is_ignorable(const std::string& name);
-  // Describes the store for messages: "unet/diffusion_pytorch_model.safetensors" or "N files in DIR".
-  std::string describe() const;
-
   const std::vector<SafetensorsFile>& files() const { return files_; }
+
+  std::optional<WeightRef> get(const std::string& name) const override;
+  // All (normalised) names, sorted.
+  std::vector<std::string> names() const override;
+  std::vector<std::shared_ptr<const MappedFile>> mapped_files() const override;
+  // "unet/diffusion_pytorch_model.safetensors" or "N files in DIR".
+  std::string describe() const override;
 
  private:
   std::vector<SafetensorsFile> files_;
