@@ -6,33 +6,42 @@
 namespace kakusan {
 
 void WeightLoader::tensor(const std::string& name, Tensor& param, const Shape& shape) {
-  const WeightStore::Found* found = store_.find(name);
-  if (found == nullptr) {
+  std::optional<WeightRef> found = source_.get(name);
+  if (!found) {
     missing_.push_back(name + " " + shape.str());
     return;
   }
   used_.push_back(name);
-  const TensorView view = found->file->view(found->file_name);
+  const TensorView& view = found->view;
+  // Where the source found it, when that is not simply the file's tensor of this name.
+  const std::string stored = found->stored_as.empty() ? "" : str_cat(" (", found->stored_as, ")");
   if (!(view.shape == shape)) {
-    mismatched_.push_back(str_cat(name, ": expected ", shape.str(), ", file has ", view.shape.str()));
+    mismatched_.push_back(str_cat(name, ": expected ", shape.str(), ", file has ", view.shape.str(), stored));
     return;
   }
   if (!is_float(view.dtype)) {
-    mismatched_.push_back(str_cat(name, ": expected a floating-point dtype, file has ", dtype_name(view.dtype)));
+    mismatched_.push_back(
+        str_cat(name, ": expected a floating-point dtype, file has ", dtype_name(view.dtype), stored));
     return;
   }
   const DType want = shape.rank() >= 2 ? weight_dtype_ : DType::F32;
-  param = view.dtype == want ? found->file->borrow(found->file_name) : Tensor::copy_of(view).to(want);
+  if (view.dtype == want) {
+    param = Tensor::borrow(view, std::move(found->owner));
+    (found->mapped ? mapped_bytes_ : owned_bytes_) += int64_t(param.nbytes());
+  } else {
+    param = Tensor::copy_of(view).to(want);
+    owned_bytes_ += int64_t(param.nbytes());
+  }
 }
 
 void WeightLoader::finish(const std::string& component) const {
   const std::set<std::string> used(used_.begin(), used_.end());
   std::vector<std::string> unexpected;
-  for (const std::string& name : store_.names())
-    if (!used.count(name) && !WeightStore::is_ignorable(name)) unexpected.push_back(name);
+  for (const std::string& name : source_.names())
+    if (!used.count(name) && !WeightSource::is_ignorable(name)) unexpected.push_back(name);
   if (missing_.empty() && mismatched_.empty() && unexpected.empty()) return;
 
-  std::string message = str_cat(component, " (", store_.describe(), ") does not match its config:");
+  std::string message = str_cat(component, " (", source_.describe(), ") does not match its config:");
   auto list = [&](const char* what, const std::vector<std::string>& names) {
     if (names.empty()) return;
     message += str_cat("\n  ", names.size(), " ", what, ":");

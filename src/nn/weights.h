@@ -10,7 +10,8 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "io/weight_store.h"
+#include "io/weight_source.h"
+#include "io/weight_store.h"  // the usual source; callers of load_weights rely on it
 
 namespace kakusan {
 
@@ -49,21 +50,29 @@ class WeightVisitor {
   std::string prefix_;
 };
 
-// Binds parameters to a checkpoint. Matrices and convolution kernels (rank >= 2) are kept in
-// `weight_dtype` (borrowed from the mapping when the file already has that dtype: zero copy); vectors
-// (biases, norm scales) are converted to f32. Problems are collected and reported together by finish().
+// Binds parameters to a weight source. Matrices and convolution kernels (rank >= 2) are kept in
+// `weight_dtype` (borrowed from the source when it already has that dtype: zero copy, a mapped file's pages
+// or the source's owned copy); vectors (biases, norm scales) are converted to f32. Problems are collected and
+// reported together by finish().
 class WeightLoader : public WeightVisitor {
  public:
-  WeightLoader(const WeightStore& store, DType weight_dtype) : store_(store), weight_dtype_(weight_dtype) {}
+  WeightLoader(const WeightSource& source, DType weight_dtype) : source_(source), weight_dtype_(weight_dtype) {}
 
   void tensor(const std::string& name, Tensor& param, const Shape& shape) override;
 
   // Throws one Error listing every missing, mis-shaped and unexpected tensor (with `component` as context).
   void finish(const std::string& component) const;
 
+  // Bytes of the bound parameters that borrow a file mapping (released by page dropping, faulted back on the
+  // next read), and bytes held in owned memory (converted copies, a source's owned copies).
+  int64_t mapped_bytes() const { return mapped_bytes_; }
+  int64_t owned_bytes() const { return owned_bytes_; }
+
  private:
-  const WeightStore& store_;
+  const WeightSource& source_;
   DType weight_dtype_;
+  int64_t mapped_bytes_ = 0;
+  int64_t owned_bytes_ = 0;
   std::vector<std::string> used_;
   std::vector<std::string> missing_;
   std::vector<std::string> mismatched_;
@@ -77,10 +86,10 @@ class ParameterCounter : public WeightVisitor {
   int64_t elements = 0;
 };
 
-// Loads `module` from `store`, throwing one error that lists all problems.
+// Loads `module` from `source`, throwing one error that lists all problems.
 template <typename Module>
-void load_weights(Module& module, const WeightStore& store, DType weight_dtype, const std::string& component) {
-  WeightLoader loader(store, weight_dtype);
+void load_weights(Module& module, const WeightSource& source, DType weight_dtype, const std::string& component) {
+  WeightLoader loader(source, weight_dtype);
   module.visit(loader);
   loader.finish(component);
 }
