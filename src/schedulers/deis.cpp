@@ -33,7 +33,7 @@ class DEISMultistep final : public SolverScheduler {
     sched::check_num_steps(config_, n);
     std::vector<double> t = sched::solver_timesteps(config_, n, config_.num_train_timesteps);
     std::vector<double> s;
-    float final_sigma = table_.front();  // DEIS ends at sigma_min, not at 0
+    float final_sigma = table_.sigma_min();  // DEIS ends at sigma_min, not at 0
     if (config_.use_karras_sigmas) {
       std::tie(t, s) = karras_schedule(n);
       final_sigma = float(s.back());

@@ -44,17 +44,17 @@ class DPMSolverMultistep final : public SolverScheduler {
       std::tie(t, s) = karras_schedule(n);
     } else if (config_.use_lu_lambdas) {
       // Uniform in log-SNR (Lu et al. 2022): lambdas from log(sigma_max) down to log(sigma_min).
-      const double lambda_min = log_table_.front(), lambda_max = log_table_.back();
+      const double lambda_min = table_.log_sigmas.front(), lambda_max = table_.log_sigmas.back();
       const std::vector<double> ramp = sched::np_linspace(0, 1, n);
       t.clear();
       for (double r : ramp) {
         s.push_back(std::exp(lambda_max + r * (lambda_min - lambda_max)));
-        t.push_back(sched::np_round(sched::sigma_to_t(s.back(), log_table_)));
+        t.push_back(sched::np_round(sched::sigma_to_t(s.back(), table_.log_sigmas)));
       }
     } else {
       s = interpolated_sigmas(t);
     }
-    install(std::move(t), s, config_.final_sigmas_type == "sigma_min" ? table_.front() : 0.0f);
+    install(std::move(t), s, config_.final_sigmas_type == "sigma_min" ? table_.sigma_min() : 0.0f);
   }
 
  protected:

@@ -41,7 +41,7 @@ class DPMSolverSinglestep final : public SolverScheduler {
       std::tie(t, s) = karras_schedule(n);
     else
       s = interpolated_sigmas(t);
-    install(std::move(t), s, config_.final_sigmas_type == "sigma_min" ? table_.front() : 0.0f);
+    install(std::move(t), s, config_.final_sigmas_type == "sigma_min" ? table_.sigma_min() : 0.0f);
     // diffusers silently switches lower_order_final on for uneven step counts and for a zero final sigma.
     if (!config_.lower_order_final && (n % config_.solver_order != 0 || config_.final_sigmas_type == "zero")) {
       config_.lower_order_final = true;

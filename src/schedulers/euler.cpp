@@ -25,12 +25,12 @@ class EulerDiscrete final : public SigmaScheduler {
     Schedule s = interpolated_schedule(n, /*config_limits=*/true);
     if (config_.interpolation_type == "log_linear" && !config_.use_karras_sigmas) {
       // torch.linspace(log(sigma_max), log(sigma_min), n + 1).exp(), as diffusers does (n + 1 sigmas).
-      const std::vector<float> logs = sched::torch_linspace_f32(std::log(table_.back()), std::log(table_.front()), n + 1);
+      const std::vector<float> logs = sched::torch_linspace_f32(std::log(table_.sigma_max()), std::log(table_.sigma_min()), n + 1);
       s.sigmas.clear();
       for (float l : logs) s.sigmas.push_back(std::exp(l));
     }
     sigmas_ = to_f32(s.sigmas);
-    sigmas_.push_back(config_.final_sigmas_type == "sigma_min" ? table_.front() : 0.0f);
+    sigmas_.push_back(config_.final_sigmas_type == "sigma_min" ? table_.sigma_min() : 0.0f);
     timesteps_.clear();
     if (config_.timestep_type == "continuous" && config_.prediction_type == "v_prediction") {
       for (size_t i = 0; i + 1 < sigmas_.size(); ++i) timesteps_.push_back(0.25f * std::log(sigmas_[i]));

@@ -156,20 +156,17 @@ TrainSchedule make_train_schedule(const SchedulerConfig& c, std::initializer_lis
   return s;
 }
 
-std::vector<float> sigma_table(const std::vector<float>& alphas_cumprod) {
-  std::vector<float> out(alphas_cumprod.size());
-  for (size_t i = 0; i < out.size(); ++i) {
+SigmaTable sigma_table(const std::vector<float>& alphas_cumprod) {
+  SigmaTable table{std::vector<float>(alphas_cumprod.size()), std::vector<float>(alphas_cumprod.size())};
+  for (size_t i = 0; i < alphas_cumprod.size(); ++i) {
     const float a = alphas_cumprod[i];
-    out[i] = std::sqrt((1.0f - a) / a);
+    table.sigmas[i] = std::sqrt((1.0f - a) / a);
+    table.log_sigmas[i] = std::log(table.sigmas[i]);
   }
-  return out;
+  return table;
 }
 
-std::vector<float> log_table(const std::vector<float>& sigmas) {
-  std::vector<float> out(sigmas.size());
-  for (size_t i = 0; i < out.size(); ++i) out[i] = std::log(sigmas[i]);
-  return out;
-}
+void pin_zero_terminal_snr(TrainSchedule& train) { train.alphas_cumprod.back() = 0x1p-24f; }
 
 std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int64_t n) {
   const double rho = 7.0;

@@ -40,10 +40,18 @@ TrainSchedule make_train_schedule(const SchedulerConfig& config, std::initialize
 std::vector<float> torch_linspace_f32(double start, double end, int64_t steps);
 
 // ---- sigmas -----------------------------------------------------------------------------------------
-// ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5 in float32, indexed by training timestep.
-std::vector<float> sigma_table(const std::vector<float>& alphas_cumprod);
-// np.log of a float32 table (float32 results).
-std::vector<float> log_table(const std::vector<float>& sigmas);
+// The sigma of every training timestep and its log, as the sigma-based schedulers (the Karras-style ones and
+// the exponential-integrator solvers) keep them: diffusers' sigmas before set_timesteps and log_sigmas.
+struct SigmaTable {
+  std::vector<float> sigmas;      // ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5 in float32, ascending
+  std::vector<float> log_sigmas;  // np.log of each (float32)
+  float sigma_min() const { return sigmas.front(); }
+  float sigma_max() const { return sigmas.back(); }
+};
+SigmaTable sigma_table(const std::vector<float>& alphas_cumprod);
+// rescale_betas_zero_snr leaves alphas_cumprod[-1] = 0, an infinite last sigma: diffusers' sigma-based
+// schedulers pin it to 2^-24 before building their tables.
+void pin_zero_terminal_snr(TrainSchedule& train);
 // Karras et al. (2022) rho=7 ramp from sigma_max down to sigma_min, n entries (float64).
 std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int64_t n);
 // The fractional training timestep of `sigma`, by linear interpolation of log-sigma (diffusers'

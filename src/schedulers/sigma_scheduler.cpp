@@ -11,7 +11,6 @@ SigmaScheduler::SigmaScheduler(SchedulerConfig config, std::initializer_list<con
     : Scheduler(std::move(config)) {
   train_ = sched::make_train_schedule(config_, beta_schedules);
   table_ = sched::sigma_table(train_.alphas_cumprod);
-  log_table_ = sched::log_table(table_);
   integer_timesteps_ = false;
 }
 
@@ -29,9 +28,8 @@ std::vector<float> SigmaScheduler::repeat_for_two_stages(const std::vector<float
 }
 
 void SigmaScheduler::pin_zero_terminal_snr() {
-  train_.alphas_cumprod.back() = 0x1p-24f;
+  sched::pin_zero_terminal_snr(train_);
   table_ = sched::sigma_table(train_.alphas_cumprod);
-  log_table_ = sched::log_table(table_);
 }
 
 SigmaScheduler::TwoStageSchedule SigmaScheduler::two_stage_schedule(int n) const {
@@ -48,7 +46,7 @@ std::vector<double> SigmaScheduler::two_stage_timesteps(const std::vector<double
   auto cast = [&](double t) { return config_.use_karras_sigmas ? t : sched::f32(t); };
   std::vector<double> out(1, cast(timesteps.front()));
   for (size_t k = 1; k < timesteps.size(); ++k) {
-    out.push_back(cast(sched::sigma_to_t(mid.at(k - 1), log_table_)));
+    out.push_back(cast(sched::sigma_to_t(mid.at(k - 1), table_.log_sigmas)));
     out.push_back(cast(timesteps[k]));
   }
   return out;
@@ -64,7 +62,7 @@ SigmaScheduler::Schedule SigmaScheduler::interpolated_schedule(int n, bool confi
   sched::check_num_steps(config_, n);
   Schedule s;
   s.timesteps = sched::spaced_timesteps(config_, n, /*round_linspace=*/false);
-  for (double t : s.timesteps) s.sigmas.push_back(sched::np_interp(t, table_));
+  for (double t : s.timesteps) s.sigmas.push_back(sched::np_interp(t, table_.sigmas));
   if (config_.use_karras_sigmas) {
     double sigma_min = s.sigmas.back(), sigma_max = s.sigmas.front();
     if (config_limits) {
@@ -75,7 +73,7 @@ SigmaScheduler::Schedule SigmaScheduler::interpolated_schedule(int n, bool confi
     }
     s.sigmas = sched::karras_sigmas(sigma_min, sigma_max, n);
     s.timesteps.clear();
-    for (double sigma : s.sigmas) s.timesteps.push_back(sched::sigma_to_t(sigma, log_table_));
+    for (double sigma : s.sigmas) s.timesteps.push_back(sched::sigma_to_t(sigma, table_.log_sigmas));
   }
   return s;
 }

@@ -53,8 +53,7 @@ class SigmaScheduler : public Scheduler {
   static float geometric_midpoint(float a, float b);
 
   sched::TrainSchedule train_;
-  std::vector<float> table_;      // sigma per training timestep (float32)
-  std::vector<float> log_table_;  // its log (float32)
+  sched::SigmaTable table_;       // sigma per training timestep and its log (float32)
   std::vector<float> sigmas_;     // the current schedule's sigmas (float32), as diffusers' scheduler.sigmas
 };
 

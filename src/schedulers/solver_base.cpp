@@ -9,9 +9,8 @@ namespace kakusan {
 
 SolverScheduler::SolverScheduler(SchedulerConfig config) : Scheduler(std::move(config)) {
   train_ = sched::make_train_schedule(config_, {"linear", "scaled_linear", "squaredcos_cap_v2"});
-  if (config_.rescale_betas_zero_snr) train_.alphas_cumprod.back() = 0x1p-24f;
+  if (config_.rescale_betas_zero_snr) sched::pin_zero_terminal_snr(train_);
   table_ = sched::sigma_table(train_.alphas_cumprod);
-  log_table_ = sched::log_table(table_);
   KK_CHECK(config_.solver_order >= 1 && config_.solver_order <= 3, class_name(), ": solver_order must be 1, 2 or 3, got ",
            config_.solver_order);
 }
@@ -33,19 +32,19 @@ int SolverScheduler::unclipped_timesteps() const {
 }
 
 std::pair<std::vector<double>, std::vector<double>> SolverScheduler::karras_schedule(int n) const {
-  double sigma_min = table_.front(), sigma_max = table_.back();
+  double sigma_min = table_.sigma_min(), sigma_max = table_.sigma_max();
   const nlohmann::json& j = config_.json;  // diffusers honours sigma_min / sigma_max kept in the config
   if (j.contains("sigma_min") && j["sigma_min"].is_number()) sigma_min = j["sigma_min"].get<double>();
   if (j.contains("sigma_max") && j["sigma_max"].is_number()) sigma_max = j["sigma_max"].get<double>();
   std::vector<double> sigmas = sched::karras_sigmas(sigma_min, sigma_max, n);
   std::vector<double> timesteps;
-  for (double s : sigmas) timesteps.push_back(sched::np_round(sched::sigma_to_t(s, log_table_)));
+  for (double s : sigmas) timesteps.push_back(sched::np_round(sched::sigma_to_t(s, table_.log_sigmas)));
   return {std::move(timesteps), std::move(sigmas)};
 }
 
 std::vector<double> SolverScheduler::interpolated_sigmas(const std::vector<double>& timesteps) const {
   std::vector<double> sigmas;
-  for (double t : timesteps) sigmas.push_back(sched::np_interp(t, table_));
+  for (double t : timesteps) sigmas.push_back(sched::np_interp(t, table_.sigmas));
   return sigmas;
 }
 

@@ -68,8 +68,7 @@ class SolverScheduler : public Scheduler {
   static Tensor noise_from_x0(const TensorView& x0, const TensorView& sample, AlphaSigma s);
 
   sched::TrainSchedule train_;
-  std::vector<float> table_;      // sigma per training timestep (float32)
-  std::vector<float> log_table_;  // its log (float32)
+  sched::SigmaTable table_;       // sigma per training timestep and its log (float32)
   std::vector<float> sigmas_;     // per step, plus the final sigma
   std::vector<std::optional<Tensor>> outputs_;  // the last solver_order converted outputs, oldest first
   int lower_order_nums_ = 0;

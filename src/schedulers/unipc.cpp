@@ -60,7 +60,7 @@ class UniPCMultistep final : public SolverScheduler {
       if (config_.final_sigmas_type == "sigma_min") final_sigma = float(s.back());
     } else {
       s = interpolated_sigmas(t);
-      if (config_.final_sigmas_type == "sigma_min") final_sigma = table_.front();
+      if (config_.final_sigmas_type == "sigma_min") final_sigma = table_.sigma_min();
     }
     install(std::move(t), s, final_sigma);
     last_sample_.reset();
