@@ -25,7 +25,8 @@ class EulerDiscrete final : public SigmaScheduler {
     Schedule s = interpolated_schedule(n, /*config_limits=*/true);
     if (config_.interpolation_type == "log_linear" && !config_.use_karras_sigmas) {
       // torch.linspace(log(sigma_max), log(sigma_min), n + 1).exp(), as diffusers does (n + 1 sigmas).
-      const std::vector<float> logs = sched::torch_linspace_f32(std::log(table_.sigma_max()), std::log(table_.sigma_min()), n + 1);
+      const std::vector<float> logs =
+          sched::torch_linspace_f32(std::log(table_.sigma_max()), std::log(table_.sigma_min()), n + 1);
       s.sigmas.clear();
       for (float l : logs) s.sigmas.push_back(std::exp(l));
     }

@@ -42,7 +42,8 @@ Parameters parameters_of(Model& model) {
     return ::testing::AssertionFailure() << dtype_name(got.dtype()) << " " << got.shape().str() << " vs "
                                          << dtype_name(want.dtype) << " " << want.shape.str();
   const Tensor dense = Tensor::copy_of(want);
-  if (std::memcmp(got.data(), dense.data(), dense.nbytes()) != 0) return ::testing::AssertionFailure() << "values differ";
+  if (std::memcmp(got.data(), dense.data(), dense.nbytes()) != 0)
+    return ::testing::AssertionFailure() << "values differ";
   return ::testing::AssertionSuccess();
 }
 
@@ -101,7 +102,8 @@ TEST(WeightSourceModels, TinyGoldenModelsBindTheirFilesZeroCopy) {
 // (Only the attention is renamed here; the other blocks' tables are the single-file loader's.)
 std::vector<WeightRename> single_file_vae_rules() {
   std::vector<WeightRename> rules;
-  const std::pair<const char*, const char*> layers[] = {{"q", "to_q"}, {"k", "to_k"}, {"v", "to_v"}, {"proj_out", "to_out.0"}};
+  const std::pair<const char*, const char*> layers[] = {
+      {"q", "to_q"}, {"k", "to_k"}, {"v", "to_v"}, {"proj_out", "to_out.0"}};
   for (const auto& [original, diffusers] : layers) {
     rules.push_back({str_cat("first_stage_model.*.mid.attn_1.", original, ".weight"),
                      str_cat("*.mid_block.attentions.0.", diffusers, ".weight"), 2});

@@ -176,8 +176,9 @@ TEST_F(WeightSources, RenamedSourceErrorsNameFileTensorsAndShapes) {
 }
 
 TEST_F(WeightSources, SplitSourceServesRowsOfTheFusedTensorWithoutCopying) {
-  const SplitSource split(file_, {WeightSplit::even("cond.attn.in_proj_weight", {"q.weight", "k.weight", "v.weight"}, 4),
-                                  WeightSplit::even("cond.attn.in_proj_bias", {"q.bias", "k.bias", "v.bias"}, 4)});
+  const SplitSource split(file_,
+                          {WeightSplit::even("cond.attn.in_proj_weight", {"q.weight", "k.weight", "v.weight"}, 4),
+                           WeightSplit::even("cond.attn.in_proj_bias", {"q.bias", "k.bias", "v.bias"}, 4)});
   EXPECT_EQ(split.names(), (std::vector<std::string>{"cond.ln.weight", "first.attn.q.weight", "k.bias", "k.weight",
                                                      "q.bias", "q.weight", "v.bias", "v.weight"}));
   EXPECT_FALSE(split.get("cond.attn.in_proj_weight").has_value()) << "the fused tensor is served as its parts";
@@ -202,8 +203,9 @@ TEST_F(WeightSources, SplitSourceErrorsNameFileTensorAndRows) {
                   "asks for rows [3, 3)");
   const std::string absent = error_of([&] { SplitSource(file_, {WeightSplit::even("nope", {"a", "b"}, 2)}); });
   EXPECT_MENTIONS(absent, path_.string() + ": no tensor 'nope' to split");
-  EXPECT_MENTIONS(error_of([&] { SplitSource(file_, {WeightSplit::even("cond.attn.in_proj_bias", {"cond.ln.weight"}, 4)}); }),
-                  "split part 'cond.ln.weight' would hide a tensor of the same name");
+  EXPECT_MENTIONS(
+      error_of([&] { SplitSource(file_, {WeightSplit::even("cond.attn.in_proj_bias", {"cond.ln.weight"}, 4)}); }),
+      "split part 'cond.ln.weight' would hide a tensor of the same name");
   EXPECT_MENTIONS(error_of([&] { SplitSource(file_, {WeightSplit::even("cond.attn.in_proj_bias", {"a", "a"}, 4)}); }),
                   "the part name 'a' is used twice");
 }
@@ -248,8 +250,10 @@ TEST_F(WeightSources, OverlayErrorsNameTheTensorExpectedAndGot) {
 TEST_F(WeightSources, RenameOverSplitOverFile) {
   auto split = std::make_shared<SplitSource>(
       file_, std::vector<WeightSplit>{
-                 WeightSplit::even("cond.attn.in_proj_weight", {"cond.attn.q.weight", "cond.attn.k.weight", "cond.attn.v.weight"}, 4),
-                 WeightSplit::even("cond.attn.in_proj_bias", {"cond.attn.q.bias", "cond.attn.k.bias", "cond.attn.v.bias"}, 4)});
+                 WeightSplit::even("cond.attn.in_proj_weight",
+                                   {"cond.attn.q.weight", "cond.attn.k.weight", "cond.attn.v.weight"}, 4),
+                 WeightSplit::even("cond.attn.in_proj_bias",
+                                   {"cond.attn.q.bias", "cond.attn.k.bias", "cond.attn.v.bias"}, 4)});
   const RenamedSource renamed(split,
                               {{"cond.attn.*.weight", "text.self_attn.*_proj.weight"},
                                {"cond.attn.*.bias", "text.self_attn.*_proj.bias"},
@@ -258,7 +262,8 @@ TEST_F(WeightSources, RenameOverSplitOverFile) {
   EXPECT_EQ(renamed.names(),
             (std::vector<std::string>{"text.self_attn.k_proj.bias", "text.self_attn.k_proj.weight",
                                       "text.self_attn.q_proj.bias", "text.self_attn.q_proj.weight",
-                                      "text.self_attn.v_proj.bias", "text.self_attn.v_proj.weight", "vae.to_q.weight"}));
+                                      "text.self_attn.v_proj.bias", "text.self_attn.v_proj.weight",
+                                      "vae.to_q.weight"}));
   const WeightRef v = *renamed.get("text.self_attn.v_proj.weight");
   EXPECT_EQ(values(v.view), values(iota({16}, 132)));
   EXPECT_EQ(v.stored_as, "rows [8, 12) of tensor 'cond.attn.in_proj_weight'") << "the file's name, not the split's";

@@ -144,8 +144,9 @@ TEST_F(WeightLoading, ComposedSourcesLoadAndExplainMismatches) {
   auto file = std::make_shared<WeightStore>(WeightStore::open({path}));
   // rows [0, 64) are proj, rows [64, 68) of a 1024-wide matrix are not a [4, 64] head: reported, not bound.
   auto split = std::make_shared<SplitSource>(
-      file, std::vector<WeightSplit>{{"model.fused.weight", {{"model.proj.weight", 0, 64}, {"model.head.weight", 64, 68}}},
-                                     {"model.fused.bias", {{"model.proj.bias", 0, 64}, {"model.extra", 64, 68}}}});
+      file, std::vector<WeightSplit>{
+                {"model.fused.weight", {{"model.proj.weight", 0, 64}, {"model.head.weight", 64, 68}}},
+                {"model.fused.bias", {{"model.proj.bias", 0, 64}, {"model.extra", 64, 68}}}});
   const RenamedSource source(split, {{"model.head_bias", "head.bias"}, {"model.*", "*"}},
                              RenamedSource::Unmatched::Drop);
 
