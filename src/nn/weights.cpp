@@ -13,6 +13,7 @@ void WeightLoader::tensor(const std::string& name, Tensor& param, const Shape& s
   }
   used_.push_back(name);
   const TensorView& view = found->view;
+  KK_ASSERT(view.is_contiguous());  // every source yields dense views (splits are row ranges)
   // Where the source found it, when that is not simply the file's tensor of this name.
   const std::string stored = found->stored_as.empty() ? "" : str_cat(" (", found->stored_as, ")");
   if (!(view.shape == shape)) {
