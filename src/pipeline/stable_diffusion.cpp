@@ -165,18 +165,7 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   component_bytes.text_encoder = weight_bytes(const_cast<ClipTextModel&>(prompt_encoder->text_encoder()));
   component_bytes.unet = weight_bytes(*unet);
   component_bytes.vae = weight_bytes(*vae);
-  // Streaming releases only mapped pages, block by block: owned copies stay, and so do mapped weights outside
-  // the blocks once touched (time embedding, conv_in/out: small).
-  ByteCounter whole(&unet_weights);
-  unet->visit(whole);
-  int64_t largest_block = 0, in_blocks = 0;
-  for (size_t i = 0; i < unet->num_blocks(); ++i) {
-    ByteCounter block(&unet_weights);
-    unet->visit_block(i, block);
-    largest_block = std::max(largest_block, block.mapped_bytes);
-    in_blocks += block.mapped_bytes;
-  }
-  component_bytes.unet_streamed = (whole.bytes - in_blocks) + largest_block;
+  component_bytes.unet_streamed = streamed_weight_bytes(*unet, unet_weights);
   // Text-to-image feeds the UNet the latents alone (the default model input), and steps with its prediction.
   const int64_t latent_channels = vae->config().latent_channels;
   try {

@@ -5,6 +5,7 @@
 // generate().
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -46,6 +47,23 @@ int64_t weight_bytes(Model& model) {
   ByteCounter counter;
   model.visit(counter);
   return counter.bytes;
+}
+
+// Bytes of a block-streamed model (the UNet with stream_unet_weights) resident at once: streaming releases only
+// mapped pages, block by block, so owned copies stay, and so do mapped weights outside the blocks once touched
+// (time embedding, conv_in/out: small); of the blocks, the largest one's mapped bytes.
+template <typename BlockModel>
+int64_t streamed_weight_bytes(BlockModel& model, const ResidentWeights& mapped) {
+  ByteCounter whole(&mapped);
+  model.visit(whole);
+  int64_t largest_block = 0, in_blocks = 0;
+  for (size_t i = 0; i < model.num_blocks(); ++i) {
+    ByteCounter block(&mapped);
+    model.visit_block(i, block);
+    largest_block = std::max(largest_block, block.mapped_bytes);
+    in_blocks += block.mapped_bytes;
+  }
+  return (whole.bytes - in_blocks) + largest_block;
 }
 
 // After a phase: records what the backend's kernel scratch grew to, gives it back (so the UNet's buffers are
