@@ -79,9 +79,11 @@ struct kakusan_params {
   int vae_slicing;                       /* 1 = decode one image at a time */
   int vae_tiling;                        /* 1 = decode large images as overlapping tiles */
   int vae_tile_size;                     /* tile side in pixels for vae_tiling; 0 = the VAE's sample_size */
-  int stream_unet_weights;               /* 1 = UNet weights read block by block (least memory, as --low-memory) */
+  int stream_unet_weights;               /* 1 = UNet weights read block by block from the model file */
   kakusan_step_callback callback;        /* NULL = none */
   void * callback_user_data;
+  int low_memory;                        /* 1 = least memory, as the CLI's --low-memory: streamed UNet weights
+                                            and VAE tiling in 256-pixel tiles (unless vae_tile_size is set) */
 };
 
 struct kakusan_load_params kakusan_default_load_params(void);

@@ -95,6 +95,12 @@ class Backend {
   // Gives those buffers back (called between phases). While an op runs on another thread (a second
   // pipeline), it gives back nothing.
   virtual void release_scratch() {}
+
+  // Scratch one attention call of `tokens` queries over `keys` keys takes beyond the arena (score matrices),
+  // for the memory planner; each backend knows its own kernels' rule.
+  virtual int64_t attention_scratch_bytes(const AttentionParams&, int64_t /*tokens*/, int64_t /*keys*/) const {
+    return 0;
+  }
 };
 
 // The fast CPU backend (BLAS GEMMs, vectorised and threaded kernels).

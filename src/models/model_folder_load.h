@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "io/json_config.h"
@@ -18,19 +19,43 @@ namespace kakusan {
 // sizes that is still absurd, before the weight walk binds anything.
 inline constexpr int64_t kMaxModelParameters = int64_t(64) << 30;
 
-// `library` picks the weight file names ("diffusers" or "transformers", see find_weight_files); `component`
-// names the model in errors ("UNet2DConditionModel: missing tensor ...").
+// The dtype the matrices of a checkpoint are stored in (the first floating tensor of rank >= 2; f32 if none).
+inline DType stored_matrix_dtype(const WeightStore& store) {
+  for (const SafetensorsFile& file : store.files())
+    for (const SafetensorsFile::Entry& entry : file.entries())
+      if (entry.shape.rank() >= 2 && is_float(entry.dtype)) return entry.dtype;
+  return DType::F32;
+}
+
+// A loaded model with the store its weights came from: weights borrowed from the store's mapped files stay
+// valid while the model lives (the mappings are shared), and the pipeline drops their pages between phases.
+template <typename Model>
+struct LoadedModel {
+  Model model;
+  WeightStore store;
+};
+
+// `weight_dtype` nullopt keeps the matrices in the dtype the files store them in. `library` picks the weight
+// file names ("diffusers" or "transformers", see find_weight_files); `component` names the model in errors
+// ("UNet2DConditionModel: missing tensor ...").
 template <typename Model, typename Config>
-Model load_model_folder(const std::filesystem::path& dir, DType weight_dtype, const std::string& variant,
-                        const std::string& library, const std::string& component) {
+LoadedModel<Model> load_model_and_store(const std::filesystem::path& dir, std::optional<DType> weight_dtype,
+                                        const std::string& variant, const std::string& library,
+                                        const std::string& component) {
   Model model(Config::parse(JsonConfig::load(dir / "config.json")));
   ParameterCounter counter;
   model.visit(counter);
   KK_CHECK(counter.elements <= kMaxModelParameters, component, ": ", (dir / "config.json").string(),
            " implies ", counter.elements, " parameters (at most ", kMaxModelParameters, " supported)");
-  const WeightStore store = WeightStore::open(find_weight_files(dir, variant, library).files);
-  load_weights(model, store, weight_dtype, component);
-  return model;
+  WeightStore store = WeightStore::open(find_weight_files(dir, variant, library).files);
+  load_weights(model, store, weight_dtype.value_or(stored_matrix_dtype(store)), component);
+  return LoadedModel<Model>{std::move(model), std::move(store)};
+}
+
+template <typename Model, typename Config>
+Model load_model_folder(const std::filesystem::path& dir, DType weight_dtype, const std::string& variant,
+                        const std::string& library, const std::string& component) {
+  return load_model_and_store<Model, Config>(dir, weight_dtype, variant, library, component).model;
 }
 
 }  // namespace kakusan

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "kakusan/kakusan.h"
 #include "kakusan/pipeline.h"
+#include "pipeline/generate_request.h"
 
 struct kakusan_context {
   kakusan::StableDiffusionPipeline pipeline;
@@ -119,27 +120,29 @@ int kakusan_generate(kakusan_context* ctx, const kakusan_params* params, kakusan
     KK_CHECK(ctx != nullptr && params != nullptr && out != nullptr, "kakusan_generate: NULL argument");
     *out = nullptr;
     const kakusan_params& p = *params;
-    kakusan::GenerateParams g;
-    g.prompt = strings(p.prompts, p.n_prompts, "prompts");
-    g.negative_prompt = strings(p.negative_prompts, p.n_negative_prompts, "negative_prompts");
-    g.height = p.height;
-    g.width = p.width;
-    g.num_inference_steps = p.num_inference_steps;
-    g.guidance_scale = p.guidance_scale;
-    g.guidance_rescale = p.guidance_rescale;
-    g.num_images_per_prompt = p.num_images_per_prompt;
-    g.eta = p.eta;
+    kakusan::GenerateRequest r;
+    r.prompts = strings(p.prompts, p.n_prompts, "prompts");
+    r.negative_prompts = strings(p.negative_prompts, p.n_negative_prompts, "negative_prompts");
+    r.height = p.height;
+    r.width = p.width;
+    r.num_inference_steps = p.num_inference_steps;
+    r.guidance_scale = p.guidance_scale;
+    r.guidance_rescale = p.guidance_rescale;
+    r.num_images_per_prompt = p.num_images_per_prompt;
+    r.eta = p.eta;
     KK_CHECK(p.n_seeds >= 0 && (p.n_seeds == 0 || p.seeds != nullptr), "seeds: ", p.n_seeds, " entries but no array");
-    g.seeds.assign(p.seeds, p.seeds + p.n_seeds);
-    if (p.clip_skip >= 0) g.clip_skip = p.clip_skip;
+    r.seeds.assign(p.seeds, p.seeds + p.n_seeds);
+    if (p.clip_skip >= 0) r.clip_skip = p.clip_skip;
     if (p.attention_slice_size >= 0) {
-      g.attention.mode = kakusan::AttentionOptions::Mode::Sliced;
-      g.attention.slice_size = p.attention_slice_size;
+      r.attention.mode = kakusan::AttentionOptions::Mode::Sliced;
+      r.attention.slice_size = p.attention_slice_size;
     }
-    g.vae_slicing = p.vae_slicing != 0;
-    g.vae_tiling = p.vae_tiling != 0;
-    g.vae_tile_size = p.vae_tile_size;
-    g.stream_unet_weights = p.stream_unet_weights != 0;
+    r.vae_slicing = p.vae_slicing != 0;
+    r.vae_tiling = p.vae_tiling != 0;
+    r.vae_tile_size = p.vae_tile_size;
+    r.stream_unet_weights = p.stream_unet_weights != 0;
+    r.low_memory = p.low_memory != 0;
+    kakusan::GenerateParams g = kakusan::generate_params(r);
     if (p.callback != nullptr) {
       g.callback_on_step_end = [&p](const kakusan::StepInfo& step) {
         return p.callback(step.step, step.num_steps, step.timestep, p.callback_user_data) != 0;

@@ -20,6 +20,7 @@ TEST(CApi, DefaultsAreDiffusers) {
   EXPECT_EQ(p.attention_slice_size, -1);
   EXPECT_EQ(p.vae_tile_size, 0);
   EXPECT_EQ(p.stream_unet_weights, 0);
+  EXPECT_EQ(p.low_memory, 0);
   EXPECT_EQ(p.prompts, nullptr);
   const kakusan_load_params lp = kakusan_default_load_params();
   EXPECT_EQ(lp.scheduler, nullptr);
@@ -80,6 +81,19 @@ TEST(CApi, GeneratesCaseB) {
   EXPECT_LE(worst, 1);
   kakusan_images_free(out);
   p.stream_unet_weights = 0;
+
+  // Low-memory mode, the CLI's --low-memory (streamed weights, 256-pixel VAE tiles: one tile at 64x64): the
+  // same image.
+  p.low_memory = 1;
+  out = nullptr;
+  ASSERT_EQ(kakusan_generate(ctx, &p, &out), KAKUSAN_OK) << kakusan_last_error();
+  const uint8_t* low = kakusan_images_rgb(out, 0, &width, &height);
+  ASSERT_NE(low, nullptr);
+  worst = 0;
+  for (size_t i = 0; i < want.rgb.size(); ++i) worst = std::max(worst, std::abs(int(low[i]) - int(want.rgb[i])));
+  EXPECT_LE(worst, 1);
+  kakusan_images_free(out);
+  p.low_memory = 0;
 
   // Bad parameters: a status and a message, no images.
   p.num_inference_steps = 0;

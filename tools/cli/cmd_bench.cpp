@@ -11,8 +11,8 @@
 #include <map>
 #include <memory>
 
+#include "bench_runner.h"
 #include "command.h"
-#include "pipeline/bench.h"
 
 namespace kakusan::cli {
 namespace {

@@ -26,6 +26,7 @@
 #include "io/png.h"
 #include "io/safetensors.h"
 #include "kakusan/pipeline.h"
+#include "pipeline/generate_request.h"
 #include "pipeline/output_files.h"
 #include "pipeline/progress.h"
 
@@ -37,8 +38,8 @@ struct GenerateOptions {
   std::string vae;
   std::vector<std::string> prompts;
   std::vector<std::string> negative_prompts;
-  int steps = 50;
-  double guidance = 7.5;
+  int steps = GenerateParams{}.num_inference_steps;
+  double guidance = GenerateParams{}.guidance_scale;
   double guidance_rescale = 0.0;
   int height = 0, width = 0;
   std::vector<std::string> seeds;
@@ -164,30 +165,27 @@ Request build_request(const GenerateOptions& o) {
   KK_CHECK(o.threads >= 0, "--threads must be >= 0 but is ", o.threads);
   r.load.num_threads = o.threads;
 
-  GenerateParams& p = r.params;
-  p.prompt = o.prompts;
-  p.negative_prompt = o.negative_prompts;
-  p.num_inference_steps = o.steps;
-  p.guidance_scale = o.guidance;
-  p.guidance_rescale = o.guidance_rescale;
-  p.height = o.height;
-  p.width = o.width;
-  p.num_images_per_prompt = o.num_images_per_prompt;
-  p.eta = o.eta;
-  for (const std::string& seed : o.seeds) p.seeds.push_back(parse_seed(seed));
-  if (o.clip_skip >= 0) p.clip_skip = o.clip_skip;
-  p.attention = parse_attention_slicing(o.attention_slicing);
-  p.vae_slicing = o.vae_slicing;
-  p.vae_tiling = o.vae_tiling;
-  p.vae_tile_size = o.vae_tile_size;
-  if (o.low_memory) {  // the levers that trade a little speed for memory, all at once
-    p.stream_unet_weights = true;
-    p.vae_tiling = true;
-    if (p.vae_tile_size == 0) p.vae_tile_size = kLowMemoryVaeTile;
-  }
-  p.memory_policy = parse_memory_policy(o.memory);
-  if (!o.max_memory.empty()) p.max_memory = parse_memory_size(o.max_memory);
-  check_inputs(p);
+  GenerateRequest g;
+  g.prompts = o.prompts;
+  g.negative_prompts = o.negative_prompts;
+  g.num_inference_steps = o.steps;
+  g.guidance_scale = o.guidance;
+  g.guidance_rescale = o.guidance_rescale;
+  g.height = o.height;
+  g.width = o.width;
+  g.num_images_per_prompt = o.num_images_per_prompt;
+  g.eta = o.eta;
+  for (const std::string& seed : o.seeds) g.seeds.push_back(parse_seed(seed));
+  if (o.clip_skip >= 0) g.clip_skip = o.clip_skip;
+  g.attention = parse_attention_slicing(o.attention_slicing);
+  g.vae_slicing = o.vae_slicing;
+  g.vae_tiling = o.vae_tiling;
+  g.vae_tile_size = o.vae_tile_size;
+  g.low_memory = o.low_memory;
+  g.memory_policy = parse_memory_policy(o.memory);
+  if (!o.max_memory.empty()) g.max_memory = parse_memory_size(o.max_memory);
+  r.params = generate_params(g);
+  const GenerateParams& p = r.params;
 
   const int num_images = int(p.prompt.size()) * p.num_images_per_prompt;
   if (!o.grid.empty()) {

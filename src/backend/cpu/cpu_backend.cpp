@@ -1,4 +1,5 @@
 // cpu_backend(): checks each call's arguments (shared with the reference) and runs the fast kernels.
+#include <algorithm>
 #include <mutex>
 #include <shared_mutex>
 
@@ -91,6 +92,18 @@ class CpuBackend final : public Backend {
   void release_scratch() override {
     const std::unique_lock none_running(ops_mutex(), std::try_to_lock);
     if (none_running.owns_lock()) cpu::release_all_scratch();
+  }
+  // Full attention holds one Tq x Tk score matrix per thread, sliced `slice_size` of them, flash a tile (under
+  // 1 MB: not counted); Auto runs full attention up to 512 keys and flash beyond.
+  int64_t attention_scratch_bytes(const AttentionParams& attention, int64_t tokens, int64_t keys) const override {
+    const int64_t matrix = tokens * keys * int64_t(sizeof(float));
+    switch (attention.strategy) {
+      case AttentionStrategy::Full: return matrix * num_threads();
+      case AttentionStrategy::Sliced: return matrix * std::max(1, attention.slice_size);
+      case AttentionStrategy::Flash: return 0;
+      case AttentionStrategy::Auto: return keys <= 512 ? matrix * num_threads() : 0;
+    }
+    return 0;
   }
 };
 

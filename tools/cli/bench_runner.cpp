@@ -1,4 +1,4 @@
-#include "pipeline/bench.h"
+#include "bench_runner.h"
 
 #include <algorithm>
 #include <chrono>
@@ -23,7 +23,8 @@
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "nn/context.h"
-#include "pipeline/guidance.h"
+#include "pipeline/denoise.h"
+#include "pipeline/generators.h"
 #include "pipeline/memory_plan.h"
 #include "schedulers/scheduler.h"
 
@@ -96,16 +97,6 @@ Tensor fixed_token_ids(const ClipTextConfig& config, int batch) {
     }
   }
   return ids;
-}
-
-// cat([x, x]) on dimension 0: the classifier-free-guidance batch.
-Tensor duplicate_batch(const Tensor& x) {
-  Shape shape = x.shape();
-  shape[0] *= 2;
-  Tensor out = Tensor::empty(shape);
-  std::copy(x.f32(), x.f32() + x.numel(), out.f32());
-  std::copy(x.f32(), x.f32() + x.numel(), out.f32() + x.numel());
-  return out;
 }
 
 const char* attention_name(AttentionStrategy s) {
@@ -246,8 +237,8 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
 
   // 2. UNet: one CFG step (counted, then timed), and with `steps` a whole denoising loop. Released before
   // the VAE is loaded.
-  Generator generator(0);
-  Tensor latents = generator.randn({options.batch, unet_config.in_channels, height / scale, width / scale});
+  GeneratorSet generators({0}, {}, options.batch, 0);  // one generator: the latents, then scheduler noise
+  Tensor latents = generators.randn({options.batch, unet_config.in_channels, height / scale, width / scale});
   {
     rss.start_phase();
     say("unet: loading");
@@ -255,7 +246,8 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     r.unet_step.load_seconds = timed([&] {
       unet.emplace(UNet2DConditionModel::load(folder.component_dir("unet"), options.weight_dtype));
     }).wall;
-    Tensor model_input = duplicate_batch(latents);
+    Tensor model_input = Tensor::empty({cfg_batch, unet_config.in_channels, height / scale, width / scale});
+    duplicate_batch(cpu_backend(), latents, model_input);
     Tensor t = Tensor::full({1}, 981.0f);
     Tensor noise_pred = Tensor::empty({cfg_batch, unet_config.out_channels, height / scale, width / scale});
     const std::unique_ptr<Arena> arena_owner =
@@ -274,24 +266,27 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       r.unet_step.seconds = step.wall;
       r.unet_step.cpu_seconds = step.cpu;
     } else {
-      // The pipeline's loop: expand for CFG, scale, UNet, guidance (7.5), scheduler step.
+      // The pipeline's own loop (expand for CFG, scale, UNet, guidance 7.5, scheduler step), its UNet passes
+      // timed one by one.
       scheduler->set_timesteps(options.steps);
       const std::vector<double>& timesteps = scheduler->timesteps();
       const float init_noise_sigma = float(scheduler->init_noise_sigma());
       for (int64_t i = 0; i < latents.numel(); ++i) latents.f32()[i] *= init_noise_sigma;
       Timing unet_total, loop;
+      DenoiseOptions denoising;
+      denoising.classifier_free_guidance = true;
+      denoising.guidance_scale = 7.5;
+      denoising.progress = [&](const Progress& p) {
+        if (p.done < p.total) say("unet: step " + std::to_string(p.done + 1) + "/" + std::to_string(p.total));
+      };
+      const NoiseModel timed_unet = [&](const TensorView& input, const TensorView& timestep,
+                                        const TensorView& prediction) {
+        const Timing step = timed([&] { unet->forward(ctx, input, timestep, prompt_embeds, prediction); });
+        unet_total.wall += step.wall;
+        unet_total.cpu += step.cpu;
+      };
       loop = timed([&] {
-        for (size_t i = 0; i < timesteps.size(); ++i) {
-          say("unet: step " + std::to_string(i + 1) + "/" + std::to_string(timesteps.size()));
-          model_input = duplicate_batch(latents);
-          scheduler->scale_model_input(model_input, i);
-          t.f32()[0] = float(timesteps[i]);
-          const Timing step = timed([&] { unet->forward(ctx, model_input, t, prompt_embeds, noise_pred); });
-          unet_total.wall += step.wall;
-          unet_total.cpu += step.cpu;
-          const Tensor guided = classifier_free_guidance(noise_pred, 7.5f);
-          latents = scheduler->step(guided, i, latents, generator);
-        }
+        latents = denoise(cpu_backend(), *scheduler, generators, std::move(latents), timed_unet, denoising);
       });
       r.unet_calls = int(timesteps.size());
       r.unet_step.seconds = unet_total.wall / r.unet_calls;

@@ -1,0 +1,41 @@
+// One way from a front end's request to GenerateParams: the CLI (flags) and the C API (struct kakusan_params)
+// each parse their own syntax into a GenerateRequest and build the parameters with generate_params(), so the
+// levers and defaults they offer cannot drift apart. Callbacks (progress, step end) are the front end's own.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kakusan/pipeline.h"
+
+namespace kakusan {
+
+struct GenerateRequest {
+  std::vector<std::string> prompts;
+  std::vector<std::string> negative_prompts;
+  int height = 0, width = 0;
+  int num_inference_steps = GenerateParams{}.num_inference_steps;
+  double guidance_scale = GenerateParams{}.guidance_scale;
+  double guidance_rescale = GenerateParams{}.guidance_rescale;
+  int num_images_per_prompt = GenerateParams{}.num_images_per_prompt;
+  double eta = GenerateParams{}.eta;
+  std::vector<uint64_t> seeds;
+  std::optional<int> clip_skip;
+  AttentionOptions attention;
+  bool vae_slicing = false;
+  bool vae_tiling = false;
+  int vae_tile_size = 0;
+  bool stream_unet_weights = false;
+  // The levers that trade a little speed for memory, all at once: streamed UNet weights and VAE tiling, in
+  // kLowMemoryVaeTile-pixel tiles unless vae_tile_size is given.
+  bool low_memory = false;
+  GenerateParams::MemoryPolicy memory_policy = GenerateParams{}.memory_policy;
+  int64_t max_memory = 0;
+};
+
+// The parameters of `request`, checked (check_inputs: throws Error naming the bad parameter).
+GenerateParams generate_params(const GenerateRequest& request);
+
+}  // namespace kakusan

@@ -1,0 +1,25 @@
+#include "pipeline/run_options.h"
+
+namespace kakusan {
+
+AttentionParams attention_params(const AttentionOptions& options) {
+  AttentionParams params;
+  switch (options.mode) {
+    case AttentionOptions::Mode::Auto: params.strategy = AttentionStrategy::Auto; break;
+    case AttentionOptions::Mode::Full: params.strategy = AttentionStrategy::Full; break;
+    case AttentionOptions::Mode::Sliced: params.strategy = AttentionStrategy::Sliced; break;
+    case AttentionOptions::Mode::Flash: params.strategy = AttentionStrategy::Flash; break;
+  }
+  params.slice_size = options.slice_size;
+  return params;
+}
+
+VaeMemoryOptions vae_memory_options(const GenerateParams& params) {
+  VaeMemoryOptions memory;
+  memory.slicing = params.vae_slicing;
+  memory.tiling = params.vae_tiling;
+  memory.tile_size = params.vae_tile_size;
+  return memory;
+}
+
+}  // namespace kakusan
