@@ -85,6 +85,8 @@ kakusan_params kakusan_default_params(void) {
   p.guidance_rescale = float(defaults.guidance_rescale);
   p.num_images_per_prompt = defaults.num_images_per_prompt;
   p.eta = float(defaults.eta);
+  p.cuda_sm_count = defaults.cuda_sm_count;
+  p.cuda_max_threads_per_sm = defaults.cuda_max_threads_per_sm;
   p.clip_skip = -1;
   p.attention_slice_size = -1;
   return p;
@@ -131,6 +133,9 @@ int kakusan_generate(kakusan_context* ctx, const kakusan_params* params, kakusan
     g.eta = p.eta;
     KK_CHECK(p.n_seeds >= 0 && (p.n_seeds == 0 || p.seeds != nullptr), "seeds: ", p.n_seeds, " entries but no array");
     g.seeds.assign(p.seeds, p.seeds + p.n_seeds);
+    if (p.generator_device != nullptr) g.generator_device = p.generator_device;
+    g.cuda_sm_count = p.cuda_sm_count;
+    g.cuda_max_threads_per_sm = p.cuda_max_threads_per_sm;
     if (p.clip_skip >= 0) g.clip_skip = p.clip_skip;
     if (p.attention_slice_size >= 0) {
       g.attention.mode = kakusan::AttentionOptions::Mode::Sliced;

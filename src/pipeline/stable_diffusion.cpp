@@ -205,6 +205,7 @@ struct StableDiffusionPipeline::Impl {
   std::optional<AutoencoderKL> vae;
   ResidentWeights text_encoder_weights, unet_weights, vae_weights;
   std::vector<std::string> load_warnings;  // reported with every generate()
+  bool half_pipeline = false;              // loaded with dtype F16 (diffusers' torch_dtype=torch.float16)
 
   std::unique_ptr<Scheduler> make_configured_scheduler() const {
     return make_scheduler(scheduler_spec, scheduler_source, scheduler_options);
@@ -254,6 +255,7 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
 
   std::string variant = options.variant;
   if (variant.empty() && options.dtype == WeightDType::F16) variant = "fp16";
+  half_pipeline = options.dtype == WeightDType::F16;
   const int total = 4;
   report(options.progress, Phase::Loading, 0, total);
   ClipTokenizer tokenizer = ClipTokenizer::load(folder->component_dir("tokenizer"));
@@ -471,7 +473,11 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   }
 
   // 3. Prepare latent variables: randn from the generator(s), scaled by the scheduler's init_noise_sigma.
-  GeneratorSet generators(p.seeds, p.generator_index, num_images, p.seeds.empty() ? random_seed() : 0);
+  GeneratorSpec generator_spec;
+  if (p.generator_device == "cuda")
+    generator_spec = {GeneratorDevice::Cuda, {p.cuda_sm_count, p.cuda_max_threads_per_sm}, half_pipeline};
+  GeneratorSet generators(p.seeds, p.generator_index, num_images, p.seeds.empty() ? random_seed() : 0,
+                          generator_spec);
   result.seeds = generators.image_seeds();
   Tensor latents;
   if (p.latents.empty()) {
@@ -481,6 +487,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
     std::memcpy(latents.f32(), p.latents.data(), latents.nbytes());
   }
   inspect("init_noise", latents);
+  result.init_noise.assign(latents.f32(), latents.f32() + latents.numel());
   const float init_noise_sigma = float(scheduler->init_noise_sigma());
   for (int64_t i = 0; i < latents.numel(); ++i) latents.f32()[i] *= init_noise_sigma;
 
