@@ -45,8 +45,8 @@ struct GenerateOptions {
   int height = 0, width = 0;
   std::vector<std::string> seeds;
   std::string generator = "cpu";
-  int cuda_sm_count = GenerateParams{}.cuda_sm_count;
-  int cuda_threads_per_sm = GenerateParams{}.cuda_max_threads_per_sm;
+  std::string cuda_sm_count = std::to_string(GenerateParams{}.cuda_sm_count);
+  std::string cuda_threads_per_sm = std::to_string(GenerateParams{}.cuda_max_threads_per_sm);
   int num_images_per_prompt = 1;
   double eta = 0.0;
   std::string scheduler;
@@ -103,6 +103,15 @@ uint64_t parse_seed(const std::string& text) {
   uint64_t value = 0;
   const auto [ptr, ec] = std::from_chars(begin, end, value);
   KK_CHECK(ec == std::errc() && ptr == end, "--seed \"", text, "\" is not an integer between 0 and 2^64-1");
+  return value;
+}
+
+// A positive integer flag, read here rather than by CLI11 so that a bad value is one line naming the flag.
+int parse_positive_int(const std::string& text, const char* flag) {
+  int value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  KK_CHECK(ec == std::errc() && ptr == text.data() + text.size() && value >= 1, flag, " \"", text,
+           "\" is not a positive integer");
   return value;
 }
 
@@ -182,8 +191,8 @@ Request build_request(const GenerateOptions& o) {
   for (const std::string& seed : o.seeds) p.seeds.push_back(parse_seed(seed));
   KK_CHECK(o.generator == "cpu" || o.generator == "cuda", "--generator \"", o.generator, "\" must be cpu or cuda");
   p.generator_device = o.generator;
-  p.cuda_sm_count = o.cuda_sm_count;
-  p.cuda_max_threads_per_sm = o.cuda_threads_per_sm;
+  p.cuda_sm_count = parse_positive_int(o.cuda_sm_count, "--cuda-sm-count");
+  p.cuda_max_threads_per_sm = parse_positive_int(o.cuda_threads_per_sm, "--cuda-threads-per-sm");
   if (o.clip_skip >= 0) p.clip_skip = o.clip_skip;
   p.attention = parse_attention_slicing(o.attention_slicing);
   p.vae_slicing = o.vae_slicing;
