@@ -17,7 +17,7 @@
 //
 // Precision: cuRAND computes the angle and radius in float and the sine/cosine with the __sincosf hardware
 // approximation; here sin/cos are evaluated exactly on the same float angle, so values differ from a GPU's
-// by the approximation's error only (observed max 2.4e-7 on the known values, bound ~3e-6).
+// by the approximation's error only (2.7e-7 at most on the five values of seed 0 observed on a GPU).
 #pragma once
 
 #include <array>
