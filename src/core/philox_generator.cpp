@@ -83,7 +83,8 @@ void PhiloxGenerator::randn(float* out, int64_t n, bool round_to_half) {
   const int64_t stride = kBlockSize * grid;
   const int64_t rounds = (n - 1) / (stride * kUnroll) + 1;
   const Key key = {uint32_t(seed_), uint32_t(seed_ >> 32)};
-  const uint64_t first_counter = offset_ / kOffsetPerRound;  // curand_init's skipahead(offset): 4 draws per counter step
+  // curand_init's skipahead(offset): four 32-bit draws per step of the counter.
+  const uint64_t first_counter = offset_ / kOffsetPerRound;
   for (int64_t r = 0; r < rounds; ++r) {
     const uint64_t counter = first_counter + uint64_t(r);
     const int64_t base = r * stride * kUnroll;

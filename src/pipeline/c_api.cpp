@@ -133,9 +133,6 @@ int kakusan_generate(kakusan_context* ctx, const kakusan_params* params, kakusan
     g.eta = p.eta;
     KK_CHECK(p.n_seeds >= 0 && (p.n_seeds == 0 || p.seeds != nullptr), "seeds: ", p.n_seeds, " entries but no array");
     g.seeds.assign(p.seeds, p.seeds + p.n_seeds);
-    if (p.generator_device != nullptr) g.generator_device = p.generator_device;
-    g.cuda_sm_count = p.cuda_sm_count;
-    g.cuda_max_threads_per_sm = p.cuda_max_threads_per_sm;
     if (p.clip_skip >= 0) g.clip_skip = p.clip_skip;
     if (p.attention_slice_size >= 0) {
       g.attention.mode = kakusan::AttentionOptions::Mode::Sliced;
@@ -150,6 +147,9 @@ int kakusan_generate(kakusan_context* ctx, const kakusan_params* params, kakusan
         return p.callback(step.step, step.num_steps, step.timestep, p.callback_user_data) != 0;
       };
     }
+    if (p.generator_device != nullptr) g.generator_device = p.generator_device;
+    g.cuda_sm_count = p.cuda_sm_count;
+    g.cuda_max_threads_per_sm = p.cuda_max_threads_per_sm;
     auto images = std::make_unique<kakusan_images>();
     images->result = ctx->pipeline.generate(g);
     *out = images.release();

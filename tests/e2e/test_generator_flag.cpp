@@ -76,7 +76,8 @@ TEST_F(GeneratorFlag, BadValuesExit2WithOneLine) {
       {{"--generator", "gpu"}, "--generator \"gpu\""},
       {{"--generator", "cuda", "--cuda-sm-count", "0"}, "--cuda-sm-count"},
       {{"--generator", "cuda", "--cuda-sm-count", "abc"}, "--cuda-sm-count"},
-      {{"--generator", "cuda", "--cuda-threads-per-sm", "128"}, "cuda_max_threads_per_sm"},
+      {{"--generator", "cuda", "--cuda-threads-per-sm", "128"},
+       "--cuda-threads-per-sm \"128\" is not an integer in 256..65536"},
   };
   for (const auto& [args, message] : cases) {
     std::vector<std::string> full = args;

@@ -10,10 +10,11 @@
 // Seeds: repeated --seed gives one generator per image (their count must equal the number of images);
 // one --seed with several images gives ONE generator shared by all of them; no --seed picks a random seed
 // and prints it. --generator cuda reproduces torch.Generator("cuda") seeds (the PNG text then says "RNG: NV",
-// as A1111 names its NVIDIA-compatible CPU generator). Files: --output out.png writes out.png, out-1.png, out-2.png, ... (image i > 0 gets
-// "-<i>"), each with the A1111 `parameters` text; --grid RxC also writes out-grid.png. Everything is
-// checked before any work starts, and a bad request writes no file (exit code 2). Ctrl-C stops after the
-// current denoising step and writes nothing (exit code 130); a second Ctrl-C kills at once.
+// as A1111 names its NVIDIA-compatible CPU generator). Files: --output out.png writes out.png, out-1.png,
+// out-2.png, ... (image i > 0 gets "-<i>"), each with the A1111 `parameters` text; --grid RxC also writes
+// out-grid.png. Everything is checked before any work starts, and a bad request writes no file (exit code 2).
+// Ctrl-C stops after the current denoising step and writes nothing (exit code 130); a second Ctrl-C kills at
+// once.
 #include <charconv>
 #include <csignal>
 #include <cstdint>
@@ -24,6 +25,7 @@
 
 #include "command.h"
 #include "core/error.h"
+#include "core/philox_generator.h"
 #include "io/image.h"
 #include "io/png.h"
 #include "io/safetensors.h"
@@ -106,13 +108,23 @@ uint64_t parse_seed(const std::string& text) {
   return value;
 }
 
-// A positive integer flag, read here rather than by CLI11 so that a bad value is one line naming the flag.
-int parse_positive_int(const std::string& text, const char* flag) {
+// An integer flag in [lo, hi], read here rather than by CLI11 so that a bad value is one line naming the flag.
+int parse_int_in(const std::string& text, const char* flag, int lo, int hi) {
   int value = 0;
   const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  KK_CHECK(ec == std::errc() && ptr == text.data() + text.size() && value >= 1, flag, " \"", text,
-           "\" is not a positive integer");
+  KK_CHECK(ec == std::errc() && ptr == text.data() + text.size() && value >= lo && value <= hi, flag, " \"", text,
+           "\" is not an integer in ", lo, "..", hi);
   return value;
+}
+
+// --generator and the GPU whose launch grid --generator cuda follows (all checked here, whatever the order of
+// the other checks).
+void set_generator(const GenerateOptions& o, GenerateParams& p) {
+  KK_CHECK(o.generator == "cpu" || o.generator == "cuda", "--generator \"", o.generator, "\" must be cpu or cuda");
+  p.generator_device = o.generator;
+  p.cuda_sm_count = parse_int_in(o.cuda_sm_count, "--cuda-sm-count", 1, CudaLaunchShape::kMaxSmCount);
+  p.cuda_max_threads_per_sm = parse_int_in(o.cuda_threads_per_sm, "--cuda-threads-per-sm",
+                                           CudaLaunchShape::kMinThreadsPerSm, CudaLaunchShape::kMaxThreadsPerSm);
 }
 
 std::map<std::string, std::string> parse_scheduler_options(const std::vector<std::string>& items) {
@@ -189,10 +201,6 @@ Request build_request(const GenerateOptions& o) {
   p.num_images_per_prompt = o.num_images_per_prompt;
   p.eta = o.eta;
   for (const std::string& seed : o.seeds) p.seeds.push_back(parse_seed(seed));
-  KK_CHECK(o.generator == "cpu" || o.generator == "cuda", "--generator \"", o.generator, "\" must be cpu or cuda");
-  p.generator_device = o.generator;
-  p.cuda_sm_count = parse_positive_int(o.cuda_sm_count, "--cuda-sm-count");
-  p.cuda_max_threads_per_sm = parse_positive_int(o.cuda_threads_per_sm, "--cuda-threads-per-sm");
   if (o.clip_skip >= 0) p.clip_skip = o.clip_skip;
   p.attention = parse_attention_slicing(o.attention_slicing);
   p.vae_slicing = o.vae_slicing;
@@ -205,6 +213,7 @@ Request build_request(const GenerateOptions& o) {
   }
   p.memory_policy = parse_memory_policy(o.memory);
   if (!o.max_memory.empty()) p.max_memory = parse_memory_size(o.max_memory);
+  set_generator(o, p);
   check_inputs(p);
 
   const int num_images = int(p.prompt.size()) * p.num_images_per_prompt;
@@ -363,7 +372,8 @@ const bool registered = register_command({
       app.add_option("--threads", o->threads, "threads (0 = all cores)")->capture_default_str();
       app.add_option("--output", o->output, "PNG path; image i > 0 goes to <stem>-<i>.png")->capture_default_str();
       app.add_option("--grid", o->grid, "also write <stem>-grid.png with the images as ROWSxCOLS");
-      app.add_option("--save-tensors", o->save_tensors, "write float32 init_noise and latents [B,4,h,w] and images [B,H,W,3]");
+      app.add_option("--save-tensors", o->save_tensors,
+                     "write float32 init_noise and latents [B,4,h,w] and images [B,H,W,3]");
       app.add_option("--clip-skip", o->clip_skip, "CLIP layers to skip (1 = the pre-final layer)");
       app.add_flag("--vae-slicing", o->vae_slicing, "decode one image at a time");
       app.add_flag("--vae-tiling", o->vae_tiling, "decode large images as overlapping tiles (less memory)");
