@@ -11,9 +11,9 @@
 //     Box-Muller transforms: words (0, 1) give s0 sin(v0), s0 cos(v0); words (2, 3) give s1 sin(v1), s1 cos(v1);
 //   - component k of thread t's round r is element r * 4S + k * S + t (when < n);
 //   - the generator's offset then advances by 4 R (CUDAGeneratorImpl::philox_cuda_state).
-// So a draw no larger than one wave (n <= 256 * grid, true for a 1x4x64x64 latent on any current GPU) takes
-// the sine half of each thread's first pair and does not depend on the GPU; larger draws (8x4x64x64 from ONE
-// generator) spread over the four components and do: hence CudaLaunchShape.
+// So a draw that fits in one wave (n <= 256 x resident blocks; a 1x4x64x64 latent needs 64 blocks, which all
+// but the smallest GPUs have) takes the sine half of each thread's first pair and does not depend on the GPU;
+// larger draws (8x4x64x64 from ONE generator) spread over the four components and do: hence CudaLaunchShape.
 //
 // Precision: cuRAND computes the angle and radius in float and the sine/cosine with the __sincosf hardware
 // approximation; here sin/cos are evaluated exactly on the same float angle, so values differ from a GPU's
