@@ -74,6 +74,9 @@ struct kakusan_params {
   float eta;                             /* 0 */
   const uint64_t * seeds;                /* 0 seeds: random; 1: one shared generator; one per image */
   int n_seeds;
+  const char * generator_device;         /* NULL or "cpu": torch.Generator("cpu"); "cuda": torch.Generator("cuda") */
+  int cuda_sm_count;                     /* "cuda": the GPU's multiprocessor count for large draws (40, a T4) */
+  int cuda_max_threads_per_sm;           /* "cuda": its max threads per multiprocessor (1024, a T4) */
   int clip_skip;                         /* -1 = none */
   int attention_slice_size;              /* -1 = off, 0 = auto, N = slices of N */
   int vae_slicing;                       /* 1 = decode one image at a time */

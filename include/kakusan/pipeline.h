@@ -122,6 +122,14 @@ struct GenerateParams {
   // Advanced: a generator list whose entries may be the same object (diffusers' `[g] * 4`). When given, it
   // has one entry per image: image i uses generator seeds[generator_index[i]].
   std::vector<int> generator_index;
+  // The generators' kind, as torch.Generator(device): "cpu" (default) or "cuda", torch's CUDA generator
+  // (Philox) reproduced on the CPU, so the seeds of code written for a GPU give the same noise on any device.
+  // With LoadOptions::dtype F16 its draws are rounded to half, as diffusers' fp16 pipelines draw them. Draws
+  // larger than one launch wave of the GPU (e.g. 8x4x64x64 from one generator) depend on the GPU's
+  // multiprocessor count and threads per multiprocessor; the default is an NVIDIA T4 (40, 1024).
+  std::string generator_device = "cpu";
+  int cuda_sm_count = 40;
+  int cuda_max_threads_per_sm = 1024;
   // Optional initial noise [B, 4, h, w] (diffusers' `latents`), before scaling by init_noise_sigma.
   std::vector<float> latents;
   std::optional<int> clip_skip;               // 1 = the pre-final CLIP layer
@@ -155,6 +163,8 @@ struct GenerateResult {
   std::vector<float> image_tensor;       // [B, H, W, 3] in [0, 1] (output_type="np")
   std::vector<int64_t> image_shape;
   std::vector<uint64_t> seeds;           // the seed of each image's generator
+  std::vector<float> init_noise;         // [B, 4, h, w] (latents_shape): the randn draw (or the given
+                                         // latents) before init_noise_sigma scaling
   std::vector<std::string> warnings;     // e.g. the truncated part of a long prompt
   // The memory planner's estimate of this run's peak (bytes, 0 with MemoryPolicy::Off) and the activation
   // activation arena peaks and kernel scratch measured while running (bytes; a phase that did not run

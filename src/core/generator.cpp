@@ -34,8 +34,16 @@ void box_muller_16(float* data) {
 
 }  // namespace
 
+Generator Generator::cuda(uint64_t seed, CudaLaunchShape launch, bool half_draws) {
+  Generator g(seed);
+  g.philox_.emplace(seed, launch);
+  g.half_draws_ = half_draws;
+  return g;
+}
+
 void Generator::manual_seed(uint64_t seed) {
   seed_ = seed;
+  if (philox_) philox_->manual_seed(seed);
   next_double_normal_.reset();
   reseed_engine(uint32_t(seed & 0xffffffffu));
 }
@@ -49,6 +57,7 @@ void Generator::reseed_engine(uint32_t seed) {
 }
 
 uint32_t Generator::next_u32() {
+  KK_ASSERT(!philox_);
   if (index_ >= kStateSize) {
     for (int i = 0; i < kStateSize; ++i) {
       const uint32_t y = (state_[i] & 0x80000000u) | (state_[(i + 1) % kStateSize] & 0x7fffffffu);
@@ -72,6 +81,7 @@ uint64_t Generator::next_u64() {
 }
 
 double Generator::next_double_normal() {
+  KK_ASSERT(!philox_);
   if (next_double_normal_) {
     const double cached = *next_double_normal_;
     next_double_normal_.reset();
@@ -87,6 +97,10 @@ double Generator::next_double_normal() {
 
 void Generator::randn(float* out, int64_t n) {
   KK_ASSERT(n >= 0);
+  if (philox_) {
+    philox_->randn(out, n, half_draws_);
+    return;
+  }
   if (n < 16) {
     // torch's element-wise path for small tensors: one double normal per element, cast to float.
     for (int64_t i = 0; i < n; ++i) out[i] = float(next_double_normal());
@@ -104,6 +118,7 @@ void Generator::randn(float* out, int64_t n) {
 
 void Generator::rand(float* out, int64_t n) {
   KK_ASSERT(n >= 0);
+  KK_CHECK(!philox_, "rand: uniform draws from a CUDA generator are not implemented (randn is)");
   for (int64_t i = 0; i < n; ++i) out[i] = uniform24(next_u32());
 }
 

@@ -86,6 +86,8 @@ kakusan_params kakusan_default_params(void) {
   p.guidance_rescale = float(defaults.guidance_rescale);
   p.num_images_per_prompt = defaults.num_images_per_prompt;
   p.eta = float(defaults.eta);
+  p.cuda_sm_count = defaults.cuda_sm_count;
+  p.cuda_max_threads_per_sm = defaults.cuda_max_threads_per_sm;
   p.clip_skip = -1;
   p.attention_slice_size = -1;
   return p;
@@ -142,6 +144,9 @@ int kakusan_generate(kakusan_context* ctx, const kakusan_params* params, kakusan
     r.vae_tile_size = p.vae_tile_size;
     r.stream_unet_weights = p.stream_unet_weights != 0;
     r.low_memory = p.low_memory != 0;
+    if (p.generator_device != nullptr) r.generator_device = p.generator_device;
+    r.cuda_sm_count = p.cuda_sm_count;
+    r.cuda_max_threads_per_sm = p.cuda_max_threads_per_sm;
     kakusan::GenerateParams g = kakusan::generate_params(r);
     if (p.callback != nullptr) {
       g.callback_on_step_end = [&p](const kakusan::StepInfo& step) {

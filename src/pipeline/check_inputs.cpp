@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/philox_generator.h"
 #include "kakusan/pipeline.h"
 
 namespace kakusan {
@@ -49,6 +50,14 @@ void check_inputs(const GenerateParams& p) {
       KK_CHECK(index >= 0 && size_t(index) < p.seeds.size(), "`generator_index` entry ", index,
                " does not name one of the ", p.seeds.size(), " seeds");
   }
+  KK_CHECK(p.generator_device == "cpu" || p.generator_device == "cuda", "`generator_device` must be \"cpu\" or ",
+           "\"cuda\" but is \"", p.generator_device, "\"");
+  KK_CHECK(p.cuda_sm_count >= 1 && p.cuda_sm_count <= CudaLaunchShape::kMaxSmCount, "`cuda_sm_count` must be in 1..",
+           CudaLaunchShape::kMaxSmCount, " but is ", p.cuda_sm_count);
+  KK_CHECK(p.cuda_max_threads_per_sm >= CudaLaunchShape::kMinThreadsPerSm &&
+               p.cuda_max_threads_per_sm <= CudaLaunchShape::kMaxThreadsPerSm,
+           "`cuda_max_threads_per_sm` must be in ", CudaLaunchShape::kMinThreadsPerSm, "..",
+           CudaLaunchShape::kMaxThreadsPerSm, " but is ", p.cuda_max_threads_per_sm);
   if (p.clip_skip) KK_CHECK(*p.clip_skip >= 0, "`clip_skip` must be >= 0 but is ", *p.clip_skip);
   KK_CHECK(p.attention.slice_size >= 0, "attention slice size must be >= 0 but is ", p.attention.slice_size);
   KK_CHECK(p.vae_tile_size == 0 || (p.vae_tile_size >= 64 && p.vae_tile_size <= kMaxImageSide &&

@@ -27,6 +27,9 @@ GenerateParams generate_params(const GenerateRequest& r) {
   }
   p.memory_policy = r.memory_policy;
   p.max_memory = r.max_memory;
+  p.generator_device = r.generator_device;
+  p.cuda_sm_count = r.cuda_sm_count;
+  p.cuda_max_threads_per_sm = r.cuda_max_threads_per_sm;
   check_inputs(p);
   return p;
 }

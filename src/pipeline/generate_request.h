@@ -33,6 +33,10 @@ struct GenerateRequest {
   bool low_memory = false;
   GenerateParams::MemoryPolicy memory_policy = GenerateParams{}.memory_policy;
   int64_t max_memory = 0;
+  // torch.Generator("cpu") or torch.Generator("cuda") noise, and the GPU launch shape the latter depends on.
+  std::string generator_device = GenerateParams{}.generator_device;
+  int cuda_sm_count = GenerateParams{}.cuda_sm_count;
+  int cuda_max_threads_per_sm = GenerateParams{}.cuda_max_threads_per_sm;
 };
 
 // The parameters of `request`, checked (check_inputs: throws Error naming the bad parameter).

@@ -2,14 +2,18 @@
 
 namespace kakusan {
 
+Generator GeneratorSpec::make(uint64_t seed) const {
+  return device == GeneratorDevice::Cuda ? Generator::cuda(seed, launch, half_draws) : Generator(seed);
+}
+
 GeneratorSet::GeneratorSet(const std::vector<uint64_t>& seeds, const std::vector<int>& generator_index,
-                           int num_images, uint64_t random_seed)
+                           int num_images, uint64_t random_seed, const GeneratorSpec& spec)
     : num_images_(num_images) {
   KK_ASSERT(num_images >= 1);
   if (seeds.empty()) {
-    generators_.emplace_back(random_seed);
+    generators_.push_back(spec.make(random_seed));
   } else {
-    for (uint64_t seed : seeds) generators_.emplace_back(seed);
+    for (uint64_t seed : seeds) generators_.push_back(spec.make(seed));
   }
   // generators_ is complete: pointers into it stay valid from here on.
   for (int i = 0; i < num_images; ++i) {

@@ -6,7 +6,8 @@
 //     generator i, in image order, and so does scheduler noise. The list's entries may be the same object
 //     ([g] * 4), which then simply advances once per image.
 //
-// A list of length 1 is treated as a single generator, as diffusers does.
+// A list of length 1 is treated as a single generator, as diffusers does. Every generator of a set is of one
+// kind: torch.Generator("cpu") or torch.Generator("cuda") (GeneratorSpec).
 #pragma once
 
 #include <cstdint>
@@ -18,13 +19,22 @@
 
 namespace kakusan {
 
+// The kind of generator a set makes.
+struct GeneratorSpec {
+  GeneratorDevice device = GeneratorDevice::Cpu;
+  CudaLaunchShape launch;   // Cuda: the GPU whose launch grid torch's randn layout depends on
+  bool half_draws = false;  // Cuda: the pipeline draws float16 noise (diffusers' fp16 pipelines)
+
+  Generator make(uint64_t seed) const;
+};
+
 class GeneratorSet {
  public:
   // `seeds` empty: one generator seeded with `random_seed`; one seed: a shared generator; otherwise one
   // generator per image (seeds.size() == num_images), or, with `generator_index`, image i uses generator
   // generator_index[i] (entries may repeat). Counts are assumed checked (check_inputs).
   GeneratorSet(const std::vector<uint64_t>& seeds, const std::vector<int>& generator_index, int num_images,
-               uint64_t random_seed);
+               uint64_t random_seed, const GeneratorSpec& spec = {});
   GeneratorSet(const GeneratorSet&) = delete;  // hands out pointers to its generators
   GeneratorSet& operator=(const GeneratorSet&) = delete;
 

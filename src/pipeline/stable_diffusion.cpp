@@ -102,6 +102,7 @@ struct StableDiffusionPipeline::Impl {
   ResidentWeights text_encoder_weights, unet_weights, vae_weights;
   ComponentBytes component_bytes;  // set by load()
   std::vector<std::string> load_warnings;  // reported with every generate()
+  bool half_pipeline = false;              // loaded with dtype F16 (diffusers' torch_dtype=torch.float16)
 
   std::unique_ptr<Scheduler> make_configured_scheduler() const {
     return make_scheduler(scheduler_spec, scheduler_source, scheduler_options);
@@ -147,6 +148,7 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
 
   std::string variant = options.variant;
   if (variant.empty() && options.dtype == WeightDType::F16) variant = "fp16";
+  half_pipeline = options.dtype == WeightDType::F16;
   const int total = 4;
   report_progress(options.progress, Phase::Loading, 0, total);
   ClipTokenizer tokenizer = ClipTokenizer::load(folder->component_dir("tokenizer"));
@@ -221,9 +223,18 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   prepare_timesteps(*scheduler, p.num_inference_steps, p.eta, inspect);
 
   // 3. Prepare latent variables: randn from the generator(s), scaled by the scheduler's init_noise_sigma.
-  GeneratorSet generators(p.seeds, p.generator_index, num_images, p.seeds.empty() ? random_seed() : 0);
+  GeneratorSpec generator_spec;
+  if (p.generator_device == "cuda")
+    generator_spec = {GeneratorDevice::Cuda, {p.cuda_sm_count, p.cuda_max_threads_per_sm}, half_pipeline};
+  GeneratorSet generators(p.seeds, p.generator_index, num_images, p.seeds.empty() ? random_seed() : 0,
+                          generator_spec);
   result.seeds = generators.image_seeds();
-  Tensor latents = prepare_latents(latents_shape, generators, p.latents, scheduler->init_noise_sigma(), inspect);
+  // init_noise (the draw before init_noise_sigma) is also kept for the result (--save-tensors).
+  const InspectTensor keep_init_noise = [&](std::string_view name, const TensorView& t) {
+    if (name == "init_noise") result.init_noise.assign(t.f32(), t.f32() + t.numel());
+    if (inspect) inspect(name, t);
+  };
+  Tensor latents = prepare_latents(latents_shape, generators, p.latents, scheduler->init_noise_sigma(), keep_init_noise);
 
   // 4. Denoising loop, the UNet's activations in one arena; low-memory mode drops the UNet's pages after
   //    every block.

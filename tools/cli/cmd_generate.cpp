@@ -5,13 +5,16 @@
 //     [--num-images-per-prompt K] [--eta E] [--scheduler ClassName|alias] [--scheduler-option key=value ...]
 //     [--attention-slicing auto|N|off] [--dtype fp32|fp16] [--threads N] [--output out.png] [--grid ROWSxCOLS]
 //     [--save-tensors out.safetensors] [--clip-skip N] [--memory auto|refuse|off] [--max-memory 2G] [--quiet]
+//     [--generator cpu|cuda] [--cuda-sm-count N] [--cuda-threads-per-sm N]
 //
 // Seeds: repeated --seed gives one generator per image (their count must equal the number of images);
 // one --seed with several images gives ONE generator shared by all of them; no --seed picks a random seed
-// and prints it. Files: --output out.png writes out.png, out-1.png, out-2.png, ... (image i > 0 gets
-// "-<i>"), each with the A1111 `parameters` text; --grid RxC also writes out-grid.png. Everything is
-// checked before any work starts, and a bad request writes no file (exit code 2). Ctrl-C stops after the
-// current denoising step and writes nothing (exit code 130); a second Ctrl-C kills at once.
+// and prints it. --generator cuda reproduces torch.Generator("cuda") seeds (the PNG text then says "RNG: NV",
+// as A1111 names its NVIDIA-compatible CPU generator). Files: --output out.png writes out.png, out-1.png,
+// out-2.png, ... (image i > 0 gets "-<i>"), each with the A1111 `parameters` text; --grid RxC also writes
+// out-grid.png. Everything is checked before any work starts, and a bad request writes no file (exit code 2).
+// Ctrl-C stops after the current denoising step and writes nothing (exit code 130); a second Ctrl-C kills at
+// once.
 #include <charconv>
 #include <csignal>
 #include <cstdint>
@@ -22,6 +25,7 @@
 
 #include "command.h"
 #include "core/error.h"
+#include "core/philox_generator.h"
 #include "io/image.h"
 #include "io/png.h"
 #include "io/safetensors.h"
@@ -43,6 +47,9 @@ struct GenerateOptions {
   double guidance_rescale = 0.0;
   int height = 0, width = 0;
   std::vector<std::string> seeds;
+  std::string generator = "cpu";
+  std::string cuda_sm_count = std::to_string(GenerateParams{}.cuda_sm_count);
+  std::string cuda_threads_per_sm = std::to_string(GenerateParams{}.cuda_max_threads_per_sm);
   int num_images_per_prompt = 1;
   double eta = 0.0;
   std::string scheduler;
@@ -100,6 +107,25 @@ uint64_t parse_seed(const std::string& text) {
   const auto [ptr, ec] = std::from_chars(begin, end, value);
   KK_CHECK(ec == std::errc() && ptr == end, "--seed \"", text, "\" is not an integer between 0 and 2^64-1");
   return value;
+}
+
+// An integer flag in [lo, hi], read here rather than by CLI11 so that a bad value is one line naming the flag.
+int parse_int_in(const std::string& text, const char* flag, int lo, int hi) {
+  int value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  KK_CHECK(ec == std::errc() && ptr == text.data() + text.size() && value >= lo && value <= hi, flag, " \"", text,
+           "\" is not an integer in ", lo, "..", hi);
+  return value;
+}
+
+// --generator and the GPU whose launch grid --generator cuda follows (all checked here, whatever the order of
+// the other checks).
+void set_generator(const GenerateOptions& o, GenerateRequest& p) {
+  KK_CHECK(o.generator == "cpu" || o.generator == "cuda", "--generator \"", o.generator, "\" must be cpu or cuda");
+  p.generator_device = o.generator;
+  p.cuda_sm_count = parse_int_in(o.cuda_sm_count, "--cuda-sm-count", 1, CudaLaunchShape::kMaxSmCount);
+  p.cuda_max_threads_per_sm = parse_int_in(o.cuda_threads_per_sm, "--cuda-threads-per-sm",
+                                           CudaLaunchShape::kMinThreadsPerSm, CudaLaunchShape::kMaxThreadsPerSm);
 }
 
 std::map<std::string, std::string> parse_scheduler_options(const std::vector<std::string>& items) {
@@ -184,6 +210,7 @@ Request build_request(const GenerateOptions& o) {
   g.low_memory = o.low_memory;
   g.memory_policy = parse_memory_policy(o.memory);
   if (!o.max_memory.empty()) g.max_memory = parse_memory_size(o.max_memory);
+  set_generator(o, g);
   r.params = generate_params(g);
   const GenerateParams& p = r.params;
 
@@ -276,6 +303,7 @@ int run_generate(const GenerateOptions& o) {
     info.width = width;
     info.height = height;
     info.model = model;
+    if (params.generator_device == "cuda") info.extra.emplace_back("RNG", "NV");
     return PngText{{"parameters", format_parameters(info)}};
   };
   for (size_t i = 0; i < result.images.size(); ++i) {
@@ -292,7 +320,8 @@ int run_generate(const GenerateOptions& o) {
     const Shape latents_shape(result.latents_shape.begin(), result.latents_shape.end());
     const Shape image_shape(result.image_shape.begin(), result.image_shape.end());
     write_safetensors(o.save_tensors,
-                      {{"latents", TensorView(const_cast<float*>(result.latents.data()), latents_shape)},
+                      {{"init_noise", TensorView(const_cast<float*>(result.init_noise.data()), latents_shape)},
+                       {"latents", TensorView(const_cast<float*>(result.latents.data()), latents_shape)},
                        {"images", TensorView(const_cast<float*>(result.image_tensor.data()), image_shape)}},
                       {{"format", "pt"}, {"scheduler", pipe.scheduler_name()}});
     std::printf("wrote %s\n", o.save_tensors.c_str());
@@ -321,6 +350,15 @@ const bool registered = register_command({
       app.add_option("--width", o->width, "image width, a multiple of 8 (default: the model's)");
       repeatable("--seed", o->seeds,
                  "seed; once = one generator shared by all images, repeated = one generator per image");
+      app.add_option("--generator", o->generator,
+                     "cpu: torch.Generator(\"cpu\") seeds; cuda: torch.Generator(\"cuda\") seeds, on any device")
+          ->capture_default_str();
+      app.add_option("--cuda-sm-count", o->cuda_sm_count,
+                     "--generator cuda: multiprocessors of the GPU to match in large draws (40: a T4)")
+          ->capture_default_str();
+      app.add_option("--cuda-threads-per-sm", o->cuda_threads_per_sm,
+                     "--generator cuda: its max threads per multiprocessor (1024 Turing, 1536 RTX 30/40, 2048 other)")
+          ->capture_default_str();
       app.add_option("--num-images-per-prompt", o->num_images_per_prompt, "images per prompt")->capture_default_str();
       app.add_option("--eta", o->eta, "DDIM eta")->capture_default_str();
       app.add_option("--scheduler", o->scheduler, "scheduler class name or alias (default: the model's)");
@@ -332,7 +370,8 @@ const bool registered = register_command({
       app.add_option("--threads", o->threads, "threads (0 = all cores)")->capture_default_str();
       app.add_option("--output", o->output, "PNG path; image i > 0 goes to <stem>-<i>.png")->capture_default_str();
       app.add_option("--grid", o->grid, "also write <stem>-grid.png with the images as ROWSxCOLS");
-      app.add_option("--save-tensors", o->save_tensors, "write float32 latents [B,4,h,w] and images [B,H,W,3]");
+      app.add_option("--save-tensors", o->save_tensors,
+                     "write float32 init_noise and latents [B,4,h,w] and images [B,H,W,3]");
       app.add_option("--clip-skip", o->clip_skip, "CLIP layers to skip (1 = the pre-final layer)");
       app.add_flag("--vae-slicing", o->vae_slicing, "decode one image at a time");
       app.add_flag("--vae-tiling", o->vae_tiling, "decode large images as overlapping tiles (less memory)");
