@@ -30,7 +30,7 @@ bool TensorView::is_contiguous() const {
 TensorView TensorView::reshape(Shape new_shape) const {
   KK_ASSERT(is_contiguous());
   KK_ASSERT(new_shape.numel() == numel());
-  return TensorView(data, dtype, new_shape);
+  return TensorView(data, dtype, device, new_shape);
 }
 
 TensorView TensorView::slice0(int64_t begin, int64_t end) const {
@@ -46,6 +46,7 @@ TensorView TensorView::operator[](int64_t i) const {
   TensorView v;
   v.data = static_cast<char*>(data) + i * strides[0] * int64_t(dtype_size(dtype));
   v.dtype = dtype;
+  v.device = device;
   for (int d = 1; d < rank(); ++d) {
     v.shape.push_back(shape[d]);
     v.strides.push_back(strides[d]);
@@ -73,6 +74,13 @@ TensorView TensorView::permute(std::initializer_list<int> axes) const {
     v.strides[i] = strides[a];
     ++i;
   }
+  return v;
+}
+
+TensorView TensorView::as_strided(Shape new_shape, Shape new_strides) const {
+  KK_ASSERT(new_shape.rank() == new_strides.rank());
+  TensorView v(data, dtype, new_shape, new_strides);
+  v.device = device;
   return v;
 }
 
@@ -112,11 +120,16 @@ Tensor Tensor::full(Shape shape, float value) {
 
 Tensor Tensor::borrow(TensorView view, std::shared_ptr<const void> owner) {
   KK_ASSERT(view.is_contiguous());
+  return adopt(view.data, view.dtype, view.device, view.shape, std::move(owner));
+}
+
+Tensor Tensor::adopt(void* data, DType dtype, Device device, Shape shape, std::shared_ptr<const void> owner) {
   Tensor t;
   t.storage_ = std::move(owner);
-  t.data_ = view.data;
-  t.dtype_ = view.dtype;
-  t.shape_ = view.shape;
+  t.data_ = data;
+  t.dtype_ = dtype;
+  t.device_ = device;
+  t.shape_ = shape;
   return t;
 }
 
@@ -196,6 +209,7 @@ void convert_run(const void* src, DType st, void* dst, DType dt, int64_t n) {
 }  // namespace
 
 void convert_into(const TensorView& src, const TensorView& dst) {
+  KK_ASSERT(src.on_host() && dst.on_host());
   KK_ASSERT(dst.is_contiguous());
   KK_ASSERT(src.numel() == dst.numel());
   const size_t ss = dtype_size(src.dtype), ds = dtype_size(dst.dtype);

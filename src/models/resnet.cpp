@@ -48,7 +48,7 @@ void ResnetBlock2D::forward(Context& ctx, const TensorView& x, const TensorView&
       // Small images: one batched GEMM reads the (large) kernel once instead of once per sample; the
       // embedding is then added through a broadcast view (zero strides over H and W).
       conv1.forward(be, h, h2);
-      const TensorView broadcast(temb.data, DType::F32, h2.shape, {out_channels, 1, 0, 0});
+      const TensorView broadcast = temb.as_strided(h2.shape, {out_channels, 1, 0, 0});
       be.add(h2, broadcast, h2);
     }
   } else {
@@ -60,7 +60,7 @@ void ResnetBlock2D::forward(Context& ctx, const TensorView& x, const TensorView&
     // h is dead after conv1; when it is big enough (in >= out channels, e.g. every UNet up block) the
     // shortcut goes there instead of a fresh buffer.
     const TensorView shortcut =
-        h.numel() >= y.numel() ? TensorView(h.data, DType::F32, y.shape) : ctx.arena.alloc(y.shape);
+        h.numel() >= y.numel() ? h.as_strided(y.shape, contiguous_strides(y.shape)) : ctx.arena.alloc(y.shape);
     conv_shortcut.forward(be, x, shortcut);
     be.add(shortcut, y, y);
   } else {
