@@ -11,6 +11,7 @@
 
 #include <cstdint>
 
+#include "core/allocator.h"
 #include "core/tensor.h"
 
 namespace kakusan {
@@ -40,10 +41,19 @@ struct AttentionParams {
   int slice_size = 0;  // for Sliced; 0 means one slice per (batch, head)
 };
 
-class Backend {
+class Backend : public DeviceAllocator {
  public:
-  virtual ~Backend() = default;
   virtual const char* name() const = 0;
+
+  // Memory. A backend allocates in its own memory (device(), allocate(), empty() of DeviceAllocator; arenas
+  // take the backend as their allocator) and its ops accept only that memory, plus views of it. Host
+  // backends (cpu, reference, null, profiling) run on host memory, so host tensors and mapped weights are
+  // theirs at no copy. Data crosses between host and device only here (ggml's tensor_set / tensor_get):
+  //   upload:   host view (any strides, float dtypes convert) -> this backend's contiguous view
+  //   download: this backend's view (any strides) -> contiguous host view
+  // The host implementations are copies; a device backend overrides both.
+  virtual void upload(const TensorView& host, const TensorView& dst);
+  virtual void download(const TensorView& src, const TensorView& host);
 
   // y[M, N] = x[M, K] · w[N, K]ᵀ + bias[N]. x and y may have leading dims (M = numel / K). bias may be empty.
   virtual void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) = 0;
@@ -96,6 +106,11 @@ class Backend {
   // pipeline), it gives back nothing.
   virtual void release_scratch() {}
 };
+
+// The argument checks of upload and download, shared with device backends' overrides: placements, shapes,
+// dtypes, a contiguous destination.
+void check_upload(const Backend& be, const TensorView& host, const TensorView& dst);
+void check_download(const Backend& be, const TensorView& src, const TensorView& host);
 
 // The fast CPU backend (BLAS GEMMs, vectorised and threaded kernels).
 Backend& cpu_backend();

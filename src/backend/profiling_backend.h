@@ -26,6 +26,13 @@ class ProfilingBackend final : public Backend {
     return flops;
   }
 
+  // Memory is the inner backend's.
+  Device device() const override { return inner_.device(); }
+  void* allocate(size_t bytes) override { return inner_.allocate(bytes); }
+  void deallocate(void* p, size_t bytes) override { inner_.deallocate(p, bytes); }
+  void upload(const TensorView& host, const TensorView& dst) override { inner_.upload(host, dst); }
+  void download(const TensorView& src, const TensorView& host) override { inner_.download(src, host); }
+
   void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) override;
   void matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b, const TensorView& c, float alpha,
               float beta) override;

@@ -3,8 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/allocator.h"
 #include "core/half.h"
-#include "core/large_alloc.h"
 
 namespace kakusan {
 
@@ -84,7 +84,7 @@ TensorView TensorView::as_strided(Shape new_shape, Shape new_strides) const {
   return v;
 }
 
-Tensor Tensor::empty(Shape shape, DType dtype) {
+size_t tensor_bytes(const Shape& shape, DType dtype) {
   // Every dimension non-negative, and the product of the non-zero ones (which bounds numel, every stride and
   // the byte count) must fit: a wrapped size would allocate a small buffer for a huge tensor.
   uint64_t bound = dtype_size(dtype);
@@ -93,17 +93,10 @@ Tensor Tensor::empty(Shape shape, DType dtype) {
     if (d != 0 && (__builtin_mul_overflow(bound, uint64_t(d), &bound) || bound > uint64_t(INT64_MAX)))
       fail("tensor of shape ", shape.str(), " is too large");
   }
-  Tensor t;
-  t.dtype_ = dtype;
-  t.shape_ = shape;
-  const size_t bytes = size_t(shape.numel()) * dtype_size(dtype);
-  const size_t size = bytes == 0 ? 64 : bytes;
-  void* p = allocate_large(size);
-  if (p == nullptr) fail("out of memory allocating ", bytes, " bytes for a tensor of shape ", shape.str());
-  t.storage_ = std::shared_ptr<const void>(p, [size](const void* q) { free_large(const_cast<void*>(q), size); });
-  t.data_ = p;
-  return t;
+  return size_t(shape.numel()) * dtype_size(dtype);
 }
+
+Tensor Tensor::empty(Shape shape, DType dtype) { return host_allocator().empty(shape, dtype); }
 
 Tensor Tensor::zeros(Shape shape, DType dtype) {
   Tensor t = empty(shape, dtype);

@@ -21,6 +21,8 @@ namespace kakusan {
 
 // Contiguous (row-major) strides for a shape.
 Shape contiguous_strides(const Shape& shape);
+// Bytes of a dense tensor; throws for negative dimensions or a size that does not fit.
+size_t tensor_bytes(const Shape& shape, DType dtype);
 
 struct TensorView {
   void* data = nullptr;
@@ -84,7 +86,7 @@ class Tensor {
   Tensor(const Tensor&) = delete;
   Tensor& operator=(const Tensor&) = delete;
 
-  // Uninitialised, 64-byte aligned storage.
+  // Uninitialised, 64-byte aligned host storage (DeviceAllocator::empty allocates on other devices).
   static Tensor empty(Shape shape, DType dtype = DType::F32);
   static Tensor zeros(Shape shape, DType dtype = DType::F32);
   // A tensor over `bytes` at `data` on `device`, freed by `owner` (a backend's allocation).
