@@ -4,9 +4,16 @@
 // library) slots in without touching models. Every op has a plain-loop reference implementation
 // (reference_backend()) that the fast one (cpu_backend()) is tested against.
 //
-// Conventions: activations are float32; weights may be f32, f16 or bf16 (converted at use, so an fp16 model
-// costs fp16 memory). Images are NCHW. Outputs are contiguous and distinct from inputs unless an op says
-// that aliasing is allowed.
+// Conventions (the contract every backend keeps):
+//   - Activations (op inputs and outputs other than weights) are in the context's compute dtype
+//     (Context::compute_dtype); a backend lists the compute dtypes it supports (supports_compute_dtype), and
+//     a model run in another one fails with a clear error. Only F32 is implemented today.
+//   - Weights may be f32, f16 or bf16 whatever the compute dtype (converted at use, so an fp16 model costs
+//     fp16 memory).
+//   - Statistics and sums stay f32 (or wider) in every compute dtype: group/layer-norm mean and variance,
+//     the attention softmax's max and sum, GEMM and convolution accumulation.
+//   - Images are NCHW. Outputs are contiguous and distinct from inputs unless an op says that aliasing is
+//     allowed. Every operand lives in this backend's memory (see upload/download).
 #pragma once
 
 #include <cstdint>
@@ -54,6 +61,9 @@ class Backend : public DeviceAllocator {
   // The host implementations are copies; a device backend overrides both.
   virtual void upload(const TensorView& host, const TensorView& dst);
   virtual void download(const TensorView& src, const TensorView& host);
+
+  // Whether activations can be computed in `dtype` (see the contract above).
+  virtual bool supports_compute_dtype(DType dtype) const { return dtype == DType::F32; }
 
   // y[M, N] = x[M, K] · w[N, K]ᵀ + bias[N]. x and y may have leading dims (M = numel / K). bias may be empty.
   virtual void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) = 0;

@@ -49,7 +49,7 @@ AttentionDims check_attention(const TensorView& q, const TensorView& k, const Te
 void check_same_shape(const char* op, const TensorView& x, const TensorView& y);
 void check_upsample_nearest2x(const TensorView& x, const TensorView& y);
 
-// Every output must be float32 (activations are f32 throughout).
+// Every output must be float32 (the one compute dtype implemented; see the contract in backend.h).
 void check_f32(const char* op, const char* what, const TensorView& v);
 
 }  // namespace kakusan

@@ -51,8 +51,10 @@ void AutoencoderKL::visit(WeightVisitor& v) {
 
 Tensor AutoencoderKL::decode(Context& ctx, const TensorView& z, const VaeMemoryOptions& options,
                              Activations* trace) const {
-  KK_CHECK(z.rank() == 4 && z.dim(1) == config_.latent_channels && z.dtype == DType::F32, "VAE decode: latents ",
-           z.shape.str(), " must be float32 [B, ", config_.latent_channels, ", h, w]");
+  check_compute_dtype(ctx, "VAE decode");
+  KK_CHECK(z.rank() == 4 && z.dim(1) == config_.latent_channels && z.dtype == ctx.compute_dtype,
+           "VAE decode: latents ", z.shape.str(), " must be ", dtype_name(ctx.compute_dtype), " [B, ",
+           config_.latent_channels, ", h, w]");
   const int64_t f = config_.downscale_factor();
   Tensor out = Tensor::empty({z.dim(0), config_.out_channels, z.dim(2) * f, z.dim(3) * f});
   const int64_t in_tile = tile_latent_size(options), out_tile = tile_sample_size(options);
@@ -158,8 +160,9 @@ void AutoencoderKL::encode_into(Context& ctx, const TensorView& x, const TensorV
 
 DiagonalGaussianDistribution AutoencoderKL::encode(Context& ctx, const TensorView& x,
                                                    const VaeMemoryOptions& options) const {
-  KK_CHECK(x.rank() == 4 && x.dim(1) == config_.in_channels && x.dtype == DType::F32, "VAE encode: image ",
-           x.shape.str(), " must be float32 [B, ", config_.in_channels, ", H, W]");
+  check_compute_dtype(ctx, "VAE encode");
+  KK_CHECK(x.rank() == 4 && x.dim(1) == config_.in_channels && x.dtype == ctx.compute_dtype, "VAE encode: image ",
+           x.shape.str(), " must be ", dtype_name(ctx.compute_dtype), " [B, ", config_.in_channels, ", H, W]");
   const int64_t f = config_.downscale_factor();
   KK_CHECK(x.dim(2) % f == 0 && x.dim(3) % f == 0, "VAE encode: image height and width (", x.dim(2), "x", x.dim(3),
            ") must be multiples of ", f);

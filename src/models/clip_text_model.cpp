@@ -120,6 +120,7 @@ void ClipTextModel::visit(WeightVisitor& v) {
 
 Tensor ClipTextModel::forward(Context& ctx, const TensorView& input_ids, int clip_skip,
                               std::vector<Tensor>* hidden_states) const {
+  check_compute_dtype(ctx, "CLIPTextModel");
   KK_CHECK(input_ids.dtype == DType::I64 && input_ids.rank() == 2, "CLIPTextModel: input_ids must be int64 [batch, ",
            "length], got ", dtype_name(input_ids.dtype), " ", input_ids.shape.str());
   const int64_t batch = input_ids.dim(0), length = input_ids.dim(1);

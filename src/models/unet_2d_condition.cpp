@@ -96,12 +96,15 @@ void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const
                                    const TensorView& encoder_hidden_states, const TensorView& out,
                                    Activations* trace) const {
   const UNet2DConditionConfig& c = config_;
-  KK_CHECK(sample.rank() == 4 && sample.dim(1) == c.in_channels && sample.dtype == DType::F32, "UNet: sample ",
-           sample.shape.str(), " must be float32 [B, ", c.in_channels, ", h, w]");
+  check_compute_dtype(ctx, "UNet");
+  const DType dt = ctx.compute_dtype;
+  KK_CHECK(sample.rank() == 4 && sample.dim(1) == c.in_channels && sample.dtype == dt, "UNet: sample ",
+           sample.shape.str(), " must be ", dtype_name(dt), " [B, ", c.in_channels, ", h, w]");
   const int64_t batch = sample.dim(0);
   KK_CHECK(encoder_hidden_states.rank() == 3 && encoder_hidden_states.dim(0) == batch &&
-               encoder_hidden_states.dim(2) == c.cross_attention_dim && encoder_hidden_states.dtype == DType::F32,
-           "UNet: encoder_hidden_states ", encoder_hidden_states.shape.str(), " must be float32 [", batch, ", T, ",
+               encoder_hidden_states.dim(2) == c.cross_attention_dim && encoder_hidden_states.dtype == dt,
+           "UNet: encoder_hidden_states ", encoder_hidden_states.shape.str(), " must be ", dtype_name(dt), " [", batch,
+           ", T, ",
            c.cross_attention_dim, "]");
   KK_CHECK(out.shape == Shape({batch, c.out_channels, sample.dim(2), sample.dim(3)}) && out.is_contiguous(),
            "UNet: output ", out.shape.str(), " has the wrong shape");

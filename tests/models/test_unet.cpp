@@ -109,6 +109,21 @@ TEST(UNetGolden, BFloat16WeightsStayCloseToFloat) {
                   golden.view("noise_pred_t981"), testing::Tolerance{2e-2, 0}, "noise_pred_t981 (bf16 weights)");
 }
 
+TEST(UNetGolden, UnsupportedComputeDtypeIsAClearError) {
+  KK_REQUIRE_GOLDEN();
+  const UNet2DConditionModel unet = UNet2DConditionModel::load(*golden_dir() / "tiny-sd" / "unet");
+  const SafetensorsFile golden = open_golden("components/unet_tiny-sd.safetensors");
+  Arena arena;
+  Context ctx{cpu_backend(), arena, {}};
+  ctx.compute_dtype = DType::BF16;  // not implemented yet by any backend
+  try {
+    unet.forward(ctx, golden.view("sample"), scalar_timesteps({981.0f}), golden.view("encoder_hidden_states"));
+    FAIL() << "bf16 compute was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cpu backend cannot compute in BF16"), std::string::npos) << e.what();
+  }
+}
+
 // After one pass sizes the arena, later passes (every denoising step) allocate no new activation memory.
 TEST(UNetMemory, SecondPassReusesTheArena) {
   KK_REQUIRE_GOLDEN();
