@@ -68,10 +68,6 @@ class Backend : public DeviceAllocator {
   // y[M, N] = x[M, K] · w[N, K]ᵀ + bias[N]. x and y may have leading dims (M = numel / K). bias may be empty.
   virtual void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) = 0;
 
-  // c = alpha · op(a) · op(b) + beta · c, op = transpose if requested. Rank 2, or rank 3 batched over dim 0.
-  virtual void matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b, const TensorView& c,
-                      float alpha = 1.0f, float beta = 0.0f) = 0;
-
   // y[N, O, Ho, Wo] = conv(x[N, I, H, W], w[O, I, kh, kw]) + bias[O] (bias may be empty).
   virtual void conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
                       const TensorView& y) = 0;
@@ -91,9 +87,6 @@ class Backend : public DeviceAllocator {
   virtual void attention(const TensorView& q, const TensorView& k, const TensorView& v, const AttentionParams& p,
                          const TensorView& out) = 0;
 
-  // Softmax over the last dimension. y may alias x.
-  virtual void softmax(const TensorView& x, const TensorView& y) = 0;
-
   // y = act(x), elementwise. y may alias x.
   virtual void activation(const TensorView& x, Activation act, const TensorView& y) = 0;
 
@@ -103,8 +96,37 @@ class Backend : public DeviceAllocator {
   // diffusers' GEGLU after its projection: x [M, 2N] -> y [M, N] = x[:, :N] · gelu(x[:, N:]) (exact erf GELU).
   virtual void geglu(const TensorView& x, const TensorView& y) = 0;
 
-  // Nearest-neighbour ×2 upsampling of NCHW.
-  virtual void upsample_nearest2x(const TensorView& x, const TensorView& y) = 0;
+  // Nearest-neighbour resize of NCHW x [N, C, h, w] to y [N, C, H, W], as torch's mode="nearest": source
+  // index floor(dst · (in / out)) in float32, clamped to the input (×2 upsampling is the common case).
+  virtual void resize_nearest(const TensorView& x, const TensorView& y) = 0;
+
+  // y = alpha · x and y = x / divisor, elementwise with one float rounding, as torch's `x * a` and `x / a`
+  // (latents × init_noise_sigma; latents ÷ the VAE's scaling_factor). y may alias x.
+  virtual void scale(const TensorView& x, float alpha, const TensorView& y) = 0;
+  virtual void divide(const TensorView& x, float divisor, const TensorView& y) = 0;
+
+  // Classifier-free guidance: noise_pred [2B, ...] holds the unconditional predictions then the text ones;
+  // out [B, ...] = uncond + guidance · (text − uncond), rounded after each operation in that order.
+  virtual void cfg_combine(const TensorView& noise_pred, float guidance, const TensorView& out) = 0;
+
+  // diffusers' get_timestep_embedding in float32: timesteps [1] or [B] (one value shared, or one per sample)
+  // -> y [B, dim] = [sin(t·f_i) | cos(t·f_i)] with f_i = exp(-ln(10000) · i / (dim/2 − freq_shift)), halves
+  // swapped when flip_sin_to_cos, a zero column last when dim is odd.
+  virtual void timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift,
+                                  const TensorView& y) = 0;
+
+  // Row lookup: y[i..., :] = table[ids[i...], :] for int64 ids of any shape, table [rows, H] (float), y
+  // ids.shape + [H]. An id outside [0, rows) is an error naming it.
+  virtual void embedding(const TensorView& table, const TensorView& ids, const TensorView& y) = 0;
+
+  // A draw from the VAE's latent distribution: moments [B, 2C, h, w] = cat(mean, logvar) on channels,
+  // y [B, C, h, w] = mean + exp(0.5 · clamp(logvar, -30, 20)) · noise (noise drawn by the caller).
+  virtual void gaussian_sample(const TensorView& moments, const TensorView& noise, const TensorView& y) = 0;
+
+  // diffusers' blend_v / blend_h for tiled VAE: the first `extent` rows (vertical) or columns of NCHW tile b
+  // fade in from the last ones of its neighbour a: b = a · (1 − k/extent) + b · (k/extent), in float32.
+  // extent is capped at both tiles' size; b is updated in place.
+  virtual void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) = 0;
 
   // y = x for any strides on either side (permutes, concatenation into narrow() views).
   virtual void copy(const TensorView& x, const TensorView& y) = 0;

@@ -15,7 +15,6 @@ class NullBackend final : public Backend {
   void upload(const TensorView&, const TensorView&) override {}
   void download(const TensorView&, const TensorView&) override {}
   void linear(const TensorView&, const TensorView&, const TensorView&, const TensorView&) override {}
-  void matmul(const TensorView&, bool, const TensorView&, bool, const TensorView&, float, float) override {}
   void conv2d(const TensorView&, const TensorView&, const TensorView&, const Conv2dParams&,
               const TensorView&) override {}
   void group_norm(const TensorView&, int, const TensorView&, const TensorView&, float, Activation,
@@ -23,11 +22,17 @@ class NullBackend final : public Backend {
   void layer_norm(const TensorView&, const TensorView&, const TensorView&, float, const TensorView&) override {}
   void attention(const TensorView&, const TensorView&, const TensorView&, const AttentionParams&,
                  const TensorView&) override {}
-  void softmax(const TensorView&, const TensorView&) override {}
   void activation(const TensorView&, Activation, const TensorView&) override {}
   void add(const TensorView&, const TensorView&, const TensorView&) override {}
   void geglu(const TensorView&, const TensorView&) override {}
-  void upsample_nearest2x(const TensorView&, const TensorView&) override {}
+  void resize_nearest(const TensorView&, const TensorView&) override {}
+  void scale(const TensorView&, float, const TensorView&) override {}
+  void divide(const TensorView&, float, const TensorView&) override {}
+  void cfg_combine(const TensorView&, float, const TensorView&) override {}
+  void timestep_embedding(const TensorView&, bool, int, const TensorView&) override {}
+  void embedding(const TensorView&, const TensorView&, const TensorView&) override {}
+  void gaussian_sample(const TensorView&, const TensorView&, const TensorView&) override {}
+  void blend_tiles(const TensorView&, const TensorView&, int64_t, bool) override {}
   void copy(const TensorView&, const TensorView&) override {}
 };
 

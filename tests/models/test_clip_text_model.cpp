@@ -45,8 +45,8 @@ void check_text_encoder_golden(const std::string& model_name) {
 
     const Tensor last = model.forward(ctx, input_ids);
     KK_EXPECT_CLOSE(last, golden.view("last_hidden_state"), kTextEncoderTolerance, "last_hidden_state");
-    KK_EXPECT_CLOSE(model.pooled_output(input_ids, last), golden.view("pooler_output"), kTextEncoderTolerance,
-                    "pooler_output");
+    KK_EXPECT_CLOSE(model.pooled_output(ctx.backend, input_ids, last), golden.view("pooler_output"),
+                    kTextEncoderTolerance, "pooler_output");
     EXPECT_EQ(arena.used_bytes(), 0u) << "forward must release its activations";
 
     std::vector<Tensor> hidden;

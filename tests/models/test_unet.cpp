@@ -147,20 +147,6 @@ TEST(UNetMemory, SecondPassReusesTheArena) {
   KK_EXPECT_CLOSE(out, golden.view("noise_pred_t981"), kUNetTolerance, "noise_pred_t981");
 }
 
-// torch: F.interpolate(torch.arange(5.).view(1, 1, 1, 5), size=(1, 9), mode="nearest") = 0 0 1 1 2 2 3 3 4.
-TEST(UNetUpsample, NearestResizeFollowsTorch) {
-  Tensor x = Tensor::empty({1, 1, 1, 5});
-  for (int i = 0; i < 5; ++i) x.f32()[i] = float(i);
-  Tensor y = Tensor::empty({1, 1, 1, 9});
-  resize_nearest(x, y);
-  const float want[] = {0, 0, 1, 1, 2, 2, 3, 3, 4};
-  for (int i = 0; i < 9; ++i) EXPECT_EQ(y.f32()[i], want[i]) << i;
-  Tensor z = Tensor::empty({1, 1, 2, 1});
-  resize_nearest(x.view().reshape({1, 1, 5, 1}), z);  // downsizing too: rows 0 and floor(1 · 2.5) = 2
-  EXPECT_EQ(z.f32()[0], 0.0f);
-  EXPECT_EQ(z.f32()[1], 2.0f);
-}
-
 // Latents whose size is not a multiple of 2^downsamplings (e.g. a 600x440 image: 75x55 latents) run, with the
 // upsamplers targeting the skip sizes; a multiple-of-8 crop of the same model still matches its golden above.
 TEST(UNetUpsample, LatentSizesThatAreNotMultiplesOfEight) {
@@ -211,24 +197,6 @@ TEST(UNetStructure, TinySdHasEveryTensorOfItsFile) {
   ParameterCounter counter;
   unet.visit(counter);
   EXPECT_EQ(counter.tensors, 684);
-}
-
-TEST(TimestepEmbedding, MatchesTheFormulaForIntegerAndFractionalTimesteps) {
-  Tensor out = Tensor::empty({2, 8});
-  timestep_embedding(scalar_timesteps({10.0f, 0.5f}), 2, /*flip_sin_to_cos=*/true, 0, out);
-  for (int b = 0; b < 2; ++b) {
-    const double t = b == 0 ? 10.0 : 0.5;
-    for (int i = 0; i < 4; ++i) {
-      const double f = std::exp(-std::log(10000.0) * i / 4.0);
-      EXPECT_NEAR(out.f32()[b * 8 + i], std::cos(t * f), 1e-6);
-      EXPECT_NEAR(out.f32()[b * 8 + 4 + i], std::sin(t * f), 1e-6);
-    }
-  }
-  // One timestep is broadcast to the batch; without the flip, sin comes first.
-  timestep_embedding(scalar_timesteps({3.0f}), 2, /*flip_sin_to_cos=*/false, 1, out);
-  for (int i = 0; i < 8; ++i) EXPECT_EQ(out.f32()[i], out.f32()[8 + i]);
-  EXPECT_NEAR(out.f32()[1], std::sin(3.0 * std::exp(-std::log(10000.0) / 3.0)), 1e-6);
-  EXPECT_THROW(timestep_embedding(scalar_timesteps({1.0f, 2.0f, 3.0f}), 2, true, 0, out), Error);
 }
 
 JsonConfig tiny_config_with(const std::string& key, const nlohmann::json& value) {
