@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "attention_cases.h"
+#include "model_tolerances.h"
 #include "models/clip_text_model.h"
 #include "support/golden.h"
 
@@ -15,7 +16,7 @@ namespace {
 using testing::golden_dir;
 using testing::open_golden;
 
-constexpr testing::Tolerance kTextEncoderTolerance{5e-5, 1e-5};  // manifest: text_encoder_* atol 5e-5, rtol 1e-5
+using testing::kTextEncoderTolerance;
 
 // Every attention strategy on the fast backend, and the reference backend.
 struct BackendCase {

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "attention_cases.h"
+#include "model_tolerances.h"
 #include "core/generator.h"
 #include "models/unet_2d_condition.h"
 #include "support/golden.h"
@@ -16,7 +17,7 @@ namespace {
 using testing::golden_dir;
 using testing::open_golden;
 
-constexpr testing::Tolerance kUNetTolerance{5e-5, 1e-4};  // manifest: unet_* atol 5e-5, rtol 1e-4
+using testing::kUNetTolerance;
 
 Tensor scalar_timesteps(std::initializer_list<float> values) {
   Tensor t = Tensor::empty({int64_t(values.size())});

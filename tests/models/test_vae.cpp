@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "attention_cases.h"
+#include "model_tolerances.h"
 #include "models/autoencoder_kl.h"
 #include "support/golden.h"
 
@@ -16,7 +17,7 @@ namespace {
 using testing::golden_dir;
 using testing::open_golden;
 
-constexpr testing::Tolerance kVaeTolerance{1e-4, 1e-4};  // manifest: vae_* atol 1e-4, rtol 1e-4
+using testing::kVaeTolerance;
 
 void check_decode(const AutoencoderKL& vae, const SafetensorsFile& golden) {
   for (const testing::AttentionCase& s : testing::kAttentionCases) {
