@@ -73,10 +73,12 @@ class CpuBackend final : public Backend {
   }
   void scale(const TensorView& x, float alpha, const TensorView& y) override {
     check_same_shape("scale", x, y);
+    check_f32("scale", "y", y);
     if (!cpu::scale(x, alpha, false, y)) reference_backend().scale(x, alpha, y);
   }
   void divide(const TensorView& x, float divisor, const TensorView& y) override {
     check_same_shape("divide", x, y);
+    check_f32("divide", "y", y);
     if (!cpu::scale(x, divisor, true, y)) reference_backend().divide(x, divisor, y);
   }
   void cfg_combine(const TensorView& noise_pred, float guidance, const TensorView& out) override {

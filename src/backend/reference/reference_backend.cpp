@@ -248,6 +248,7 @@ class ReferenceBackend final : public Backend {
 
   void scale(const TensorView& x, float alpha, const TensorView& y) override {
     check_same_shape("scale", x, y);
+    check_f32("scale", "y", y);
     auto xs = dense(x);
     for (float& e : xs) e = e * alpha;
     write(xs, y);
@@ -255,6 +256,7 @@ class ReferenceBackend final : public Backend {
 
   void divide(const TensorView& x, float divisor, const TensorView& y) override {
     check_same_shape("divide", x, y);
+    check_f32("divide", "y", y);
     auto xs = dense(x);
     for (float& e : xs) e = e / divisor;
     write(xs, y);
