@@ -20,7 +20,8 @@ class DeviceAllocator {
   // Frees a block from allocate(bytes) (the same `bytes`); nullptr is ignored.
   virtual void deallocate(void* p, size_t bytes);
 
-  // An uninitialised contiguous tensor in this memory, freed (through deallocate) with its last owner.
+  // An uninitialised contiguous tensor in this memory, freed (through deallocate) with its last owner; the
+  // allocator must outlive the tensors it made.
   Tensor empty(Shape shape, DType dtype = DType::F32);
 };
 
