@@ -8,6 +8,7 @@
 #include "attention_cases.h"
 #include "models/clip_text_model.h"
 #include "support/golden.h"
+#include "support/golden_manifest.h"
 
 namespace kakusan {
 namespace {
@@ -15,7 +16,8 @@ namespace {
 using testing::golden_dir;
 using testing::open_golden;
 
-constexpr testing::Tolerance kTextEncoderTolerance{5e-5, 1e-5};  // manifest: text_encoder_* atol 5e-5, rtol 1e-5
+// The same for every text_encoder_* case.
+const testing::Tolerance kTextEncoderTolerance = testing::golden_tolerance("text_encoder_tiny-sd");
 
 // Every attention strategy on the fast backend, and the reference backend.
 struct BackendCase {

@@ -9,6 +9,7 @@
 #include "core/generator.h"
 #include "models/unet_2d_condition.h"
 #include "support/golden.h"
+#include "support/golden_manifest.h"
 
 namespace kakusan {
 namespace {
@@ -16,7 +17,7 @@ namespace {
 using testing::golden_dir;
 using testing::open_golden;
 
-constexpr testing::Tolerance kUNetTolerance{5e-5, 1e-4};  // manifest: unet_* atol 5e-5, rtol 1e-4
+const testing::Tolerance kUNetTolerance = testing::golden_tolerance("unet_tiny-sd");  // the same for every unet_* case
 
 Tensor scalar_timesteps(std::initializer_list<float> values) {
   Tensor t = Tensor::empty({int64_t(values.size())});

@@ -9,6 +9,7 @@
 #include "attention_cases.h"
 #include "models/autoencoder_kl.h"
 #include "support/golden.h"
+#include "support/golden_manifest.h"
 
 namespace kakusan {
 namespace {
@@ -16,7 +17,7 @@ namespace {
 using testing::golden_dir;
 using testing::open_golden;
 
-constexpr testing::Tolerance kVaeTolerance{1e-4, 1e-4};  // manifest: vae_* atol 1e-4, rtol 1e-4
+const testing::Tolerance kVaeTolerance = testing::golden_tolerance("vae_tiny-sd");  // the same for every vae_* case
 
 void check_decode(const AutoencoderKL& vae, const SafetensorsFile& golden) {
   for (const testing::AttentionCase& s : testing::kAttentionCases) {

@@ -7,14 +7,30 @@
 
 namespace kakusan::testing {
 
+namespace {
+const char* golden_env() {
+  const char* env = std::getenv("KAKUSAN_GOLDEN_DIR");
+  return env != nullptr && *env != '\0' ? env : nullptr;
+}
+std::filesystem::path beside_source() {
+  return std::filesystem::path(KAKUSAN_SOURCE_DIR) / ".." / "shared" / "golden";
+}
+}  // namespace
+
 std::optional<std::filesystem::path> golden_dir() {
-  if (const char* env = std::getenv("KAKUSAN_GOLDEN_DIR"); env != nullptr && *env != '\0') {
+  if (const char* env = golden_env()) {
     if (std::filesystem::is_directory(env)) return std::filesystem::path(env);
     return std::nullopt;
   }
-  const std::filesystem::path beside = std::filesystem::path(KAKUSAN_SOURCE_DIR) / ".." / "shared" / "golden";
-  if (std::filesystem::is_directory(beside)) return std::filesystem::weakly_canonical(beside);
+  if (std::filesystem::is_directory(beside_source())) return std::filesystem::weakly_canonical(beside_source());
   return std::nullopt;
+}
+
+std::string golden_absent_reason() {
+  if (const char* env = golden_env())
+    return std::string("golden kit not found: KAKUSAN_GOLDEN_DIR=") + env + " is not a directory";
+  return "golden kit not found: KAKUSAN_GOLDEN_DIR is unset and " + beside_source().lexically_normal().string() +
+         " does not exist";
 }
 
 SafetensorsFile open_golden(const std::string& relative) { return SafetensorsFile::open(*golden_dir() / relative); }
