@@ -1,4 +1,5 @@
-# kakusan_module(NAME DEPS ...): a static library kakusan_NAME from src/NAME/**/*.cpp.
+# kakusan_module(NAME DEPS ...): a static library kakusan_NAME from src/NAME/**/*.cpp, compiled
+# position-independent so that the same objects make the CLI, the tests and the shared libkakusan.
 # A module with no sources yet is an INTERFACE library so the graph always configures.
 function(kakusan_module name)
   cmake_parse_arguments(ARG "" "" "DEPS" ${ARGN})
@@ -6,6 +7,7 @@ function(kakusan_module name)
   set(target kakusan_${name})
   if(sources)
     add_library(${target} STATIC ${sources})
+    set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
     target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/include)
     target_link_libraries(${target} PUBLIC ${ARG_DEPS})
   else()
