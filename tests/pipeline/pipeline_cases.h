@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ struct PipelineCase {
   Tolerance text_encoder_tolerance;  // the kit's text_encoder_<model> case, for prompt_embeds
   Tolerance rng_tolerance;           // the kit's rng case, for init_noise
 };
+
+// GoogleTest prints a case by its id (test names and ctest's list), not as 744 bytes of hex.
+inline void PrintTo(const PipelineCase& c, std::ostream* os) { *os << c.id; }
 
 // diffusers' `generator` argument as the manifest writes it, e.g. "torch.Generator('cpu').manual_seed(0)",
 // "[Generator().manual_seed(s) for s in [1, 1, 1, 1]]" or "[g]*4, g = Generator().manual_seed(1)", into
