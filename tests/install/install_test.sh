@@ -24,6 +24,7 @@ build)
   # C++: find_package(kakusan CONFIG) from the installed tree only.
   "$CMAKE_COMMAND" -S "$here/consumer" -B "$work/consumer-build" -G "$CMAKE_GENERATOR" \
     -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$CXX" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_CXX_FLAGS="${CONSUMER_FLAGS:-}" -DCMAKE_EXE_LINKER_FLAGS="${CONSUMER_FLAGS:-}" \
     -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF >"$work/consumer-configure.log"
   "$CMAKE_COMMAND" --build "$work/consumer-build"
 
@@ -31,8 +32,8 @@ build)
   pc_dir=$(dirname "$(find "$prefix" -name kakusan.pc | head -1)")
   flags=$(PKG_CONFIG_PATH="$pc_dir" PKG_CONFIG_LIBDIR="$pc_dir" pkg-config --cflags --libs kakusan)
   libdir=$(PKG_CONFIG_PATH="$pc_dir" PKG_CONFIG_LIBDIR="$pc_dir" pkg-config --variable=libdir kakusan)
-  # shellcheck disable=SC2086  # $flags is a list of flags
-  "$CC" -std=c11 -Wall -Wextra -Werror "$here/consumer.c" $flags -Wl,-rpath,"$libdir" -o "$work/c_consumer"
+  # shellcheck disable=SC2086  # $flags and $CONSUMER_FLAGS are lists of flags
+  "$CC" ${CONSUMER_FLAGS:-} -std=c11 -Wall -Wextra -Werror "$here/consumer.c" $flags -Wl,-rpath,"$libdir" -o "$work/c_consumer"
   echo "built $work/consumer-build/consumer (find_package) and $work/c_consumer (pkg-config: $flags)"
   ;;
 run)
