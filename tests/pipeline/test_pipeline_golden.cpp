@@ -1,4 +1,4 @@
-// Every pipeline case of the golden kit through the C++ API: latents and images within the kit's
+// Every pipeline case of the golden kit through the C++ API, on the CPU and on a separate-heap device: latents and images within the kit's
 // tolerances, the PNGs within one level, and the named intermediates diffusers stored (prompt_embeds,
 // init_noise, timesteps, unet_input_step0, per-step UNet outputs and latents) checked in pipeline order so
 // a mismatch points at the step where it starts.
@@ -7,10 +7,12 @@
 #include <map>
 #include <memory>
 
+#include "backend/registry.h"
 #include "io/png.h"
 #include "kakusan/pipeline.h"
 #include "pipeline_cases.h"
 #include "support/golden.h"
+#include "support/separate_heap_backend.h"
 
 namespace kakusan {
 namespace {
@@ -18,13 +20,26 @@ namespace {
 using testing::PipelineCase;
 using testing::Tolerance;
 
-// Loading is cheap for the tiny models, but each (model, VAE) pair is loaded once for the whole suite.
-StableDiffusionPipeline& pipeline_for(const PipelineCase& c) {
+// The proof that no model or pipeline code touches activations or weights behind the backend's back: every
+// case also runs on a backend whose memory is a separate, scrambled heap (the fast CPU kernels inside).
+const char* const kSeparateHeap = "separate-heap";
+const bool separate_heap_registered = [] {
+  register_backend(kSeparateHeap, [](int) -> Backend& {
+    // Never destroyed: the cached pipelines below hold its memory until the process ends.
+    static auto* backend = new testing::SeparateHeapBackend(cpu_backend());
+    return *backend;
+  });
+  return true;
+}();
+
+// Loading is cheap for the tiny models, but each (model, VAE, device) is loaded once for the whole suite.
+StableDiffusionPipeline& pipeline_for(const PipelineCase& c, const std::string& device) {
   static std::map<std::string, std::unique_ptr<StableDiffusionPipeline>> cache;
-  const std::string key = c.model.string() + "|" + c.load.vae.value_or("");
+  const std::string key = c.model.string() + "|" + c.load.vae.value_or("") + "|" + device;
   auto it = cache.find(key);
   if (it == cache.end()) {
     LoadOptions load = c.load;
+    load.device = device;
     load.scheduler.clear();
     it = cache.emplace(key, std::make_unique<StableDiffusionPipeline>(StableDiffusionPipeline::load(c.model, load)))
              .first;
@@ -50,12 +65,8 @@ Tensor stacked(const std::map<std::string, Tensor>& seen, const std::string& pre
   return out;
 }
 
-class PipelineGolden : public ::testing::TestWithParam<PipelineCase> {};
-
-TEST_P(PipelineGolden, MatchesDiffusers) {
-  KK_REQUIRE_GOLDEN();
-  const PipelineCase& c = GetParam();
-  StableDiffusionPipeline& pipe = pipeline_for(c);
+void check_case(const PipelineCase& c, const std::string& device) {
+  StableDiffusionPipeline& pipe = pipeline_for(c, device);
   EXPECT_EQ(pipe.scheduler_name(), c.load.scheduler);
 
   std::map<std::string, Tensor> seen;
@@ -115,6 +126,19 @@ TEST_P(PipelineGolden, MatchesDiffusers) {
   if (c.params.seeds.size() == 1 && c.params.generator_index.empty()) {
     EXPECT_EQ(result.seeds, std::vector<uint64_t>(result.images.size(), c.params.seeds[0]));
   }
+}
+
+class PipelineGolden : public ::testing::TestWithParam<PipelineCase> {};
+
+TEST_P(PipelineGolden, MatchesDiffusers) {
+  KK_REQUIRE_GOLDEN();
+  check_case(GetParam(), "cpu");
+}
+
+TEST_P(PipelineGolden, MatchesDiffusersOnASeparateHeapDevice) {
+  KK_REQUIRE_GOLDEN();
+  ASSERT_TRUE(separate_heap_registered);
+  check_case(GetParam(), kSeparateHeap);
 }
 
 INSTANTIATE_TEST_SUITE_P(Kit, PipelineGolden, ::testing::ValuesIn(testing::load_pipeline_cases()),
