@@ -6,10 +6,10 @@
 
 namespace kakusan {
 
-Tensor decode(const PhaseSetup& phase, const AutoencoderKL& vae, const Tensor& latents,
+Tensor decode(const PhaseSetup& phase, const Autoencoder& vae, const Tensor& latents,
               const VaeMemoryOptions& memory, int64_t& arena_peak) {
   Tensor scaled = latents.clone();
-  const float scaling_factor = vae.config().scaling_factor;
+  const float scaling_factor = vae.scaling_factor();
   for (int64_t i = 0; i < scaled.numel(); ++i) scaled.f32()[i] /= scaling_factor;
   Arena arena(size_t(phase.arena_bytes));
   Context ctx{phase.backend, arena, phase.attention};
