@@ -67,6 +67,19 @@ struct LoadedAutoencoder {
   WeightStore store;  // the mapped files the weights borrow from
 };
 
+// The folder of a VAE given on its own (`--vae`): a VAE folder (config.json at its root, like
+// stabilityai/sd-vae-ft-mse or madebyollin/taesd) or a whole model folder whose vae/ is used.
+std::filesystem::path resolve_vae_dir(const std::string& path_or_id);
+
+// What the VAE in `dir` is, from its config.json alone (no weights read).
+struct AutoencoderInfo {
+  std::string class_name;
+  int latent_channels = 4;
+  int downscale_factor = 8;
+  float scaling_factor = 1.0f;
+};
+AutoencoderInfo read_autoencoder_info(const std::filesystem::path& dir);
+
 // The VAE in `dir` by its config.json's "_class_name" (AutoencoderKL when absent, as older folders); any
 // other class is an Error naming it. `weight_dtype` nullopt keeps the stored dtype.
 LoadedAutoencoder load_autoencoder(const std::filesystem::path& dir, std::optional<DType> weight_dtype,

@@ -71,15 +71,6 @@ JsonConfig fix_up_scheduler_config(const JsonConfig& config, std::vector<std::st
   return JsonConfig(std::move(json), config.source());
 }
 
-// The folder of a VAE given on its own: a VAE folder (config.json at its root, like
-// stabilityai/sd-vae-ft-mse) or a whole model folder whose vae/ is used.
-std::filesystem::path resolve_vae_dir(const std::string& path_or_id) {
-  const std::filesystem::path root = resolve_model_path(path_or_id);
-  if (std::filesystem::is_regular_file(root / "config.json")) return root;
-  if (std::filesystem::is_regular_file(root / "vae" / "config.json")) return root / "vae";
-  fail("VAE '", path_or_id, "': ", root.string(), " has neither config.json nor vae/config.json");
-}
-
 uint64_t random_seed() {
   std::random_device device;
   return (uint64_t(device()) << 32 | device()) & ((uint64_t(1) << 53) - 1);  // exact in a double, like Python ints
