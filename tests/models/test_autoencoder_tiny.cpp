@@ -94,5 +94,53 @@ TEST(AutoencoderTiny, UnknownVaeClassAndBadInputsAreErrors) {
   EXPECT_THROW(taesd.encode(ctx, Tensor::zeros({1, 3, 20, 20})), Error);  // not a multiple of 8
 }
 
+// Hostile VAE folders: a config that is not one, a weight file with wrong shapes or missing tensors, a
+// truncated safetensors file. Each is an Error naming the problem, never a crash.
+TEST(AutoencoderTiny, HostileFoldersGiveCleanErrors) {
+  const std::filesystem::path root = std::filesystem::path(::testing::TempDir()) / "kk_taesd_hostile";
+  std::filesystem::remove_all(root);
+  const std::string good_config = [] {
+    std::ifstream in(kDir / "tiny-taesd/config.json");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  auto folder = [&](const std::string& name, const std::string& config, const std::filesystem::path& weights_from,
+                    std::optional<size_t> truncate = std::nullopt) {
+    const std::filesystem::path dir = root / name;
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "config.json") << config;
+    if (!weights_from.empty()) {
+      std::ifstream in(weights_from, std::ios::binary);
+      std::string bytes(std::istreambuf_iterator<char>(in), {});
+      if (truncate) bytes.resize(*truncate);
+      std::ofstream(dir / "diffusion_pytorch_model.safetensors", std::ios::binary) << bytes;
+    }
+    return dir;
+  };
+  const std::filesystem::path weights = kDir / "tiny-taesd/diffusion_pytorch_model.safetensors";
+  std::string wider = good_config;  // 16 channels: every tensor's shape differs from the file's
+  for (size_t at; (at = wider.find(" 8")) != std::string::npos;) wider.replace(at, 2, " 16");
+  std::string more = good_config;  // one more decoder block than the file holds
+  const std::string first_count = "\"num_decoder_blocks\": [\n    1";
+  more.replace(more.find(first_count), first_count.size(), "\"num_decoder_blocks\": [\n    2");
+  const std::pair<std::filesystem::path, const char*> cases[] = {
+      {folder("not_json", "{\"_class_name\": \"AutoencoderTiny\", ", weights), "config.json"},
+      {folder("list", "[1, 2]", weights), "config.json"},
+      {folder("wider", wider, weights), "encoder.layers.0.weight: expected [16, 3, 3, 3]"},
+      {folder("more_blocks", more, weights), "missing"},
+      {folder("truncated", good_config, weights, 1000), "safetensors"},
+      {folder("no_weights", good_config, {}), "no weights"},
+  };
+  for (const auto& [dir, expected] : cases) {
+    SCOPED_TRACE(dir.filename().string());
+    try {
+      load_autoencoder(dir, std::nullopt);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+  }
+  std::filesystem::remove_all(root);
+}
+
 }  // namespace
 }  // namespace kakusan
