@@ -17,7 +17,7 @@ void TinyBlock::visit(WeightVisitor& v) {
 void TinyBlock::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
   Backend& be = ctx.backend;
   ArenaScope scope(ctx.arena);
-  const TensorView a = ctx.arena.alloc(x.shape), b = ctx.arena.alloc(x.shape);
+  const TensorView a = ctx.arena.alloc(x.shape, x.dtype), b = ctx.arena.alloc(x.shape, x.dtype);
   conv0.forward(be, x, a);
   be.activation(a, Activation::ReLU, a);
   conv1.forward(be, a, b);
@@ -78,13 +78,13 @@ Shape EncoderTiny::output_shape(const Shape& x) const {
 void EncoderTiny::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
   Backend& be = ctx.backend;
   ArenaScope scope(ctx.arena);
-  const TensorView unit = ctx.arena.alloc(x.shape);
+  const TensorView unit = ctx.arena.alloc(x.shape, x.dtype);
   be.activation(x, Activation::SignedToUnit, unit);  // x.add(1).div(2)
-  TensorView h = ctx.arena.alloc(conv_in.out_shape(x.shape));
+  TensorView h = ctx.arena.alloc(conv_in.out_shape(x.shape), x.dtype);
   conv_in.forward(be, unit, h);
   for (const TinyStage& stage : stages) {
     if (stage.has_conv) {
-      const TensorView down = ctx.arena.alloc(stage.conv.out_shape(h.shape));
+      const TensorView down = ctx.arena.alloc(stage.conv.out_shape(h.shape), h.dtype);
       stage.conv.forward(be, h, down);
       h = down;
     }
@@ -126,17 +126,17 @@ Shape DecoderTiny::output_shape(const Shape& z) const {
 void DecoderTiny::forward(Context& ctx, const TensorView& z, const TensorView& y) const {
   Backend& be = ctx.backend;
   ArenaScope scope(ctx.arena);
-  const TensorView clamped = ctx.arena.alloc(z.shape);
+  const TensorView clamped = ctx.arena.alloc(z.shape, z.dtype);
   be.activation(z, Activation::SoftClamp3, clamped);  // torch.tanh(x / 3) * 3
-  TensorView h = ctx.arena.alloc(conv_in.out_shape(z.shape));
+  TensorView h = ctx.arena.alloc(conv_in.out_shape(z.shape), z.dtype);
   conv_in.forward(be, clamped, h);
   be.activation(h, Activation::ReLU, h);
   for (size_t i = 0; i < stages.size(); ++i) {
     run_blocks(ctx, stages[i].blocks, h);
     if (i + 1 == stages.size()) break;
-    const TensorView up = ctx.arena.alloc({h.dim(0), h.dim(1), 2 * h.dim(2), 2 * h.dim(3)});
-    be.upsample_nearest2x(h, up);
-    h = ctx.arena.alloc(stages[i].conv.out_shape(up.shape));
+    const TensorView up = ctx.arena.alloc({h.dim(0), h.dim(1), 2 * h.dim(2), 2 * h.dim(3)}, h.dtype);
+    be.resize_nearest(h, up);  // nn.Upsample(scale_factor=2, mode="nearest")
+    h = ctx.arena.alloc(stages[i].conv.out_shape(up.shape), up.dtype);
     stages[i].conv.forward(be, up, h);
   }
   stages.back().conv.forward(be, h, y);
@@ -158,10 +158,10 @@ void AutoencoderTiny::visit(WeightVisitor& v) {
 
 namespace {
 
-// Runs `model` on each slice of the batch (all at once unless slicing).
+// Runs `model` on each slice of the batch (all at once unless slicing), into an output on the backend.
 template <typename Model>
 Tensor run_batched(Context& ctx, const Model& model, const TensorView& x, bool slicing) {
-  Tensor out = Tensor::empty(model.output_shape(x.shape));
+  Tensor out = ctx.backend.empty(model.output_shape(x.shape), x.dtype);
   const int64_t step = slicing ? 1 : x.dim(0);
   for (int64_t b = 0; b < x.dim(0); b += step) model.forward(ctx, x.slice0(b, b + step), out.view().slice0(b, b + step));
   return out;
@@ -170,18 +170,20 @@ Tensor run_batched(Context& ctx, const Model& model, const TensorView& x, bool s
 }  // namespace
 
 Tensor AutoencoderTiny::decode(Context& ctx, const TensorView& z, const VaeMemoryOptions& options) const {
-  KK_CHECK(z.rank() == 4 && z.dim(1) == config_.latent_channels && z.dtype == DType::F32 && z.dim(0) > 0,
-           "AutoencoderTiny decode: latents ", z.shape.str(), " must be float32 [B, ", config_.latent_channels,
-           ", h, w]");
+  check_compute_dtype(ctx, "AutoencoderTiny decode");
+  KK_CHECK(z.rank() == 4 && z.dim(1) == config_.latent_channels && z.dtype == ctx.compute_dtype && z.dim(0) > 0,
+           "AutoencoderTiny decode: latents ", z.shape.str(), " must be ", dtype_name(ctx.compute_dtype), " [B, ",
+           config_.latent_channels, ", h, w]");
   return run_batched(ctx, decoder, z, options.slicing);
 }
 
 Tensor AutoencoderTiny::encode(Context& ctx, const TensorView& x, const VaeMemoryOptions& options) const {
+  check_compute_dtype(ctx, "AutoencoderTiny encode");
   const int64_t f = config_.downscale_factor();
-  KK_CHECK(x.rank() == 4 && x.dim(1) == config_.in_channels && x.dtype == DType::F32 && x.dim(0) > 0 &&
+  KK_CHECK(x.rank() == 4 && x.dim(1) == config_.in_channels && x.dtype == ctx.compute_dtype && x.dim(0) > 0 &&
                x.dim(2) % f == 0 && x.dim(3) % f == 0,
-           "AutoencoderTiny encode: image ", x.shape.str(), " must be float32 [B, ", config_.in_channels,
-           ", H, W] with H and W multiples of ", f);
+           "AutoencoderTiny encode: image ", x.shape.str(), " must be ", dtype_name(ctx.compute_dtype), " [B, ",
+           config_.in_channels, ", H, W] with H and W multiples of ", f);
   return run_batched(ctx, encoder, x, options.slicing);
 }
 

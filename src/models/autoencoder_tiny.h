@@ -5,7 +5,7 @@
 //   Tensor image = taesd.decode(ctx, latents / scaling_factor);           // [B, 3, 8h, 8w] in ~[-1, 1]
 //   Tensor latents = taesd.encode(ctx, image);                           // [B, 4, H/8, W/8], raw latents
 //
-// Every op runs through ctx.backend (conv2d, activation, add, upsample_nearest2x).
+// Every op runs through ctx.backend (conv2d, activation, add, resize_nearest); outputs live on the backend.
 #pragma once
 
 #include <filesystem>
