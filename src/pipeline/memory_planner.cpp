@@ -112,7 +112,7 @@ MemoryEstimate MemoryPlanner::plan(GenerateParams& p, const Shape& latents_shape
   if (e.peak() <= limit) {
     would_fit = str_cat("it fits with ", lever_list, " (", format_megabytes(e.peak()), ")");
   } else {
-    const int64_t scale = vae_.config().downscale_factor();
+    const int64_t scale = vae_.downscale_factor();
     for (int64_t side = std::max(latents_shape[2], latents_shape[3]) * scale / 64 * 64; side >= 64; side -= 64) {
       const Shape smaller{latents_shape[0], latents_shape[1], side / scale, side / scale};
       const MemoryEstimate small = estimate(adapted, smaller, unet_batch);
