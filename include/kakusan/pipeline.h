@@ -62,6 +62,11 @@ struct LoadOptions {
   std::string variant;
   // A VAE folder (or model id) to use instead of the model's own (the tutorial's sd-vae-ft-mse swap).
   std::optional<std::string> vae;
+  // For a single-file checkpoint (the model given as a .safetensors file): a diffusers folder or hub id whose
+  // configs (and tokenizer) are used instead of the built-in ones of the detected type (from_single_file's
+  // `config`), and a tokenizer folder (else found as diffusers would offline; see `kakusan inspect FILE`).
+  std::optional<std::string> config;
+  std::optional<std::string> tokenizer;
   // XScheduler.from_config(pipe.scheduler.config): a diffusers class name or an alias ("euler_a",
   // "DPM++ 2M Karras"); empty keeps the model's scheduler. Options are key=value config overrides typed by
   // the config ("use_karras_sigmas" -> "true"). Checked before any weights are read.

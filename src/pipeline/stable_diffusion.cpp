@@ -22,6 +22,7 @@
 #include "pipeline/encode_prompt.h"
 #include "pipeline/generators.h"
 #include "pipeline/memory_planner.h"
+#include "pipeline/model_sources.h"
 #include "pipeline/prepare_latents.h"
 #include "pipeline/prepare_timesteps.h"
 #include "pipeline/prompt_encoder.h"
@@ -43,16 +44,18 @@ std::optional<DType> weight_dtype(WeightDType requested) {
   return std::nullopt;
 }
 
-// A component through the one model-folder loader; its mapped files join `resident`, whose pages are then
-// dropped (loading touched only the headers and converted tensors; nothing stays resident).
+// A component through the one weight walk (dtype nullopt: as its files store the matrices); its mapped files
+// join `resident`, whose pages are then dropped (loading touched only the headers and converted tensors;
+// nothing stays resident).
 template <typename Model, typename Config>
-Model load_component(const std::filesystem::path& dir, const std::string& variant, WeightDType dtype,
-                     const char* class_name, ResidentWeights& resident, const char* library = "diffusers") {
-  LoadedModel<Model> loaded =
-      load_model_and_store<Model, Config>(dir, weight_dtype(dtype), variant, library, class_name);
-  resident.add(loaded.store);
+Model load_component(const ComponentSource& source, WeightDType dtype, const char* class_name,
+                     ResidentWeights& resident) {
+  Model model = load_model_from<Model, Config>(source.config, *source.weights,
+                                               weight_dtype(dtype).value_or(stored_matrix_dtype(*source.weights)),
+                                               class_name);
+  resident.add(*source.weights);
   resident.drop_pages();
-  return std::move(loaded.model);
+  return model;
 }
 
 // diffusers' StableDiffusionPipeline.__init__ deprecation fix-ups: an old scheduler config with
@@ -71,15 +74,6 @@ JsonConfig fix_up_scheduler_config(const JsonConfig& config, std::vector<std::st
   return JsonConfig(std::move(json), config.source());
 }
 
-// The folder of a VAE given on its own: a VAE folder (config.json at its root, like
-// stabilityai/sd-vae-ft-mse) or a whole model folder whose vae/ is used.
-std::filesystem::path resolve_vae_dir(const std::string& path_or_id) {
-  const std::filesystem::path root = resolve_model_path(path_or_id);
-  if (std::filesystem::is_regular_file(root / "config.json")) return root;
-  if (std::filesystem::is_regular_file(root / "vae" / "config.json")) return root / "vae";
-  fail("VAE '", path_or_id, "': ", root.string(), " has neither config.json nor vae/config.json");
-}
-
 uint64_t random_seed() {
   std::random_device device;
   return (uint64_t(device()) << 32 | device()) & ((uint64_t(1) << 53) - 1);  // exact in a double, like Python ints
@@ -91,7 +85,6 @@ struct StableDiffusionPipeline::Impl {
   // The backend every phase runs on: the one seam where device placement plugs in (set by load()).
   Backend* backend = nullptr;
   std::filesystem::path root;
-  std::optional<ModelFolder> folder;
   JsonConfig scheduler_source;  // the model's scheduler_config.json
   std::string scheduler_spec;   // class name or alias, re-made fresh for every generate()
   std::map<std::string, std::string> scheduler_options;
@@ -133,35 +126,27 @@ struct StableDiffusionPipeline::Impl {
 
 void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOptions& options) {
   backend = &cpu_backend();
-  // Everything cheap and checkable first: folder, components, scheduler, VAE folder.
-  root = resolve_model_path(model);
-  folder.emplace(ModelFolder::open(root));
-  for (const char* component : {"unet", "text_encoder", "tokenizer", "scheduler"})
-    KK_CHECK(folder->has_component(component), root.string(), "/model_index.json: no \"", component,
-             "\" component (is this a Stable Diffusion model folder?)");
-  KK_CHECK(options.vae || folder->has_component("vae"), root.string(), "/model_index.json: no \"vae\" component");
-  scheduler_source = fix_up_scheduler_config(folder->load_config("scheduler"), load_warnings);
-  set_scheduler(options.scheduler.empty() ? folder->component("scheduler").class_name : options.scheduler,
-                options.scheduler_options);
-  const std::filesystem::path vae_dir = options.vae ? resolve_vae_dir(*options.vae) : folder->component_dir("vae");
+  // Everything cheap and checkable first: configs, scheduler, file headers (a folder or a single file).
+  const ModelSources sources = open_model_sources(model, options);
+  root = sources.root;
+  scheduler_source = fix_up_scheduler_config(sources.scheduler_config, load_warnings);
+  set_scheduler(options.scheduler.empty() ? sources.scheduler_class : options.scheduler, options.scheduler_options);
+  const std::string& vae_dir = sources.vae_origin;
   if (options.num_threads > 0) set_num_threads(options.num_threads);
 
-  std::string variant = options.variant;
-  if (variant.empty() && options.dtype == WeightDType::F16) variant = "fp16";
   half_pipeline = options.dtype == WeightDType::F16;
   const int total = 4;
   report_progress(options.progress, Phase::Loading, 0, total);
-  ClipTokenizer tokenizer = ClipTokenizer::load(folder->component_dir("tokenizer"));
+  ClipTokenizer tokenizer = ClipTokenizer::load(sources.tokenizer_dir);
   report_progress(options.progress, Phase::Loading, 1, total, "tokenizer");
-  ClipTextModel text_encoder = load_component<ClipTextModel, ClipTextConfig>(
-      folder->component_dir("text_encoder"), variant, options.dtype, "CLIPTextModel", text_encoder_weights, "transformers");
+  ClipTextModel text_encoder = load_component<ClipTextModel, ClipTextConfig>(sources.text_encoder, options.dtype,
+                                                                             "CLIPTextModel", text_encoder_weights);
   prompt_encoder.emplace(std::move(tokenizer), std::move(text_encoder));
   report_progress(options.progress, Phase::Loading, 2, total, "text_encoder");
-  unet.emplace(load_component<UNet2DConditionModel, UNet2DConditionConfig>(folder->component_dir("unet"), variant,
-                                                                          options.dtype, "UNet2DConditionModel",
-                                                                          unet_weights));
+  unet.emplace(load_component<UNet2DConditionModel, UNet2DConditionConfig>(sources.unet, options.dtype,
+                                                                          "UNet2DConditionModel", unet_weights));
   report_progress(options.progress, Phase::Loading, 3, total, "unet");
-  vae.emplace(load_component<AutoencoderKL, AutoencoderKLConfig>(vae_dir, variant, options.dtype, "AutoencoderKL",
+  vae.emplace(load_component<AutoencoderKL, AutoencoderKLConfig>(sources.vae, options.dtype, "AutoencoderKL",
                                                                  vae_weights));
   report_progress(options.progress, Phase::Loading, 4, total, "vae");
   component_bytes.text_encoder = weight_bytes(const_cast<ClipTextModel&>(prompt_encoder->text_encoder()));
@@ -173,10 +158,10 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   try {
     check_default_model_input(unet->config().in_channels, latent_channels);
   } catch (const Error& e) {
-    fail("the VAE (", vae_dir.string(), ") and the UNet do not match: ", e.what());
+    fail("the VAE (", vae_dir, ") and the UNet do not match: ", e.what());
   }
   KK_CHECK(unet->config().out_channels == latent_channels, "the UNet predicts ", unet->config().out_channels,
-           " channels but the VAE (", vae_dir.string(), ") has ", latent_channels, " latent channels");
+           " channels but the VAE (", vae_dir, ") has ", latent_channels, " latent channels");
 }
 
 GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& params) {

@@ -40,6 +40,7 @@ namespace {
 struct GenerateOptions {
   std::string model;
   std::string vae;
+  std::string config, tokenizer;  // single-file checkpoints
   std::vector<std::string> prompts;
   std::vector<std::string> negative_prompts;
   int steps = GenerateParams{}.num_inference_steps;
@@ -170,7 +171,7 @@ void check_output_folder(const std::filesystem::path& file, const char* flag) {
 std::string model_name(const std::string& model) {
   std::string name = model;
   while (name.size() > 1 && name.back() == '/') name.pop_back();
-  if (std::filesystem::is_directory(model)) return std::filesystem::path(name).filename().string();
+  if (std::filesystem::exists(model)) return std::filesystem::path(name).filename().string();
   return name;
 }
 
@@ -184,6 +185,8 @@ struct Request {
 Request build_request(const GenerateOptions& o) {
   Request r;
   r.load.vae = o.vae.empty() ? std::nullopt : std::optional<std::string>(o.vae);
+  if (!o.config.empty()) r.load.config = o.config;
+  if (!o.tokenizer.empty()) r.load.tokenizer = o.tokenizer;
   r.load.dtype = parse_dtype(o.dtype);
   r.load.variant = o.variant;
   r.load.scheduler = o.scheduler;
@@ -338,8 +341,11 @@ const bool registered = register_command({
       auto repeatable = [&](const char* name, std::vector<std::string>& values, const char* help) {
         return app.add_option(name, values, help)->allow_extra_args(false);
       };
-      app.add_option("--model", o->model, "diffusers model folder or Hugging Face model id (offline cache)")
+      app.add_option("--model", o->model,
+                     "diffusers model folder, Hugging Face model id (offline cache) or single-file .safetensors")
           ->required();
+      app.add_option("--config", o->config, "single file: diffusers folder or model id whose configs to use");
+      app.add_option("--tokenizer", o->tokenizer, "single file: tokenizer folder (default: found in the HF cache)");
       app.add_option("--vae", o->vae, "VAE folder or model id to use instead of the model's (e.g. sd-vae-ft-mse)");
       repeatable("--prompt", o->prompts, "prompt; repeat for a batch")->required();
       repeatable("--negative-prompt", o->negative_prompts, "negative prompt: one for all prompts, or one per prompt");
