@@ -67,6 +67,14 @@ struct LoadOptions {
   // `config`), and a tokenizer folder (else found as diffusers would offline; see `kakusan inspect FILE`).
   std::optional<std::string> config;
   std::optional<std::string> tokenizer;
+  // LoRA files fused into the UNet and text encoder (pipe.load_lora_weights(file); several add up as
+  // set_adapters(names, adapter_weights=scales)): kohya/A1111, PEFT or diffusers format. Only the touched
+  // weights get merged copies, in the model's dtype.
+  struct Lora {
+    std::string file;
+    float scale = 1.0f;
+  };
+  std::vector<Lora> loras;
   // XScheduler.from_config(pipe.scheduler.config): a diffusers class name or an alias ("euler_a",
   // "DPM++ 2M Karras"); empty keeps the model's scheduler. Options are key=value config overrides typed by
   // the config ("use_karras_sigmas" -> "true"). Checked before any weights are read.

@@ -15,6 +15,7 @@
 // out-grid.png. Everything is checked before any work starts, and a bad request writes no file (exit code 2).
 // Ctrl-C stops after the current denoising step and writes nothing (exit code 130); a second Ctrl-C kills at
 // once.
+#include <cmath>
 #include <charconv>
 #include <csignal>
 #include <cstdint>
@@ -41,6 +42,7 @@ struct GenerateOptions {
   std::string model;
   std::string vae;
   std::string config, tokenizer;  // single-file checkpoints
+  std::vector<std::string> loras;  // FILE[:SCALE]
   std::vector<std::string> prompts;
   std::vector<std::string> negative_prompts;
   int steps = GenerateParams{}.num_inference_steps;
@@ -167,6 +169,20 @@ void check_output_folder(const std::filesystem::path& file, const char* flag) {
   KK_CHECK(!std::filesystem::is_directory(file), flag, " ", file.string(), " is a folder, not a file name");
 }
 
+// --lora FILE[:SCALE]: the scale after the last ':' when it is a number (a path may hold ':' too).
+LoadOptions::Lora parse_lora(const std::string& argument) {
+  const size_t colon = argument.rfind(':');
+  if (colon == std::string::npos || colon + 1 == argument.size() || argument.find('/', colon) != std::string::npos)
+    return {argument, 1.0f};
+  const std::string scale = argument.substr(colon + 1);
+  char* end = nullptr;
+  const float value = std::strtof(scale.c_str(), &end);
+  if (end == scale.c_str()) return {argument, 1.0f};  // not a number: part of the file name
+  KK_CHECK(*end == '\0' && std::isfinite(value), "--lora ", argument, ": scale '", scale,
+           "' is not a finite number (FILE or FILE:SCALE)");
+  return {argument.substr(0, colon), value};
+}
+
 // The model's name for the PNG metadata: the folder's name, or the hub id as given.
 std::string model_name(const std::string& model) {
   std::string name = model;
@@ -187,6 +203,7 @@ Request build_request(const GenerateOptions& o) {
   r.load.vae = o.vae.empty() ? std::nullopt : std::optional<std::string>(o.vae);
   if (!o.config.empty()) r.load.config = o.config;
   if (!o.tokenizer.empty()) r.load.tokenizer = o.tokenizer;
+  for (const std::string& lora : o.loras) r.load.loras.push_back(parse_lora(lora));
   r.load.dtype = parse_dtype(o.dtype);
   r.load.variant = o.variant;
   r.load.scheduler = o.scheduler;
@@ -346,6 +363,7 @@ const bool registered = register_command({
           ->required();
       app.add_option("--config", o->config, "single file: diffusers folder or model id whose configs to use");
       app.add_option("--tokenizer", o->tokenizer, "single file: tokenizer folder (default: found in the HF cache)");
+      repeatable("--lora", o->loras, "LoRA FILE[:SCALE] fused into the model (repeat: they add up)");
       app.add_option("--vae", o->vae, "VAE folder or model id to use instead of the model's (e.g. sd-vae-ft-mse)");
       repeatable("--prompt", o->prompts, "prompt; repeat for a batch")->required();
       repeatable("--negative-prompt", o->negative_prompts, "negative prompt: one for all prompts, or one per prompt");

@@ -12,6 +12,15 @@ Run:  /work/venv/bin/python tests/golden/formats/make_goldens.py --kit /work/sha
    rebuilds the file from the folder with it. tiny-sd-v goes through the script's SD 2.x (OpenCLIP) text
    encoder conversion, which the script picks only for 23-layer encoders, and gets a text_projection as
    real SD 2.x files carry. The images to match are the folder's (the kit's pipeline goldens).
+2. lora_*.safetensors: two random LoRAs of tiny-sd made with PEFT (some UNet attentions, proj_in, a resnet conv1
+   -- a conv LoRA --, text encoder attention: diffusers 0.29 loads a text-encoder LoRA only with q, k, v and out_proj), A in three formats: kohya/A1111 (diffusers' convert_state_dict_to_kohya,
+   alpha 8 for rank 4), PEFT (lora_A/lora_B) and diffusers (lora.down/lora.up); B (rank 2) in PEFT format.
+   lora_cases.safetensors: the latents of the kit's case b (DPM++ 20 steps, seed 0, 64x64) after
+   pipe.load_lora_weights(FILE); pipe.fuse_lora(lora_scale=S), per format and S in (1.0, 0.5), and A + B as
+   set_adapters(["a", "b"], adapter_weights=[0.7, 0.4]).
+3. embedding_*.safetensors: textual inversion, diffusers' format ({token: [1, D]}) and A1111's (emb_params
+   [2, D]); embedding_cases.safetensors: case b's latents with pipe.load_textual_inversion(FILE, token=T) and
+   "T" in the prompt.
 """
 import argparse
 import importlib.util
@@ -70,6 +79,98 @@ def name_map(script, folder, open_clip):
     return entries
 
 
+PROMPT = "portrait photo of a old warrior chief"
+
+
+def make_pipe(kit):
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+    folder = os.path.join(kit, "tiny-sd")
+    tokenizer = CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))  # the slow tokenizer, as the kit
+    pipe = StableDiffusionPipeline.from_pretrained(folder, tokenizer=tokenizer, safety_checker=None)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def latents(pipe, prompt=PROMPT):
+    generator = torch.Generator("cpu").manual_seed(0)
+    return pipe(prompt, num_inference_steps=20, guidance_scale=7.5, height=64, width=64, generator=generator,
+                output_type="latent").images.contiguous()
+
+
+def random_lora(kit, seed, rank, alpha, unet_targets, te_targets):
+    """PEFT state dicts of a random LoRA (both matrices random, so it changes the images)."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    pipe = make_pipe(kit)
+    torch.manual_seed(seed)
+    pipe.unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=False, target_modules=unet_targets))
+    pipe.text_encoder.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=False,
+                                             target_modules=te_targets))
+    unet = {k: v.detach().clone() * 0.5 for k, v in get_peft_model_state_dict(pipe.unet).items()}
+    te = {k: v.detach().clone() * 0.5 for k, v in get_peft_model_state_dict(pipe.text_encoder).items()}
+    return unet, te
+
+
+def make_loras(kit, out):
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_kohya
+    from safetensors.torch import save_file
+    a_unet, a_te = random_lora(kit, 1, 4, 8, r".*(down_blocks\.0\.attentions\.0|mid_block\.attentions\.0)\..*"
+                               r"(to_q|to_k|to_v|to_out\.0|proj_in)|.*down_blocks\.0\.resnets\.0\.conv1",
+                               ["q_proj", "k_proj", "v_proj", "out_proj"])
+    b_unet, b_te = random_lora(kit, 2, 2, 2, r".*up_blocks\.1\.attentions\.0\..*(to_k|to_v|ff\.net\.2)", ["q_proj", "k_proj", "v_proj", "out_proj"])
+    files = {}
+    # kohya / A1111: lora_unet_* / lora_te_*, lora_down / lora_up, alpha (8: scale 2 at rank 4)
+    peft_prefixed = {**{"unet." + k: v for k, v in a_unet.items()}, **{"text_encoder." + k: v for k, v in a_te.items()}}
+    kohya = convert_state_dict_to_kohya(peft_prefixed)
+    kohya = {k.replace("lora_te1_", "lora_te_"): (torch.tensor(8.0) if k.endswith(".alpha") else v.contiguous())
+             for k, v in kohya.items()}
+    files["kohya"] = os.path.join(out, "lora_kohya.safetensors")
+    save_file(kohya, files["kohya"])
+    for name, unet, te in [("peft", a_unet, a_te), ("peft_b", b_unet, b_te)]:
+        StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=unet, text_encoder_lora_layers=te,
+                                                  weight_name=f"lora_{name}.safetensors")
+        files[name] = os.path.join(out, f"lora_{name}.safetensors")
+    StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=convert_state_dict_to_diffusers(a_unet),
+                                              text_encoder_lora_layers=convert_state_dict_to_diffusers(a_te),
+                                              weight_name="lora_diffusers.safetensors")
+    files["diffusers"] = os.path.join(out, "lora_diffusers.safetensors")
+    cases = {"base": latents(make_pipe(kit))}
+    for fmt in ["kohya", "peft", "diffusers"]:
+        for scale in [1.0, 0.5]:
+            pipe = make_pipe(kit)
+            pipe.load_lora_weights(files[fmt])
+            pipe.fuse_lora(lora_scale=scale)
+            cases[f"{fmt}_{scale}"] = latents(pipe)
+    pipe = make_pipe(kit)
+    pipe.load_lora_weights(files["kohya"], adapter_name="a")
+    pipe.load_lora_weights(files["peft_b"], adapter_name="b")
+    pipe.set_adapters(["a", "b"], adapter_weights=[0.7, 0.4])
+    cases["kohya_0.7+peft_b_0.4"] = latents(pipe)
+    save_file(cases, os.path.join(out, "lora_cases.safetensors"))
+    for k, v in cases.items():
+        print(k, float((v - cases["base"]).abs().max()))
+
+
+def make_embeddings(kit, out):
+    from safetensors.torch import save_file
+    torch.manual_seed(3)
+    one = torch.randn(1, 32) * 0.02
+    two = torch.randn(2, 32) * 0.02
+    save_file({"<kk-one>": one}, os.path.join(out, "embedding_diffusers.safetensors"))
+    save_file({"emb_params": two}, os.path.join(out, "embedding_a1111.safetensors"))
+    cases = {}
+    pipe = make_pipe(kit)
+    pipe.load_textual_inversion(os.path.join(out, "embedding_diffusers.safetensors"))
+    cases["diffusers"] = latents(pipe, "portrait photo of a <kk-one> warrior chief")
+    pipe = make_pipe(kit)
+    pipe.load_textual_inversion(os.path.join(out, "embedding_a1111.safetensors"), token="<kk-two>")
+    cases["a1111"] = latents(pipe, "portrait photo of a <kk-two> warrior chief")
+    save_file(cases, os.path.join(out, "embedding_cases.safetensors"))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--kit", default="/work/shared/golden")
@@ -84,6 +185,8 @@ def main():
             json.dump({"model": model, "tensors": entries}, f, separators=(",", ":"))
             f.write("\n")
         print(model, len(entries), "tensors")
+    make_loras(args.kit, args.out)
+    make_embeddings(args.kit, args.out)
 
 
 if __name__ == "__main__":
