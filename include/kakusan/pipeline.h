@@ -75,6 +75,13 @@ struct LoadOptions {
     float scale = 1.0f;
   };
   std::vector<Lora> loras;
+  // Textual-inversion embeddings (pipe.load_textual_inversion(file, token=token)); the token defaults to the
+  // file's own ({token: vectors}) or, for A1111's emb_params, the file's stem.
+  struct Embedding {
+    std::string file;
+    std::optional<std::string> token;
+  };
+  std::vector<Embedding> embeddings;
   // XScheduler.from_config(pipe.scheduler.config): a diffusers class name or an alias ("euler_a",
   // "DPM++ 2M Karras"); empty keeps the model's scheduler. Options are key=value config overrides typed by
   // the config ("use_karras_sigmas" -> "true"). Checked before any weights are read.

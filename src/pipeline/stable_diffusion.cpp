@@ -27,6 +27,7 @@
 #include "pipeline/prepare_timesteps.h"
 #include "pipeline/prompt_encoder.h"
 #include "pipeline/run_options.h"
+#include "pipeline/textual_inversion.h"
 #include "pipeline/weight_residency.h"
 #include "schedulers/scheduler.h"
 
@@ -127,7 +128,7 @@ struct StableDiffusionPipeline::Impl {
 void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOptions& options) {
   backend = &cpu_backend();
   // Everything cheap and checkable first: configs, scheduler, file headers (a folder or a single file).
-  const ModelSources sources = open_model_sources(model, options);
+  ModelSources sources = open_model_sources(model, options);
   root = sources.root;
   scheduler_source = fix_up_scheduler_config(sources.scheduler_config, load_warnings);
   set_scheduler(options.scheduler.empty() ? sources.scheduler_class : options.scheduler, options.scheduler_options);
@@ -138,10 +139,13 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   const int total = 4;
   report_progress(options.progress, Phase::Loading, 0, total);
   ClipTokenizer tokenizer = ClipTokenizer::load(sources.tokenizer_dir);
+  std::vector<TextualInversion> embeddings;
+  for (const LoadOptions::Embedding& e : options.embeddings) embeddings.push_back(read_textual_inversion(e.file, e.token));
+  auto expansions = add_textual_inversions(embeddings, tokenizer, sources.text_encoder);
   report_progress(options.progress, Phase::Loading, 1, total, "tokenizer");
   ClipTextModel text_encoder = load_component<ClipTextModel, ClipTextConfig>(sources.text_encoder, options.dtype,
                                                                              "CLIPTextModel", text_encoder_weights);
-  prompt_encoder.emplace(std::move(tokenizer), std::move(text_encoder));
+  prompt_encoder.emplace(std::move(tokenizer), std::move(text_encoder), std::move(expansions));
   report_progress(options.progress, Phase::Loading, 2, total, "text_encoder");
   unet.emplace(load_component<UNet2DConditionModel, UNet2DConditionConfig>(sources.unet, options.dtype,
                                                                           "UNet2DConditionModel", unet_weights));

@@ -69,3 +69,35 @@ TEST(Lora, WithoutLorasTheBaseLatents) {
 
 }  // namespace
 }  // namespace kakusan
+
+namespace kakusan {
+namespace {
+
+TEST(TextualInversion, DiffusersAndA1111EmbeddingsMatchLoadTextualInversion) {
+  KK_REQUIRE_GOLDEN();
+  const PipelineCase c = case_b();
+  LoadOptions load = c.load;
+  load.embeddings = {{(formats_dir() / "embedding_diffusers.safetensors").string(), std::nullopt}};
+  GenerateParams params = c.params;
+  params.prompt = {"portrait photo of a <kk-one> warrior chief"};
+  expect_case("embedding_cases.safetensors", "diffusers", load, params);
+  // Two vectors: "<kk-two>" becomes "<kk-two> <kk-two>_1".
+  load.embeddings = {{(formats_dir() / "embedding_a1111.safetensors").string(), "<kk-two>"}};
+  params.prompt = {"portrait photo of a <kk-two> warrior chief"};
+  expect_case("embedding_cases.safetensors", "a1111", load, params);
+}
+
+TEST(TextualInversion, ATokenOfTheVocabularyIsRefused) {
+  KK_REQUIRE_GOLDEN();
+  LoadOptions load = case_b().load;
+  load.embeddings = {{(formats_dir() / "embedding_diffusers.safetensors").string(), "cat</w>"}};
+  try {
+    StableDiffusionPipeline::load(case_b().model, load);
+    FAIL() << "a vocabulary token was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already in the tokenizer's vocabulary"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace kakusan

@@ -43,6 +43,7 @@ struct GenerateOptions {
   std::string vae;
   std::string config, tokenizer;  // single-file checkpoints
   std::vector<std::string> loras;  // FILE[:SCALE]
+  std::vector<std::string> embeddings;  // FILE[:TOKEN]
   std::vector<std::string> prompts;
   std::vector<std::string> negative_prompts;
   int steps = GenerateParams{}.num_inference_steps;
@@ -204,6 +205,14 @@ Request build_request(const GenerateOptions& o) {
   if (!o.config.empty()) r.load.config = o.config;
   if (!o.tokenizer.empty()) r.load.tokenizer = o.tokenizer;
   for (const std::string& lora : o.loras) r.load.loras.push_back(parse_lora(lora));
+  for (const std::string& e : o.embeddings) {
+    // FILE:TOKEN when the part after the last ':' is no path (a token has no '/').
+    const size_t colon = e.rfind(':');
+    if (colon != std::string::npos && colon + 1 < e.size() && e.find('/', colon) == std::string::npos)
+      r.load.embeddings.push_back({e.substr(0, colon), e.substr(colon + 1)});
+    else
+      r.load.embeddings.push_back({e, std::nullopt});
+  }
   r.load.dtype = parse_dtype(o.dtype);
   r.load.variant = o.variant;
   r.load.scheduler = o.scheduler;
@@ -364,6 +373,7 @@ const bool registered = register_command({
       app.add_option("--config", o->config, "single file: diffusers folder or model id whose configs to use");
       app.add_option("--tokenizer", o->tokenizer, "single file: tokenizer folder (default: found in the HF cache)");
       repeatable("--lora", o->loras, "LoRA FILE[:SCALE] fused into the model (repeat: they add up)");
+      repeatable("--embedding", o->embeddings, "textual inversion FILE[:TOKEN] (repeatable)");
       app.add_option("--vae", o->vae, "VAE folder or model id to use instead of the model's (e.g. sd-vae-ft-mse)");
       repeatable("--prompt", o->prompts, "prompt; repeat for a batch")->required();
       repeatable("--negative-prompt", o->negative_prompts, "negative prompt: one for all prompts, or one per prompt");
