@@ -170,18 +170,23 @@ void check_output_folder(const std::filesystem::path& file, const char* flag) {
   KK_CHECK(!std::filesystem::is_directory(file), flag, " ", file.string(), " is a folder, not a file name");
 }
 
-// --lora FILE[:SCALE]: the scale after the last ':' when it is a number (a path may hold ':' too).
-LoadOptions::Lora parse_lora(const std::string& argument) {
+// FILE or FILE:SUFFIX (--lora FILE[:SCALE], --embedding FILE[:TOKEN]): an existing FILE as given wins, else the
+// part after the last ':' is the suffix (a token such as "cat</w>" may hold '/').
+std::pair<std::string, std::optional<std::string>> split_suffix(const std::string& argument) {
   const size_t colon = argument.rfind(':');
-  if (colon == std::string::npos || colon + 1 == argument.size() || argument.find('/', colon) != std::string::npos)
-    return {argument, 1.0f};
-  const std::string scale = argument.substr(colon + 1);
+  if (std::filesystem::exists(argument) || colon == std::string::npos || colon == 0 || colon + 1 == argument.size())
+    return {argument, std::nullopt};
+  return {argument.substr(0, colon), argument.substr(colon + 1)};
+}
+
+LoadOptions::Lora parse_lora(const std::string& argument) {
+  const auto [file, scale] = split_suffix(argument);
+  if (!scale) return {file, 1.0f};
   char* end = nullptr;
-  const float value = std::strtof(scale.c_str(), &end);
-  if (end == scale.c_str()) return {argument, 1.0f};  // not a number: part of the file name
-  KK_CHECK(*end == '\0' && std::isfinite(value), "--lora ", argument, ": scale '", scale,
+  const float value = std::strtof(scale->c_str(), &end);
+  KK_CHECK(end != scale->c_str() && *end == '\0' && std::isfinite(value), "--lora ", argument, ": scale '", *scale,
            "' is not a finite number (FILE or FILE:SCALE)");
-  return {argument.substr(0, colon), value};
+  return {file, value};
 }
 
 // The model's name for the PNG metadata: the folder's name, or the hub id as given.
@@ -206,12 +211,8 @@ Request build_request(const GenerateOptions& o) {
   if (!o.tokenizer.empty()) r.load.tokenizer = o.tokenizer;
   for (const std::string& lora : o.loras) r.load.loras.push_back(parse_lora(lora));
   for (const std::string& e : o.embeddings) {
-    // FILE:TOKEN when the part after the last ':' is no path (a token has no '/').
-    const size_t colon = e.rfind(':');
-    if (colon != std::string::npos && colon + 1 < e.size() && e.find('/', colon) == std::string::npos)
-      r.load.embeddings.push_back({e.substr(0, colon), e.substr(colon + 1)});
-    else
-      r.load.embeddings.push_back({e, std::nullopt});
+    auto [file, token] = split_suffix(e);
+    r.load.embeddings.push_back({std::move(file), std::move(token)});
   }
   r.load.dtype = parse_dtype(o.dtype);
   r.load.variant = o.variant;
