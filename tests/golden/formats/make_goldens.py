@@ -11,7 +11,10 @@ Run:  /work/venv/bin/python tests/golden/formats/make_goldens.py --kit /work/sha
    (file tensor -> the folder tensor(s) it holds, stored shape) rather than as 20 MB of weights: the test
    rebuilds the file from the folder with it. tiny-sd-v goes through the script's SD 2.x (OpenCLIP) text
    encoder conversion, which the script picks only for 23-layer encoders, and gets a text_projection as
-   real SD 2.x files carry. The images to match are the folder's (the kit's pipeline goldens).
+   real SD 2.x files carry. The images to match are the folder's (the kit's pipeline goldens). Note: the
+   script renames the VAE attention only from diffusers' pre-0.14 names, so today's folders come out with
+   "mid.attn_1.to_q.weight" [C, C] instead of the original "mid.attn_1.q.weight" [C, C, 1, 1]; kakusan reads
+   both (the original form is covered by `kakusan convert` round trips).
 2. lora_*.safetensors: two random LoRAs of tiny-sd made with PEFT (some UNet attentions, proj_in, a resnet conv1
    -- a conv LoRA --, text encoder attention: diffusers 0.29 loads a text-encoder LoRA only with q, k, v and out_proj), A in three formats: kohya/A1111 (diffusers' convert_state_dict_to_kohya,
    alpha 8 for rank 4), PEFT (lora_A/lora_B) and diffusers (lora.down/lora.up); B (rank 2) in PEFT format.
