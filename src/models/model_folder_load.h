@@ -44,16 +44,23 @@ struct LoadedModel {
   WeightStore store;
 };
 
-// A model from its config and any weight source (a folder's files, a single file's renamed tensors, a LoRA
-// overlay): the parameter-count guard, then the one weight walk.
+// A model of `config`, checked against the parameter-count guard before any weight is looked at.
 template <typename Model, typename Config>
-Model load_model_from(const JsonConfig& config, const WeightSource& weights, DType weight_dtype,
-                      const std::string& component) {
+Model make_checked_model(const JsonConfig& config, const std::string& component) {
   Model model(Config::parse(config));
   ParameterCounter counter;
   model.visit(counter);
   KK_CHECK(counter.elements <= kMaxModelParameters, component, ": ", config.source(), " implies ",
            counter.elements, " parameters (at most ", kMaxModelParameters, " supported)");
+  return model;
+}
+
+// A model from its config and any weight source (a folder's files, a single file's renamed tensors, a LoRA
+// overlay): the guard, then the one weight walk.
+template <typename Model, typename Config>
+Model load_model_from(const JsonConfig& config, const WeightSource& weights, DType weight_dtype,
+                      const std::string& component) {
+  Model model = make_checked_model<Model, Config>(config, component);
   load_weights(model, weights, weight_dtype, component);
   return model;
 }
@@ -65,9 +72,9 @@ template <typename Model, typename Config>
 LoadedModel<Model> load_model_and_store(const std::filesystem::path& dir, std::optional<DType> weight_dtype,
                                         const std::string& variant, const std::string& library,
                                         const std::string& component) {
+  Model model = make_checked_model<Model, Config>(JsonConfig::load(dir / "config.json"), component);
   WeightStore store = WeightStore::open(find_weight_files(dir, variant, library).files);
-  Model model = load_model_from<Model, Config>(JsonConfig::load(dir / "config.json"), store,
-                                               weight_dtype.value_or(stored_matrix_dtype(store)), component);
+  load_weights(model, store, weight_dtype.value_or(stored_matrix_dtype(store)), component);
   return LoadedModel<Model>{std::move(model), std::move(store)};
 }
 
