@@ -135,7 +135,9 @@ void expect_refused(const std::vector<std::string>& args, const std::string& wan
   EXPECT_NE(r.err.find(want), std::string::npos) << "expected '" << want << "' in: " << r.err;
   const size_t at = r.err.find("kakusan: error:");
   ASSERT_NE(at, std::string::npos) << r.err;
-  if (one_line) EXPECT_LE(std::count(r.err.begin() + at, r.err.end(), '\n'), 1) << "not one line: " << r.err;
+  if (one_line) {
+    EXPECT_LE(std::count(r.err.begin() + at, r.err.end(), '\n'), 1) << "not one line: " << r.err;
+  }
   EXPECT_FALSE(fs::exists(output)) << output << " was written";
 }
 
