@@ -57,7 +57,8 @@ void expect_error_or_success(F&& f) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > (8u << 20)) return 0;
   const fs::path file = scratch() / "input.safetensors";
-  std::ofstream(file, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data), std::streamsize(size));
+  std::ofstream(file, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(data), std::streamsize(size));
   expect_error_or_success([&] {
     const auto lora = std::make_shared<const LoraFile>(LoraFile::open(file));
     const auto base = std::make_shared<const WeightStore>(WeightStore::open({scratch() / "base.safetensors"}));

@@ -47,7 +47,8 @@ std::optional<Owner> owner_of(const std::string& stem) {
   for (const auto& [prefix, component] : flat_prefixes)
     if (starts_with(stem, prefix)) return Owner{component, stem.substr(std::string(prefix).size()), true};
   for (const char* component : {"unet", "text_encoder"})
-    if (starts_with(stem, std::string(component) + ".")) return Owner{component, stem.substr(std::string(component).size() + 1)};
+    if (starts_with(stem, std::string(component) + "."))
+      return Owner{component, stem.substr(std::string(component).size() + 1)};
   return std::nullopt;
 }
 

@@ -155,13 +155,15 @@ void convert_folder_to_single_file(const fs::path& folder_path, const fs::path& 
         Shape shape = parts[0].shape;
         shape[0] *= 3;
         Tensor joined = Tensor::empty(shape, dtype.value_or(parts[0].dtype));
-        for (int i = 0; i < 3; ++i) convert_into(parts[i], joined.view().narrow(0, i * parts[0].shape[0], parts[0].shape[0]));
+        const int64_t rows = parts[0].shape[0];
+        for (int i = 0; i < 3; ++i) convert_into(parts[i], joined.view().narrow(0, i * rows, rows));
         tensors.owned.push_back(std::move(joined));
         tensors.views.emplace_back(original_name(layout, fused)->name, tensors.owned.back().view());
         continue;
       }
       const std::optional<OriginalName> original = original_name(layout, name);
-      KK_CHECK(original, folder_path.string(), "/text_encoder: tensor '", name, "' has no place in the OpenCLIP layout");
+      KK_CHECK(original, folder_path.string(), "/text_encoder: tensor '", name,
+               "' has no place in the OpenCLIP layout");
       tensors.add(original->name, store.get(name)->view, dtype);
     }
   }

@@ -72,11 +72,13 @@ std::shared_ptr<const WeightSource> merge_loras(std::shared_ptr<const WeightSour
     std::string listed;
     for (size_t i = 0; i < unmatched.size() && i < 4; ++i) listed += (i ? "; " : "") + unmatched[i];
     fail(unmatched.size(), " LoRA layers match no layer of the ", component, " (", base->describe(),
-         "; a LoRA for another model?): ", listed, unmatched.size() > 4 ? str_cat(" and ", unmatched.size() - 4, " more") : "");
+         "; a LoRA for another model?): ", listed,
+         unmatched.size() > 4 ? str_cat(" and ", unmatched.size() - 4, " more") : "");
   }
   if (merged.empty()) return base;
   std::vector<std::pair<std::string, Tensor>> replacements;
-  for (auto& [name, weight] : merged) replacements.emplace_back(name, dtype == DType::F32 ? std::move(weight) : weight.to(dtype));
+  for (auto& [name, weight] : merged)
+    replacements.emplace_back(name, dtype == DType::F32 ? std::move(weight) : weight.to(dtype));
   return std::make_shared<OverlaySource>(std::move(base), std::move(replacements));
 }
 

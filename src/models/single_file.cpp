@@ -16,7 +16,8 @@ namespace {
 
 // diffusers' CHECKPOINT_KEY_NAMES for the types it tells apart.
 constexpr const char* kConvIn = "model.diffusion_model.input_blocks.0.0.weight";
-constexpr const char* kCrossAttentionKey = "model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight";
+constexpr const char* kCrossAttentionKey =
+    "model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight";
 constexpr const char* kOpenClipKey = "cond_stage_model.model.token_embedding.weight";
 constexpr const char* kSdxlKey = "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias";
 

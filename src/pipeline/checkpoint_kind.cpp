@@ -30,7 +30,8 @@ std::string describe_lora(const LoraFile& lora) {
     if (layer.alpha) alphas.insert(*layer.alpha);
   }
   std::string parts;
-  for (const auto& [component, count] : layers) parts += str_cat(parts.empty() ? "" : ", ", component, " (", count, " layers)");
+  for (const auto& [component, count] : layers)
+    parts += str_cat(parts.empty() ? "" : ", ", component, " (", count, " layers)");
   std::string alpha = alphas.empty() ? "none (scale 1)" : "";
   for (float a : alphas) alpha += str_cat(alpha.empty() ? "" : "/", a);
   return str_cat("LoRA (", lora.format(), " format) for ", parts, ", rank ", lora.max_rank(), ", alpha ", alpha);
@@ -52,7 +53,8 @@ std::string describe_checkpoint_file(const std::filesystem::path& file) {
     if (e.shape.rank() <= 2 && e.shape.rank() >= 1 && is_float(e.dtype)) {
       const int64_t n = e.shape.rank() == 2 ? e.shape[0] : 1, width = e.shape[e.shape.rank() - 1];
       return str_cat("textual-inversion embedding (", a1111 ? "A1111" : "diffusers", " format): token '",
-                     a1111 ? file.stem().string() + "' (the file name; --embedding FILE:TOKEN to choose)" : e.name + "'",
+                     a1111 ? file.stem().string() + "' (the file name; --embedding FILE:TOKEN to choose)"
+                           : e.name + "'",
                      ", ", n, " vector", n == 1 ? "" : "s", " of width ", width,
                      width == 768 ? " (SD 1.x)" : width == 1024 ? " (SD 2.x)" : "");
     }

@@ -90,8 +90,9 @@ void apply_loras(ModelSources& sources, const LoadOptions& options) {
 ModelSources open_model_sources(const std::string& model, const LoadOptions& options) {
   std::string variant = options.variant;
   if (variant.empty() && options.dtype == WeightDType::F16) variant = "fp16";
-  ModelSources sources = std::filesystem::is_regular_file(model) ? open_single_file(model, options)
-                                                                 : open_folder(resolve_model_path(model), options, variant);
+  ModelSources sources = std::filesystem::is_regular_file(model)
+                             ? open_single_file(model, options)
+                             : open_folder(resolve_model_path(model), options, variant);
   if (options.vae) {
     const std::filesystem::path dir = resolve_vae_dir(*options.vae);
     sources.vae_origin = dir.string();

@@ -140,7 +140,8 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   report_progress(options.progress, Phase::Loading, 0, total);
   ClipTokenizer tokenizer = ClipTokenizer::load(sources.tokenizer_dir);
   std::vector<TextualInversion> embeddings;
-  for (const LoadOptions::Embedding& e : options.embeddings) embeddings.push_back(read_textual_inversion(e.file, e.token));
+  for (const LoadOptions::Embedding& e : options.embeddings)
+    embeddings.push_back(read_textual_inversion(e.file, e.token));
   auto expansions = add_textual_inversions(embeddings, tokenizer, sources.text_encoder);
   report_progress(options.progress, Phase::Loading, 1, total, "tokenizer");
   ClipTextModel text_encoder = load_component<ClipTextModel, ClipTextConfig>(sources.text_encoder, options.dtype,

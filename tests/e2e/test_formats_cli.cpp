@@ -86,7 +86,8 @@ TEST(ConvertCli, FolderToSingleFileAndBackIsTensorForTensor) {
 TEST(ConvertCli, Fp16HalvesTheFile) {
   KK_REQUIRE_GOLDEN();
   const ScratchDir dir;
-  ASSERT_EQ(run_cli({"convert", kit("tiny-sd").string(), (dir / "f16.safetensors").string(), "--dtype", "fp16"}).exit_code, 0);
+  const std::string out = (dir / "f16.safetensors").string();
+  ASSERT_EQ(run_cli({"convert", kit("tiny-sd").string(), out, "--dtype", "fp16"}).exit_code, 0);
   const SafetensorsFile f = SafetensorsFile::open(dir / "f16.safetensors");
   for (const SafetensorsFile::Entry& e : f.entries()) ASSERT_EQ(e.dtype, DType::F16) << e.name;
 }
@@ -105,7 +106,8 @@ TEST(InspectCli, TellsWhatAFileIs) {
   for (const auto& [file, wants] : cases) {
     const RunResult r = run_cli({"inspect", file.string()});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    for (const char* want : wants) EXPECT_NE(r.out.find(want), std::string::npos) << want << " in " << r.out.substr(0, 300);
+    for (const char* want : wants)
+      EXPECT_NE(r.out.find(want), std::string::npos) << want << " in " << r.out.substr(0, 300);
   }
 }
 
@@ -207,7 +209,8 @@ TEST(HostileFormats, SingleFilesAreRefusedWithOneLine) {
   const SafetensorsFile original = SafetensorsFile::open(file);
   std::vector<std::pair<std::string, TensorView>> kept;
   for (const SafetensorsFile::Entry& e : original.entries())
-    if (e.name != "model.diffusion_model.input_blocks.1.0.in_layers.2.weight") kept.emplace_back(e.name, original.view(e.name));
+    if (e.name != "model.diffusion_model.input_blocks.1.0.in_layers.2.weight")
+      kept.emplace_back(e.name, original.view(e.name));
   write_safetensors(dir / "missing.safetensors", kept);
   std::ofstream(dir / "model.ckpt", std::ios::binary) << std::string("\x80\x02}q\x00.", 6);
   const std::string config = kit("tiny-sd").string();

@@ -20,7 +20,8 @@ std::filesystem::path formats(const std::string& file) {
 TEST(LoraMerge, OnlyTouchedWeightsAreOwnedCopies) {
   KK_REQUIRE_GOLDEN();
   const std::filesystem::path dir = *testing::golden_dir() / "tiny-sd/unet";
-  const auto store = std::make_shared<const WeightStore>(WeightStore::open(find_weight_files(dir, "", "diffusers").files));
+  const auto store =
+      std::make_shared<const WeightStore>(WeightStore::open(find_weight_files(dir, "", "diffusers").files));
   const auto lora = std::make_shared<const LoraFile>(LoraFile::open(formats("lora_kohya.safetensors")));
   for (DType dtype : {DType::F32, DType::F16}) {
     SCOPED_TRACE(dtype_name(dtype));
@@ -43,7 +44,8 @@ TEST(LoraMerge, OnlyTouchedWeightsAreOwnedCopies) {
           const Tensor up = lora->file().load_f32(layer.key + ".lora_up.weight");
           const Tensor down = lora->file().load_f32(layer.key + ".lora_down.weight");
           double delta = 0;
-          for (int64_t r = 0; r < down.dim(0); ++r) delta += double(up.f32()[r]) * down.f32()[r * (down.numel() / down.dim(0))];
+          const int64_t row = down.numel() / down.dim(0);
+          for (int64_t r = 0; r < down.dim(0); ++r) delta += double(up.f32()[r]) * down.f32()[r * row];
           const Tensor w = Tensor::copy_of(store->get(name)->view).to_f32();
           const Tensor m = Tensor::copy_of(ref.view).to_f32();
           EXPECT_NEAR(m.f32()[0], w.f32()[0] + delta, dtype == DType::F16 ? 2e-3 : 1e-6) << name;
@@ -58,7 +60,9 @@ TEST(LoraMerge, OnlyTouchedWeightsAreOwnedCopies) {
     unet.visit(loader);
     loader.finish("unet");
     // float32 model: the merged copies are the only owned bytes (f16 copies are widened by the loader).
-    if (dtype == DType::F32) EXPECT_EQ(loader.owned_bytes(), touched_bytes);
+    if (dtype == DType::F32) {
+      EXPECT_EQ(loader.owned_bytes(), touched_bytes);
+    }
     EXPECT_GT(loader.mapped_bytes(), 10 * touched_bytes) << "the rest stays mapped";
   }
 }

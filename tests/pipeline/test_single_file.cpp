@@ -5,7 +5,12 @@
 #include <gtest/gtest.h>
 
 #include "../io/scratch_dir.h"
+#include <stdlib.h>
+
+#include <fstream>
+
 #include "core/error.h"
+#include "models/single_file.h"
 #include "kakusan/pipeline.h"
 #include "pipeline_cases.h"
 #include "single_file_builder.h"
@@ -51,6 +56,41 @@ TEST(SingleFile, Sd1LayoutGivesTheFolderImages) {
 TEST(SingleFile, Sd2OpenClipLayoutGivesTheFolderImages) {
   KK_REQUIRE_GOLDEN();
   expect_single_file_matches_folder("tiny-sd-v", "k_sdv_ddim20");
+}
+
+// Without --config / --tokenizer the tokenizer is found as diffusers finds it offline: the detected type's repo
+// in the Hugging Face cache (tokenizer/), then openai/clip-vit-large-patch14 for SD 1.x; otherwise the error
+// says how to get one.
+TEST(SingleFile, TokenizerComesFromTheHubCache) {
+  KK_REQUIRE_GOLDEN();
+  testing::ScratchDir dir;
+  const std::filesystem::path file = dir / "sd.safetensors";
+  testing::build_single_file("tiny-sd", file);
+  const std::filesystem::path cache = dir / "hub";
+  ASSERT_EQ(::setenv("HF_HUB_CACHE", cache.c_str(), 1), 0);
+  try {
+    SingleFileCheckpoint::open(file).tokenizer_dir();
+    ADD_FAILURE() << "no tokenizer should be found in an empty cache";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("huggingface-cli download runwayml/stable-diffusion-v1-5"), std::string::npos)
+        << e.what();
+  }
+  // openai/clip-vit-large-patch14 keeps vocab.json / merges.txt at its root.
+  const std::filesystem::path clip = cache / "models--openai--clip-vit-large-patch14";
+  std::filesystem::create_directories(clip / "refs");
+  std::filesystem::create_directories(clip / "snapshots");
+  const std::string commit_a(40, 'a'), commit_d(40, 'd');  // snapshots are named by commit hashes
+  std::ofstream(clip / "refs/main") << commit_a;
+  std::filesystem::copy(*testing::golden_dir() / "tiny-sd/tokenizer", clip / "snapshots" / commit_a);
+  EXPECT_EQ(SingleFileCheckpoint::open(file).tokenizer_dir(), clip / "snapshots" / commit_a / "");
+  // The type's own repo wins.
+  const std::filesystem::path sd = cache / "models--runwayml--stable-diffusion-v1-5";
+  std::filesystem::create_directories(sd / "refs");
+  std::ofstream(sd / "refs/main") << commit_d;
+  std::filesystem::create_directories(sd / "snapshots" / commit_d);
+  std::filesystem::copy(*testing::golden_dir() / "tiny-sd/tokenizer", sd / "snapshots" / commit_d / "tokenizer");
+  EXPECT_EQ(SingleFileCheckpoint::open(file).tokenizer_dir(), sd / "snapshots" / commit_d / "tokenizer");
+  ::unsetenv("HF_HUB_CACHE");
 }
 
 }  // namespace
