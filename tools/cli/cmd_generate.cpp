@@ -166,14 +166,6 @@ void check_output_folder(const std::filesystem::path& file, const char* flag) {
   KK_CHECK(!std::filesystem::is_directory(file), flag, " ", file.string(), " is a folder, not a file name");
 }
 
-// The model's name for the PNG metadata: the folder's name, or the hub id as given.
-std::string model_name(const std::string& model) {
-  std::string name = model;
-  while (name.size() > 1 && name.back() == '/') name.pop_back();
-  if (std::filesystem::is_directory(model)) return std::filesystem::path(name).filename().string();
-  return name;
-}
-
 struct Request {
   LoadOptions load;
   GenerateParams params;
@@ -253,11 +245,6 @@ class InterruptGuard {
 
 constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report it
 
-std::string nth_or_empty(const std::vector<std::string>& items, size_t i) {
-  if (items.empty()) return "";
-  return items.size() == 1 ? items[0] : items.at(i);
-}
-
 int run_generate(const GenerateOptions& o) {
   Request request = build_request(o);
   GenerateParams& params = request.params;
@@ -289,23 +276,8 @@ int run_generate(const GenerateOptions& o) {
   if (params.seeds.empty()) std::printf("seed: %llu\n", static_cast<unsigned long long>(result.seeds.at(0)));
 
   // Outputs, each written atomically (temporary file + rename).
-  const int height = int(result.image_shape[1]), width = int(result.image_shape[2]);
-  const std::string model = model_name(o.model);
-  auto parameters_of = [&](size_t i) {
-    GenerationInfo info;
-    const size_t prompt_index = i / size_t(params.num_images_per_prompt);
-    info.prompt = params.prompt[prompt_index];
-    if (params.guidance_scale > 1.0) info.negative_prompt = nth_or_empty(params.negative_prompt, prompt_index);
-    info.steps = params.num_inference_steps;
-    info.sampler = pipe.scheduler_name();
-    info.cfg_scale = params.guidance_scale;
-    info.seed = result.seeds.at(i);
-    info.width = width;
-    info.height = height;
-    info.model = model;
-    if (params.generator_device == "cuda") info.extra.emplace_back("RNG", "NV");
-    return PngText{{"parameters", format_parameters(info)}};
-  };
+  const std::string model = model_display_name(o.model);
+  auto parameters_of = [&](size_t i) { return image_parameters(params, result, i, pipe.scheduler_name(), model); };
   for (size_t i = 0; i < result.images.size(); ++i) {
     const std::filesystem::path path = image_output_path(o.output, int(i));
     write_png(path, result.images[i], parameters_of(i));
