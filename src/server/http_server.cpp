@@ -151,12 +151,15 @@ int serve(const ServeOptions& options) {
     service.metrics().count_request(route_label(req.path), res.status);
   });
 
-  if (!http.bind_to_port(options.host, options.port)) {
+  // Port 0: any free port (the tests'), reported on the first line.
+  const int port = options.port == 0 ? http.bind_to_any_port(options.host)
+                                     : (http.bind_to_port(options.host, options.port) ? options.port : -1);
+  if (port <= 0) {
     std::fprintf(stderr, "kakusan: cannot listen on %s:%d\n", options.host.c_str(), options.port);
     restore();
     return 1;
   }
-  std::fprintf(stderr, "kakusan: listening on http://%s:%d (loading %s)\n", options.host.c_str(), options.port,
+  std::fprintf(stderr, "kakusan: listening on http://%s:%d (loading %s)\n", options.host.c_str(), port,
                options.service.model.c_str());
 
   std::atomic<int> exit_code{0};

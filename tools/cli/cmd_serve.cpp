@@ -48,7 +48,7 @@ const bool registered = register_command({
           ->required();
       app.add_option("--host", o.host, "address to listen on (loopback unless you say otherwise)")
           ->capture_default_str();
-      app.add_option("--port", o.port, "TCP port")->capture_default_str()->check(CLI::Range(1, 65535));
+      app.add_option("--port", o.port, "TCP port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
       app.add_option("--dtype", f->dtype, "weights in memory")
           ->capture_default_str()
           ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
