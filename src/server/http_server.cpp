@@ -29,7 +29,7 @@ void send(httplib::Response& res, const Reply& reply) {
 // Routes are metric labels only when they are ours: a client cannot grow the label set.
 std::string route_label(const std::string& path) {
   static const std::set<std::string> routes = {
-      "/", "/health", "/metrics", "/sdapi/v1/txt2img", "/sdapi/v1/progress", "/sdapi/v1/interrupt",
+      "/", "/health", "/health/live", "/metrics", "/sdapi/v1/txt2img", "/sdapi/v1/progress", "/sdapi/v1/interrupt",
       "/sdapi/v1/samplers", "/sdapi/v1/sd-models", "/sdapi/v1/options", "/v1/images/generations"};
   return routes.count(path) ? path : "other";
 }
@@ -42,7 +42,7 @@ bool same_secret(const std::string& a, const std::string& b) {
 }
 
 // Probes and the page itself need no key; everything that generates or reports does.
-bool needs_key(const std::string& path) { return path != "/health" && path != "/"; }
+bool needs_key(const std::string& path) { return path != "/health" && path != "/health/live" && path != "/"; }
 
 int wake_pipe[2] = {-1, -1};
 
@@ -123,6 +123,10 @@ int serve(const ServeOptions& options) {
     send(res, error_reply(405, "options are read-only on this server (the model and settings are fixed at start)"));
   });
   http.Get("/health", [&](const httplib::Request&, httplib::Response& res) { send(res, service.health()); });
+  // Liveness: the process answers HTTP (loading and draining included, which /health reports as not ready).
+  http.Get("/health/live", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content("{\"status\":\"alive\"}", "application/json");
+  });
   http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
     res.set_content(service.metrics_text(), "text/plain; version=0.0.4");
   });
