@@ -35,6 +35,10 @@ class ServeProcess {
   int port_ = -1;
 };
 
+// A loopback port that was free a moment ago (for programs that do not report the port they chose: nginx,
+// chromedriver).
+int free_port();
+
 // The JSON body of a response (a failed parse gives a JSON null, which the tests' expectations report).
 nlohmann::json body_of(const httplib::Result& result);
 

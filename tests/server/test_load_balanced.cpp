@@ -3,9 +3,7 @@
 // Every request must be answered within its deadline: an image, or a clean error a client may retry (502/503/
 // 504). Prints throughput and p50/p99 latency.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,18 +27,6 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kNginx = "/usr/sbin/nginx";
 constexpr int kRequests = 200;
 constexpr int kClients = 16;
-
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::string deploy_file(const std::string& name) {
   return testing::read_text(std::filesystem::path(KAKUSAN_SOURCE_DIR) / "deploy" / "nginx" / name);
@@ -78,7 +64,7 @@ TEST(LoadBalanced, TwoReplicasBehindNginxOneKilledHalfway) {
   ASSERT_TRUE(a.ready() && b.ready());
 
   testing::ScratchDir dir;
-  const int port = free_port();
+  const int port = testing::free_port();
   const auto conf = write_nginx_config(dir, port, a.port(), b.port());
   testing::ChildProcess nginx(kNginx, {"-p", dir.path().string(), "-c", conf.string()}, dir.path());
   httplib::Client front("127.0.0.1", port);
