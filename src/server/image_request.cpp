@@ -132,6 +132,7 @@ ImageJob parse_txt2img(std::string_view body, const RequestLimits& limits) {
   const int64_t n_iter = get_integer(doc, "n_iter", 1, 1, limits.max_batch);
   set_images(job, batch_size * n_iter, limits, "batch_size * n_iter");
   r.eta = get_number(doc, "eta", 0.0, 0.0, 1.0);
+  r.prompt_syntax = PromptSyntax::A1111;  // A1111's clients write its syntax
   std::string sampler = get_string(doc, "sampler_name", "", 64);
   if (sampler.empty()) sampler = get_string(doc, "sampler_index", "", 64);  // A1111's older field
   if (!sampler.empty()) {

@@ -38,6 +38,8 @@ TEST(Txt2ImgRequest, ReadsA1111Fields) {
   EXPECT_EQ(job.seed, 42u);
   EXPECT_EQ(job.num_images, 4);
   EXPECT_EQ(job.sampler, "Euler a");
+  EXPECT_EQ(job.request.prompt_syntax, PromptSyntax::A1111);
+  EXPECT_EQ(parse_openai_generation(R"({"prompt":"x"})", limits()).request.prompt_syntax, PromptSyntax::Diffusers);
   EXPECT_TRUE(job.notes.empty());
 }
 

@@ -1,5 +1,5 @@
 // `kakusan serve` end to end on loopback with the kit's tiny model: every endpoint, the txt2img image equal
-// to `kakusan generate`'s, bad requests answered with 4xx JSON while the server stays healthy, a full queue's
+// to `kakusan generate --prompt-syntax a1111`'s (A1111's endpoints read A1111's prompt syntax), bad requests answered with 4xx JSON while the server stays healthy, a full queue's
 // 503, interrupt, the API key, and the SIGTERM drain.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -81,7 +81,7 @@ TEST(ServeE2E, Txt2ImgEqualsKakusanGenerate) {
   ASSERT_TRUE(server.ready());
   auto http = server.client();
   auto r = http->Post("/sdapi/v1/txt2img",
-                      R"({"prompt":"a red cube","negative_prompt":"blurry","steps":5,"cfg_scale":6.5,
+                      R"({"prompt":"a (red:1.3) cube, [shiny]","negative_prompt":"blurry","steps":5,"cfg_scale":6.5,
                           "width":64,"height":64,"seed":1234,"sampler_name":"Euler a"})",
                       "application/json");
   ASSERT_TRUE(r);
@@ -95,7 +95,8 @@ TEST(ServeE2E, Txt2ImgEqualsKakusanGenerate) {
   const auto out = server.dir() / "cli.png";
   std::filesystem::create_directories(server.dir() / "cli");
   testing::ChildProcess cli(KAKUSAN_CLI_PATH,
-                            {"generate", "--model", tiny_model(), "--prompt", "a red cube", "--negative-prompt",
+                            {"generate", "--model", tiny_model(), "--prompt", "a (red:1.3) cube, [shiny]", "--prompt-syntax", "a1111",
+                             "--negative-prompt",
                              "blurry", "--steps", "5", "--guidance", "6.5", "--width", "64", "--height", "64",
                              "--seed", "1234", "--scheduler", "Euler a", "--threads", "2", "--quiet", "--output",
                              out.string()},

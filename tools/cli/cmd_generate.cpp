@@ -5,7 +5,7 @@
 //     [--num-images-per-prompt K] [--eta E] [--scheduler ClassName|alias] [--scheduler-option key=value ...]
 //     [--attention-slicing auto|N|off] [--dtype fp32|fp16] [--threads N] [--output out.png] [--grid ROWSxCOLS]
 //     [--save-tensors out.safetensors] [--clip-skip N] [--memory auto|refuse|off] [--max-memory 2G] [--quiet]
-//     [--generator cpu|cuda] [--cuda-sm-count N] [--cuda-threads-per-sm N]
+//     [--generator cpu|cuda] [--cuda-sm-count N] [--cuda-threads-per-sm N] [--prompt-syntax diffusers|a1111]
 //
 // Seeds: repeated --seed gives one generator per image (their count must equal the number of images);
 // one --seed with several images gives ONE generator shared by all of them; no --seed picks a random seed
@@ -62,6 +62,7 @@ struct GenerateOptions {
   std::string grid;
   std::string save_tensors;
   int clip_skip = -1;
+  std::string prompt_syntax = "diffusers";
   bool vae_slicing = false;
   bool vae_tiling = false;
   int vae_tile_size = 0;
@@ -195,6 +196,9 @@ Request build_request(const GenerateOptions& o) {
   g.eta = o.eta;
   for (const std::string& seed : o.seeds) g.seeds.push_back(parse_seed(seed));
   if (o.clip_skip >= 0) g.clip_skip = o.clip_skip;
+  KK_CHECK(o.prompt_syntax == "diffusers" || o.prompt_syntax == "a1111", "--prompt-syntax \"", o.prompt_syntax,
+           "\" must be diffusers or a1111");
+  g.prompt_syntax = o.prompt_syntax == "a1111" ? PromptSyntax::A1111 : PromptSyntax::Diffusers;
   g.attention = parse_attention_slicing(o.attention_slicing);
   g.vae_slicing = o.vae_slicing;
   g.vae_tiling = o.vae_tiling;
@@ -345,6 +349,9 @@ const bool registered = register_command({
       app.add_option("--save-tensors", o->save_tensors,
                      "write float32 init_noise and latents [B,4,h,w] and images [B,H,W,3]");
       app.add_option("--clip-skip", o->clip_skip, "CLIP layers to skip (1 = the pre-final layer)");
+      app.add_option("--prompt-syntax", o->prompt_syntax,
+                     "diffusers (plain text, cut at 77 tokens) or a1111 ((word:1.3) weights, up to 225 tokens)")
+          ->capture_default_str();
       app.add_flag("--vae-slicing", o->vae_slicing, "decode one image at a time");
       app.add_flag("--vae-tiling", o->vae_tiling, "decode large images as overlapping tiles (less memory)");
       app.add_option("--vae-tile-size", o->vae_tile_size,
