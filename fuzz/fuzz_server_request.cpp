@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "pipeline/prompt_attention.h"
 #include "server/image_request.h"
 
 namespace {
@@ -28,5 +29,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
   attempt(parse_txt2img, body);
   attempt(parse_openai_generation, body);
+  try {
+    kakusan::parse_prompt_attention(body);  // prompts reach it verbatim
+  } catch (const kakusan::Error&) {
+  }
   return 0;
 }

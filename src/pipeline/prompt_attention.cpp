@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <regex>
+#include <optional>
 
 #include "core/error.h"
 
@@ -10,11 +10,37 @@ namespace kakusan {
 
 namespace {
 
-// The tokens of lpw's re_attention, tried in this order at each position (the same alternation).
-const std::regex& attention_token() {
-  static const std::regex re(
-      R"(\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:([+-]?[.\d]+)\)|\)|]|[^\\()\[\]:]+|:)");
-  return re;
+// One token of lpw's re_attention at `pos` (its alternatives tried in the same order); `weight` is set for
+// `:<number>)`. Written out rather than with std::regex, whose libstdc++ matcher recurses once per character
+// and overflows the stack on a long run of text.
+struct AttentionToken {
+  std::string_view text;
+  std::optional<std::string_view> weight;
+};
+
+AttentionToken next_token(std::string_view s, size_t pos) {
+  auto special = [](char c) { return c == '\\' || c == '(' || c == ')' || c == '[' || c == ']' || c == ':'; };
+  const char c = s[pos];
+  const size_t rest = s.size() - pos;
+  if (c == '\\') {
+    const bool escape = rest >= 2 && (s[pos + 1] == '(' || s[pos + 1] == ')' || s[pos + 1] == '[' ||
+                                      s[pos + 1] == ']' || s[pos + 1] == '\\');
+    return {s.substr(pos, escape ? 2 : 1), std::nullopt};
+  }
+  if (c == '(' || c == '[') return {s.substr(pos, 1), std::nullopt};
+  if (c == ':') {
+    size_t end = pos + 1;
+    if (end < s.size() && (s[end] == '+' || s[end] == '-')) ++end;
+    const size_t digits = end;
+    while (end < s.size() && (s[end] == '.' || (s[end] >= '0' && s[end] <= '9'))) ++end;
+    if (end > digits && end < s.size() && s[end] == ')')
+      return {s.substr(pos, end + 1 - pos), s.substr(pos + 1, end - pos - 1)};
+    return {s.substr(pos, 1), std::nullopt};
+  }
+  if (c == ')' || c == ']') return {s.substr(pos, 1), std::nullopt};
+  size_t end = pos;
+  while (end < s.size() && !special(s[end])) ++end;
+  return {s.substr(pos, end - pos), std::nullopt};
 }
 
 double parse_weight(const std::string& text) {
@@ -33,16 +59,18 @@ std::vector<WeightedRun> parse_prompt_attention(std::string_view text) {
     for (size_t i = start; i < runs.size(); ++i) runs[i].weight *= factor;
   };
   constexpr double kRound = 1.1, kSquare = 1 / 1.1;
-  for (std::cregex_iterator it(text.data(), text.data() + text.size(), attention_token()), end; it != end; ++it) {
-    const std::string token = it->str(0);
+  for (size_t pos = 0; pos < text.size();) {
+    const AttentionToken tok = next_token(text, pos);
+    pos += tok.text.size();
+    const std::string token(tok.text);
     if (token.front() == '\\') {
       runs.push_back({token.substr(1), 1.0});
     } else if (token == "(") {
       round.push_back(runs.size());
     } else if (token == "[") {
       square.push_back(runs.size());
-    } else if ((*it)[1].matched && !round.empty()) {
-      multiply_from(round.back(), parse_weight((*it)[1].str()));
+    } else if (tok.weight && !round.empty()) {
+      multiply_from(round.back(), parse_weight(std::string(*tok.weight)));
       round.pop_back();
     } else if (token == ")" && !round.empty()) {
       multiply_from(round.back(), kRound);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "pipeline/prompt_attention.h"
 #include "server/samplers.h"
 
 namespace kakusan::server {
@@ -133,6 +134,13 @@ ImageJob parse_txt2img(std::string_view body, const RequestLimits& limits) {
   set_images(job, batch_size * n_iter, limits, "batch_size * n_iter");
   r.eta = get_number(doc, "eta", 0.0, 0.0, 1.0);
   r.prompt_syntax = PromptSyntax::A1111;  // A1111's clients write its syntax
+  // A malformed weight is the client's error: say so now, not from inside the generation.
+  try {
+    parse_prompt_attention(r.prompts[0]);
+    parse_prompt_attention(negative);
+  } catch (const Error& e) {
+    bad(e.what());
+  }
   std::string sampler = get_string(doc, "sampler_name", "", 64);
   if (sampler.empty()) sampler = get_string(doc, "sampler_index", "", 64);  // A1111's older field
   if (!sampler.empty()) {

@@ -45,6 +45,21 @@ TEST(PromptAttention, ABadWeightIsAnError) {
   EXPECT_THROW(parse_prompt_attention("(word:.)"), Error);
 }
 
+// Prompts are untrusted (the server passes them through): long runs, deep and unbalanced nesting stay linear
+// enough and never recurse.
+TEST(PromptAttention, HostilePromptsParse) {
+  EXPECT_EQ(parse_prompt_attention(std::string(1 << 20, 'a')).at(0).text.size(), size_t(1) << 20);
+  std::string deep;
+  for (int i = 0; i < 4000; ++i) deep += "(a";
+  const std::vector<WeightedRun> runs = parse_prompt_attention(deep);
+  ASSERT_FALSE(runs.empty());
+  EXPECT_GT(runs.back().weight, 1e100);  // 1.1^4000 overflows to inf in lpw too; no crash either way
+  EXPECT_EQ(parse_prompt_attention(std::string(5000, ')')).at(0).text.size(), 5000u);
+  EXPECT_EQ(parse_prompt_attention("\\\\").at(0).text, "\\");  // an escaped backslash
+  EXPECT_EQ(parse_prompt_attention("\\").at(0).text, "");          // a lone backslash is an empty run
+  EXPECT_EQ(parse_prompt_attention("a\\").at(0).text, "a");
+}
+
 TEST(PromptAttention, TokensAndWeightsMatchLpw) {
   KK_REQUIRE_GOLDEN();
   const ClipTokenizer tokenizer = ClipTokenizer::load(*testing::golden_dir() / "tiny-sd" / "tokenizer");

@@ -80,6 +80,7 @@ TEST(Txt2ImgRequest, BadBodiesNameTheProblem) {
   EXPECT_EQ(parse_error(R"({"batch_size":8,"n_iter":2})"),
             "batch_size * n_iter asks for 16 images; this server allows 8 per request");
   EXPECT_EQ(parse_error(R"({"override_settings":[]})"), "\"override_settings\" must be an object, not array");
+  EXPECT_EQ(parse_error(R"j({"prompt":"a (cat:1.2.3)"})j"), "prompt weight \"1.2.3\" is not a number");
   EXPECT_EQ(parse_error(std::string(100, '[') + std::string(100, ']')), "request body nests deeper than 16 levels");
   EXPECT_EQ(parse_error(R"({"prompt":")" + std::string(20000, 'a') + "\"}"),
             "\"prompt\" is 20000 bytes; the limit is 16384");
