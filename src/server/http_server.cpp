@@ -138,7 +138,9 @@ int serve(const ServeOptions& options) {
     if (!res.body.empty()) return;
     const char* what = res.status == 404   ? "no such endpoint"
                        : res.status == 413 ? "request body too large"
-                                           : "bad request";
+                       : res.status == 414 ? "request URI too long"
+                       : res.status == 400 ? "malformed HTTP request"
+                                           : "request refused";
     res.set_content(error_reply(res.status, what).body, "application/json");
   });
   http.set_exception_handler([&](const httplib::Request&, httplib::Response& res, std::exception_ptr error) {

@@ -185,6 +185,34 @@ TEST(ServeE2E, InterruptStopsTheRunningJob) {
   EXPECT_EQ(testing::body_of(http->Get("/health"))["status"], "ok");
 }
 
+TEST(ServeE2E, AClientThatGoesAwayCancelsItsJob) {
+  KK_REQUIRE_GOLDEN();
+  ServeProcess server(tiny_model(), {});
+  ASSERT_TRUE(server.ready());
+  auto http = server.client();
+  auto impatient = std::async(std::launch::async, [&] {
+    auto client = server.client();
+    client->set_read_timeout(1s);  // gives up (closes the connection) long before 150 steps
+    return client->Post("/sdapi/v1/txt2img", kLongJob, "application/json");
+  });
+  ASSERT_TRUE(wait_for_running_job(*http));
+  EXPECT_FALSE(impatient.get());  // the client timed out
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  json progress;
+  do {
+    progress = testing::body_of(http->Get("/sdapi/v1/progress"));
+    if (progress["state"]["job_count"] == 0) break;
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(progress["state"]["job_count"], 0) << "the abandoned job still runs: " << progress.dump();
+  EXPECT_LT(progress["state"]["sampling_step"].get<int>(), 150);
+  auto metrics = http->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("kakusan_http_requests_total{route=\"/sdapi/v1/txt2img\",status=\"409\"} 1"),
+            std::string::npos)
+      << metrics->body;
+}
+
 TEST(ServeE2E, FullQueueAnswers503WithRetryAfter) {
   KK_REQUIRE_GOLDEN();
   ServeProcess server(tiny_model(), {"--queue-size", "1", "--retry-after", "7"});
