@@ -101,8 +101,8 @@ Reply ImageService::generate(Api api, const std::string& body, const std::functi
   queue_.wait(*job, abandoned);
   if (job->cancelled) return error_reply(409, "the generation was interrupted");
   if (!job->error.empty()) {
-    // What generate() refuses at run time (e.g. the memory planner) is still the request's fault.
-    return error_reply(job->error.find("memory") != std::string::npos ? 413 : 500, job->error);
+    // The memory planner's refusal is the request's size, not a server fault.
+    return error_reply(job->error.rfind("not enough memory", 0) == 0 ? 413 : 500, job->error);
   }
   std::vector<std::string> pngs;
   const GenerateResult& result = *job->result;

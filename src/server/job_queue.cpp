@@ -77,8 +77,8 @@ void JobQueue::work() {
     running_ = queue_.front();
     queue_.pop_front();
     Job& job = *running_;
+    job.started = std::chrono::steady_clock::now();  // under the lock: running() readers see it
     lock.unlock();
-    job.started = std::chrono::steady_clock::now();
     bool cancelled = false;
     std::string error;
     try {

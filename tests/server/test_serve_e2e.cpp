@@ -274,5 +274,29 @@ TEST(ServeE2E, SigtermDrainsAcceptedJobsAndExitsZero) {
       << testing::describe_wait_status(end.status) << "\n" << server.child().stderr_text();
 }
 
+TEST(ServeE2E, EverySamplerItListsRuns) {
+  KK_REQUIRE_GOLDEN();
+  ServeProcess server(tiny_model(), {});
+  ASSERT_TRUE(server.ready());
+  auto http = server.client();
+  for (const json& sampler : testing::body_of(http->Get("/sdapi/v1/samplers"))) {
+    const json request = {{"prompt", "x"}, {"steps", 2}, {"width", 64}, {"height", 64}, {"seed", 1},
+                          {"sampler_name", sampler["name"]}};
+    auto r = http->Post("/sdapi/v1/txt2img", request.dump(), "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << sampler["name"] << ": " << r->body;
+  }
+}
+
+TEST(ServeE2E, AModelThatCannotBeLoadedEndsTheServer) {
+  testing::ScratchDir dir;
+  testing::ChildProcess serve(KAKUSAN_CLI_PATH, {"serve", "--model", (dir / "no-such-model").string(), "--port", "0"},
+                              dir.path());
+  const testing::ChildEnd end = serve.wait(60s, 10ms);
+  ASSERT_TRUE(end.status.has_value()) << "the server kept running without a model";
+  EXPECT_TRUE(WIFEXITED(*end.status) && WEXITSTATUS(*end.status) == 2) << testing::describe_wait_status(end.status);
+  EXPECT_NE(serve.stderr_text().find("cannot load the model"), std::string::npos) << serve.stderr_text();
+}
+
 }  // namespace
 }  // namespace kakusan
