@@ -107,7 +107,9 @@ TEST(LoadBalanced, TwoReplicasBehindNginxOneKilledHalfway) {
   ASSERT_EQ(latencies.size(), size_t(kRequests));
   const double p50 = latencies[latencies.size() / 2], p99 = latencies[latencies.size() * 99 / 100];
   std::string statuses;
-  for (const auto& [status, count] : by_status) statuses += " " + std::to_string(status) + ":" + std::to_string(count);
+  for (const auto& [status, count] : by_status) {
+    statuses.append(" ").append(std::to_string(status)).append(":").append(std::to_string(count));
+  }
   std::printf("load: %d requests, %d clients, 2 replicas (one killed at %d): %.1f s, %.2f req/s, p50 %.3f s, "
               "p99 %.3f s, status:count%s\n",
               kRequests, kClients, kRequests / 2, total, kRequests / total, p50, p99, statuses.c_str());
