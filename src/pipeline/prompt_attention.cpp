@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "backend/staged_tensor.h"
 #include "core/error.h"
 
 namespace kakusan {
@@ -203,19 +204,27 @@ Tensor encode_weighted(Context& ctx, const ClipTokenizer& tokenizer, const ClipT
                        const WeightedTokens& tokens, int clip_skip) {
   const int64_t texts = int64_t(tokens.ids.size());
   const int64_t chunk_length = tokenizer.model_max_length();
-  Tensor ids = Tensor::empty({texts * tokens.chunks, chunk_length}, DType::I64);
-  int64_t* row = ids.i64();
+  StagedTensor ids(ctx.backend, {texts * tokens.chunks, chunk_length}, DType::I64);
+  int64_t* row = ids.host().i64();
   for (const std::vector<int64_t>& text_ids : tokens.ids)
     for (int c = 0; c < tokens.chunks; ++c, row += chunk_length) {
       const std::vector<int64_t> chunk = chunk_ids(text_ids, c, int(chunk_length), tokenizer.bos_id(), tokenizer.eos_id());
       std::copy(chunk.begin(), chunk.end(), row);
     }
+  ids.upload();
+  const Tensor hidden = text_encoder.forward(ctx, ids.on_backend(), clip_skip);
   // Rows n * chunks + c are text n's chunk c, so [texts * chunks, 77, D] is already [texts, chunks * 77, D].
-  Tensor hidden = text_encoder.forward(ctx, ids, clip_skip);
+  // The weighting is a host step on the prompt embeddings (a few hundred KB, once per generation): one copy
+  // each way on a device backend, none on the host.
   const int64_t channels = hidden.dim(2);
-  hidden.reshape_({texts, tokens.chunks * chunk_length, channels});
-  apply_token_weights(hidden.f32(), texts, tokens.chunks * chunk_length, channels, tokens.weights);
-  return hidden;
+  Tensor weighted = host_copy(ctx.backend, hidden.view());
+  KK_CHECK(weighted.dtype() == DType::F32, "A1111 prompt weights need f32 text encoder states");
+  weighted.reshape_({texts, tokens.chunks * chunk_length, channels});
+  apply_token_weights(weighted.f32(), texts, tokens.chunks * chunk_length, channels, tokens.weights);
+  if (ctx.backend.device().is_host()) return weighted;
+  Tensor on_backend = ctx.backend.empty(weighted.shape(), weighted.dtype());
+  ctx.backend.upload(weighted, on_backend);
+  return on_backend;
 }
 
 }  // namespace kakusan

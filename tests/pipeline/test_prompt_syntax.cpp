@@ -65,5 +65,21 @@ TEST(PromptSyntax, LongPromptsAreEncodedInChunks) {
   EXPECT_NE(cut.latents, chunked.latents);
 }
 
+// The weighting is a host step between two backend phases: on a device whose memory is a separate heap
+// (registered as "separate-heap" by test_pipeline_golden.cpp in this binary) the result is the CPU's.
+TEST(PromptSyntax, WeightedChunksOnASeparateHeapDevice) {
+  KK_REQUIRE_GOLDEN();
+  LoadOptions options;
+  options.device = "separate-heap";
+  StableDiffusionPipeline device =
+      StableDiffusionPipeline::load((*testing::golden_dir() / "tiny-sd").string(), options);
+  const GenerateParams p = params("a (red:1.4) " + long_prompt() + " [table]", PromptSyntax::A1111);
+  const GenerateResult on_device = device.generate(p);
+  const GenerateResult on_cpu = tiny().generate(p);
+  ASSERT_EQ(on_device.latents.size(), on_cpu.latents.size());
+  for (size_t i = 0; i < on_cpu.latents.size(); ++i)
+    ASSERT_NEAR(on_device.latents[i], on_cpu.latents[i], 1e-5) << "latent " << i;
+}
+
 }  // namespace
 }  // namespace kakusan
