@@ -1,7 +1,8 @@
 // kakusan serve: the model loaded once behind an HTTP API (A1111's /sdapi/v1, OpenAI's /v1/images/generations,
 // /health, /metrics and a page at /). See src/server/http_server.h.
 //
-//   kakusan serve --model DIR [--host 127.0.0.1] [--port 7860] [--dtype fp32|fp16|bf16] [--threads N]
+//   kakusan serve --model DIR [--host 127.0.0.1] [--port 7860] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16]
+//     [--threads N]
 //     [--scheduler NAME] [--queue-size N] [--max-pixels N] [--max-steps N] [--max-batch N] [--max-body BYTES]
 //     [--api-key KEY | env KAKUSAN_API_KEY] [--retry-after SECONDS]
 //
@@ -49,6 +50,8 @@ const bool registered = register_command({
       app.add_option("--host", o.host, "address to listen on (loopback unless you say otherwise)")
           ->capture_default_str();
       app.add_option("--port", o.port, "TCP port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
+      app.add_option("--device", o.service.load.device, "where the model runs: cpu (default), reference, cuda[:N] if built in")
+          ->capture_default_str();
       app.add_option("--dtype", f->dtype, "weights in memory")
           ->capture_default_str()
           ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
