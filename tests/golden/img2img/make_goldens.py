@@ -8,6 +8,7 @@ the patched AttnProcessor; the two agree to ~1e-7, far inside the pipeline toler
 
 Writes into this folder (small files only):
   input_64x64.png, input_100x70.png (resized by diffusers' preprocessor to 96x64), mask_64x64.png
+  add_noise.safetensors               every scheduler's add_noise at img2img's begin index, for the unit test
   resize.safetensors                  PIL's Lanczos resizes of the inputs (uint8 as F32), for the unit test
   tiny-inpaint-unet/                  a tiny 9-channel inpainting UNet (mask + masked-image latents), seed 0
   <case>.safetensors                  latents (final), image (NHWC [0,1]), init_image (96x64 case),
@@ -67,6 +68,35 @@ def save_resize_golden():
     save_file(tensors, os.path.join(HERE, "resize.safetensors"))
 
 
+ADD_NOISE_SCHEDULERS = [
+    ("DDIMScheduler", {}), ("DDPMScheduler", {}), ("PNDMScheduler", {}), ("LMSDiscreteScheduler", {}),
+    ("EulerDiscreteScheduler", {}), ("EulerDiscreteScheduler", {"use_karras_sigmas": True}),
+    ("EulerAncestralDiscreteScheduler", {}), ("HeunDiscreteScheduler", {}), ("KDPM2DiscreteScheduler", {}),
+    ("KDPM2AncestralDiscreteScheduler", {}), ("DPMSolverMultistepScheduler", {}),
+    ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}), ("DPMSolverSinglestepScheduler", {}),
+    ("DEISMultistepScheduler", {}), ("UniPCMultistepScheduler", {})]
+
+
+def save_add_noise_golden():
+    """Every scheduler's add_noise as img2img calls it: set_timesteps(10), set_begin_index(t_start * order) where
+    the class has it, add_noise(x, noise, timesteps[t_start * order]) for t_start in 0, 3, 9."""
+    import diffusers
+    config = PNDMScheduler.from_pretrained(os.path.join(TINY_SD, "scheduler")).config
+    x = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(0))
+    noise = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(1))
+    tensors = {"original": x, "noise": noise}
+    for name, options in ADD_NOISE_SCHEDULERS:
+        key = name + ("_karras" if options else "")
+        for t_start in (0, 3, 9):
+            sched = getattr(diffusers, name).from_config(config, **options)
+            sched.set_timesteps(10)
+            begin = t_start * sched.order
+            if hasattr(sched, "set_begin_index"):
+                sched.set_begin_index(begin)
+            tensors[f"{key}_begin{begin}"] = sched.add_noise(x, noise, sched.timesteps[begin:begin + 1]).contiguous()
+    save_file(tensors, os.path.join(HERE, "add_noise.safetensors"))
+
+
 def make_inpaint_unet():
     """A 9-channel UNet small enough to commit (tiny-sd's cross_attention_dim, so its text encoder fits)."""
     out = os.path.join(HERE, "tiny-inpaint-unet")
@@ -111,6 +141,7 @@ def gens(*seeds):
 def main():
     make_inputs()
     save_resize_golden()
+    save_add_noise_golden()
     proc = VaeImageProcessor(vae_scale_factor=8)
     img64, img96 = load("input_64x64.png"), load("input_100x70.png")
     mask = load("mask_64x64.png")
