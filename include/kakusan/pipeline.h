@@ -187,6 +187,8 @@ struct GenerateResult {
     int64_t estimated_unet_arena = 0, estimated_vae_arena = 0;
     int64_t text_encoder_arena = 0, unet_arena = 0, vae_arena = 0;
     int64_t text_encoder_scratch = 0, unet_scratch = 0, vae_scratch = 0;
+    // Image-to-image / inpainting: the VAE encoder's arena, estimated and measured (its largest encode).
+    int64_t estimated_vae_encoder_arena = 0, vae_encoder_arena = 0;
   } memory;
 };
 

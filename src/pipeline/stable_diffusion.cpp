@@ -254,12 +254,11 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   if (!from_image) {
     latents = prepare_latents(latents_shape, generators, p.latents, scheduler->init_noise_sigma(), keep_init_noise);
   } else {
-    // The VAE encoder's arena: its dry pass is the decoder's size (the planner sizes the decoder; both grow).
     const ImageRequest request{p.image, p.mask_image, size, effective_strength(p), inpainting_unet(), p.latents};
     report_progress(p.progress, Phase::Encoding, 0, 1, "image");
-    from = prepare_image_latents({run_on, attention, plan.decoding.arena}, *vae, *scheduler, generators, request,
+    from = prepare_image_latents({run_on, attention, plan.image_encoding.arena}, *vae, *scheduler, generators, request,
                                  latents_shape, p.num_inference_steps, vae_memory_options(p), keep_init_noise,
-                                 result.memory.vae_arena);
+                                 result.memory.vae_encoder_arena);
     end_phase(run_on, vae_weights, result.memory.vae_scratch);
     report_progress(p.progress, Phase::Encoding, 1, 1, "image");
     latents = std::move(from.latents);
