@@ -8,6 +8,7 @@ the patched AttnProcessor; the two agree to ~1e-7, far inside the pipeline toler
 
 Writes into this folder (small files only):
   input_64x64.png, input_100x70.png (resized by diffusers' preprocessor to 96x64), mask_64x64.png
+  mode_*.png, modes.safetensors       RGBA / grey / grey+alpha / palette PNGs and PIL's convert("RGB") of each
   add_noise.safetensors               every scheduler's add_noise at img2img's begin index, for the unit test
   resize.safetensors                  PIL's Lanczos resizes of the inputs (uint8 as F32), for the unit test
   tiny-inpaint-unet/                  a tiny 9-channel inpainting UNet (mask + masked-image latents), seed 0
@@ -51,6 +52,26 @@ def make_inputs():
     mask[40:44, 4:12] = 200  # above 0.5 after /255: binarised to 1
     mask[4:8, 40:48] = 100   # below 0.5: binarised to 0
     PIL.Image.fromarray(mask, "L").save(os.path.join(HERE, "mask_64x64.png"))
+
+
+def save_mode_pngs():
+    """Small PNGs in other modes, and what PIL's convert("RGB") makes of them (read_image must agree)."""
+    y, x = np.mgrid[0:6, 0:5]
+    rgb = np.stack([x * 50, y * 40, (x * y * 13) % 256], -1).astype(np.uint8)
+    alpha = ((x + y) * 30).astype(np.uint8)
+    grey = (x * 40 + y * 7).astype(np.uint8)
+    images = {
+        "rgba": PIL.Image.fromarray(np.concatenate([rgb, alpha[..., None]], -1), "RGBA"),
+        "grey": PIL.Image.fromarray(grey, "L"),
+        "grey_alpha": PIL.Image.fromarray(np.stack([grey, alpha], -1), "LA"),
+        "palette": PIL.Image.fromarray(rgb, "RGB").quantize(colors=7, method=PIL.Image.Quantize.MEDIANCUT),
+    }
+    tensors = {}
+    for name, image in images.items():
+        path = os.path.join(HERE, f"mode_{name}.png")
+        image.save(path)
+        tensors[name] = torch.from_numpy(np.asarray(PIL.Image.open(path).convert("RGB")).astype(np.float32))
+    save_file(tensors, os.path.join(HERE, "modes.safetensors"))
 
 
 def load(name):
@@ -141,6 +162,7 @@ def gens(*seeds):
 def main():
     make_inputs()
     save_resize_golden()
+    save_mode_pngs()
     save_add_noise_golden()
     proc = VaeImageProcessor(vae_scale_factor=8)
     img64, img96 = load("input_64x64.png"), load("input_100x70.png")
