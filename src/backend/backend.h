@@ -4,13 +4,21 @@
 // library) slots in without touching models. Every op has a plain-loop reference implementation
 // (reference_backend()) that the fast one (cpu_backend()) is tested against.
 //
-// Conventions: activations are float32; weights may be f32, f16 or bf16 (converted at use, so an fp16 model
-// costs fp16 memory). Images are NCHW. Outputs are contiguous and distinct from inputs unless an op says
-// that aliasing is allowed.
+// Conventions (the contract every backend keeps):
+//   - Activations (op inputs and outputs other than weights) are in the context's compute dtype
+//     (Context::compute_dtype); a backend lists the compute dtypes it supports (supports_compute_dtype), and
+//     a model run in another one fails with a clear error. Only F32 is implemented today.
+//   - Weights may be f32, f16 or bf16 whatever the compute dtype (converted at use, so an fp16 model costs
+//     fp16 memory).
+//   - Statistics and sums stay f32 (or wider) in every compute dtype: group/layer-norm mean and variance,
+//     the attention softmax's max and sum, GEMM and convolution accumulation.
+//   - Images are NCHW. Outputs are contiguous and distinct from inputs unless an op says that aliasing is
+//     allowed. Every operand lives in this backend's memory (see upload/download).
 #pragma once
 
 #include <cstdint>
 
+#include "core/allocator.h"
 #include "core/tensor.h"
 
 namespace kakusan {
@@ -40,17 +48,25 @@ struct AttentionParams {
   int slice_size = 0;  // for Sliced; 0 means one slice per (batch, head)
 };
 
-class Backend {
+class Backend : public DeviceAllocator {
  public:
-  virtual ~Backend() = default;
   virtual const char* name() const = 0;
+
+  // Memory. A backend allocates in its own memory (device(), allocate(), empty() of DeviceAllocator; arenas
+  // take the backend as their allocator) and its ops accept only that memory, plus views of it. Host
+  // backends (cpu, reference, null, profiling) run on host memory, so host tensors and mapped weights are
+  // theirs at no copy. Data crosses between host and device only here (ggml's tensor_set / tensor_get):
+  //   upload:   host view (any strides, float dtypes convert) -> this backend's contiguous view
+  //   download: this backend's view (any strides) -> contiguous host view
+  // The host implementations are copies; a device backend overrides both.
+  virtual void upload(const TensorView& host, const TensorView& dst);
+  virtual void download(const TensorView& src, const TensorView& host);
+
+  // Whether activations can be computed in `dtype` (see the contract above).
+  virtual bool supports_compute_dtype(DType dtype) const { return dtype == DType::F32; }
 
   // y[M, N] = x[M, K] · w[N, K]ᵀ + bias[N]. x and y may have leading dims (M = numel / K). bias may be empty.
   virtual void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) = 0;
-
-  // c = alpha · op(a) · op(b) + beta · c, op = transpose if requested. Rank 2, or rank 3 batched over dim 0.
-  virtual void matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b, const TensorView& c,
-                      float alpha = 1.0f, float beta = 0.0f) = 0;
 
   // y[N, O, Ho, Wo] = conv(x[N, I, H, W], w[O, I, kh, kw]) + bias[O] (bias may be empty).
   virtual void conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
@@ -71,9 +87,6 @@ class Backend {
   virtual void attention(const TensorView& q, const TensorView& k, const TensorView& v, const AttentionParams& p,
                          const TensorView& out) = 0;
 
-  // Softmax over the last dimension. y may alias x.
-  virtual void softmax(const TensorView& x, const TensorView& y) = 0;
-
   // y = act(x), elementwise. y may alias x.
   virtual void activation(const TensorView& x, Activation act, const TensorView& y) = 0;
 
@@ -83,8 +96,37 @@ class Backend {
   // diffusers' GEGLU after its projection: x [M, 2N] -> y [M, N] = x[:, :N] · gelu(x[:, N:]) (exact erf GELU).
   virtual void geglu(const TensorView& x, const TensorView& y) = 0;
 
-  // Nearest-neighbour ×2 upsampling of NCHW.
-  virtual void upsample_nearest2x(const TensorView& x, const TensorView& y) = 0;
+  // Nearest-neighbour resize of NCHW x [N, C, h, w] to y [N, C, H, W], as torch's mode="nearest": source
+  // index floor(dst · (in / out)) in float32, clamped to the input (×2 upsampling is the common case).
+  virtual void resize_nearest(const TensorView& x, const TensorView& y) = 0;
+
+  // y = alpha · x and y = x / divisor, elementwise with one float rounding, as torch's `x * a` and `x / a`
+  // (latents × init_noise_sigma; latents ÷ the VAE's scaling_factor). y may alias x.
+  virtual void scale(const TensorView& x, float alpha, const TensorView& y) = 0;
+  virtual void divide(const TensorView& x, float divisor, const TensorView& y) = 0;
+
+  // Classifier-free guidance: noise_pred [2B, ...] holds the unconditional predictions then the text ones;
+  // out [B, ...] = uncond + guidance · (text − uncond), rounded after each operation in that order.
+  virtual void cfg_combine(const TensorView& noise_pred, float guidance, const TensorView& out) = 0;
+
+  // diffusers' get_timestep_embedding in float32: timesteps [1] or [B] (one value shared, or one per sample)
+  // -> y [B, dim] = [sin(t·f_i) | cos(t·f_i)] with f_i = exp(-ln(10000) · i / (dim/2 − freq_shift)), halves
+  // swapped when flip_sin_to_cos, a zero column last when dim is odd.
+  virtual void timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift,
+                                  const TensorView& y) = 0;
+
+  // Row lookup: y[i..., :] = table[ids[i...], :] for int64 ids of any shape, table [rows, H] (float), y
+  // ids.shape + [H]. An id outside [0, rows) is an error naming it.
+  virtual void embedding(const TensorView& table, const TensorView& ids, const TensorView& y) = 0;
+
+  // A draw from the VAE's latent distribution: moments [B, 2C, h, w] = cat(mean, logvar) on channels,
+  // y [B, C, h, w] = mean + exp(0.5 · clamp(logvar, -30, 20)) · noise (noise drawn by the caller).
+  virtual void gaussian_sample(const TensorView& moments, const TensorView& noise, const TensorView& y) = 0;
+
+  // diffusers' blend_v / blend_h for tiled VAE: the first `extent` rows (vertical) or columns of NCHW tile b
+  // fade in from the last ones of its neighbour a: b = a · (1 − k/extent) + b · (k/extent), in float32.
+  // extent is capped at both tiles' size; b is updated in place.
+  virtual void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) = 0;
 
   // y = x for any strides on either side (permutes, concatenation into narrow() views).
   virtual void copy(const TensorView& x, const TensorView& y) = 0;
@@ -102,6 +144,11 @@ class Backend {
     return 0;
   }
 };
+
+// The argument checks of upload and download, shared with device backends' overrides: placements, shapes,
+// dtypes, a contiguous destination.
+void check_upload(const Backend& be, const TensorView& host, const TensorView& dst);
+void check_download(const Backend& be, const TensorView& src, const TensorView& host);
 
 // The fast CPU backend (BLAS GEMMs, vectorised and threaded kernels).
 Backend& cpu_backend();

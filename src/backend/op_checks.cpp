@@ -40,27 +40,6 @@ LinearDims check_linear(const TensorView& x, const TensorView& w, const TensorVi
   return {k == 0 ? 0 : x.numel() / k, n, k};
 }
 
-MatmulDims check_matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b, const TensorView& c) {
-  check_float("matmul", "a", a);
-  check_float("matmul", "b", b);
-  check_f32("matmul", "c", c);
-  KK_CHECK(c.rank() == 2 || c.rank() == 3, "matmul: c must be rank 2 or 3, got ", c.shape);
-  KK_CHECK(a.rank() == c.rank() || a.rank() == 2, "matmul: a ", a.shape, " does not match c ", c.shape);
-  KK_CHECK(b.rank() == c.rank() || b.rank() == 2, "matmul: b ", b.shape, " does not match c ", c.shape);
-  const int64_t batch = c.rank() == 3 ? c.dim(0) : 1;
-  const bool batch_a = a.rank() == 3 && a.dim(0) != 1;
-  const bool batch_b = b.rank() == 3 && b.dim(0) != 1;
-  KK_CHECK(!batch_a || a.dim(0) == batch, "matmul: batch of a ", a.shape, " does not match c ", c.shape);
-  KK_CHECK(!batch_b || b.dim(0) == batch, "matmul: batch of b ", b.shape, " does not match c ", c.shape);
-  const int64_t a_rows = a.dim(-2), a_cols = a.dim(-1), b_rows = b.dim(-2), b_cols = b.dim(-1);
-  const int64_t m = trans_a ? a_cols : a_rows, k = trans_a ? a_rows : a_cols;
-  const int64_t n = trans_b ? b_rows : b_cols, kb = trans_b ? b_cols : b_rows;
-  KK_CHECK(k == kb, "matmul: inner dimensions differ: a ", a.shape, (trans_a ? "ᵀ" : ""), " · b ", b.shape,
-           (trans_b ? "ᵀ" : ""));
-  KK_CHECK(c.dim(-2) == m && c.dim(-1) == n, "matmul: c must be [", m, ", ", n, "], got ", c.shape);
-  return {batch, m, n, k, batch_a, batch_b};
-}
-
 ConvDims check_conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
                       const TensorView& y) {
   check_float("conv2d", "x", x);
@@ -147,12 +126,66 @@ void check_same_shape(const char* op, const TensorView& x, const TensorView& y) 
   KK_CHECK(x.shape == y.shape, op, ": shapes differ: ", x.shape, " vs ", y.shape);
 }
 
-void check_upsample_nearest2x(const TensorView& x, const TensorView& y) {
-  check_float("upsample_nearest2x", "x", x);
-  check_f32("upsample_nearest2x", "y", y);
-  KK_CHECK(x.rank() == 4, "upsample_nearest2x: x must be NCHW, got ", x.shape);
-  const Shape want{x.dim(0), x.dim(1), 2 * x.dim(2), 2 * x.dim(3)};
-  KK_CHECK(y.shape == want, "upsample_nearest2x: y must have shape ", want, ", got ", y.shape);
+void check_resize_nearest(const TensorView& x, const TensorView& y) {
+  check_float("resize_nearest", "x", x);
+  check_f32("resize_nearest", "y", y);
+  KK_CHECK(x.rank() == 4 && y.rank() == 4, "resize_nearest: x ", x.shape, " and y ", y.shape, " must be NCHW");
+  KK_CHECK(x.dim(0) == y.dim(0) && x.dim(1) == y.dim(1), "resize_nearest: x ", x.shape, " and y ", y.shape,
+           " differ in batch or channels");
+  KK_CHECK((x.dim(2) > 0 && x.dim(3) > 0) || y.numel() == 0, "resize_nearest: x ", x.shape, " is empty");
+}
+
+void check_cfg_combine(const TensorView& noise_pred, const TensorView& out) {
+  check_float("cfg_combine", "noise_pred", noise_pred);
+  check_f32("cfg_combine", "out", out);
+  KK_CHECK(noise_pred.rank() >= 1 && noise_pred.dim(0) % 2 == 0, "cfg_combine: noise_pred ", noise_pred.shape,
+           " must stack the unconditional and text predictions on dim 0");
+  Shape half = noise_pred.shape;
+  half[0] /= 2;
+  KK_CHECK(out.shape == half, "cfg_combine: out must have shape ", half, ", got ", out.shape);
+}
+
+int64_t check_timestep_embedding(const TensorView& timesteps, const TensorView& y) {
+  check_float("timestep_embedding", "timesteps", timesteps);
+  check_f32("timestep_embedding", "y", y);
+  KK_CHECK(timesteps.dtype == DType::F32, "timestep_embedding: timesteps must be F32, got ",
+           dtype_name(timesteps.dtype));
+  KK_CHECK(y.rank() == 2, "timestep_embedding: y must be [batch, dim], got ", y.shape);
+  KK_CHECK(timesteps.rank() <= 1, "timesteps must be a single value or a vector, got ", timesteps.shape);
+  const int64_t batch = y.dim(0);
+  KK_CHECK(timesteps.numel() == 1 || timesteps.numel() == batch, "timesteps has ", timesteps.numel(),
+           " values for a batch of ", batch, " (expected 1 or ", batch, ")");
+  return batch;
+}
+
+int64_t check_embedding(const TensorView& table, const TensorView& ids, const TensorView& y) {
+  check_float("embedding", "table", table);
+  check_f32("embedding", "y", y);
+  KK_CHECK(!ids.empty() && ids.dtype == DType::I64, "embedding: ids must be I64, got ", dtype_name(ids.dtype));
+  KK_CHECK(table.rank() == 2, "embedding: table must be [rows, width], got ", table.shape);
+  Shape want = ids.shape;
+  want.push_back(table.dim(1));
+  KK_CHECK(y.shape == want, "embedding: y must have shape ", want, ", got ", y.shape);
+  return table.dim(0);
+}
+
+void check_gaussian_sample(const TensorView& moments, const TensorView& noise, const TensorView& y) {
+  check_float("gaussian_sample", "moments", moments);
+  check_float("gaussian_sample", "noise", noise);
+  check_f32("gaussian_sample", "y", y);
+  KK_CHECK(moments.rank() == 4 && moments.dim(1) % 2 == 0, "gaussian_sample: moments ", moments.shape,
+           " must be [B, 2·C, h, w]");
+  const Shape want{moments.dim(0), moments.dim(1) / 2, moments.dim(2), moments.dim(3)};
+  KK_CHECK(noise.shape == want && y.shape == want, "gaussian_sample: noise ", noise.shape, " and y ", y.shape,
+           " must have shape ", want);
+}
+
+void check_blend_tiles(const TensorView& a, const TensorView& b, int64_t extent) {
+  check_float("blend_tiles", "a", a);
+  check_f32("blend_tiles", "b", b);
+  KK_CHECK(a.rank() == 4 && b.rank() == 4 && a.dim(0) == b.dim(0) && a.dim(1) == b.dim(1), "blend_tiles: tiles ",
+           a.shape, " and ", b.shape, " must be NCHW with the same batch and channels");
+  KK_CHECK(extent >= 0, "blend_tiles: extent must be >= 0, got ", extent);
 }
 
 }  // namespace kakusan

@@ -13,12 +13,6 @@ struct LinearDims {
 };
 LinearDims check_linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y);
 
-struct MatmulDims {
-  int64_t batch, m, n, k;
-  bool batch_a, batch_b;  // whether a / b step along the batch (false: one matrix broadcast to all)
-};
-MatmulDims check_matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b, const TensorView& c);
-
 struct ConvDims {
   int64_t batch, in_channels, height, width;
   int64_t out_channels, kernel_h, kernel_w;
@@ -47,9 +41,16 @@ AttentionDims check_attention(const TensorView& q, const TensorView& k, const Te
 
 // Same shape, float dtypes; `op` names the caller in the message.
 void check_same_shape(const char* op, const TensorView& x, const TensorView& y);
-void check_upsample_nearest2x(const TensorView& x, const TensorView& y);
+void check_resize_nearest(const TensorView& x, const TensorView& y);
+void check_cfg_combine(const TensorView& noise_pred, const TensorView& out);
+// Returns the batch (rows of y).
+int64_t check_timestep_embedding(const TensorView& timesteps, const TensorView& y);
+// Returns the number of rows of the table.
+int64_t check_embedding(const TensorView& table, const TensorView& ids, const TensorView& y);
+void check_gaussian_sample(const TensorView& moments, const TensorView& noise, const TensorView& y);
+void check_blend_tiles(const TensorView& a, const TensorView& b, int64_t extent);
 
-// Every output must be float32 (activations are f32 throughout).
+// Every output must be float32 (the one compute dtype implemented; see the contract in backend.h).
 void check_f32(const char* op, const char* what, const TensorView& v);
 
 }  // namespace kakusan

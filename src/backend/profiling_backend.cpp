@@ -55,13 +55,6 @@ void ProfilingBackend::linear(const TensorView& x, const TensorView& w, const Te
   timed("linear " + shapes({&x, &w}), flops, [&] { inner_.linear(x, w, bias, y); });
 }
 
-void ProfilingBackend::matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b,
-                              const TensorView& c, float alpha, float beta) {
-  const double k = a.rank() >= 2 ? double(trans_a ? a.dim(-2) : a.dim(-1)) : 0;
-  timed("matmul " + shapes({&a, &b}), 2.0 * double(c.numel()) * k,
-        [&] { inner_.matmul(a, trans_a, b, trans_b, c, alpha, beta); });
-}
-
 void ProfilingBackend::conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
                               const TensorView& y) {
   const double flops = w.rank() == 4 ? 2.0 * double(y.numel()) * double(w.dim(1) * w.dim(2) * w.dim(3)) : 0;
@@ -88,10 +81,6 @@ void ProfilingBackend::attention(const TensorView& q, const TensorView& k, const
         [&] { inner_.attention(q, k, v, p, out); });
 }
 
-void ProfilingBackend::softmax(const TensorView& x, const TensorView& y) {
-  timed("softmax " + shapes({&x}), 0, [&] { inner_.softmax(x, y); });
-}
-
 void ProfilingBackend::activation(const TensorView& x, Activation act, const TensorView& y) {
   timed("activation " + shapes({&x}), 0, [&] { inner_.activation(x, act, y); });
 }
@@ -104,8 +93,38 @@ void ProfilingBackend::geglu(const TensorView& x, const TensorView& y) {
   timed("geglu " + shapes({&x}), 0, [&] { inner_.geglu(x, y); });
 }
 
-void ProfilingBackend::upsample_nearest2x(const TensorView& x, const TensorView& y) {
-  timed("upsample_nearest2x " + shapes({&x}), 0, [&] { inner_.upsample_nearest2x(x, y); });
+void ProfilingBackend::resize_nearest(const TensorView& x, const TensorView& y) {
+  timed("resize_nearest " + shapes({&x, &y}), 0, [&] { inner_.resize_nearest(x, y); });
+}
+
+void ProfilingBackend::scale(const TensorView& x, float alpha, const TensorView& y) {
+  timed("scale " + shapes({&x}), 0, [&] { inner_.scale(x, alpha, y); });
+}
+
+void ProfilingBackend::divide(const TensorView& x, float divisor, const TensorView& y) {
+  timed("divide " + shapes({&x}), 0, [&] { inner_.divide(x, divisor, y); });
+}
+
+void ProfilingBackend::cfg_combine(const TensorView& noise_pred, float guidance, const TensorView& out) {
+  timed("cfg_combine " + shapes({&noise_pred}), 0, [&] { inner_.cfg_combine(noise_pred, guidance, out); });
+}
+
+void ProfilingBackend::timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift,
+                                          const TensorView& y) {
+  timed("timestep_embedding " + shapes({&y}), 0,
+        [&] { inner_.timestep_embedding(timesteps, flip_sin_to_cos, freq_shift, y); });
+}
+
+void ProfilingBackend::embedding(const TensorView& table, const TensorView& ids, const TensorView& y) {
+  timed("embedding " + shapes({&table, &ids}), 0, [&] { inner_.embedding(table, ids, y); });
+}
+
+void ProfilingBackend::gaussian_sample(const TensorView& moments, const TensorView& noise, const TensorView& y) {
+  timed("gaussian_sample " + shapes({&moments}), 0, [&] { inner_.gaussian_sample(moments, noise, y); });
+}
+
+void ProfilingBackend::blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) {
+  timed("blend_tiles " + shapes({&a, &b}), 0, [&] { inner_.blend_tiles(a, b, extent, vertical); });
 }
 
 void ProfilingBackend::copy(const TensorView& x, const TensorView& y) {

@@ -4,7 +4,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/large_alloc.h"
 
 namespace kakusan {
 
@@ -15,16 +14,16 @@ size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 }  // namespace
 
 Arena::~Arena() {
-  for (Chunk& c : chunks_) free_large(c.data, c.size);
+  for (Chunk& c : chunks_) memory_.deallocate(c.data, c.size);
 }
 
 void Arena::reserve(size_t bytes) {
   if (capacity_bytes() >= bytes && chunks_.size() <= 1) return;
   KK_ASSERT(used_ == 0);
-  for (Chunk& c : chunks_) free_large(c.data, c.size);
+  for (Chunk& c : chunks_) memory_.deallocate(c.data, c.size);
   chunks_.clear();
   const size_t size = round_up(std::max(bytes, size_t(kAlign)));
-  auto* p = static_cast<std::byte*>(allocate_large(size));
+  auto* p = static_cast<std::byte*>(memory_.allocate(size));
   if (p == nullptr) fail("out of memory reserving a ", size >> 20, " MiB activation arena");
   chunks_.push_back({p, size, 0});
   in_use_ = 0;
@@ -44,7 +43,7 @@ TensorView Arena::alloc(Shape shape, DType dtype) {
       continue;
     }
     const size_t size = std::max(bytes, kMinChunk);
-    auto* p = static_cast<std::byte*>(allocate_large(size));
+    auto* p = static_cast<std::byte*>(memory_.allocate(size));
     if (p == nullptr) fail("out of memory allocating ", bytes, " bytes of activations for shape ", shape.str());
     chunks_.push_back({p, size, 0});
     in_use_ = chunks_.size();
@@ -54,11 +53,12 @@ TensorView Arena::alloc(Shape shape, DType dtype) {
   c.offset += bytes;
   used_ += bytes;
   peak_ = std::max(peak_, used_);
-  return TensorView(data, dtype, shape);
+  return TensorView(data, dtype, memory_.device(), shape);
 }
 
 TensorView Arena::zeros(Shape shape, DType dtype) {
   TensorView v = alloc(shape, dtype);
+  KK_ASSERT(v.on_host());
   std::memset(v.data, 0, v.nbytes());
   return v;
 }
@@ -77,7 +77,7 @@ void Arena::reset() {
   used_ = 0;
   if (chunks_.size() > 1) {
     const size_t peak = peak_;
-    for (Chunk& c : chunks_) free_large(c.data, c.size);
+    for (Chunk& c : chunks_) memory_.deallocate(c.data, c.size);
     chunks_.clear();
     reserve(peak);
   }

@@ -2,26 +2,32 @@
 //
 // The first pass through a model allocates chunks as it goes and records the peak; reset() then replaces
 // them with one block of that peak size, so every later pass (each denoising step) allocates nothing.
+// Chunks come from a DeviceAllocator (a backend's memory; host memory by default), so a dry pass on a
+// backend that computes nothing measures the same peak without touching the memory.
 #pragma once
 
 #include <cstddef>
 #include <vector>
 
+#include "core/allocator.h"
 #include "core/tensor.h"
 
 namespace kakusan {
 
 class Arena {
  public:
-  Arena() = default;
-  explicit Arena(size_t reserve_bytes) { reserve(reserve_bytes); }
+  explicit Arena(DeviceAllocator& memory = host_allocator()) : memory_(memory) {}
+  explicit Arena(size_t reserve_bytes) : Arena(host_allocator(), reserve_bytes) {}
+  Arena(DeviceAllocator& memory, size_t reserve_bytes) : memory_(memory) { reserve(reserve_bytes); }
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
   ~Arena();
 
   // A view of uninitialised, 64-byte aligned memory valid until the enclosing mark is released.
   TensorView alloc(Shape shape, DType dtype = DType::F32);
+  // Zero-filled; host arenas only (a device's memory is filled by its backend).
   TensorView zeros(Shape shape, DType dtype = DType::F32);
+  Device device() const { return memory_.device(); }
 
   struct Mark {
     size_t chunk;
@@ -45,6 +51,7 @@ class Arena {
     size_t size;
     size_t offset;
   };
+  DeviceAllocator& memory_;
   std::vector<Chunk> chunks_;
   size_t in_use_ = 0;  // chunks [0, in_use_) hold live data; allocation happens in the last of them
   size_t used_ = 0;

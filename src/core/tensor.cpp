@@ -3,8 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/allocator.h"
 #include "core/half.h"
-#include "core/large_alloc.h"
 
 namespace kakusan {
 
@@ -30,7 +30,7 @@ bool TensorView::is_contiguous() const {
 TensorView TensorView::reshape(Shape new_shape) const {
   KK_ASSERT(is_contiguous());
   KK_ASSERT(new_shape.numel() == numel());
-  return TensorView(data, dtype, new_shape);
+  return TensorView(data, dtype, device, new_shape);
 }
 
 TensorView TensorView::slice0(int64_t begin, int64_t end) const {
@@ -46,6 +46,7 @@ TensorView TensorView::operator[](int64_t i) const {
   TensorView v;
   v.data = static_cast<char*>(data) + i * strides[0] * int64_t(dtype_size(dtype));
   v.dtype = dtype;
+  v.device = device;
   for (int d = 1; d < rank(); ++d) {
     v.shape.push_back(shape[d]);
     v.strides.push_back(strides[d]);
@@ -76,7 +77,14 @@ TensorView TensorView::permute(std::initializer_list<int> axes) const {
   return v;
 }
 
-Tensor Tensor::empty(Shape shape, DType dtype) {
+TensorView TensorView::as_strided(Shape new_shape, Shape new_strides) const {
+  KK_ASSERT(new_shape.rank() == new_strides.rank());
+  TensorView v(data, dtype, new_shape, new_strides);
+  v.device = device;
+  return v;
+}
+
+size_t tensor_bytes(const Shape& shape, DType dtype) {
   // Every dimension non-negative, and the product of the non-zero ones (which bounds numel, every stride and
   // the byte count) must fit: a wrapped size would allocate a small buffer for a huge tensor.
   uint64_t bound = dtype_size(dtype);
@@ -85,17 +93,10 @@ Tensor Tensor::empty(Shape shape, DType dtype) {
     if (d != 0 && (__builtin_mul_overflow(bound, uint64_t(d), &bound) || bound > uint64_t(INT64_MAX)))
       fail("tensor of shape ", shape.str(), " is too large");
   }
-  Tensor t;
-  t.dtype_ = dtype;
-  t.shape_ = shape;
-  const size_t bytes = size_t(shape.numel()) * dtype_size(dtype);
-  const size_t size = bytes == 0 ? 64 : bytes;
-  void* p = allocate_large(size);
-  if (p == nullptr) fail("out of memory allocating ", bytes, " bytes for a tensor of shape ", shape.str());
-  t.storage_ = std::shared_ptr<const void>(p, [size](const void* q) { free_large(const_cast<void*>(q), size); });
-  t.data_ = p;
-  return t;
+  return size_t(shape.numel()) * dtype_size(dtype);
 }
+
+Tensor Tensor::empty(Shape shape, DType dtype) { return host_allocator().empty(shape, dtype); }
 
 Tensor Tensor::zeros(Shape shape, DType dtype) {
   Tensor t = empty(shape, dtype);
@@ -112,11 +113,16 @@ Tensor Tensor::full(Shape shape, float value) {
 
 Tensor Tensor::borrow(TensorView view, std::shared_ptr<const void> owner) {
   KK_ASSERT(view.is_contiguous());
+  return adopt(view.data, view.dtype, view.device, view.shape, std::move(owner));
+}
+
+Tensor Tensor::adopt(void* data, DType dtype, Device device, Shape shape, std::shared_ptr<const void> owner) {
   Tensor t;
   t.storage_ = std::move(owner);
-  t.data_ = view.data;
-  t.dtype_ = view.dtype;
-  t.shape_ = view.shape;
+  t.data_ = data;
+  t.dtype_ = dtype;
+  t.device_ = device;
+  t.shape_ = shape;
   return t;
 }
 
@@ -196,6 +202,7 @@ void convert_run(const void* src, DType st, void* dst, DType dt, int64_t n) {
 }  // namespace
 
 void convert_into(const TensorView& src, const TensorView& dst) {
+  KK_ASSERT(src.on_host() && dst.on_host());
   KK_ASSERT(dst.is_contiguous());
   KK_ASSERT(src.numel() == dst.numel());
   const size_t ss = dtype_size(src.dtype), ds = dtype_size(dst.dtype);

@@ -1,7 +1,9 @@
 // Tensor (owns its storage, or shares a read-only mapping) and TensorView (borrows).
 //
 // Views carry element strides so a slice or a permutation can be described without copying; kernels that
-// need dense data check is_contiguous(). Tensors are always contiguous and move-only: copies are explicit
+// need dense data check is_contiguous(). Both carry their Device: host code may dereference host memory only
+// (the typed accessors assert it), a backend's memory is reached through that backend's ops, upload and
+// download. Tensors are always contiguous and move-only: copies are explicit
 // (clone()), so ownership is visible in the code.
 #pragma once
 
@@ -10,6 +12,7 @@
 #include <initializer_list>
 #include <memory>
 
+#include "core/device.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/shape.h"
@@ -18,10 +21,13 @@ namespace kakusan {
 
 // Contiguous (row-major) strides for a shape.
 Shape contiguous_strides(const Shape& shape);
+// Bytes of a dense tensor; throws for negative dimensions or a size that does not fit.
+size_t tensor_bytes(const Shape& shape, DType dtype);
 
 struct TensorView {
   void* data = nullptr;
   DType dtype = DType::F32;
+  Device device;  // fits beside dtype: the view stays as small as it was
   Shape shape;
   Shape strides;  // in elements
 
@@ -30,6 +36,8 @@ struct TensorView {
       : data(data), dtype(dtype), shape(shape), strides(contiguous_strides(shape)) {}
   TensorView(void* data, DType dtype, Shape shape, Shape strides)
       : data(data), dtype(dtype), shape(shape), strides(strides) {}
+  TensorView(void* data, DType dtype, Device device, Shape shape)
+      : data(data), dtype(dtype), device(device), shape(shape), strides(contiguous_strides(shape)) {}
   TensorView(float* data, Shape shape) : TensorView(data, DType::F32, shape) {}
 
   bool empty() const { return data == nullptr; }
@@ -39,17 +47,19 @@ struct TensorView {
   size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
   bool is_contiguous() const;
 
-  // Typed access; checks the dtype (a programmer error if wrong).
+  bool on_host() const { return device.is_host(); }
+
+  // Typed access for host code; checks the dtype and that the memory is host memory (programmer errors).
   float* f32() const {
-    KK_ASSERT(dtype == DType::F32);
+    KK_ASSERT(dtype == DType::F32 && device.is_host());
     return static_cast<float*>(data);
   }
   int64_t* i64() const {
-    KK_ASSERT(dtype == DType::I64);
+    KK_ASSERT(dtype == DType::I64 && device.is_host());
     return static_cast<int64_t*>(data);
   }
   uint16_t* u16() const {
-    KK_ASSERT(dtype == DType::F16 || dtype == DType::BF16);
+    KK_ASSERT((dtype == DType::F16 || dtype == DType::BF16) && device.is_host());
     return static_cast<uint16_t*>(data);
   }
 
@@ -63,6 +73,9 @@ struct TensorView {
   TensorView narrow(int dim, int64_t start, int64_t length) const;
   // Axes reordered: result dim i is this view's dim axes[i] (a strided view; no copy).
   TensorView permute(std::initializer_list<int> axes) const;
+  // The same memory seen with any shape and strides (a broadcast with zero strides, a smaller buffer in a
+  // bigger dead one); the caller keeps it inside the memory it views.
+  TensorView as_strided(Shape new_shape, Shape new_strides) const;
 };
 
 class Tensor {
@@ -73,9 +86,11 @@ class Tensor {
   Tensor(const Tensor&) = delete;
   Tensor& operator=(const Tensor&) = delete;
 
-  // Uninitialised, 64-byte aligned storage.
+  // Uninitialised, 64-byte aligned host storage (DeviceAllocator::empty allocates on other devices).
   static Tensor empty(Shape shape, DType dtype = DType::F32);
   static Tensor zeros(Shape shape, DType dtype = DType::F32);
+  // A tensor over `bytes` at `data` on `device`, freed by `owner` (a backend's allocation).
+  static Tensor adopt(void* data, DType dtype, Device device, Shape shape, std::shared_ptr<const void> owner);
   static Tensor full(Shape shape, float value);
   // A tensor over memory owned by someone else (e.g. a mapped file); `owner` keeps it alive.
   static Tensor borrow(TensorView view, std::shared_ptr<const void> owner);
@@ -89,6 +104,7 @@ class Tensor {
 
   bool defined() const { return data_ != nullptr; }
   DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
   const Shape& shape() const { return shape_; }
   int rank() const { return shape_.rank(); }
   int64_t dim(int i) const { return shape_.dim(i); }
@@ -99,7 +115,7 @@ class Tensor {
   float* f32() const { return view().f32(); }
   int64_t* i64() const { return view().i64(); }
 
-  TensorView view() const { return TensorView(data_, dtype_, shape_); }
+  TensorView view() const { return TensorView(data_, dtype_, device_, shape_); }
   operator TensorView() const { return view(); }  // NOLINT: a tensor is usable wherever a view is
 
   // Reinterpret with a new shape of the same numel (no copy).
@@ -109,10 +125,11 @@ class Tensor {
   std::shared_ptr<const void> storage_;
   void* data_ = nullptr;
   DType dtype_ = DType::F32;
+  Device device_;
   Shape shape_;
 };
 
-// Copy with conversion between float dtypes (any strides in `src`, contiguous `dst`).
+// Copy with conversion between float dtypes (any strides in `src`, contiguous `dst`), host memory only.
 void convert_into(const TensorView& src, const TensorView& dst);
 
 }  // namespace kakusan

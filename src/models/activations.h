@@ -1,19 +1,24 @@
 // Named intermediate activations captured during a forward pass, so a mismatch against diffusers can be
-// located block by block (the golden kit stores the same names). Recording copies; pass nullptr (the
-// default everywhere) and nothing is recorded or copied.
+// located block by block (the golden kit stores the same names). Recording downloads a host copy through the
+// backend that holds the activation; pass nullptr (the default everywhere) and nothing is recorded or copied.
 #pragma once
 
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/tensor.h"
 
 namespace kakusan {
 
 class Activations {
  public:
-  void record(const std::string& name, const TensorView& value) { entries_.emplace_back(name, Tensor::copy_of(value)); }
+  void record(Backend& backend, const std::string& name, const TensorView& value) {
+    Tensor host = Tensor::empty(value.shape, value.dtype);
+    backend.download(value, host);
+    entries_.emplace_back(name, std::move(host));
+  }
   // nullptr if nothing was recorded under `name`.
   const Tensor* find(const std::string& name) const {
     for (const auto& [n, t] : entries_)
@@ -27,8 +32,8 @@ class Activations {
 };
 
 // Records only when tracing is on.
-inline void record(Activations* trace, const std::string& name, const TensorView& value) {
-  if (trace != nullptr) trace->record(name, value);
+inline void record(Activations* trace, Backend& backend, const std::string& name, const TensorView& value) {
+  if (trace != nullptr) trace->record(backend, name, value);
 }
 
 }  // namespace kakusan

@@ -1,35 +1,34 @@
 #include "models/autoencoder_kl.h"
 
 #include <algorithm>
-#include <cmath>
 
 #include "models/model_folder_load.h"
 
 namespace kakusan {
 
-DiagonalGaussianDistribution DiagonalGaussianDistribution::from_moments(Tensor moments) {
+DiagonalGaussianDistribution DiagonalGaussianDistribution::from_moments(Backend& be, Tensor moments) {
   KK_CHECK(moments.rank() == 4 && moments.dim(1) % 2 == 0, "VAE moments ", moments.shape().str(),
            " must be [B, 2·C, h, w]");
   DiagonalGaussianDistribution d;
-  const int64_t c = moments.dim(1) / 2;
-  d.mean = Tensor::copy_of(moments.view().narrow(1, 0, c));
-  d.logvar = Tensor::copy_of(moments.view().narrow(1, c, c));
-  d.std = Tensor::empty(d.logvar.shape());
-  d.var = Tensor::empty(d.logvar.shape());
-  float* lv = d.logvar.f32();
-  for (int64_t i = 0; i < d.logvar.numel(); ++i) {
-    lv[i] = std::clamp(lv[i], -30.0f, 20.0f);
-    d.std.f32()[i] = std::exp(0.5f * lv[i]);
-    d.var.f32()[i] = std::exp(lv[i]);
-  }
+  const TensorView mean = moments.view().narrow(1, 0, moments.dim(1) / 2);
+  d.mean = be.empty(mean.shape, mean.dtype);
+  be.copy(mean, d.mean);
   d.moments = std::move(moments);
   return d;
 }
 
-Tensor DiagonalGaussianDistribution::sample(Generator& generator) const {
-  Tensor x = generator.randn(mean.shape());
-  float* p = x.f32();
-  for (int64_t i = 0; i < x.numel(); ++i) p[i] = mean.f32()[i] + std.f32()[i] * p[i];
+TensorView DiagonalGaussianDistribution::raw_logvar() const {
+  const int64_t c = moments.dim(1) / 2;
+  return moments.view().narrow(1, c, c);
+}
+
+Tensor DiagonalGaussianDistribution::sample(Backend& be, Generator& generator) const {
+  // The noise is drawn on the host (the generator is the pipeline's, torch-compatible) and uploaded.
+  const Tensor noise = generator.randn(mean.shape());
+  Tensor on_backend = be.empty(noise.shape(), mean.dtype());
+  be.upload(noise, on_backend);
+  Tensor x = be.empty(mean.shape(), mean.dtype());
+  be.gaussian_sample(moments, on_backend, x);
   return x;
 }
 
@@ -51,10 +50,12 @@ void AutoencoderKL::visit(WeightVisitor& v) {
 
 Tensor AutoencoderKL::decode(Context& ctx, const TensorView& z, const VaeMemoryOptions& options,
                              Activations* trace) const {
-  KK_CHECK(z.rank() == 4 && z.dim(1) == config_.latent_channels && z.dtype == DType::F32, "VAE decode: latents ",
-           z.shape.str(), " must be float32 [B, ", config_.latent_channels, ", h, w]");
+  check_compute_dtype(ctx, "VAE decode");
+  KK_CHECK(z.rank() == 4 && z.dim(1) == config_.latent_channels && z.dtype == ctx.compute_dtype,
+           "VAE decode: latents ", z.shape.str(), " must be ", dtype_name(ctx.compute_dtype), " [B, ",
+           config_.latent_channels, ", h, w]");
   const int64_t f = config_.downscale_factor();
-  Tensor out = Tensor::empty({z.dim(0), config_.out_channels, z.dim(2) * f, z.dim(3) * f});
+  Tensor out = ctx.backend.empty({z.dim(0), config_.out_channels, z.dim(2) * f, z.dim(3) * f}, z.dtype);
   const int64_t in_tile = tile_latent_size(options), out_tile = tile_sample_size(options);
   const bool tiled = options.tiling && (z.dim(2) > in_tile || z.dim(3) > in_tile);
   const int64_t step = options.slicing ? 1 : z.dim(0);
@@ -75,34 +76,9 @@ void AutoencoderKL::decode_into(Context& ctx, const TensorView& z, const TensorV
   ArenaScope scope(ctx.arena);
   TensorView h = ctx.arena.alloc(z.shape);
   post_quant_conv.forward(ctx.backend, z, h);
-  record(trace, "post_quant_conv", h);
+  record(trace, ctx.backend, "post_quant_conv", h);
   decoder.forward(ctx, h, out);
 }
-
-namespace {
-
-// diffusers' blend_v / blend_h: the first `extent` rows (columns) of b fade in from the last rows (columns) of
-// a, in float32 like the torch expression a·(1 - y/e) + b·(y/e).
-void blend_rows(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) {
-  const int64_t n = a.dim(0) * a.dim(1);
-  const int64_t ah = a.dim(2), aw = a.dim(3), bh = b.dim(2), bw = b.dim(3);
-  extent = std::min({vertical ? ah : aw, vertical ? bh : bw, extent});
-  for (int64_t y = 0; y < extent; ++y) {
-    const float wb = float(double(y) / double(extent)), wa = float(1.0 - double(y) / double(extent));
-    for (int64_t p = 0; p < n; ++p) {
-      const float* ap = a.f32() + p * ah * aw;
-      float* bp = b.f32() + p * bh * bw;
-      if (vertical) {
-        for (int64_t x = 0; x < bw; ++x)
-          bp[y * bw + x] = ap[(ah - extent + y) * aw + x] * wa + bp[y * bw + x] * wb;
-      } else {
-        for (int64_t r = 0; r < bh; ++r) bp[r * bw + y] = ap[r * aw + aw - extent + y] * wa + bp[r * bw + y] * wb;
-      }
-    }
-  }
-}
-
-}  // namespace
 
 // diffusers' tiled_decode / tiled_encode: tiles of `in_tile` input pixels every 75% of a tile, each run
 // separately by `run` into an arena buffer, then blended with its (already blended) upper and left neighbours
@@ -136,8 +112,8 @@ void AutoencoderKL::run_tiled(Context& ctx, const TensorView& x, int64_t in_tile
     int64_t x0 = 0, row_height = 0;
     for (size_t j = 0; j < rows[i].size(); ++j) {
       const TensorView& t = rows[i][j];
-      if (i > 0) blend_rows(rows[i - 1][j], t, blend, true);
-      if (j > 0) blend_rows(rows[i][j - 1], t, blend, false);
+      if (i > 0) ctx.backend.blend_tiles(rows[i - 1][j], t, blend, true);
+      if (j > 0) ctx.backend.blend_tiles(rows[i][j - 1], t, blend, false);
       const int64_t h = std::min(limit, t.dim(2)), w = std::min(limit, t.dim(3));
       ctx.backend.copy(t.narrow(2, 0, h).narrow(3, 0, w), out.narrow(2, y0, h).narrow(3, x0, w));
       x0 += w;
@@ -158,13 +134,14 @@ void AutoencoderKL::encode_into(Context& ctx, const TensorView& x, const TensorV
 
 DiagonalGaussianDistribution AutoencoderKL::encode(Context& ctx, const TensorView& x,
                                                    const VaeMemoryOptions& options) const {
-  KK_CHECK(x.rank() == 4 && x.dim(1) == config_.in_channels && x.dtype == DType::F32, "VAE encode: image ",
-           x.shape.str(), " must be float32 [B, ", config_.in_channels, ", H, W]");
+  check_compute_dtype(ctx, "VAE encode");
+  KK_CHECK(x.rank() == 4 && x.dim(1) == config_.in_channels && x.dtype == ctx.compute_dtype, "VAE encode: image ",
+           x.shape.str(), " must be ", dtype_name(ctx.compute_dtype), " [B, ", config_.in_channels, ", H, W]");
   const int64_t f = config_.downscale_factor();
   KK_CHECK(x.dim(2) % f == 0 && x.dim(3) % f == 0, "VAE encode: image height and width (", x.dim(2), "x", x.dim(3),
            ") must be multiples of ", f);
   const Shape moments_shape = encoder.output_shape(x.shape);
-  Tensor moments = Tensor::empty(moments_shape);
+  Tensor moments = ctx.backend.empty(moments_shape, x.dtype);
   const int64_t in_tile = tile_sample_size(options), out_tile = tile_latent_size(options);
   const bool tiled = options.tiling && (x.dim(2) > in_tile || x.dim(3) > in_tile);
   const int64_t step = options.slicing ? 1 : x.dim(0);
@@ -177,7 +154,7 @@ DiagonalGaussianDistribution AutoencoderKL::encode(Context& ctx, const TensorVie
     else
       encode_into(ctx, xs, ms);
   }
-  return DiagonalGaussianDistribution::from_moments(std::move(moments));
+  return DiagonalGaussianDistribution::from_moments(ctx.backend, std::move(moments));
 }
 
 }  // namespace kakusan

@@ -2,7 +2,7 @@
 //
 //   AutoencoderKL vae = AutoencoderKL::load(model_dir / "vae");
 //   Tensor image = vae.decode(ctx, latents_divided_by_scaling_factor);      // [B, 3, 8h, 8w] in ~[-1, 1]
-//   DiagonalGaussianDistribution dist = vae.encode(ctx, image);             // dist.sample(generator)
+//   DiagonalGaussianDistribution dist = vae.encode(ctx, image);   // dist.sample(ctx.backend, generator)
 //
 // Memory levers, as diffusers' enable_vae_slicing / enable_vae_tiling: VaeMemoryOptions.
 #pragma once
@@ -23,14 +23,17 @@ struct VaeMemoryOptions {
                          // sample_size, as diffusers (smaller tiles need less memory and blend more seams)
 };
 
-// The encoder's output distribution: moments = cat(mean, logvar) on channels.
+// The encoder's output distribution: moments = cat(mean, logvar) on channels, in the backend's memory.
 struct DiagonalGaussianDistribution {
-  Tensor moments, mean, logvar, std, var;  // logvar clamped to [-30, 20]; std = exp(logvar / 2)
+  Tensor moments, mean;  // mean: a copy of the first half of the channels
 
-  static DiagonalGaussianDistribution from_moments(Tensor moments);
-  // mean + std · randn(mean.shape, generator) (diffusers' latent_dist.sample(generator)).
-  Tensor sample(Generator& generator) const;
+  static DiagonalGaussianDistribution from_moments(Backend& be, Tensor moments);
+  // mean + exp(logvar / 2) · randn(mean.shape, generator), logvar clamped to [-30, 20] (diffusers'
+  // latent_dist.sample(generator)); the noise is drawn on the host and uploaded.
+  Tensor sample(Backend& be, Generator& generator) const;
   const Tensor& mode() const { return mean; }
+  // The logvar channels as the encoder produced them (sample() clamps them).
+  TensorView raw_logvar() const;
 };
 
 class AutoencoderKL {

@@ -77,18 +77,10 @@ void ClipEncoderLayer::forward(Context& ctx, const TensorView& x) const {
 
 void ClipTextEmbeddings::forward(Backend& be, const TensorView& input_ids, const TensorView& y) const {
   const int64_t batch = input_ids.dim(0), length = input_ids.dim(1);
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t t = 0; t < length; ++t) {
-      const int64_t id = input_ids.i64()[b * input_ids.strides[0] + t * input_ids.strides[1]];
-      KK_CHECK(id >= 0 && id < vocab_size, "CLIPTextModel: input_ids[", b, ", ", t, "] = ", id,
-               " is outside the vocabulary [0, ", vocab_size, ")");
-      convert_into(token_embedding.view()[id], y[b][t]);
-    }
-  }
-  // Positions 0 .. T-1 are the same for every sequence: gather them once, add them to each.
-  Tensor positions = Tensor::empty({length, hidden});
-  convert_into(position_embedding.view().slice0(0, length), positions);
-  for (int64_t b = 0; b < batch; ++b) be.add(y[b], positions, y[b]);
+  be.embedding(token_embedding, input_ids, y);
+  // Positions 0 .. T-1 are the same for every sequence: one add, through a view broadcast over the batch.
+  const TensorView positions = position_embedding.view().slice0(0, length);
+  be.add(y, positions.as_strided({batch, length, hidden}, {0, positions.strides[0], positions.strides[1]}), y);
 }
 
 ClipTextModel::ClipTextModel(const ClipTextConfig& config)
@@ -120,6 +112,7 @@ void ClipTextModel::visit(WeightVisitor& v) {
 
 Tensor ClipTextModel::forward(Context& ctx, const TensorView& input_ids, int clip_skip,
                               std::vector<Tensor>* hidden_states) const {
+  check_compute_dtype(ctx, "CLIPTextModel");
   KK_CHECK(input_ids.dtype == DType::I64 && input_ids.rank() == 2, "CLIPTextModel: input_ids must be int64 [batch, ",
            "length], got ", dtype_name(input_ids.dtype), " ", input_ids.shape.str());
   const int64_t batch = input_ids.dim(0), length = input_ids.dim(1);
@@ -133,42 +126,59 @@ Tensor ClipTextModel::forward(Context& ctx, const TensorView& input_ids, int cli
   const Shape shape{batch, length, config_.hidden_size};
   TensorView hidden = ctx.arena.alloc(shape);
   embeddings.forward(ctx.backend, input_ids, hidden);
+  // A copy of each layer's output, in the backend's memory.
+  auto keep = [&](const TensorView& h) {
+    hidden_states->push_back(ctx.backend.empty(h.shape, h.dtype));
+    ctx.backend.copy(h, hidden_states->back());
+  };
   if (hidden_states != nullptr) {
     hidden_states->clear();
-    hidden_states->push_back(Tensor::copy_of(hidden));
+    keep(hidden);
   }
   // Without hidden_states, layers whose output clip_skip discards are not run.
   const int layers_to_run = hidden_states != nullptr ? num_layers : num_layers - clip_skip;
   TensorView selected = hidden;
   for (int i = 0; i < layers_to_run; ++i) {
     layers[size_t(i)].forward(ctx, hidden);
-    if (hidden_states != nullptr) hidden_states->push_back(Tensor::copy_of(hidden));
+    if (hidden_states != nullptr) keep(hidden);
   }
   if (hidden_states != nullptr) selected = (*hidden_states)[size_t(num_layers - clip_skip)];
 
-  Tensor out = Tensor::empty(shape);
+  Tensor out = ctx.backend.empty(shape, ctx.compute_dtype);
   final_layer_norm.forward(ctx.backend, selected, out);
   return out;
 }
 
-Tensor ClipTextModel::pooled_output(const TensorView& input_ids, const TensorView& last_hidden_state) const {
+Tensor ClipTextModel::pooled_output(Backend& be, const TensorView& input_ids,
+                                   const TensorView& last_hidden_state) const {
   KK_CHECK(input_ids.dtype == DType::I64 && input_ids.rank() == 2, "pooled_output: input_ids must be int64 [B, T]");
   const int64_t batch = input_ids.dim(0), length = input_ids.dim(1), hidden = config_.hidden_size;
   KK_CHECK(last_hidden_state.shape == Shape({batch, length, hidden}), "pooled_output: last_hidden_state ",
            last_hidden_state.shape.str(), " does not match input_ids ", input_ids.shape.str());
-  Tensor out = Tensor::empty({batch, hidden});
+  // The eos positions are found on the host from the ids (the tokenizer's output: a few hundred integers,
+  // downloaded when they live on the device), then one gather picks those rows.
+  Tensor ids = Tensor::empty(input_ids.shape, DType::I64);
+  if (input_ids.on_host())
+    convert_into(input_ids, ids);
+  else
+    be.download(input_ids, ids);
+  Tensor rows = Tensor::empty({batch}, DType::I64);
   for (int64_t b = 0; b < batch; ++b) {
-    const Tensor ids = Tensor::copy_of(input_ids[b]);
+    const int64_t* row = ids.i64() + b * length;
     int64_t position = 0;
     for (int64_t t = 0; t < length; ++t) {
       // Both rules take the first position that qualifies (torch.argmax returns the first maximum).
-      if (config_.eos_token_id == 2 ? ids.i64()[t] > ids.i64()[position] : ids.i64()[t] == config_.eos_token_id) {
+      if (config_.eos_token_id == 2 ? row[t] > row[position] : row[t] == config_.eos_token_id) {
         position = t;
         if (config_.eos_token_id != 2) break;
       }
     }
-    convert_into(last_hidden_state[b][position], out.view()[b]);
+    rows.i64()[b] = b * length + position;
   }
+  Tensor on_backend = be.empty({batch}, DType::I64);
+  be.upload(rows, on_backend);
+  Tensor out = be.empty({batch, hidden}, last_hidden_state.dtype);
+  be.embedding(last_hidden_state.reshape({batch * length, hidden}), on_backend, out);
   return out;
 }
 

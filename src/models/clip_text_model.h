@@ -79,7 +79,7 @@ struct ClipTextEmbeddings {
     v("token_embedding.weight", token_embedding, {vocab_size, hidden});
     v("position_embedding.weight", position_embedding, {max_positions, hidden});
   }
-  // input_ids [B, T] i64 (checked) -> y [B, T, hidden].
+  // input_ids [B, T] i64 (checked by the backend's embedding op) -> y [B, T, hidden].
   void forward(Backend& be, const TensorView& input_ids, const TensorView& y) const;
 };
 
@@ -105,8 +105,9 @@ class ClipTextModel {
 
   // CLIPTextTransformer's pooler_output [B, hidden_size]: last_hidden_state at the eos position, found as
   // transformers does (argmax(input_ids) for the legacy eos_token_id 2, else the first eos_token_id).
-  // Not used by Stable Diffusion; kept for completeness and checked against the golden kit.
-  Tensor pooled_output(const TensorView& input_ids, const TensorView& last_hidden_state) const;
+  // Not used by Stable Diffusion; kept for completeness and checked against the golden kit. input_ids may
+  // be host memory or `be`'s; last_hidden_state and the result are `be`'s.
+  Tensor pooled_output(Backend& be, const TensorView& input_ids, const TensorView& last_hidden_state) const;
 
  private:
   ClipTextConfig config_;

@@ -1,8 +1,5 @@
 #include "models/resnet.h"
 
-#include <algorithm>
-#include <cmath>
-
 namespace kakusan {
 
 ResnetBlock2D::ResnetBlock2D(int64_t in, int64_t out, int64_t temb, int groups, float eps)
@@ -41,14 +38,13 @@ void ResnetBlock2D::forward(Context& ctx, const TensorView& x, const TensorView&
     if (batch == 1) {
       // The time embedding is a per-channel constant added after conv1: fold it into conv1's bias, saving a
       // broadcast pass over the activation.
-      const float* conv_bias = conv1.bias.f32();
-      for (int64_t c = 0; c < out_channels; ++c) temb.f32()[c] += conv_bias[c];
+      be.add(temb, conv1.bias.view().as_strided(temb.shape, {0, 1}), temb);
       be.conv2d(h, conv1.weight, temb[0], conv1.params, h2);
     } else {
       // Small images: one batched GEMM reads the (large) kernel once instead of once per sample; the
       // embedding is then added through a broadcast view (zero strides over H and W).
       conv1.forward(be, h, h2);
-      const TensorView broadcast(temb.data, DType::F32, h2.shape, {out_channels, 1, 0, 0});
+      const TensorView broadcast = temb.as_strided(h2.shape, {out_channels, 1, 0, 0});
       be.add(h2, broadcast, h2);
     }
   } else {
@@ -60,7 +56,7 @@ void ResnetBlock2D::forward(Context& ctx, const TensorView& x, const TensorView&
     // h is dead after conv1; when it is big enough (in >= out channels, e.g. every UNet up block) the
     // shortcut goes there instead of a fresh buffer.
     const TensorView shortcut =
-        h.numel() >= y.numel() ? TensorView(h.data, DType::F32, y.shape) : ctx.arena.alloc(y.shape);
+        h.numel() >= y.numel() ? h.as_strided(y.shape, contiguous_strides(y.shape)) : ctx.arena.alloc(y.shape);
     conv_shortcut.forward(be, x, shortcut);
     be.add(shortcut, y, y);
   } else {
@@ -79,29 +75,8 @@ void Downsample2D::forward(Context& ctx, const TensorView& x, const TensorView& 
 void Upsample2D::forward(Context& ctx, const TensorView& x, const TensorView& y) const {
   ArenaScope scope(ctx.arena);
   TensorView up = ctx.arena.alloc({x.dim(0), x.dim(1), y.dim(2), y.dim(3)});
-  if (y.dim(2) == 2 * x.dim(2) && y.dim(3) == 2 * x.dim(3))
-    ctx.backend.upsample_nearest2x(x, up);
-  else
-    resize_nearest(x, up);
+  ctx.backend.resize_nearest(x, up);
   conv.forward(ctx.backend, up, y);
-}
-
-void resize_nearest(const TensorView& x, const TensorView& y) {
-  KK_ASSERT(x.rank() == 4 && y.rank() == 4 && x.is_contiguous() && y.is_contiguous());
-  KK_ASSERT(x.dim(0) == y.dim(0) && x.dim(1) == y.dim(1));
-  const int64_t planes = x.dim(0) * x.dim(1), ih = x.dim(2), iw = x.dim(3), oh = y.dim(2), ow = y.dim(3);
-  const float sh = float(ih) / float(oh), sw = float(iw) / float(ow);
-  auto source = [](int64_t dst, float scale, int64_t in) {
-    return std::min(int64_t(std::floor(float(dst) * scale)), in - 1);
-  };
-  for (int64_t p = 0; p < planes; ++p) {
-    const float* src = x.f32() + p * ih * iw;
-    float* dst = y.f32() + p * oh * ow;
-    for (int64_t r = 0; r < oh; ++r) {
-      const float* row = src + source(r, sh, ih) * iw;
-      for (int64_t c = 0; c < ow; ++c) dst[r * ow + c] = row[source(c, sw, iw)];
-    }
-  }
 }
 
 }  // namespace kakusan

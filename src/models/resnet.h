@@ -60,8 +60,4 @@ struct Upsample2D {
   void forward(Context& ctx, const TensorView& x, const TensorView& y) const;
 };
 
-// torch's legacy nearest resize of NCHW x into y's spatial size: src = min(floor(dst · (in/out)), in - 1) in
-// float32. A pure gather (no arithmetic), so it is a plain loop rather than a backend op.
-void resize_nearest(const TensorView& x, const TensorView& y);
-
 }  // namespace kakusan

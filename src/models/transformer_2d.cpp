@@ -8,7 +8,7 @@ namespace kakusan {
 TensorView nchw_as_tokens(const TensorView& x) {
   KK_ASSERT(x.rank() == 4 && x.is_contiguous());
   const int64_t b = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
-  return TensorView(x.data, x.dtype, {b, hw, c}, {c * hw, 1, hw});
+  return x.as_strided({b, hw, c}, {c * hw, 1, hw});
 }
 
 Attention::Attention(int64_t query_dim, int64_t context_dim, int64_t heads, int64_t dim_head, bool bias)

@@ -1,38 +1,8 @@
 #include "models/unet_2d_condition.h"
 
-#include <cmath>
-
 #include "models/model_folder_load.h"
 
 namespace kakusan {
-
-void timestep_embedding(const TensorView& timesteps, int64_t batch, bool flip_sin_to_cos, int freq_shift,
-                        const TensorView& out) {
-  KK_CHECK(timesteps.dtype == DType::F32, "timesteps must be float32");
-  KK_CHECK(timesteps.numel() == 1 || timesteps.numel() == batch, "timesteps has ", timesteps.numel(),
-           " values for a batch of ", batch, " (expected 1 or ", batch, ")");
-  KK_CHECK(timesteps.rank() <= 1, "timesteps must be a single value or a vector, got ", timesteps.shape.str());
-  const float* t = timesteps.f32();
-  const int64_t t_stride = timesteps.numel() == 1 ? 0 : timesteps.strides[0];
-  const int64_t dim = out.dim(1), half = dim / 2;
-  float* o = out.f32();
-  // Every step rounds to float32 where torch computes in float32; sin/cos are taken in double of the float
-  // argument (correctly rounded, which torch's vectorised float sin/cos match to an ulp).
-  const float log_max_period = float(-std::log(10000.0));
-  for (int64_t b = 0; b < batch; ++b) {
-    const float tb = t[b * t_stride];
-    float* row = o + b * dim;
-    for (int64_t i = 0; i < half; ++i) {
-      const float exponent = (log_max_period * float(i)) / float(half - freq_shift);
-      const float arg = tb * std::exp(exponent);
-      const float s = float(std::sin(double(arg))), c = float(std::cos(double(arg)));
-      // diffusers builds [sin | cos] and swaps the halves when flip_sin_to_cos.
-      row[flip_sin_to_cos ? half + i : i] = s;
-      row[flip_sin_to_cos ? i : half + i] = c;
-    }
-    if (dim % 2 == 1) row[dim - 1] = 0.0f;
-  }
-}
 
 UNet2DConditionModel::UNet2DConditionModel(const UNet2DConditionConfig& config) : config_(config) {
   const UNet2DConditionConfig& c = config_;
@@ -87,7 +57,7 @@ void UNet2DConditionModel::visit_block(size_t i, WeightVisitor& v) {
 
 Tensor UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const TensorView& timesteps,
                                      const TensorView& encoder_hidden_states, Activations* trace) const {
-  Tensor out = Tensor::empty({sample.dim(0), config_.out_channels, sample.dim(2), sample.dim(3)});
+  Tensor out = ctx.backend.empty({sample.dim(0), config_.out_channels, sample.dim(2), sample.dim(3)}, sample.dtype);
   forward(ctx, sample, timesteps, encoder_hidden_states, out.view(), trace);
   return out;
 }
@@ -96,12 +66,15 @@ void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const
                                    const TensorView& encoder_hidden_states, const TensorView& out,
                                    Activations* trace) const {
   const UNet2DConditionConfig& c = config_;
-  KK_CHECK(sample.rank() == 4 && sample.dim(1) == c.in_channels && sample.dtype == DType::F32, "UNet: sample ",
-           sample.shape.str(), " must be float32 [B, ", c.in_channels, ", h, w]");
+  check_compute_dtype(ctx, "UNet");
+  const DType dt = ctx.compute_dtype;
+  KK_CHECK(sample.rank() == 4 && sample.dim(1) == c.in_channels && sample.dtype == dt, "UNet: sample ",
+           sample.shape.str(), " must be ", dtype_name(dt), " [B, ", c.in_channels, ", h, w]");
   const int64_t batch = sample.dim(0);
   KK_CHECK(encoder_hidden_states.rank() == 3 && encoder_hidden_states.dim(0) == batch &&
-               encoder_hidden_states.dim(2) == c.cross_attention_dim && encoder_hidden_states.dtype == DType::F32,
-           "UNet: encoder_hidden_states ", encoder_hidden_states.shape.str(), " must be float32 [", batch, ", T, ",
+               encoder_hidden_states.dim(2) == c.cross_attention_dim && encoder_hidden_states.dtype == dt,
+           "UNet: encoder_hidden_states ", encoder_hidden_states.shape.str(), " must be ", dtype_name(dt), " [", batch,
+           ", T, ",
            c.cross_attention_dim, "]");
   KK_CHECK(out.shape == Shape({batch, c.out_channels, sample.dim(2), sample.dim(3)}) && out.is_contiguous(),
            "UNet: output ", out.shape.str(), " has the wrong shape");
@@ -111,8 +84,8 @@ void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const
   // 1. time
   const int64_t temb = c.time_embed_dim();
   TensorView t_proj = ctx.arena.alloc({batch, int64_t(c.block_out_channels[0])});
-  timestep_embedding(timesteps, batch, c.flip_sin_to_cos, c.freq_shift, t_proj);
-  record(trace, "time_proj", t_proj);
+  be.timestep_embedding(timesteps, c.flip_sin_to_cos, c.freq_shift, t_proj);
+  record(trace, be, "time_proj", t_proj);
   TensorView emb = ctx.arena.alloc({batch, temb});
   {
     ArenaScope s(ctx.arena);
@@ -121,7 +94,7 @@ void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const
     be.activation(hidden, Activation::SiLU, hidden);
     time_embedding.linear_2.forward(be, hidden, emb);
   }
-  record(trace, "time_embedding", emb);
+  record(trace, be, "time_embedding", emb);
   // Every resnet starts with SiLU(emb): compute it once.
   TensorView temb_act = ctx.arena.alloc({batch, temb});
   be.activation(emb, Activation::SiLU, temb_act);
@@ -130,7 +103,7 @@ void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const
   std::vector<TensorView> skips;
   skips.push_back(ctx.arena.alloc(conv_in.out_shape(sample.shape)));
   conv_in.forward(be, sample, skips[0]);
-  record(trace, "conv_in", skips[0]);
+  record(trace, be, "conv_in", skips[0]);
   TensorView h = skips[0];
   for (size_t i = 0; i < down_blocks.size(); ++i) {
     std::vector<TensorView> outputs;
@@ -138,14 +111,14 @@ void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const
     down_blocks[i].forward(ctx, h, temb_act, encoder_hidden_states, outputs);
     skips.insert(skips.end(), outputs.begin(), outputs.end());
     h = outputs.back();
-    record(trace, str_cat("down_blocks.", i), h);
+    record(trace, be, str_cat("down_blocks.", i), h);
     if (ctx.after_block) ctx.after_block();
   }
 
   // 4. mid
   TensorView mid = ctx.arena.alloc(h.shape);
   mid_block.forward(ctx, h, temb_act, encoder_hidden_states, mid);
-  record(trace, "mid_block", mid);
+  record(trace, be, "mid_block", mid);
   if (ctx.after_block) ctx.after_block();
   h = mid;
 
@@ -161,7 +134,7 @@ void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const
     const Shape next_skip = skips.empty() ? h.shape : skips.back().shape;
     TensorView up = ctx.arena.alloc(up_blocks[i].output_shape(h.shape, next_skip));
     up_blocks[i].forward(ctx, h, block_skips, temb_act, encoder_hidden_states, up);
-    record(trace, str_cat("up_blocks.", i), up);
+    record(trace, be, str_cat("up_blocks.", i), up);
     if (ctx.after_block) ctx.after_block();
     h = up;
   }
@@ -170,13 +143,13 @@ void UNet2DConditionModel::forward(Context& ctx, const TensorView& sample, const
   TensorView normed = ctx.arena.alloc(h.shape);
   if (trace != nullptr) {  // the golden records conv_norm_out before its SiLU
     conv_norm_out.forward(be, h, normed);
-    record(trace, "conv_norm_out", normed);
+    record(trace, be, "conv_norm_out", normed);
     be.activation(normed, Activation::SiLU, normed);
   } else {
     conv_norm_out.forward(be, h, normed, Activation::SiLU);
   }
   conv_out.forward(be, normed, out);
-  record(trace, "conv_out", out);
+  record(trace, be, "conv_out", out);
 }
 
 }  // namespace kakusan

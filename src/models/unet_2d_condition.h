@@ -29,12 +29,6 @@ struct TimestepEmbedding {
   }
 };
 
-// diffusers' get_timestep_embedding in float32: out[b] = [cos(t_b·f) | sin(t_b·f)] (flip_sin_to_cos) with
-// f_i = exp(-ln(10000)·i / (dim/2 - freq_shift)). `timesteps` is float32 [B] or a single value broadcast
-// to `batch`; fractional values are kept. out [batch, dim].
-void timestep_embedding(const TensorView& timesteps, int64_t batch, bool flip_sin_to_cos, int freq_shift,
-                        const TensorView& out);
-
 class UNet2DConditionModel {
  public:
   explicit UNet2DConditionModel(const UNet2DConditionConfig& config);

@@ -11,30 +11,9 @@
 #include <cstdint>
 #include <string>
 
-#include "backend/backend.h"
+#include "backend/null_backend.h"
 
 namespace kakusan {
-
-// A Backend whose ops do nothing (outputs keep whatever the arena held): for dry sizing passes.
-class NullBackend final : public Backend {
- public:
-  const char* name() const override { return "null"; }
-  void linear(const TensorView&, const TensorView&, const TensorView&, const TensorView&) override {}
-  void matmul(const TensorView&, bool, const TensorView&, bool, const TensorView&, float, float) override {}
-  void conv2d(const TensorView&, const TensorView&, const TensorView&, const Conv2dParams&,
-              const TensorView&) override {}
-  void group_norm(const TensorView&, int, const TensorView&, const TensorView&, float, Activation,
-                  const TensorView&) override {}
-  void layer_norm(const TensorView&, const TensorView&, const TensorView&, float, const TensorView&) override {}
-  void attention(const TensorView&, const TensorView&, const TensorView&, const AttentionParams&,
-                 const TensorView&) override {}
-  void softmax(const TensorView&, const TensorView&) override {}
-  void activation(const TensorView&, Activation, const TensorView&) override {}
-  void add(const TensorView&, const TensorView&, const TensorView&) override {}
-  void geglu(const TensorView&, const TensorView&) override {}
-  void upsample_nearest2x(const TensorView&, const TensorView&) override {}
-  void copy(const TensorView&, const TensorView&) override {}
-};
 
 // Bytes of each phase (weights resident during it, its arena peak, tensors it allocates outside the arena).
 struct PhaseMemory {

@@ -27,6 +27,43 @@ TEST(Arena, AllocationsAreAlignedAndDisjoint) {
   EXPECT_EQ(c.f32()[0], 0.0f);
 }
 
+// Host memory that calls itself device 2 and counts what it hands out.
+class CountingAllocator final : public DeviceAllocator {
+ public:
+  Device device() const override { return Device::backend(2); }
+  void* allocate(size_t bytes) override {
+    ++allocations;
+    live += bytes;
+    return DeviceAllocator::allocate(bytes);
+  }
+  void deallocate(void* p, size_t bytes) override {
+    live -= bytes;
+    DeviceAllocator::deallocate(p, bytes);
+  }
+  int allocations = 0;
+  size_t live = 0;
+};
+
+TEST(Arena, AllocatesThroughItsAllocator) {
+  CountingAllocator memory;
+  {
+    Arena arena(memory, 4096);
+    EXPECT_EQ(arena.device(), Device::backend(2));
+    EXPECT_EQ(memory.allocations, 1);
+    const TensorView a = arena.alloc(Shape{8});
+    EXPECT_EQ(a.device, Device::backend(2));  // the views know whose memory they are
+    arena.alloc(Shape{8 << 20});              // beyond the reserve: a second chunk, from the same allocator
+    EXPECT_EQ(memory.allocations, 2);
+    arena.reset();  // merged into one block of the peak
+    EXPECT_EQ(memory.allocations, 3);
+    EXPECT_EQ(memory.live, arena.capacity_bytes());
+    const Tensor t = memory.empty({3, 5}, DType::F16);
+    EXPECT_EQ(t.device(), Device::backend(2));
+    EXPECT_EQ(memory.allocations, 4);
+  }
+  EXPECT_EQ(memory.live, 0u);  // everything went back through deallocate
+}
+
 TEST(Arena, MarksReleaseInStackOrder) {
   Arena arena(1 << 20);
   const TensorView keep = arena.alloc(Shape{16});

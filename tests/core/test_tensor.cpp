@@ -168,5 +168,34 @@ TEST(Tensor, CopyOfBroadcastAndEmptyViews) {
   EXPECT_EQ(idt.i64()[1], (int64_t(1) << 60) + 2);
 }
 
+TEST(Tensor, PlacementTravelsWithViews) {
+  float storage[24] = {};
+  const Device device = Device::backend(3);
+  const TensorView v(storage, DType::F32, device, Shape{2, 3, 4});
+  EXPECT_FALSE(v.on_host());
+  EXPECT_EQ(v.slice0(1, 2).device, device);
+  EXPECT_EQ(v[1].device, device);
+  EXPECT_EQ(v.narrow(2, 1, 2).device, device);
+  EXPECT_EQ(v.permute({2, 0, 1}).device, device);
+  EXPECT_EQ(v.reshape({6, 4}).device, device);
+  EXPECT_EQ(v.as_strided({2, 3}, {0, 1}).device, device);
+  const Tensor t = Tensor::borrow(v, nullptr);
+  EXPECT_EQ(t.device(), device);
+  EXPECT_EQ(t.view().device, device);
+  EXPECT_TRUE(Tensor::empty({2}).view().on_host());
+  EXPECT_EQ(device.str(), "device:3");
+  // The device field sits in the padding after dtype: a view costs what it did.
+  EXPECT_EQ(sizeof(TensorView), sizeof(void*) + 8 + 2 * sizeof(Shape));
+}
+
+TEST(TensorDeathTest, HostAccessorsRefuseDeviceMemory) {
+  float storage[4] = {};
+  const TensorView v(storage, DType::F32, Device::backend(0), Shape{4});
+  EXPECT_DEATH((void)v.f32(), "is_host");
+  EXPECT_DEATH((void)v.narrow(0, 1, 2).f32(), "is_host");
+  const Tensor host = Tensor::empty({4});
+  EXPECT_DEATH(convert_into(v, host), "on_host");
+}
+
 }  // namespace
 }  // namespace kakusan

@@ -29,11 +29,6 @@ class CpuBackend final : public Backend {
     const std::shared_lock op(ops_mutex());
     cpu::linear(check_linear(x, w, bias, y), x, w, bias, y);
   }
-  void matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b, const TensorView& c, float alpha,
-              float beta) override {
-    const std::shared_lock op(ops_mutex());
-    cpu::matmul(check_matmul(a, trans_a, b, trans_b, c), a, trans_a, b, trans_b, c, alpha, beta);
-  }
   void conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
               const TensorView& y) override {
     const std::shared_lock op(ops_mutex());
@@ -54,13 +49,6 @@ class CpuBackend final : public Backend {
     const std::shared_lock op(ops_mutex());
     cpu::attention(check_attention(q, k, v, p, out), q, k, v, p, out);
   }
-  void softmax(const TensorView& x, const TensorView& y) override {
-    const std::shared_lock op(ops_mutex());
-    check_same_shape("softmax", x, y);
-    check_f32("softmax", "y", y);
-    KK_CHECK(x.rank() >= 1, "softmax: x must have at least one dimension");
-    cpu::softmax(x, y);
-  }
   void activation(const TensorView& x, Activation act, const TensorView& y) override {
     const std::shared_lock op(ops_mutex());
     check_same_shape("activation", x, y);
@@ -78,10 +66,43 @@ class CpuBackend final : public Backend {
     const std::shared_lock op(ops_mutex());
     cpu::geglu(check_geglu(x, y), x, y);
   }
-  void upsample_nearest2x(const TensorView& x, const TensorView& y) override {
+  // The small ops run their dense kernel, or the reference for other layouts (never on a hot path).
+  void resize_nearest(const TensorView& x, const TensorView& y) override {
     const std::shared_lock op(ops_mutex());
-    check_upsample_nearest2x(x, y);
-    cpu::upsample_nearest2x(x, y);
+    check_resize_nearest(x, y);
+    if (!cpu::resize_nearest(x, y)) reference_backend().resize_nearest(x, y);
+  }
+  void scale(const TensorView& x, float alpha, const TensorView& y) override {
+    check_same_shape("scale", x, y);
+    check_f32("scale", "y", y);
+    if (!cpu::scale(x, alpha, false, y)) reference_backend().scale(x, alpha, y);
+  }
+  void divide(const TensorView& x, float divisor, const TensorView& y) override {
+    check_same_shape("divide", x, y);
+    check_f32("divide", "y", y);
+    if (!cpu::scale(x, divisor, true, y)) reference_backend().divide(x, divisor, y);
+  }
+  void cfg_combine(const TensorView& noise_pred, float guidance, const TensorView& out) override {
+    check_cfg_combine(noise_pred, out);
+    if (!cpu::cfg_combine(noise_pred, guidance, out)) reference_backend().cfg_combine(noise_pred, guidance, out);
+  }
+  void timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift,
+                          const TensorView& y) override {
+    check_timestep_embedding(timesteps, y);
+    if (!cpu::timestep_embedding(timesteps, flip_sin_to_cos, freq_shift, y))
+      reference_backend().timestep_embedding(timesteps, flip_sin_to_cos, freq_shift, y);
+  }
+  // A few hundred rows (a prompt's tokens): the reference's gather, which converts f16 tables as it goes.
+  void embedding(const TensorView& table, const TensorView& ids, const TensorView& y) override {
+    reference_backend().embedding(table, ids, y);
+  }
+  void gaussian_sample(const TensorView& moments, const TensorView& noise, const TensorView& y) override {
+    check_gaussian_sample(moments, noise, y);
+    if (!cpu::gaussian_sample(moments, noise, y)) reference_backend().gaussian_sample(moments, noise, y);
+  }
+  void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) override {
+    check_blend_tiles(a, b, extent);
+    if (!cpu::blend_tiles(a, b, extent, vertical)) reference_backend().blend_tiles(a, b, extent, vertical);
   }
   void copy(const TensorView& x, const TensorView& y) override {
     const std::shared_lock op(ops_mutex());

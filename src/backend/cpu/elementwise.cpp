@@ -1,4 +1,4 @@
-// Elementwise and row-wise kernels: activation, add, geglu, softmax, nearest upsampling. Each works on dense
+// Elementwise and row-wise kernels: activation, add, geglu, nearest ×2 upsampling. Each works on dense
 // float32 (strided or f16 inputs are made dense first) and splits its rows over the thread pool.
 #include <algorithm>
 
@@ -47,20 +47,6 @@ void geglu(const RowsDims& d, const TensorView& x, const TensorView& y) {
       for (int64_t j = 0; j < d.cols; ++j) dst[j] = hidden[j] * gelu(gate[j]);
     }
   }, row_grain(d.cols));
-  out.finish();
-}
-
-void softmax(const TensorView& x, const TensorView& y) {
-  const float* in = dense_f32(x, Slot::Input).f32();
-  DenseOutput out(y, Slot::Output);
-  float* o = out.data();
-  const int64_t cols = x.dim(-1), rows = cols == 0 ? 0 : x.numel() / cols;
-  parallel_for(rows, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      if (in != o) std::copy(in + r * cols, in + (r + 1) * cols, o + r * cols);
-      softmax_row(o + r * cols, cols);
-    }
-  }, row_grain(cols));
   out.finish();
 }
 

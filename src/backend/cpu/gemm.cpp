@@ -87,23 +87,4 @@ void for_each_weight_panel(const TensorView& w, int64_t rows, int64_t k,
   }
 }
 
-bool as_gemm_operand(const TensorView& v, GemmOperand& out) {
-  KK_ASSERT(v.rank() == 2 && v.dtype == DType::F32);
-  const int64_t rows = v.dim(0), cols = v.dim(1);
-  const int64_t row_stride = rows == 1 ? std::max<int64_t>(cols, 1) : v.strides[0];
-  const int64_t col_stride = cols == 1 ? std::max<int64_t>(rows, 1) : v.strides[1];
-  out.data = v.f32();
-  if ((cols == 1 || v.strides[1] == 1) && row_stride >= std::max<int64_t>(cols, 1)) {
-    out.ld = row_stride;
-    out.transposed = false;
-    return true;
-  }
-  if ((rows == 1 || v.strides[0] == 1) && col_stride >= std::max<int64_t>(rows, 1)) {
-    out.ld = col_stride;
-    out.transposed = true;
-    return true;
-  }
-  return false;
-}
-
 }  // namespace kakusan::cpu

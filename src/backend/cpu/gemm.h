@@ -15,15 +15,6 @@ namespace kakusan::cpu {
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
-// A rank-2 float32 view as a GEMM operand: data, leading dimension and whether it is stored transposed.
-// False when the strides fit neither layout (the caller copies it first).
-struct GemmOperand {
-  const float* data = nullptr;
-  int64_t ld = 0;
-  bool transposed = false;
-};
-bool as_gemm_operand(const TensorView& matrix, GemmOperand& out);
-
 // A weight matrix [rows, k] (f32, f16 or bf16; rows of k contiguous elements) as float32 panels of rows:
 // fn(first_row, panel_rows, panel) for consecutive panels covering all rows. A float32 weight is used in
 // place (one panel, or panels of max_rows); others are converted a panel at a time into this thread's

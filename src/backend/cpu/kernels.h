@@ -11,8 +11,6 @@ namespace kakusan::cpu {
 
 void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const TensorView& bias,
             const TensorView& y);
-void matmul(const MatmulDims& d, const TensorView& a, bool trans_a, const TensorView& b, bool trans_b,
-            const TensorView& c, float alpha, float beta);
 void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const TensorView& bias,
             const Conv2dParams& p, const TensorView& y);
 // Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions over enough pixels and channels (conv2d_winograd.cpp);
@@ -26,10 +24,17 @@ void layer_norm(const RowsDims& d, const TensorView& x, const TensorView& gamma,
                 const TensorView& y);
 void attention(const AttentionDims& d, const TensorView& q, const TensorView& k, const TensorView& v,
                const AttentionParams& p, const TensorView& out);
-void softmax(const TensorView& x, const TensorView& y);
 void activation(const TensorView& x, Activation act, const TensorView& y);
 void add(const TensorView& a, const TensorView& b, const TensorView& y);
 void geglu(const RowsDims& d, const TensorView& x, const TensorView& y);
 void upsample_nearest2x(const TensorView& x, const TensorView& y);
+// The small ops (latent_ops.cpp); each returns false when its operands are not dense float32, and the
+// backend then runs the reference instead (these ops touch latents and embeddings, never a hot path).
+bool resize_nearest(const TensorView& x, const TensorView& y);
+bool scale(const TensorView& x, float alpha, bool divide, const TensorView& y);
+bool cfg_combine(const TensorView& noise_pred, float guidance, const TensorView& out);
+bool timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift, const TensorView& y);
+bool gaussian_sample(const TensorView& moments, const TensorView& noise, const TensorView& y);
+bool blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical);
 
 }  // namespace kakusan::cpu

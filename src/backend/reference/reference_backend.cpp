@@ -1,12 +1,14 @@
 // The reference backend: every op as the plain formula, in loops simple enough to check by eye. Inputs of any
 // strides and float dtype are first copied into dense float32 tensors and sums run in double, so these
 // numbers are the yardstick the fast kernels are tested against, never a fast path.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "backend/backend.h"
 #include "backend/op_checks.h"
+#include "backend/op_formulas.h"
 #include "core/half.h"
 
 namespace kakusan {
@@ -97,31 +99,6 @@ class ReferenceBackend final : public Backend {
         ys[i * d.n + o] = float(acc);
       }
     write(ys, y);
-  }
-
-  void matmul(const TensorView& a, bool trans_a, const TensorView& b, bool trans_b, const TensorView& c, float alpha,
-              float beta) override {
-    const MatmulDims d = check_matmul(a, trans_a, b, trans_b, c);
-    const auto as = dense(a), bs = dense(b);
-    auto cs = dense(c);
-    for (int64_t batch = 0; batch < d.batch; ++batch) {
-      const float* pa = as.data() + (d.batch_a ? batch * d.m * d.k : 0);
-      const float* pb = bs.data() + (d.batch_b ? batch * d.k * d.n : 0);
-      float* pc = cs.data() + batch * d.m * d.n;
-      for (int64_t i = 0; i < d.m; ++i)
-        for (int64_t j = 0; j < d.n; ++j) {
-          double acc = 0;
-          for (int64_t l = 0; l < d.k; ++l) {
-            const float av = trans_a ? pa[l * d.m + i] : pa[i * d.k + l];
-            const float bv = trans_b ? pb[j * d.k + l] : pb[l * d.n + j];
-            acc += double(av) * bv;
-          }
-          // BLAS semantics: beta == 0 means c is not read (so garbage or NaN in c is ignored).
-          const double prev = beta == 0.0f ? 0.0 : double(beta) * pc[i * d.n + j];
-          pc[i * d.n + j] = float(alpha * acc + prev);
-        }
-    }
-    write(cs, c);
   }
 
   void conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
@@ -227,21 +204,6 @@ class ReferenceBackend final : public Backend {
     write(os, out);
   }
 
-  void softmax(const TensorView& x, const TensorView& y) override {
-    check_same_shape("softmax", x, y);
-    KK_CHECK(x.rank() >= 1, "softmax: x must have at least one dimension");
-    const auto xs = dense(x);
-    const int64_t cols = x.dim(-1), rows = cols == 0 ? 0 : x.numel() / cols;
-    std::vector<float> ys(xs.size());
-    std::vector<double> row(static_cast<size_t>(cols));
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t j = 0; j < cols; ++j) row[j] = xs[r * cols + j];
-      softmax_row(row.data(), cols);
-      for (int64_t j = 0; j < cols; ++j) ys[r * cols + j] = float(row[j]);
-    }
-    write(ys, y);
-  }
-
   void activation(const TensorView& x, Activation act, const TensorView& y) override {
     check_same_shape("activation", x, y);
     auto xs = dense(x);
@@ -270,16 +232,102 @@ class ReferenceBackend final : public Backend {
     write(ys, y);
   }
 
-  void upsample_nearest2x(const TensorView& x, const TensorView& y) override {
-    check_upsample_nearest2x(x, y);
+  void resize_nearest(const TensorView& x, const TensorView& y) override {
+    check_resize_nearest(x, y);
     const auto xs = dense(x);
-    const int64_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3);
+    const int64_t planes = x.dim(0) * x.dim(1), ih = x.dim(2), iw = x.dim(3), oh = y.dim(2), ow = y.dim(3);
+    const float sh = formula::nearest_scale(ih, oh), sw = formula::nearest_scale(iw, ow);
     std::vector<float> ys(size_t(y.numel()));
     for (int64_t pl = 0; pl < planes; ++pl)
-      for (int64_t oy = 0; oy < 2 * h; ++oy)
-        for (int64_t ox = 0; ox < 2 * w; ++ox)
-          ys[(pl * 2 * h + oy) * 2 * w + ox] = xs[(pl * h + oy / 2) * w + ox / 2];
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox)
+          ys[(pl * oh + oy) * ow + ox] =
+              xs[(pl * ih + formula::nearest_source(oy, sh, ih)) * iw + formula::nearest_source(ox, sw, iw)];
     write(ys, y);
+  }
+
+  void scale(const TensorView& x, float alpha, const TensorView& y) override {
+    check_same_shape("scale", x, y);
+    check_f32("scale", "y", y);
+    auto xs = dense(x);
+    for (float& e : xs) e = e * alpha;
+    write(xs, y);
+  }
+
+  void divide(const TensorView& x, float divisor, const TensorView& y) override {
+    check_same_shape("divide", x, y);
+    check_f32("divide", "y", y);
+    auto xs = dense(x);
+    for (float& e : xs) e = e / divisor;
+    write(xs, y);
+  }
+
+  void cfg_combine(const TensorView& noise_pred, float guidance, const TensorView& out) override {
+    check_cfg_combine(noise_pred, out);
+    const auto ps = dense(noise_pred);
+    const size_t n = size_t(out.numel());
+    std::vector<float> ys(n);
+    for (size_t i = 0; i < n; ++i) ys[i] = formula::guided(ps[i], ps[n + i], guidance);
+    write(ys, out);
+  }
+
+  void timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift,
+                          const TensorView& y) override {
+    const int64_t batch = check_timestep_embedding(timesteps, y);
+    const auto ts = dense(timesteps);
+    const int64_t dim = y.dim(1);
+    std::vector<float> ys(size_t(batch * dim));
+    for (int64_t b = 0; b < batch; ++b)
+      formula::timestep_row(ts[ts.size() == 1 ? 0 : size_t(b)], dim, flip_sin_to_cos, freq_shift, &ys[b * dim]);
+    write(ys, y);
+  }
+
+  void embedding(const TensorView& table, const TensorView& ids, const TensorView& y) override {
+    const int64_t rows = check_embedding(table, ids, y);
+    const int64_t width = table.dim(1);
+    for (int64_t i = 0; i < ids.numel(); ++i) {
+      const int64_t id = static_cast<const int64_t*>(ids.data)[offset_of(ids, i)];
+      KK_CHECK(id >= 0 && id < rows, "embedding: id ", id, " (element ", i, " of ids ", ids.shape,
+               ") is outside the table's rows [0, ", rows, ")");
+      for (int64_t j = 0; j < width; ++j)
+        store(y, offset_of(y, i * width + j), load(table, id * table.strides[0] + j * table.strides[1]));
+    }
+  }
+
+  void gaussian_sample(const TensorView& moments, const TensorView& noise, const TensorView& y) override {
+    check_gaussian_sample(moments, noise, y);
+    const auto ms = dense(moments), ns = dense(noise);
+    const int64_t batch = y.dim(0), per_sample = y.numel() / std::max<int64_t>(batch, 1);
+    std::vector<float> ys(ns.size());
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t i = 0; i < per_sample; ++i) {
+        const float mean = ms[(2 * b) * per_sample + i], logvar = ms[(2 * b + 1) * per_sample + i];
+        ys[b * per_sample + i] = formula::gaussian_sample(mean, logvar, ns[b * per_sample + i]);
+      }
+    write(ys, y);
+  }
+
+  void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) override {
+    check_blend_tiles(a, b, extent);
+    const auto as = dense(a);
+    auto bs = dense(b);
+    const int64_t planes = a.dim(0) * a.dim(1), ah = a.dim(2), aw = a.dim(3), bh = b.dim(2), bw = b.dim(3);
+    extent = std::min({vertical ? ah : aw, vertical ? bh : bw, extent});
+    for (int64_t k = 0; k < extent; ++k) {
+      const float wa = formula::blend_weight_a(k, extent), wb = formula::blend_weight_b(k, extent);
+      for (int64_t p = 0; p < planes; ++p) {
+        const float* ap = as.data() + p * ah * aw;
+        float* bp = bs.data() + p * bh * bw;
+        if (vertical) {
+          for (int64_t x = 0; x < bw; ++x)
+            bp[k * bw + x] = formula::blend(ap[(ah - extent + k) * aw + x], wa, bp[k * bw + x], wb);
+        } else {
+          for (int64_t r = 0; r < bh; ++r)
+            bp[r * bw + k] = formula::blend(ap[r * aw + aw - extent + k], wa, bp[r * bw + k], wb);
+        }
+      }
+    }
+    write(bs, b);
   }
 
   void copy(const TensorView& x, const TensorView& y) override {
