@@ -29,8 +29,8 @@ Tensor encode_image_latents(const PhaseSetup& phase, const AutoencoderKL& vae, c
   Context ctx{phase.backend, arena, phase.attention};
   Tensor latents;
   if (!generators.per_image()) {
-    latents = repeat_batch(phase.backend, vae.encode(ctx, images, memory).sample(generators.shared()),
-                           num_images / n);
+    const DiagonalGaussianDistribution dist = vae.encode(ctx, images, memory);
+    latents = repeat_batch(phase.backend, dist.sample(phase.backend, generators.shared()), num_images / n);
   } else {
     // Image i sampled with generator i; a single image is encoded once and sampled by every generator.
     std::vector<Tensor> samples;
@@ -38,8 +38,9 @@ Tensor encode_image_latents(const PhaseSetup& phase, const AutoencoderKL& vae, c
     if (n == 1) single = vae.encode(ctx, images, memory);
     for (int64_t i = 0; i < num_images; ++i) {
       Generator& generator = generators.for_image(int(i));
-      samples.push_back(single ? single->sample(generator)
-                               : vae.encode(ctx, images.view().slice0(i, i + 1), memory).sample(generator));
+      samples.push_back(single ? single->sample(phase.backend, generator)
+                               : vae.encode(ctx, images.view().slice0(i, i + 1), memory)
+                                     .sample(phase.backend, generator));
     }
     Shape shape = samples.front().shape();
     shape[0] = num_images;
@@ -48,9 +49,7 @@ Tensor encode_image_latents(const PhaseSetup& phase, const AutoencoderKL& vae, c
       phase.backend.copy(samples[size_t(i)], latents.view().slice0(i, i + 1));
   }
   arena_peak = int64_t(arena.peak_bytes());
-  // * scaling_factor, on the host like decode's division (a few KB of latents).
-  const float scaling_factor = vae.config().scaling_factor;
-  for (int64_t i = 0; i < latents.numel(); ++i) latents.f32()[i] *= scaling_factor;
+  phase.backend.scale(latents, vae.config().scaling_factor, latents);  // * scaling_factor, as torch rounds it
   return latents;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "pipeline/encode_image.h"
 
 namespace kakusan {
 
@@ -25,22 +26,12 @@ Tensor masked_image(const Tensor& image, const Tensor& mask) {
   return out;
 }
 
-Tensor latent_mask(const Tensor& mask, int64_t h, int64_t w, int64_t batch) {
-  const int64_t m = mask.dim(0), in_h = mask.dim(2), in_w = mask.dim(3);
+Tensor latent_mask(Backend& backend, const Tensor& mask, int64_t h, int64_t w, int64_t batch) {
+  const int64_t m = mask.dim(0);
   KK_CHECK(batch % m == 0, "cannot repeat ", m, " masks to a batch of ", batch);
-  Tensor out = Tensor::empty({batch, 1, h, w});
-  // torch's nearest: source index floor(dst * (in / out)) in float32, clamped to the last row / column.
-  const float scale_h = float(in_h) / float(h), scale_w = float(in_w) / float(w);
-  for (int64_t b = 0; b < batch; ++b) {
-    const float* src = mask.f32() + (b % m) * in_h * in_w;
-    float* dst = out.f32() + b * h * w;
-    for (int64_t y = 0; y < h; ++y) {
-      const int64_t sy = std::min(int64_t(float(y) * scale_h), in_h - 1);
-      for (int64_t x = 0; x < w; ++x)
-        dst[y * w + x] = src[sy * in_w + std::min(int64_t(float(x) * scale_w), in_w - 1)];
-    }
-  }
-  return out;
+  Tensor small = Tensor::empty({m, 1, h, w});
+  backend.resize_nearest(mask, small);
+  return repeat_batch(backend, std::move(small), batch / m);
 }
 
 MakeModelInput inpainting_model_input(Backend& backend, const Scheduler& scheduler, bool classifier_free_guidance,

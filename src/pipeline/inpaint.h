@@ -18,7 +18,7 @@ namespace kakusan {
 Tensor masked_image(const Tensor& image, const Tensor& mask);
 
 // torch.nn.functional.interpolate(mask, size=(h, w)) (mode "nearest"), repeated to `batch` entries.
-Tensor latent_mask(const Tensor& mask, int64_t h, int64_t w, int64_t batch);
+Tensor latent_mask(Backend& backend, const Tensor& mask, int64_t h, int64_t w, int64_t batch);
 
 // The 9-channel input (in_channels == latent channels + 1 + latent channels): the default scaled input, then
 // the mask and the masked image's latents (both doubled with classifier-free guidance). Borrows its arguments.

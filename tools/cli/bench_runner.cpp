@@ -266,8 +266,9 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     arena.reset();
     Context ctx{cpu_backend(), arena, attention};
     say("vae encode: timing an encode");
-    const Timing encode = timed([&] { image_latents = vae->encode(ctx, image).sample(generators.shared()); });
-    for (int64_t i = 0; i < image_latents.numel(); ++i) image_latents.f32()[i] *= vae_config.scaling_factor;
+    const Timing encode =
+        timed([&] { image_latents = vae->encode(ctx, image).sample(cpu_backend(), generators.shared()); });
+    cpu_backend().scale(image_latents, vae_config.scaling_factor, image_latents);
     r.vae_encode.seconds = encode.wall;
     r.vae_encode.cpu_seconds = encode.cpu;
     r.vae_encode.arena_mb = double(arena.peak_bytes()) / 1e6;
