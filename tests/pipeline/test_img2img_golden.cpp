@@ -108,6 +108,10 @@ TEST_P(ImageToImageGolden, MatchesDiffusers) {
     seen.emplace(std::string(t.name),
                  Tensor::copy_of(TensorView(const_cast<float*>(t.data), Shape(t.shape.begin(), t.shape.end()))));
   };
+  int denoising_total = -1;
+  params.progress = [&](const Progress& progress) {
+    if (progress.phase == Phase::Denoising) denoising_total = progress.total;
+  };
   const GenerateResult result = pipeline(c.inpainting_unet, c.scheduler).generate(params);
   const SafetensorsFile want = SafetensorsFile::open(kHere / (c.name + ".safetensors"));
   if (want.contains("init_image"))
@@ -125,6 +129,7 @@ TEST_P(ImageToImageGolden, MatchesDiffusers) {
   }
   EXPECT_FALSE(seen.count("latents_after_step" + std::to_string(first + steps.dim(0))))
       << c.name << ": the loop ran more steps than diffusers";
+  EXPECT_EQ(denoising_total, steps.dim(0)) << "the progress bar counts the steps that run";
   const Shape latents_shape(result.latents_shape.begin(), result.latents_shape.end());
   KK_EXPECT_CLOSE(TensorView(const_cast<float*>(result.latents.data()), latents_shape), want.view("latents"),
                   kLatents, c.name + " latents");
