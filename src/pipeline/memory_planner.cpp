@@ -68,7 +68,8 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
     const int64_t batch = p.seeds.size() > 1 ? 1 : int64_t(p.image.size());
     const Tensor image = Tensor::empty({batch, 3, latents_shape[2] * scale, latents_shape[3] * scale});
     vae_.encode(ctx, image, vae_memory);
-    const int64_t pixels_bytes = int64_t(p.image.size()) * 7 * latents_shape[2] * latents_shape[3] * scale * scale * f32;
+    const int64_t pixels = latents_shape[2] * latents_shape[3] * scale * scale;
+    const int64_t pixels_bytes = int64_t(p.image.size()) * 7 * pixels * f32;  // image 3 + masked 3 + mask 1
     e.image_encoding = {bytes_.vae, int64_t(arena.peak_bytes()), pixels_bytes + 4 * latents_bytes};
   }
   return e;

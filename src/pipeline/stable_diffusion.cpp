@@ -2,8 +2,9 @@
 //
 // Loading reads the model folder once (scheduler first, so a bad scheduler name fails before any weights
 // are mapped); generate() then runs: 0. defaults and checks (and the memory plan), 1. encode_prompt,
-// 2. prepare_timesteps, 3. prepare_latents, 4. denoise, 5. decode. The steps live in files of their own so
-// that img2img, inpainting and SDXL pipelines compose them too.
+// 2. prepare_timesteps, 3. prepare_latents (with an image: prepare_image_latents, as
+// StableDiffusionImg2ImgPipeline / StableDiffusionInpaintPipeline), 4. denoise, 5. decode. The steps live in
+// files of their own so that img2img, inpainting and SDXL pipelines compose them too.
 #include <optional>
 #include <random>
 
@@ -22,9 +23,9 @@
 #include "pipeline/encode_prompt.h"
 #include "pipeline/generators.h"
 #include "pipeline/inpaint.h"
+#include "pipeline/memory_planner.h"
 #include "pipeline/prepare_image.h"
 #include "pipeline/prepare_image_latents.h"
-#include "pipeline/memory_planner.h"
 #include "pipeline/prepare_latents.h"
 #include "pipeline/prepare_timesteps.h"
 #include "pipeline/prompt_encoder.h"
@@ -199,8 +200,9 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   const bool inpainting = !p.mask_image.empty();
   KK_CHECK(inpainting || !inpainting_unet(), "this UNet is an inpainting UNet (", unet->config().in_channels,
            " input channels: latents, mask and masked-image latents): give `image` and `mask_image`");
-  const ImageSize size = from_image ? processed_size(p.image.front(), p.height, p.width, vae_scale_factor())
-                                    : ImageSize{p.height ? p.height : default_size(), p.width ? p.width : default_size()};
+  const ImageSize size =
+      from_image ? processed_size(p.image.front(), p.height, p.width, vae_scale_factor())
+                 : ImageSize{p.height ? p.height : default_size(), p.width ? p.width : default_size()};
   const int height = size.height, width = size.width;
   const int num_images = int(p.prompt.size()) * p.num_images_per_prompt;
   const Shape latents_shape{num_images, vae->config().latent_channels, height / vae_scale_factor(),

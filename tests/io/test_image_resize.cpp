@@ -26,7 +26,9 @@ void expect_resize_matches_pillow(const char* png, int width, int height, const 
   EXPECT_EQ(differing, 0) << name << ": " << differing << " of " << out.rgb.size() << " values differ from Pillow";
 }
 
-TEST(ImageResize, DownscaleMatchesPillow) { expect_resize_matches_pillow("input_100x70.png", 96, 64, "100x70_to_96x64"); }
+TEST(ImageResize, DownscaleMatchesPillow) {
+  expect_resize_matches_pillow("input_100x70.png", 96, 64, "100x70_to_96x64");
+}
 TEST(ImageResize, UpscaleMatchesPillow) { expect_resize_matches_pillow("input_64x64.png", 80, 72, "64x64_to_80x72"); }
 TEST(ImageResize, StrongDownscaleMatchesPillow) {
   expect_resize_matches_pillow("input_100x70.png", 24, 40, "100x70_to_24x40");
