@@ -1,6 +1,7 @@
 // Image-to-image and inpainting against diffusers' StableDiffusionImg2ImgPipeline and
 // StableDiffusionInpaintPipeline (tests/golden/img2img/make_goldens.py) on the kit's tiny-sd: two strengths
-// with a deterministic and a stochastic scheduler, per-image generators, one generator for two images,
+// with a deterministic and a stochastic scheduler, second-order schedulers (Heun, KDPM2 ancestral) starting
+// mid-schedule, per-image generators, one generator for two images,
 // a non-square image resized by the preprocessor, inpainting with a 4-channel and a 9-channel UNet at
 // strength 1 and 0.75. Latents and per-step latents within the kit's pipeline tolerances (rtol/atol 1e-3),
 // images within 2e-3.
@@ -87,6 +88,8 @@ std::vector<Case> cases() {
   Case x2 = make_case("i2i_one_generator_x2", "EulerAncestralDiscreteScheduler", 0.75, {3});
   x2.params.num_images_per_prompt = 2;
   all.push_back(x2);
+  all.push_back(make_case("i2i_heun_s060", "HeunDiscreteScheduler", 0.6, {0}));
+  all.push_back(make_case("i2i_kdpm2a_s050", "KDPM2AncestralDiscreteScheduler", 0.5, {0}));
   Case wide = make_case("i2i_pndm_96x64", "PNDMScheduler", 0.6, {0});
   wide.params.image = {picture("input_100x70.png")};
   all.push_back(wide);

@@ -25,7 +25,8 @@ import PIL.Image
 import torch
 from safetensors.torch import save_file
 
-from diffusers import (DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, PNDMScheduler,
+from diffusers import (DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, HeunDiscreteScheduler,
+                       KDPM2AncestralDiscreteScheduler, PNDMScheduler,
                        StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, UNet2DConditionModel)
 from diffusers.image_processor import VaeImageProcessor
 
@@ -185,6 +186,10 @@ def main():
     # One generator, two images per prompt from one picture: encoded once, the latents repeated.
     run("i2i_one_generator_x2", i2i, EulerAncestralDiscreteScheduler, prompt=PROMPT, image=img64,
         strength=0.75, num_images_per_prompt=2, generator=gens(3))
+    # Second-order schedulers: the begin index is t_start * order, and the loop starts inside their state machine.
+    run("i2i_heun_s060", i2i, HeunDiscreteScheduler, prompt=PROMPT, image=img64, strength=0.6, generator=gens(0))
+    run("i2i_kdpm2a_s050", i2i, KDPM2AncestralDiscreteScheduler, prompt=PROMPT, image=img64, strength=0.5,
+        generator=gens(0))
     run("i2i_pndm_96x64", i2i, PNDMScheduler, pre96, prompt=PROMPT, image=img96, strength=0.6, generator=gens(0))
 
     inp = StableDiffusionInpaintPipeline.from_pretrained(TINY_SD, safety_checker=None, requires_safety_checker=False)
