@@ -58,6 +58,7 @@ struct kakusan_load_params {
   const char * const * scheduler_options; /* "key=value" strings */
   int n_scheduler_options;
   int n_threads;          /* 0 = all cores */
+  const char * device;    /* "cpu", "reference", "cuda[:N]" where built in; NULL = "cpu" */
 };
 
 struct kakusan_params {

@@ -55,6 +55,9 @@ struct Progress {
 using ProgressCallback = std::function<void(const Progress&)>;
 
 struct LoadOptions {
+  // Where the models run, as diffusers' pipe.to(device): "cpu" (the default), "reference" (plain loops, for
+  // checking), "cuda" / "cuda:N" where the CUDA backend is built in. Weights go to the device at load.
+  std::string device = "cpu";
   // Auto: keep what the files hold. F16/BF16 keep the weights in half precision in memory (and prefer the
   // `fp16` variant files when they exist and no variant is given).
   WeightDType dtype = WeightDType::Auto;

@@ -112,6 +112,7 @@ kakusan_context* kakusan_load(const char* model, const kakusan_load_params* para
     }
     KK_CHECK(p.n_threads >= 0, "n_threads must be >= 0 but is ", p.n_threads);
     options.num_threads = p.n_threads;
+    if (p.device != nullptr) options.device = p.device;
     ctx = new kakusan_context{kakusan::StableDiffusionPipeline::load(model, options)};
   });
   return ctx;

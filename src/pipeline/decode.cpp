@@ -1,5 +1,6 @@
 #include "pipeline/decode.h"
 
+#include "backend/staged_tensor.h"
 #include "core/arena.h"
 #include "nn/context.h"
 #include "pipeline/postprocess.h"
@@ -8,13 +9,16 @@ namespace kakusan {
 
 Tensor decode(const PhaseSetup& phase, const AutoencoderKL& vae, const Tensor& latents,
               const VaeMemoryOptions& memory, int64_t& arena_peak) {
-  Tensor scaled = latents.clone();
-  const float scaling_factor = vae.config().scaling_factor;
-  for (int64_t i = 0; i < scaled.numel(); ++i) scaled.f32()[i] /= scaling_factor;
-  Arena arena(size_t(phase.arena_bytes));
-  Context ctx{phase.backend, arena, phase.attention};
-  const Tensor decoded = vae.decode(ctx, scaled, memory);
+  Backend& backend = phase.backend;
+  StagedTensor z(backend, latents.shape());
+  convert_into(latents, z.host());
+  z.upload();
+  backend.divide(z.on_backend(), vae.config().scaling_factor, z.on_backend());
+  Arena arena(backend, size_t(phase.arena_bytes));
+  Context ctx{backend, arena, phase.attention};
+  Tensor decoded = vae.decode(ctx, z.on_backend(), memory);
   arena_peak = int64_t(arena.peak_bytes());
+  if (!decoded.device().is_host()) decoded = host_copy(backend, decoded);
   return denormalize_to_nhwc(decoded);
 }
 

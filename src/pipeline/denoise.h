@@ -18,14 +18,16 @@
 namespace kakusan {
 
 // cat([x, x]) on dimension 0, written into `out` ([2B, ...]): the classifier-free-guidance batch.
-void duplicate_batch(Backend& backend, const TensorView& x, const TensorView& out);
+// Host memory: the latents live on the host with the scheduler.
+void duplicate_batch(const TensorView& x, const TensorView& out);
 
-// Writes step `step`'s model input into `model_input` ([unet_batch, in_channels, h, w]).
+// Writes step `step`'s model input into the host tensor `model_input` ([unet_batch, in_channels, h, w]); the
+// loop uploads it.
 using MakeModelInput = std::function<void(const Tensor& latents, size_t step, const TensorView& model_input)>;
 
 // The default input: the latents (doubled with classifier-free guidance), scaled by the scheduler for the
 // step. It has the latents' channel count.
-MakeModelInput scaled_latents_input(Backend& backend, const Scheduler& scheduler, bool classifier_free_guidance);
+MakeModelInput scaled_latents_input(const Scheduler& scheduler, bool classifier_free_guidance);
 
 // Throws Error unless a UNet taking `in_channels` can be fed the default input of `latent_channels`.
 void check_default_model_input(int64_t in_channels, int64_t latent_channels);

@@ -3,19 +3,20 @@
 #include <optional>
 #include <vector>
 
+#include "backend/staged_tensor.h"
 #include "core/arena.h"
 #include "core/error.h"
 #include "nn/context.h"
 
 namespace kakusan {
 
-Tensor repeat_batch(Backend& backend, Tensor x, int64_t times) {
+Tensor repeat_batch(Tensor x, int64_t times) {
   if (times == 1) return x;
   Shape shape = x.shape();
   const int64_t n = shape[0];
   shape[0] = n * times;
   Tensor out = Tensor::empty(shape);
-  for (int64_t k = 0; k < times; ++k) backend.copy(x, out.view().slice0(k * n, (k + 1) * n));
+  for (int64_t k = 0; k < times; ++k) convert_into(x, out.view().slice0(k * n, (k + 1) * n));
   return out;
 }
 
@@ -25,31 +26,38 @@ Tensor encode_image_latents(const PhaseSetup& phase, const AutoencoderKL& vae, c
   const int64_t n = images.dim(0);
   KK_CHECK(n == 1 || n == num_images, "got ", n, " input images for a batch of ", num_images,
            ": give one image, or one per generated image");
-  Arena arena(size_t(phase.arena_bytes));
-  Context ctx{phase.backend, arena, phase.attention};
+  Backend& backend = phase.backend;
+  StagedTensor pixels(backend, images.shape());
+  convert_into(images, pixels.host());
+  pixels.upload();
+  Arena arena(backend, size_t(phase.arena_bytes));
+  Context ctx{backend, arena, phase.attention};
+  // A draw on the backend, times scaling_factor there (as torch rounds it), back to the host.
+  const auto latents_of = [&](const DiagonalGaussianDistribution& dist, Generator& generator) {
+    const Tensor sample = dist.sample(backend, generator);
+    backend.scale(sample, vae.config().scaling_factor, sample);
+    return host_copy(backend, sample);
+  };
   Tensor latents;
   if (!generators.per_image()) {
-    const DiagonalGaussianDistribution dist = vae.encode(ctx, images, memory);
-    latents = repeat_batch(phase.backend, dist.sample(phase.backend, generators.shared()), num_images / n);
+    latents = repeat_batch(latents_of(vae.encode(ctx, pixels.on_backend(), memory), generators.shared()),
+                           num_images / n);
   } else {
     // Image i sampled with generator i; a single image is encoded once and sampled by every generator.
     std::vector<Tensor> samples;
     std::optional<DiagonalGaussianDistribution> single;
-    if (n == 1) single = vae.encode(ctx, images, memory);
+    if (n == 1) single = vae.encode(ctx, pixels.on_backend(), memory);
     for (int64_t i = 0; i < num_images; ++i) {
       Generator& generator = generators.for_image(int(i));
-      samples.push_back(single ? single->sample(phase.backend, generator)
-                               : vae.encode(ctx, images.view().slice0(i, i + 1), memory)
-                                     .sample(phase.backend, generator));
+      samples.push_back(single ? latents_of(*single, generator)
+                               : latents_of(vae.encode(ctx, pixels.on_backend().slice0(i, i + 1), memory), generator));
     }
     Shape shape = samples.front().shape();
     shape[0] = num_images;
     latents = Tensor::empty(shape);
-    for (int64_t i = 0; i < num_images; ++i)
-      phase.backend.copy(samples[size_t(i)], latents.view().slice0(i, i + 1));
+    for (int64_t i = 0; i < num_images; ++i) convert_into(samples[size_t(i)], latents.view().slice0(i, i + 1));
   }
   arena_peak = int64_t(arena.peak_bytes());
-  phase.backend.scale(latents, vae.config().scaling_factor, latents);  // * scaling_factor, as torch rounds it
   return latents;
 }
 

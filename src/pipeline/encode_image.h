@@ -13,13 +13,13 @@
 
 namespace kakusan {
 
-// `images` [n, 3, H, W] in [-1, 1] with n == 1 or generators.num_images(); returns [num_images, C, H/f, W/f]
-// (a single image's latents repeated, as diffusers duplicates init_latents for the batch). `arena_peak`
-// receives the arena's measured peak.
+// `images` (host) [n, 3, H, W] in [-1, 1] with n == 1 or generators.num_images(); encoded on the phase's
+// backend; returns host latents [num_images, C, H/f, W/f] (a single image's latents repeated, as diffusers
+// duplicates init_latents for the batch), beside the scheduler. `arena_peak` receives the arena's peak.
 Tensor encode_image_latents(const PhaseSetup& phase, const AutoencoderKL& vae, const Tensor& images,
                             GeneratorSet& generators, const VaeMemoryOptions& memory, int64_t& arena_peak);
 
-// Repeats a [n, ...] tensor to [n * times, ...] (torch's cat([x] * times)): the batch of a single image.
-Tensor repeat_batch(Backend& backend, Tensor x, int64_t times);
+// Repeats a host [n, ...] tensor to [n * times, ...] (torch's cat([x] * times)): the batch of a single image.
+Tensor repeat_batch(Tensor x, int64_t times);
 
 }  // namespace kakusan

@@ -10,7 +10,7 @@ EncodedPrompts encode_prompt(const PhaseSetup& phase, const PromptEncoder& encod
   const int total = PromptEncoder::num_batches(batch);
   int encoded = 0;
   report_progress(progress, Phase::Encoding, 0, total);
-  Arena arena(size_t(phase.arena_bytes));
+  Arena arena(phase.backend, size_t(phase.arena_bytes));
   Context ctx{phase.backend, arena, phase.attention};
   EncodedPrompts prompts =
       encoder.encode(ctx, batch, [&] { report_progress(progress, Phase::Encoding, ++encoded, total); });

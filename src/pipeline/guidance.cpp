@@ -4,23 +4,6 @@
 
 namespace kakusan {
 
-Tensor classifier_free_guidance(const TensorView& noise_pred, float guidance_scale) {
-  KK_ASSERT(noise_pred.is_contiguous() && noise_pred.rank() >= 1 && noise_pred.dim(0) % 2 == 0);
-  Shape shape = noise_pred.shape;
-  shape[0] /= 2;
-  Tensor out = Tensor::empty(shape);
-  const int64_t n = shape.numel();
-  const float* uncond = noise_pred.f32();
-  const float* cond = uncond + n;
-  float* y = out.f32();
-  for (int64_t i = 0; i < n; ++i) {
-    const float difference = cond[i] - uncond[i];
-    const float scaled = guidance_scale * difference;  // two roundings, as torch's separate ops
-    y[i] = uncond[i] + scaled;
-  }
-  return out;
-}
-
 namespace {
 
 // torch.std over all but the first dimension: unbiased (divides by n - 1).

@@ -1,12 +1,9 @@
-// Classifier-free guidance on the UNet output of a batch ordered [uncond..., cond...].
+// Guidance rescaling on the host (the guided prediction itself is the backend's cfg_combine op).
 #pragma once
 
 #include "core/tensor.h"
 
 namespace kakusan {
-
-// noise_pred [2B, ...] -> [B, ...]: uncond + scale * (cond - uncond), in float32 as diffusers computes it.
-Tensor classifier_free_guidance(const TensorView& noise_pred, float guidance_scale);
 
 // diffusers' rescale_noise_cfg (Lin et al. 2023, section 3.4): per sample, scale the guided prediction to
 // the standard deviation of the text-conditioned one, and mix: r * rescaled + (1 - r) * guided.

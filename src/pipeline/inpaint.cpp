@@ -1,9 +1,9 @@
 #include "pipeline/inpaint.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/error.h"
-#include "pipeline/encode_image.h"
 
 namespace kakusan {
 
@@ -26,36 +26,47 @@ Tensor masked_image(const Tensor& image, const Tensor& mask) {
   return out;
 }
 
-Tensor latent_mask(Backend& backend, const Tensor& mask, int64_t h, int64_t w, int64_t batch) {
-  const int64_t m = mask.dim(0);
+Tensor latent_mask(const Tensor& mask, int64_t h, int64_t w, int64_t batch) {
+  const int64_t m = mask.dim(0), in_h = mask.dim(2), in_w = mask.dim(3);
   KK_CHECK(batch % m == 0, "cannot repeat ", m, " masks to a batch of ", batch);
-  Tensor small = Tensor::empty({m, 1, h, w});
-  backend.resize_nearest(mask, small);
-  return repeat_batch(backend, std::move(small), batch / m);
+  Tensor out = Tensor::empty({batch, 1, h, w});
+  // torch's nearest: source index floor(dst * (in / out)) in float32, clamped to the last row / column. On the
+  // host, beside the latents and the scheduler that use it.
+  const float scale_h = float(in_h) / float(h), scale_w = float(in_w) / float(w);
+  for (int64_t b = 0; b < batch; ++b) {
+    const float* src = mask.f32() + (b % m) * in_h * in_w;
+    float* dst = out.f32() + b * h * w;
+    for (int64_t y = 0; y < h; ++y) {
+      const int64_t sy = std::min(int64_t(float(y) * scale_h), in_h - 1);
+      for (int64_t x = 0; x < w; ++x)
+        dst[y * w + x] = src[sy * in_w + std::min(int64_t(float(x) * scale_w), in_w - 1)];
+    }
+  }
+  return out;
 }
 
-MakeModelInput inpainting_model_input(Backend& backend, const Scheduler& scheduler, bool classifier_free_guidance,
-                                      const Tensor& mask, const Tensor& masked_image_latents) {
-  const MakeModelInput scaled = scaled_latents_input(backend, scheduler, classifier_free_guidance);
-  return [&backend, &mask, &masked_image_latents, classifier_free_guidance, scaled](
-             const Tensor& latents, size_t step, const TensorView& model_input) {
-    const int64_t c = latents.dim(1);
+MakeModelInput inpainting_model_input(const Scheduler& scheduler, bool classifier_free_guidance, const Tensor& mask,
+                                      const Tensor& masked_image_latents) {
+  const MakeModelInput scaled = scaled_latents_input(scheduler, classifier_free_guidance);
+  return [&mask, &masked_image_latents, scaled](const Tensor& latents, size_t step, const TensorView& model_input) {
+    const int64_t c = latents.dim(1), batch = model_input.dim(0), plane = latents.dim(2) * latents.dim(3);
     KK_CHECK(model_input.dim(1) == 2 * c + 1, "an inpainting UNet takes ", 2 * c + 1, " input channels (latents ",
              c, " + mask 1 + masked-image latents ", c, "), this one ", model_input.dim(1));
+    KK_ASSERT(model_input.on_host() && model_input.is_contiguous());
     Shape shape = model_input.shape;
     shape[1] = c;
-    const Tensor latent_input = Tensor::empty(shape);  // scale_model_input works on a dense tensor
+    const Tensor latent_input = Tensor::empty(shape);  // the default input, then placed channel-wise
     scaled(latents, step, latent_input);
-    backend.copy(latent_input, model_input.narrow(1, 0, c));
-    const auto put = [&](const Tensor& x, int64_t first, int64_t channels) {
-      const TensorView part = model_input.narrow(1, first, channels);
-      if (classifier_free_guidance)
-        duplicate_batch(backend, x, part);
-      else
-        backend.copy(x, part);
+    // Item b of the (CFG-doubled) batch: its channels are one block of the host input.
+    const auto put = [&](const float* src, int64_t first, int64_t channels, int64_t b) {
+      std::memcpy(model_input.f32() + (b * (2 * c + 1) + first) * plane, src, size_t(channels * plane) * sizeof(float));
     };
-    put(mask, c, 1);
-    put(masked_image_latents, c + 1, c);
+    const int64_t images = mask.dim(0);
+    for (int64_t b = 0; b < batch; ++b) {
+      put(latent_input.f32() + b * c * plane, 0, c, b);
+      put(mask.f32() + (b % images) * plane, c, 1, b);
+      put(masked_image_latents.f32() + (b % images) * c * plane, c + 1, c, b);
+    }
   };
 }
 

@@ -18,12 +18,13 @@ namespace kakusan {
 Tensor masked_image(const Tensor& image, const Tensor& mask);
 
 // torch.nn.functional.interpolate(mask, size=(h, w)) (mode "nearest"), repeated to `batch` entries.
-Tensor latent_mask(Backend& backend, const Tensor& mask, int64_t h, int64_t w, int64_t batch);
+Tensor latent_mask(const Tensor& mask, int64_t h, int64_t w, int64_t batch);
 
-// The 9-channel input (in_channels == latent channels + 1 + latent channels): the default scaled input, then
-// the mask and the masked image's latents (both doubled with classifier-free guidance). Borrows its arguments.
-MakeModelInput inpainting_model_input(Backend& backend, const Scheduler& scheduler, bool classifier_free_guidance,
-                                      const Tensor& mask, const Tensor& masked_image_latents);
+// The 9-channel input (in_channels == latent channels + 1 + latent channels), written on the host like the
+// default one: the default scaled input, then the mask and the masked image's latents (both repeated for
+// classifier-free guidance's doubled batch). Borrows its arguments, host tensors of the latents' batch.
+MakeModelInput inpainting_model_input(const Scheduler& scheduler, bool classifier_free_guidance, const Tensor& mask,
+                                      const Tensor& masked_image_latents);
 
 // The 4-channel UNet's blending after step i: latents = (1 - mask) * proper + mask * latents, proper being
 // image_latents noised with `noise` to step i + 1 (add_noise_at_step), or image_latents after the last step.

@@ -41,7 +41,7 @@ ImageLatents prepare_image_latents(const PhaseSetup& vae_phase, const Autoencode
 
   const Tensor mask = preprocess_masks(request.masks, request.size);
   out.masked_image_latents = encode(masked_image(init_image, mask));
-  out.mask = latent_mask(vae_phase.backend, mask, latents_shape[2], latents_shape[3], latents_shape[0]);
+  out.mask = latent_mask(mask, latents_shape[2], latents_shape[3], latents_shape[0]);
   out.image_latents = std::move(image_latents);
   out.noise = std::move(noise);
   return out;

@@ -2,17 +2,17 @@
 
 #include <cstring>
 
+#include "backend/staged_tensor.h"
+
 namespace kakusan {
 
 namespace {
 
-// [N, T, D] -> [N * repeats, T, D], each entry repeated `repeats` times in place (torch's
-// repeat(1, n, 1).view(N * n, T, D)).
-void repeat_into(const Tensor& source, int repeats, float* out) {
-  const int64_t per_entry = source.numel() / source.dim(0);
+// [N, T, D] -> rows [first, first + N * repeats) of `out`, each entry repeated `repeats` times in place
+// (torch's repeat(1, n, 1).view(N * n, T, D)), on the backend that holds both.
+void repeat_into(Backend& backend, const Tensor& source, int repeats, const TensorView& out, int64_t first) {
   for (int64_t i = 0; i < source.dim(0); ++i)
-    for (int r = 0; r < repeats; ++r, out += per_entry)
-      std::memcpy(out, source.f32() + i * per_entry, size_t(per_entry) * sizeof(float));
+    for (int r = 0; r < repeats; ++r, ++first) backend.copy(source.view()[i], out[first]);
 }
 
 }  // namespace
@@ -20,11 +20,11 @@ void repeat_into(const Tensor& source, int repeats, float* out) {
 Tensor PromptEncoder::encode_texts(Context& ctx, const std::vector<std::string>& texts, std::optional<int> clip_skip,
                                    std::vector<std::string>* warnings) const {
   const int64_t length = tokenizer_.model_max_length();
-  Tensor ids = Tensor::empty({int64_t(texts.size()), length}, DType::I64);
+  StagedTensor ids(ctx.backend, {int64_t(texts.size()), length}, DType::I64);
   for (size_t i = 0; i < texts.size(); ++i) {
     const TokenizedPrompt tokens = tokenizer_.encode(texts[i]);
     KK_ASSERT(int64_t(tokens.input_ids.size()) == length);
-    std::memcpy(ids.i64() + int64_t(i) * length, tokens.input_ids.data(), size_t(length) * sizeof(int64_t));
+    std::memcpy(ids.host().i64() + int64_t(i) * length, tokens.input_ids.data(), size_t(length) * sizeof(int64_t));
     if (warnings != nullptr && tokens.truncated()) {
       // diffusers decodes untruncated_ids[model_max_length - 1 : -1]: the tokens after the kept ones.
       const std::span<const int64_t> all(tokens.untruncated_ids);
@@ -33,7 +33,8 @@ Tensor PromptEncoder::encode_texts(Context& ctx, const std::vector<std::string>&
                                   "sequences up to ", length, " tokens: ", removed));
     }
   }
-  return text_encoder_.forward(ctx, ids, clip_skip.value_or(0));
+  ids.upload();
+  return text_encoder_.forward(ctx, ids.on_backend(), clip_skip.value_or(0));
 }
 
 EncodedPrompts PromptEncoder::encode(Context& ctx, const PromptBatch& batch,
@@ -44,10 +45,10 @@ EncodedPrompts PromptEncoder::encode(Context& ctx, const PromptBatch& batch,
   if (on_batch) on_batch();
   const int n = batch.num_images_per_prompt;
   const int64_t images = cond.dim(0) * n;
-  const int64_t per_entry = cond.numel() / cond.dim(0);
+  Backend& backend = ctx.backend;
   if (!batch.classifier_free_guidance) {
-    result.embeds = Tensor::empty({images, cond.dim(1), cond.dim(2)});
-    repeat_into(cond, n, result.embeds.f32());
+    result.embeds = backend.empty({images, cond.dim(1), cond.dim(2)}, cond.dtype());
+    repeat_into(backend, cond, n, result.embeds, 0);
     return result;
   }
   // Unconditional embeddings: "" (or the negative prompt), never clip-skipped (diffusers v0.29 encodes the
@@ -63,9 +64,9 @@ EncodedPrompts PromptEncoder::encode(Context& ctx, const PromptBatch& batch,
   const Tensor uncond = encode_texts(ctx, uncond_texts, std::nullopt, nullptr);
   if (on_batch) on_batch();
   KK_ASSERT(uncond.shape() == cond.shape());
-  result.embeds = Tensor::empty({2 * images, cond.dim(1), cond.dim(2)});
-  repeat_into(uncond, n, result.embeds.f32());
-  repeat_into(cond, n, result.embeds.f32() + images * per_entry);
+  result.embeds = backend.empty({2 * images, cond.dim(1), cond.dim(2)}, cond.dtype());
+  repeat_into(backend, uncond, n, result.embeds, 0);
+  repeat_into(backend, cond, n, result.embeds, images);
   return result;
 }
 

@@ -9,6 +9,8 @@
 #include <random>
 
 #include "backend/backend.h"
+#include "backend/registry.h"
+#include "backend/staged_tensor.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "io/image.h"
@@ -18,6 +20,7 @@
 #include "models/model_folder_load.h"
 #include "models/unet_2d_condition.h"
 #include "nn/context.h"
+#include "nn/upload_weights.h"
 #include "pipeline/decode.h"
 #include "pipeline/denoise.h"
 #include "pipeline/encode_prompt.h"
@@ -140,8 +143,8 @@ struct StableDiffusionPipeline::Impl {
 };
 
 void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOptions& options) {
-  backend = &cpu_backend();
-  // Everything cheap and checkable first: folder, components, scheduler, VAE folder.
+  // Everything cheap and checkable first: the device, folder, components, scheduler, VAE folder.
+  backend = &backend_for_device(options.device);
   root = resolve_model_path(model);
   folder.emplace(ModelFolder::open(root));
   for (const char* component : {"unet", "text_encoder", "tokenizer", "scheduler"})
@@ -163,14 +166,17 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   report_progress(options.progress, Phase::Loading, 1, total, "tokenizer");
   ClipTextModel text_encoder = load_component<ClipTextModel, ClipTextConfig>(
       folder->component_dir("text_encoder"), variant, options.dtype, "CLIPTextModel", text_encoder_weights, "transformers");
+  upload_weights(text_encoder, *backend);
   prompt_encoder.emplace(std::move(tokenizer), std::move(text_encoder));
   report_progress(options.progress, Phase::Loading, 2, total, "text_encoder");
   unet.emplace(load_component<UNet2DConditionModel, UNet2DConditionConfig>(folder->component_dir("unet"), variant,
                                                                           options.dtype, "UNet2DConditionModel",
                                                                           unet_weights));
+  upload_weights(*unet, *backend);
   report_progress(options.progress, Phase::Loading, 3, total, "unet");
   vae.emplace(load_component<AutoencoderKL, AutoencoderKLConfig>(vae_dir, variant, options.dtype, "AutoencoderKL",
                                                                  vae_weights));
+  upload_weights(*vae, *backend);
   report_progress(options.progress, Phase::Loading, 4, total, "vae");
   component_bytes.text_encoder = weight_bytes(const_cast<ClipTextModel&>(prompt_encoder->text_encoder()));
   component_bytes.unet = weight_bytes(*unet);
@@ -217,8 +223,13 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   const MemoryEstimate plan = memory_planner().plan(p, latents_shape, unet_batch, result);
   InspectTensor inspect;
   if (p.inspect)
-    inspect = [&p](std::string_view name, const TensorView& t) {
-      p.inspect(NamedTensor{name, t.f32(), dims_of(t.shape)});
+    inspect = [&p, &run_on](std::string_view name, const TensorView& t) {
+      if (t.on_host() && t.is_contiguous()) {
+        p.inspect(NamedTensor{name, t.f32(), dims_of(t.shape)});
+      } else {
+        const Tensor host = host_copy(run_on, t);
+        p.inspect(NamedTensor{name, host.f32(), dims_of(host.shape())});
+      }
     };
   // Each phase's arena is reserved at the size the dry pass measured (one block: an arena left to grow opens
   // a new chunk whenever the last one is full, and earlier chunks freed by a scope are not reused until
@@ -269,7 +280,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   // 4. Denoising loop, the UNet's activations in one arena; low-memory mode drops the UNet's pages after
   //    every block.
   {
-    Arena arena(size_t(plan.denoising.arena));
+    Arena arena(run_on, size_t(plan.denoising.arena));
     Context ctx{run_on, arena, attention};
     if (p.stream_unet_weights) ctx.after_block = [&] { unet_weights.drop_pages(); };
     const NoiseModel unet_model = [&](const TensorView& input, const TensorView& t, const TensorView& noise_pred) {
@@ -286,7 +297,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
     MakeModelInput model_input;
     if (inpainting && inpainting_unet()) {
       denoising.model_input_channels = unet->config().in_channels;
-      model_input = inpainting_model_input(run_on, *scheduler, do_cfg, from.mask, from.masked_image_latents);
+      model_input = inpainting_model_input(*scheduler, do_cfg, from.mask, from.masked_image_latents);
     } else if (inpainting) {
       denoising.after_step = blend_known_region(*scheduler, from.image_latents, from.noise, from.mask);
     }

@@ -14,6 +14,7 @@
 #include "io/safetensors.h"
 #include "support/child_process.h"
 #include "support/golden.h"
+#include "support/golden_manifest.h"
 
 namespace kakusan {
 namespace {
@@ -125,8 +126,10 @@ TEST_F(GenerateCli, SavesLatentsAndImagesOfCaseB) {
   EXPECT_NE(r.err.find("denoising"), std::string::npos) << r.err;  // the progress bar (plain lines: not a TTY)
   const SafetensorsFile saved = SafetensorsFile::open(out("b.safetensors"));
   const SafetensorsFile want = testing::open_golden("pipeline/b_dpm20.safetensors");
-  KK_EXPECT_CLOSE(saved.view("latents"), want.view("latents"), {1e-3, 1e-3}, "latents");
-  KK_EXPECT_CLOSE(saved.view("images"), want.view("image"), {2e-3, 0}, "images");
+  KK_EXPECT_CLOSE(saved.view("latents"), want.view("latents"), testing::golden_tolerance("pipe_b_dpm20", "latents"),
+                  "latents");
+  KK_EXPECT_CLOSE(saved.view("images"), want.view("image"), testing::golden_tolerance("pipe_b_dpm20", "image"),
+                  "images");
 }
 
 // Case i: the tutorial's VAE swap (--vae), with attention slicing on (case h: bit-identical in diffusers).

@@ -1,13 +1,14 @@
-// The golden kit's tolerances for the model components (its manifest.json), shared by every test that
-// compares a component with diffusers, on whichever backend.
+// The golden kit's tolerances for the model components, read from its manifest.json (the same for every case
+// of a component), shared by every test that compares a component with diffusers, on whichever backend.
 #pragma once
 
 #include "support/golden.h"
+#include "support/golden_manifest.h"
 
 namespace kakusan::testing {
 
-inline constexpr Tolerance kTextEncoderTolerance{5e-5, 1e-5};  // manifest: text_encoder_* atol 5e-5, rtol 1e-5
-inline constexpr Tolerance kUNetTolerance{5e-5, 1e-4};         // manifest: unet_* atol 5e-5, rtol 1e-4
-inline constexpr Tolerance kVaeTolerance{1e-4, 1e-4};          // manifest: vae_* atol 1e-4, rtol 1e-4
+inline const Tolerance kTextEncoderTolerance = golden_tolerance("text_encoder_tiny-sd");
+inline const Tolerance kUNetTolerance = golden_tolerance("unet_tiny-sd");
+inline const Tolerance kVaeTolerance = golden_tolerance("vae_tiny-sd");
 
 }  // namespace kakusan::testing

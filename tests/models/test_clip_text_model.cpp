@@ -9,6 +9,7 @@
 #include "model_tolerances.h"
 #include "models/clip_text_model.h"
 #include "support/golden.h"
+#include "support/golden_manifest.h"
 
 namespace kakusan {
 namespace {

@@ -10,6 +10,7 @@
 #include "core/generator.h"
 #include "models/unet_2d_condition.h"
 #include "support/golden.h"
+#include "support/golden_manifest.h"
 
 namespace kakusan {
 namespace {

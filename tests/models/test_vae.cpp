@@ -10,6 +10,7 @@
 #include "model_tolerances.h"
 #include "models/autoencoder_kl.h"
 #include "support/golden.h"
+#include "support/golden_manifest.h"
 
 namespace kakusan {
 namespace {

@@ -8,19 +8,6 @@
 namespace kakusan {
 namespace {
 
-TEST(Guidance, CombinesUncondFirstBatch) {
-  // Batch of 2 images: rows [uncond0, uncond1, cond0, cond1], 2 values each.
-  Tensor pred = Tensor::empty({4, 2});
-  const float values[] = {1, 2, 3, 4, 2, 2, 5, 0};
-  std::copy(values, values + 8, pred.f32());
-  const Tensor out = classifier_free_guidance(pred, 7.5f);
-  ASSERT_EQ(out.shape(), (Shape{2, 2}));
-  EXPECT_FLOAT_EQ(out.f32()[0], 1 + 7.5f * (2 - 1));
-  EXPECT_FLOAT_EQ(out.f32()[1], 2 + 7.5f * (2 - 2));
-  EXPECT_FLOAT_EQ(out.f32()[2], 3 + 7.5f * (5 - 3));
-  EXPECT_FLOAT_EQ(out.f32()[3], 4 + 7.5f * (0 - 4));
-}
-
 TEST(Guidance, RescaleMatchesTextStdAtOneAndIsIdentityAtZero) {
   Tensor cfg = Tensor::empty({1, 4});
   Tensor text = Tensor::empty({1, 4});

@@ -38,7 +38,7 @@ Tensor filled(Shape shape, std::initializer_list<float> values) {
 TEST(Inpaint, LatentMaskIsNearestAndRepeated) {
   // 4x4 mask -> 2x2: rows/cols 0 and 2 are sampled (floor(dst * 2)).
   const Tensor mask = filled({1, 1, 4, 4}, {1, 0, 0, 0,  0, 0, 0, 0,  0, 0, 1, 1,  0, 0, 1, 1});
-  const Tensor small = latent_mask(cpu_backend(), mask, 2, 2, 3);
+  const Tensor small = latent_mask(mask, 2, 2, 3);
   EXPECT_EQ(small.shape(), Shape({3, 1, 2, 2}));
   for (int b = 0; b < 3; ++b) {
     EXPECT_EQ(small.f32()[b * 4 + 0], 1.0f);
@@ -63,7 +63,7 @@ TEST(Inpaint, NineChannelInputIsLatentsMaskMaskedLatentsDoubledForCfg) {
   auto euler = scheduler("EulerDiscreteScheduler", 4);
   const Tensor mask = Tensor::full({1, 1, 2, 2}, 1.0f);
   const Tensor masked = Tensor::full({1, 4, 2, 2}, 3.0f);
-  const MakeModelInput make = inpainting_model_input(cpu_backend(), *euler, true, mask, masked);
+  const MakeModelInput make = inpainting_model_input(*euler, true, mask, masked);
   const Tensor latents = Tensor::full({1, 4, 2, 2}, 2.0f);
   Tensor input = Tensor::empty({2, 9, 2, 2});
   make(latents, 0, input);

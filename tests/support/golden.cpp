@@ -1,21 +1,58 @@
 #include "support/golden.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <vector>
 
 namespace kakusan::testing {
 
+namespace {
+const char* golden_env() {
+  const char* env = std::getenv("KAKUSAN_GOLDEN_DIR");
+  return env != nullptr && *env != '\0' ? env : nullptr;
+}
+std::filesystem::path beside_source() {
+  return std::filesystem::path(KAKUSAN_SOURCE_DIR) / ".." / "shared" / "golden";
+}
+}  // namespace
+
 std::optional<std::filesystem::path> golden_dir() {
-  if (const char* env = std::getenv("KAKUSAN_GOLDEN_DIR"); env != nullptr && *env != '\0') {
+  if (const char* env = golden_env()) {
     if (std::filesystem::is_directory(env)) return std::filesystem::path(env);
     return std::nullopt;
   }
-  const std::filesystem::path beside = std::filesystem::path(KAKUSAN_SOURCE_DIR) / ".." / "shared" / "golden";
-  if (std::filesystem::is_directory(beside)) return std::filesystem::weakly_canonical(beside);
+  if (std::filesystem::is_directory(beside_source())) return std::filesystem::weakly_canonical(beside_source());
   return std::nullopt;
 }
+
+std::string golden_absent_reason() {
+  if (const char* env = golden_env())
+    return std::string("golden kit not found: KAKUSAN_GOLDEN_DIR=") + env + " is not a directory";
+  return "golden kit not found: KAKUSAN_GOLDEN_DIR is unset and " + beside_source().lexically_normal().string() +
+         " does not exist";
+}
+
+namespace {
+// ctest runs each test by name (--gtest_filter), from a list discovered when the binary was built. A golden
+// case discovered with the kit and run without it matches no test, and GoogleTest would exit 0 with nothing
+// run: ctest would call it passed. This says SKIPPED, with the reason, which ctest reports as skipped.
+class NothingRanReporter : public ::testing::EmptyTestEventListener {
+  void OnTestProgramEnd(const ::testing::UnitTest& unit) override {
+    if (unit.test_to_run_count() != 0) return;
+    const std::string why = golden_dir() ? "the golden kit's cases differ from those found at build time (rebuild)"
+                                         : golden_absent_reason();
+    std::printf("[  SKIPPED ] no test matches --gtest_filter=%s: %s\n",
+                ::testing::GTEST_FLAG(filter).c_str(), why.c_str());
+  }
+};
+// Registered before main(): every test binary links this file (golden_dir, tensors_close).
+const bool nothing_ran_reporter_registered = [] {
+  ::testing::UnitTest::GetInstance()->listeners().Append(new NothingRanReporter);
+  return true;
+}();
+}  // namespace
 
 SafetensorsFile open_golden(const std::string& relative) { return SafetensorsFile::open(*golden_dir() / relative); }
 

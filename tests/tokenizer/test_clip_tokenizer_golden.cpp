@@ -1,34 +1,14 @@
 // The 33 prompts of the golden kit (C.1), tokenized by transformers' slow CLIPTokenizer without ftfy.
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "support/golden.h"
+#include "support/golden_manifest.h"
 #include "tokenizer/clip_tokenizer.h"
 
 namespace kakusan {
 namespace {
 
-// manifest.json was written by Python's json module, which spells IEEE infinities and NaN as bare words that
-// strict JSON parsers reject; they only occur in scheduler cases, so they are read as null here.
-nlohmann::json read_manifest() {
-  std::ifstream in(*testing::golden_dir() / "manifest.json");
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string json = text.str();
-  for (const std::string word : {"-Infinity", "Infinity", "NaN"})
-    for (size_t pos = json.find(": " + word); pos != std::string::npos; pos = json.find(": " + word, pos))
-      json.replace(pos, word.size() + 2, ": null");
-  return nlohmann::json::parse(json);
-}
-
-nlohmann::json manifest_case(const std::string& id) {
-  const nlohmann::json manifest = read_manifest();
-  for (const nlohmann::json& c : manifest["cases"])
-    if (c["id"] == id) return c;
-  ADD_FAILURE() << "manifest.json has no \"" << id << "\" case";
-  return {};
-}
+using testing::golden_case;
 
 std::vector<int64_t> row(const TensorView& ids, int64_t i) {
   const TensorView r = ids[i];
@@ -37,16 +17,16 @@ std::vector<int64_t> row(const TensorView& ids, int64_t i) {
 
 TEST(ClipTokenizerGolden, AllPromptsMatchTransformers) {
   KK_REQUIRE_GOLDEN();
-  const nlohmann::json golden_case = manifest_case("tokenizer");
-  const nlohmann::json& prompts = golden_case["params"]["prompts"];
+  const nlohmann::json& tokenizer_case = golden_case("tokenizer");
+  const nlohmann::json& prompts = tokenizer_case["params"]["prompts"];
   ASSERT_EQ(prompts.size(), 33u);
 
   const ClipTokenizer sd1 = ClipTokenizer::load(*testing::golden_dir() / "tiny-sd" / "tokenizer");
   const ClipTokenizer sd2 = ClipTokenizer::load(*testing::golden_dir() / "tiny-sd-v" / "tokenizer");
-  EXPECT_EQ(sd1.pad_id(), golden_case["params"]["pad_sd1"].get<int64_t>());
-  EXPECT_EQ(sd2.pad_id(), golden_case["params"]["pad_sd2"].get<int64_t>());
-  EXPECT_EQ(sd1.bos_id(), golden_case["params"]["bos"].get<int64_t>());
-  EXPECT_EQ(sd1.eos_id(), golden_case["params"]["eos"].get<int64_t>());
+  EXPECT_EQ(sd1.pad_id(), tokenizer_case["params"]["pad_sd1"].get<int64_t>());
+  EXPECT_EQ(sd2.pad_id(), tokenizer_case["params"]["pad_sd2"].get<int64_t>());
+  EXPECT_EQ(sd1.bos_id(), tokenizer_case["params"]["bos"].get<int64_t>());
+  EXPECT_EQ(sd1.eos_id(), tokenizer_case["params"]["eos"].get<int64_t>());
 
   const SafetensorsFile file = testing::open_golden("tokenizer/tokenizer.safetensors");
   const TensorView input_ids = file.view("input_ids");
@@ -75,11 +55,11 @@ TEST(ClipTokenizerGolden, TextEncoderInputsMatch) {
   KK_REQUIRE_GOLDEN();
   for (const std::string model : {"tiny-sd", "tiny-sd-v"}) {
     SCOPED_TRACE(model);
-    const nlohmann::json golden_case = manifest_case("text_encoder_" + model);
+    const nlohmann::json& encoder_case = golden_case("text_encoder_" + model);
     const ClipTokenizer tok = ClipTokenizer::load(*testing::golden_dir() / model / "tokenizer");
     const SafetensorsFile file = testing::open_golden("components/text_encoder_" + model + ".safetensors");
     const TensorView input_ids = file.view("input_ids");
-    const nlohmann::json& prompts = golden_case["params"]["prompts"];
+    const nlohmann::json& prompts = encoder_case["params"]["prompts"];
     ASSERT_EQ(int64_t(prompts.size()), input_ids.dim(0));
     for (size_t i = 0; i < prompts.size(); ++i)
       EXPECT_EQ(tok.encode(prompts[i].get<std::string>()).input_ids, row(input_ids, int64_t(i))) << prompts[i].dump();

@@ -284,7 +284,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       unet.emplace(UNet2DConditionModel::load(folder.component_dir("unet"), options.weight_dtype));
     }).wall;
     Tensor model_input = Tensor::empty({cfg_batch, unet_config.in_channels, height / scale, width / scale});
-    duplicate_batch(cpu_backend(), latents, model_input);
+    duplicate_batch(latents, model_input);
     Tensor t = Tensor::full({1}, 981.0f);
     Tensor noise_pred = Tensor::empty({cfg_batch, unet_config.out_channels, height / scale, width / scale});
     const std::unique_ptr<Arena> arena_owner =

@@ -7,7 +7,7 @@
 //     [--num-images-per-prompt K] [--eta E] [--scheduler ClassName|alias] [--scheduler-option key=value ...]
 //     [--attention-slicing auto|N|off] [--dtype fp32|fp16] [--threads N] [--output out.png] [--grid ROWSxCOLS]
 //     [--save-tensors out.safetensors] [--clip-skip N] [--memory auto|refuse|off] [--max-memory 2G] [--quiet]
-//     [--generator cpu|cuda] [--cuda-sm-count N] [--cuda-threads-per-sm N]
+//     [--generator cpu|cuda] [--cuda-sm-count N] [--cuda-threads-per-sm N] [--device cpu|reference|cuda[:N]]
 //     [--image in.png [--mask-image mask.png] [--strength S]]
 //
 // Seeds: repeated --seed gives one generator per image (their count must equal the number of images);
@@ -59,6 +59,7 @@ struct GenerateOptions {
   std::vector<std::string> scheduler_options;
   std::string attention_slicing = "off";
   std::string dtype = "fp32";
+  std::string device = "cpu";
   std::string variant;
   int threads = 0;
   std::string output = "output.png";
@@ -191,6 +192,7 @@ Request build_request(const GenerateOptions& o) {
   Request r;
   r.load.vae = o.vae.empty() ? std::nullopt : std::optional<std::string>(o.vae);
   r.load.dtype = parse_dtype(o.dtype);
+  r.load.device = o.device;
   r.load.variant = o.variant;
   r.load.scheduler = o.scheduler;
   r.load.scheduler_options = parse_scheduler_options(o.scheduler_options);
@@ -384,6 +386,7 @@ const bool registered = register_command({
       app.add_option("--scheduler", o->scheduler, "scheduler class name or alias (default: the model's)");
       repeatable("--scheduler-option", o->scheduler_options, "scheduler config override key=value (repeatable)");
       app.add_option("--attention-slicing", o->attention_slicing, "auto, a slice size, or off")->capture_default_str();
+      app.add_option("--device", o->device, "where the models run: cpu (default), reference, cuda[:N] if built in");
       app.add_option("--dtype", o->dtype, "weights in memory: fp32, fp16 (prefers fp16 variant files) or bf16")
           ->capture_default_str();
       app.add_option("--variant", o->variant, "weight file variant to read (e.g. fp16)");
