@@ -12,10 +12,12 @@
 #include <memory>
 #include <string>
 
+#include "backend/registry.h"
 #include "io/png.h"
 #include "io/safetensors.h"
 #include "kakusan/pipeline.h"
 #include "support/golden.h"
+#include "support/separate_heap_backend.h"
 #include "../io/scratch_dir.h"
 
 namespace kakusan {
@@ -44,12 +46,25 @@ const fs::path& inpainting_model() {
   return dir.path();
 }
 
-StableDiffusionPipeline& pipeline(bool inpainting_unet, const std::string& scheduler) {
-  static std::map<bool, std::unique_ptr<StableDiffusionPipeline>> cache;
-  auto& pipe = cache[inpainting_unet];
+// As the kit's cases, every case also runs on a backend whose memory is a separate heap: the image steps
+// touch the VAE's and UNet's memory only through the backend.
+const char* const kSeparateHeap = "separate-heap-img2img";
+const bool separate_heap_registered = [] {
+  register_backend(kSeparateHeap, [](int) -> Backend& {
+    static auto* backend = new testing::SeparateHeapBackend(cpu_backend());  // outlives the cached pipelines
+    return *backend;
+  });
+  return true;
+}();
+
+StableDiffusionPipeline& pipeline(bool inpainting_unet, const std::string& scheduler, const std::string& device) {
+  static std::map<std::pair<bool, std::string>, std::unique_ptr<StableDiffusionPipeline>> cache;
+  auto& pipe = cache[{inpainting_unet, device}];
   if (!pipe) {
     const fs::path model = inpainting_unet ? inpainting_model() : *testing::golden_dir() / "tiny-sd";
-    pipe = std::make_unique<StableDiffusionPipeline>(StableDiffusionPipeline::load(model.string()));
+    LoadOptions load;
+    load.device = device;
+    pipe = std::make_unique<StableDiffusionPipeline>(StableDiffusionPipeline::load(model.string(), load));
   }
   pipe->set_scheduler(scheduler);
   return *pipe;
@@ -100,11 +115,7 @@ std::vector<Case> cases() {
   return all;
 }
 
-class ImageToImageGolden : public ::testing::TestWithParam<Case> {};
-
-TEST_P(ImageToImageGolden, MatchesDiffusers) {
-  KK_REQUIRE_GOLDEN();
-  const Case& c = GetParam();
+void check_case(const Case& c, const std::string& device) {
   std::map<std::string, Tensor> seen;
   GenerateParams params = c.params;
   params.inspect = [&](const NamedTensor& t) {
@@ -115,7 +126,7 @@ TEST_P(ImageToImageGolden, MatchesDiffusers) {
   params.progress = [&](const Progress& progress) {
     if (progress.phase == Phase::Denoising) denoising_total = progress.total;
   };
-  const GenerateResult result = pipeline(c.inpainting_unet, c.scheduler).generate(params);
+  const GenerateResult result = pipeline(c.inpainting_unet, c.scheduler, device).generate(params);
   const SafetensorsFile want = SafetensorsFile::open(kHere / (c.name + ".safetensors"));
   if (want.contains("init_image"))
     KK_EXPECT_CLOSE(seen.at("init_image"), want.view("init_image"), Tolerance{1e-6, 0}, c.name + " init_image");
@@ -139,6 +150,19 @@ TEST_P(ImageToImageGolden, MatchesDiffusers) {
   const Shape image_shape(result.image_shape.begin(), result.image_shape.end());
   KK_EXPECT_CLOSE(TensorView(const_cast<float*>(result.image_tensor.data()), image_shape), want.view("image"),
                   kImage, c.name + " image");
+}
+
+class ImageToImageGolden : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ImageToImageGolden, MatchesDiffusers) {
+  KK_REQUIRE_GOLDEN();
+  check_case(GetParam(), "cpu");
+}
+
+TEST_P(ImageToImageGolden, MatchesDiffusersOnASeparateHeapDevice) {
+  KK_REQUIRE_GOLDEN();
+  ASSERT_TRUE(separate_heap_registered);
+  check_case(GetParam(), kSeparateHeap);
 }
 
 INSTANTIATE_TEST_SUITE_P(Diffusers, ImageToImageGolden, ::testing::ValuesIn(cases()),
