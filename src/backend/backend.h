@@ -23,7 +23,9 @@
 
 namespace kakusan {
 
-enum class Activation : uint8_t { None, SiLU, GELU, GELUTanh, QuickGELU };
+// ReLU, SoftClamp3 = 3·tanh(x/3), SignedToUnit = (x + 1)/2 and UnitToSigned = 2x − 1 are TAESD's
+// (AutoencoderTiny's) elementwise steps, each rounded as its torch expression.
+enum class Activation : uint8_t { None, SiLU, GELU, GELUTanh, QuickGELU, ReLU, SoftClamp3, SignedToUnit, UnitToSigned };
 
 struct Conv2dParams {
   int stride = 1;

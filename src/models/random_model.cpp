@@ -6,6 +6,7 @@
 #include "io/atomic_file.h"
 #include "io/json_config.h"
 #include "models/autoencoder_kl.h"
+#include "models/autoencoder_tiny.h"
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 
@@ -142,6 +143,25 @@ RandomModelSummary make_random_model(const RandomModelSpec& spec, const std::fil
   write_json(out / "scheduler" / "scheduler_config.json", spec.scheduler);
   write_json(out / "model_index.json", spec.model_index);
   return summary;
+}
+
+nlohmann::json taesd_config() {
+  return nlohmann::json::parse(R"({
+  "_class_name": "AutoencoderTiny", "_diffusers_version": "0.20.0.dev0", "act_fn": "relu",
+  "decoder_block_out_channels": [64, 64, 64, 64], "encoder_block_out_channels": [64, 64, 64, 64],
+  "force_upcast": false, "in_channels": 3, "latent_channels": 4, "latent_magnitude": 3, "latent_shift": 0.5,
+  "num_decoder_blocks": [3, 3, 3, 1], "num_encoder_blocks": [1, 3, 3, 3], "out_channels": 3,
+  "scaling_factor": 1.0, "upsampling_scaling_factor": 2})");
+}
+
+int64_t make_random_autoencoder_tiny(const nlohmann::json& config, const std::filesystem::path& out, DType dtype,
+                                     uint64_t seed) {
+  AutoencoderTiny vae(AutoencoderTinyConfig::parse(JsonConfig(config, "AutoencoderTiny config")));
+  std::filesystem::create_directories(out);
+  const int64_t tensors = write_random_weights([&](WeightVisitor& v) { vae.visit(v); },
+                                               out / "diffusion_pytorch_model.safetensors", seed, dtype);
+  write_json(out / "config.json", config);
+  return tensors;
 }
 
 }  // namespace kakusan

@@ -80,4 +80,11 @@ struct RandomModelSummary {
 RandomModelSummary make_random_model(const RandomModelSpec& spec, const std::filesystem::path& out, DType dtype,
                                      uint64_t seed = 0);
 
+// madebyollin/taesd's config.json (AutoencoderTiny for SD 1.x/2.x latents).
+nlohmann::json taesd_config();
+// Writes a random-weights AutoencoderTiny folder, <out>/config.json + diffusion_pytorch_model.safetensors,
+// usable as `--vae <out>`. Returns the number of tensors written.
+int64_t make_random_autoencoder_tiny(const nlohmann::json& config, const std::filesystem::path& out, DType dtype,
+                                     uint64_t seed = 0);
+
 }  // namespace kakusan

@@ -7,13 +7,13 @@
 
 namespace kakusan {
 
-Tensor decode(const PhaseSetup& phase, const AutoencoderKL& vae, const Tensor& latents,
+Tensor decode(const PhaseSetup& phase, const Autoencoder& vae, const Tensor& latents,
               const VaeMemoryOptions& memory, int64_t& arena_peak) {
   Backend& backend = phase.backend;
   StagedTensor z(backend, latents.shape());
   convert_into(latents, z.host());
   z.upload();
-  backend.divide(z.on_backend(), vae.config().scaling_factor, z.on_backend());
+  backend.divide(z.on_backend(), vae.scaling_factor(), z.on_backend());
   Arena arena(backend, size_t(phase.arena_bytes));
   Context ctx{backend, arena, phase.attention};
   Tensor decoded = vae.decode(ctx, z.on_backend(), memory);

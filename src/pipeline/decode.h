@@ -4,13 +4,13 @@
 
 #include <cstdint>
 
-#include "models/autoencoder_kl.h"
+#include "models/autoencoder.h"
 #include "pipeline/step_common.h"
 
 namespace kakusan {
 
 // latents [B, latent_channels, h, w] -> [B, H, W, 3]; `arena_peak` receives the arena's measured peak.
-Tensor decode(const PhaseSetup& phase, const AutoencoderKL& vae, const Tensor& latents,
+Tensor decode(const PhaseSetup& phase, const Autoencoder& vae, const Tensor& latents,
               const VaeMemoryOptions& memory, int64_t& arena_peak);
 
 }  // namespace kakusan

@@ -1,6 +1,5 @@
 #include "pipeline/encode_image.h"
 
-#include <optional>
 #include <vector>
 
 #include "backend/staged_tensor.h"
@@ -20,7 +19,7 @@ Tensor repeat_batch(Tensor x, int64_t times) {
   return out;
 }
 
-Tensor encode_image_latents(const PhaseSetup& phase, const AutoencoderKL& vae, const Tensor& images,
+Tensor encode_image_latents(const PhaseSetup& phase, const Autoencoder& vae, const Tensor& images,
                             GeneratorSet& generators, const VaeMemoryOptions& memory, int64_t& arena_peak) {
   const int64_t num_images = generators.num_images();
   const int64_t n = images.dim(0);
@@ -32,30 +31,27 @@ Tensor encode_image_latents(const PhaseSetup& phase, const AutoencoderKL& vae, c
   pixels.upload();
   Arena arena(backend, size_t(phase.arena_bytes));
   Context ctx{backend, arena, phase.attention};
-  // A draw on the backend, times scaling_factor there (as torch rounds it), back to the host.
-  const auto latents_of = [&](const DiagonalGaussianDistribution& dist, Generator& generator) {
-    const Tensor sample = dist.sample(backend, generator);
-    backend.scale(sample, vae.config().scaling_factor, sample);
+  // Encoded and drawn on the backend, times scaling_factor there (as torch rounds it), back to the host.
+  const auto latents_of = [&](const TensorView& x, Generator& generator) {
+    const Tensor sample = vae.encode_latents(ctx, x, memory, generator);
+    backend.scale(sample, vae.scaling_factor(), sample);
     return host_copy(backend, sample);
   };
   Tensor latents;
   if (!generators.per_image()) {
-    latents = repeat_batch(latents_of(vae.encode(ctx, pixels.on_backend(), memory), generators.shared()),
-                           num_images / n);
+    latents = repeat_batch(latents_of(pixels.on_backend(), generators.shared()), num_images / n);
   } else {
-    // Image i sampled with generator i; a single image is encoded once and sampled by every generator.
-    std::vector<Tensor> samples;
-    std::optional<DiagonalGaussianDistribution> single;
-    if (n == 1) single = vae.encode(ctx, pixels.on_backend(), memory);
+    // Image i (or the only image, as diffusers' image=[img] * n) encoded and drawn with generator i.
     for (int64_t i = 0; i < num_images; ++i) {
-      Generator& generator = generators.for_image(int(i));
-      samples.push_back(single ? latents_of(*single, generator)
-                               : latents_of(vae.encode(ctx, pixels.on_backend().slice0(i, i + 1), memory), generator));
+      const int64_t k = n == 1 ? 0 : i;
+      const Tensor one = latents_of(pixels.on_backend().slice0(k, k + 1), generators.for_image(int(i)));
+      if (!latents.defined()) {
+        Shape shape = one.shape();
+        shape[0] = num_images;
+        latents = Tensor::empty(shape);
+      }
+      convert_into(one, latents.view().slice0(i, i + 1));
     }
-    Shape shape = samples.front().shape();
-    shape[0] = num_images;
-    latents = Tensor::empty(shape);
-    for (int64_t i = 0; i < num_images; ++i) convert_into(samples[size_t(i)], latents.view().slice0(i, i + 1));
   }
   arena_peak = int64_t(arena.peak_bytes());
   return latents;

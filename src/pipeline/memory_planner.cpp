@@ -64,10 +64,11 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
     // latents and the noise.
     Arena arena;
     Context ctx{null, arena, attention};
-    const int64_t scale = vae_.config().downscale_factor();
+    const int64_t scale = vae_.downscale_factor();
     const int64_t batch = p.seeds.size() > 1 ? 1 : int64_t(p.image.size());
     const Tensor image = Tensor::empty({batch, 3, latents_shape[2] * scale, latents_shape[3] * scale});
-    vae_.encode(ctx, image, vae_memory);
+    Generator dry_draws(0);  // the sample's noise is drawn on the host; the dry pass discards it
+    vae_.encode_latents(ctx, image, vae_memory, dry_draws);
     const int64_t pixels = latents_shape[2] * latents_shape[3] * scale * scale;
     const int64_t pixels_bytes = int64_t(p.image.size()) * 7 * pixels * f32;  // image 3 + masked 3 + mask 1
     e.image_encoding = {bytes_.vae, int64_t(arena.peak_bytes()), pixels_bytes + 4 * latents_bytes};
@@ -128,7 +129,7 @@ MemoryEstimate MemoryPlanner::plan(GenerateParams& p, const Shape& latents_shape
   if (e.peak() <= limit) {
     would_fit = str_cat("it fits with ", lever_list, " (", format_megabytes(e.peak()), ")");
   } else {
-    const int64_t scale = vae_.config().downscale_factor();
+    const int64_t scale = vae_.downscale_factor();
     for (int64_t side = std::max(latents_shape[2], latents_shape[3]) * scale / 64 * 64; side >= 64; side -= 64) {
       const Shape smaller{latents_shape[0], latents_shape[1], side / scale, side / scale};
       const MemoryEstimate small = estimate(adapted, smaller, unet_batch);

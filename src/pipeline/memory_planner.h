@@ -7,7 +7,7 @@
 
 #include "backend/backend.h"
 #include "kakusan/pipeline.h"
-#include "models/autoencoder_kl.h"
+#include "models/autoencoder.h"
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "pipeline/memory_plan.h"
@@ -25,7 +25,7 @@ class MemoryPlanner {
   // `backend` is the one the run will use: it reports its kernels' scratch (attention_scratch_bytes). The
   // models are borrowed for the planner's lifetime.
   MemoryPlanner(const Backend& backend, const ClipTextModel& text_encoder, const UNet2DConditionModel& unet,
-                const AutoencoderKL& vae, ComponentBytes bytes)
+                const Autoencoder& vae, ComponentBytes bytes)
       : backend_(backend), text_encoder_(text_encoder), unet_(unet), vae_(vae), bytes_(bytes) {}
 
   // The peak of a run with these levers; `latents_shape` [B, C, h, w], the UNet runs `unet_batch` images.
@@ -40,7 +40,7 @@ class MemoryPlanner {
   const Backend& backend_;
   const ClipTextModel& text_encoder_;
   const UNet2DConditionModel& unet_;
-  const AutoencoderKL& vae_;
+  const Autoencoder& vae_;
   ComponentBytes bytes_;
 };
 

@@ -10,7 +10,7 @@
 
 namespace kakusan {
 
-ImageLatents prepare_image_latents(const PhaseSetup& vae_phase, const AutoencoderKL& vae, Scheduler& scheduler,
+ImageLatents prepare_image_latents(const PhaseSetup& vae_phase, const Autoencoder& vae, Scheduler& scheduler,
                                    GeneratorSet& generators, const ImageRequest& request, const Shape& latents_shape,
                                    int num_inference_steps, const VaeMemoryOptions& memory,
                                    const InspectTensor& inspect, int64_t& arena_peak) {

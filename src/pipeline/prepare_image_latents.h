@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "kakusan/image.h"
-#include "models/autoencoder_kl.h"
+#include "models/autoencoder.h"
 #include "pipeline/generators.h"
 #include "pipeline/prepare_image.h"
 #include "pipeline/step_common.h"
@@ -37,7 +37,7 @@ struct ImageLatents {
 
 // `scheduler` has its timesteps set; `latents_shape` is [B, C, h, w]. `arena_peak` receives the VAE encoder's
 // largest arena peak.
-ImageLatents prepare_image_latents(const PhaseSetup& vae_phase, const AutoencoderKL& vae, Scheduler& scheduler,
+ImageLatents prepare_image_latents(const PhaseSetup& vae_phase, const Autoencoder& vae, Scheduler& scheduler,
                                    GeneratorSet& generators, const ImageRequest& request, const Shape& latents_shape,
                                    int num_inference_steps, const VaeMemoryOptions& memory,
                                    const InspectTensor& inspect, int64_t& arena_peak);

@@ -16,7 +16,7 @@
 #include "io/image.h"
 #include "io/model_folder.h"
 #include "kakusan/pipeline.h"
-#include "models/autoencoder_kl.h"
+#include "models/autoencoder.h"
 #include "models/model_folder_load.h"
 #include "models/unet_2d_condition.h"
 #include "nn/context.h"
@@ -78,15 +78,6 @@ JsonConfig fix_up_scheduler_config(const JsonConfig& config, std::vector<std::st
   return JsonConfig(std::move(json), config.source());
 }
 
-// The folder of a VAE given on its own: a VAE folder (config.json at its root, like
-// stabilityai/sd-vae-ft-mse) or a whole model folder whose vae/ is used.
-std::filesystem::path resolve_vae_dir(const std::string& path_or_id) {
-  const std::filesystem::path root = resolve_model_path(path_or_id);
-  if (std::filesystem::is_regular_file(root / "config.json")) return root;
-  if (std::filesystem::is_regular_file(root / "vae" / "config.json")) return root / "vae";
-  fail("VAE '", path_or_id, "': ", root.string(), " has neither config.json nor vae/config.json");
-}
-
 uint64_t random_seed() {
   std::random_device device;
   return (uint64_t(device()) << 32 | device()) & ((uint64_t(1) << 53) - 1);  // exact in a double, like Python ints
@@ -105,7 +96,7 @@ struct StableDiffusionPipeline::Impl {
   std::string scheduler_class;
   std::optional<PromptEncoder> prompt_encoder;
   std::optional<UNet2DConditionModel> unet;
-  std::optional<AutoencoderKL> vae;
+  std::unique_ptr<Autoencoder> vae;  // AutoencoderKL or AutoencoderTiny, by the folder's config.json
   ResidentWeights text_encoder_weights, unet_weights, vae_weights;
   ComponentBytes component_bytes;  // set by load()
   std::vector<std::string> load_warnings;  // reported with every generate()
@@ -132,10 +123,8 @@ struct StableDiffusionPipeline::Impl {
   }
 
   // A UNet that takes cat([latents, mask, masked-image latents]) (runwayml/stable-diffusion-inpainting's 9).
-  bool inpainting_unet() const {
-    return unet->config().in_channels == 2 * int64_t(vae->config().latent_channels) + 1;
-  }
-  int vae_scale_factor() const { return vae->config().downscale_factor(); }
+  bool inpainting_unet() const { return unet->config().in_channels == 2 * int64_t(vae->latent_channels()) + 1; }
+  int vae_scale_factor() const { return vae->downscale_factor(); }
   int default_size() const { return unet->config().sample_size * vae_scale_factor(); }
 
   void load(const std::string& model, const LoadOptions& options);
@@ -174,8 +163,10 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
                                                                           unet_weights));
   upload_weights(*unet, *backend);
   report_progress(options.progress, Phase::Loading, 3, total, "unet");
-  vae.emplace(load_component<AutoencoderKL, AutoencoderKLConfig>(vae_dir, variant, options.dtype, "AutoencoderKL",
-                                                                 vae_weights));
+  LoadedAutoencoder loaded_vae = load_autoencoder(vae_dir, weight_dtype(options.dtype), variant);
+  vae_weights.add(loaded_vae.store);
+  vae_weights.drop_pages();
+  vae = std::move(loaded_vae.model);
   upload_weights(*vae, *backend);
   report_progress(options.progress, Phase::Loading, 4, total, "vae");
   component_bytes.text_encoder = weight_bytes(const_cast<ClipTextModel&>(prompt_encoder->text_encoder()));
@@ -184,7 +175,7 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   component_bytes.unet_streamed = streamed_weight_bytes(*unet, unet_weights);
   // Text-to-image feeds the UNet the latents alone (the default model input), and steps with its prediction;
   // an inpainting UNet takes the mask and the masked image's latents too.
-  const int64_t latent_channels = vae->config().latent_channels;
+  const int64_t latent_channels = vae->latent_channels();
   try {
     if (!inpainting_unet()) check_default_model_input(unet->config().in_channels, latent_channels);
   } catch (const Error& e) {
@@ -211,7 +202,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
                  : ImageSize{p.height ? p.height : default_size(), p.width ? p.width : default_size()};
   const int height = size.height, width = size.width;
   const int num_images = int(p.prompt.size()) * p.num_images_per_prompt;
-  const Shape latents_shape{num_images, vae->config().latent_channels, height / vae_scale_factor(),
+  const Shape latents_shape{num_images, vae->latent_channels(), height / vae_scale_factor(),
                             width / vae_scale_factor()};
   check_given_latents(latents_shape, p.latents);
   const int text_layers = prompt_encoder->text_encoder().config().num_hidden_layers;

@@ -22,6 +22,7 @@ const std::vector<SchedulerClass>& scheduler_classes() {
       {"KDPM2AncestralDiscreteScheduler", kdpm2_ancestral_config_keys, make_kdpm2_ancestral},
       {"DEISMultistepScheduler", deis_config_keys, make_deis},
       {"UniPCMultistepScheduler", unipc_config_keys, make_unipc},
+      {"LCMScheduler", lcm_config_keys, make_lcm},
   };
   return classes;
 }
@@ -72,6 +73,7 @@ std::vector<SchedulerAlias> scheduler_aliases() {
       {"k_lms", "LMSDiscreteScheduler", {}},
       {"k_dpm_2", "KDPM2DiscreteScheduler", {}},
       {"k_dpm_2_a", "KDPM2AncestralDiscreteScheduler", {}},
+      {"lcm", "LCMScheduler", {}},
   };
   aliases.insert(aliases.end(), named.begin(), named.end());
   return aliases;

@@ -33,10 +33,11 @@ KK_DECLARE_SCHEDULER(dpm_multistep)
 KK_DECLARE_SCHEDULER(dpm_singlestep)
 KK_DECLARE_SCHEDULER(deis)
 KK_DECLARE_SCHEDULER(unipc)
+KK_DECLARE_SCHEDULER(lcm)
 
 #undef KK_DECLARE_SCHEDULER
 
-// Every class, in the order of diffusers' KarrasDiffusionSchedulers.
+// Every class, in the order of diffusers' KarrasDiffusionSchedulers, then LCMScheduler (not a member of it).
 const std::vector<SchedulerClass>& scheduler_classes();
 
 }  // namespace kakusan

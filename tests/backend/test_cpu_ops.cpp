@@ -218,7 +218,8 @@ TEST(CpuOps, ActivationsMatchReference) {
   x.f32()[2] = -100.0f;
   x.f32()[3] = 1e-8f;
   for (Activation act :
-       {Activation::None, Activation::SiLU, Activation::GELU, Activation::GELUTanh, Activation::QuickGELU}) {
+       {Activation::None, Activation::SiLU, Activation::GELU, Activation::GELUTanh, Activation::QuickGELU, Activation::ReLU,
+        Activation::SoftClamp3, Activation::SignedToUnit, Activation::UnitToSigned}) {
     Tensor got = Tensor::empty(x.shape()), want = Tensor::empty(x.shape());
     fast().activation(x, act, got);
     ref().activation(x, act, want);

@@ -75,6 +75,15 @@ TEST(ReferenceBackend, Activations) {
   EXPECT_NEAR(y.f32()[0], 0.84119199f, 1e-6);
   ref().activation(x, Activation::QuickGELU, y);
   EXPECT_NEAR(y.f32()[0], 0.84579577f, 1e-6);
+  // TAESD's steps: ReLU, 3·tanh(x/3), (x+1)/2, 2x-1.
+  ref().activation(x, Activation::ReLU, y);
+  KK_EXPECT_CLOSE(y, make({2}, {1, 0}), kExact);
+  ref().activation(x, Activation::SoftClamp3, y);
+  KK_EXPECT_CLOSE(y, make({2}, {0.96453821f, -1.7483488f}), kExact);
+  ref().activation(x, Activation::SignedToUnit, y);
+  KK_EXPECT_CLOSE(y, make({2}, {1, -0.5f}), kExact);
+  ref().activation(x, Activation::UnitToSigned, y);
+  KK_EXPECT_CLOSE(y, make({2}, {1, -5}), kExact);
   Tensor g = make({1, 2}, {2, 1});
   Tensor gy = Tensor::empty({1, 1});
   ref().geglu(g, gy);

@@ -144,6 +144,26 @@ TEST(BenchCli, StrengthTimesAnImageToImageRunWithItsEncoder) {
   EXPECT_NE(bad.err.find("--strength"), std::string::npos) << bad.err;
 }
 
+// The fast recipe's flags: LCM, guidance 1 (no CFG: the UNet runs the batch alone) and a TAESD as the VAE.
+TEST(BenchCli, LcmWithoutGuidanceAndATinyVae) {
+  KK_REQUIRE_GOLDEN();
+  const std::string taesd = std::string(KAKUSAN_SOURCE_DIR) + "/tests/golden/taesd/tiny-taesd";
+  const BenchRun r = run_bench({"--model", tiny_model(), "--threads", "2", "--steps", "4", "--scheduler",
+                                "LCMScheduler", "--guidance", "1", "--vae", taesd});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| UNet step (batch 1) |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| total (measured: 4 steps, LCMScheduler) |"), std::string::npos) << r.out;
+  ASSERT_TRUE(r.json.is_object()) << r.out;
+  EXPECT_EQ(r.json["vae_class"], "AutoencoderTiny");
+  EXPECT_EQ(r.json["guidance"], 1.0);
+  const BenchRun cfg = run_bench({"--model", tiny_model(), "--threads", "2"});
+  ASSERT_EQ(cfg.exit_code, 0) << cfg.err;
+  EXPECT_EQ(cfg.json["vae_class"], "AutoencoderKL");
+  // Without CFG the UNet and text encoder run half the sequences.
+  EXPECT_NEAR(cfg.json["gflop_unet_step"].get<double>() / r.json["gflop_unet_step"].get<double>(), 2.0, 0.02);
+  EXPECT_NEAR(cfg.json["gflop_text_encoder"].get<double>() / r.json["gflop_text_encoder"].get<double>(), 2.0, 1e-9);
+}
+
 TEST(BenchCli, BadRequestsExitTwoWithAMessage) {
   KK_REQUIRE_GOLDEN();
   const std::pair<std::vector<std::string>, const char*> cases[] = {
@@ -152,6 +172,7 @@ TEST(BenchCli, BadRequestsExitTwoWithAMessage) {
       {{"--model", tiny_model(), "--height", "60"}, "multiples of 8"},
       {{"--model", tiny_model(), "--steps", "2", "--scheduler", "nonsense"}, "unknown scheduler"},
       {{"--model", "/nonexistent/kakusan-model"}, "/nonexistent/kakusan-model"},
+      {{"--model", tiny_model(), "--vae", "/nonexistent/kakusan-vae"}, "/nonexistent/kakusan-vae"},
   };
   for (const auto& [args, message] : cases) {
     const BenchRun r = run_bench(args);

@@ -144,6 +144,23 @@ TEST_F(GenerateCli, SwapsTheVae) {
   EXPECT_LE(max_pixel_difference(read_png(out("i.png")).image, want), 1);
 }
 
+// The fast recipe from the CLI: LCMScheduler, 4 steps, guidance 1, and a TAESD as --vae (the tiny one of
+// tests/golden/taesd): the saved tensors match diffusers' run of the same (pipe_taesd).
+TEST_F(GenerateCli, LcmWithATinyAutoencoder) {
+  KK_REQUIRE_GOLDEN();
+  const std::string taesd = std::string(KAKUSAN_SOURCE_DIR) + "/tests/golden/taesd/tiny-taesd";
+  const CliRun r = run({"--model", model(), "--vae", taesd, "--prompt", "portrait photo of a old warrior chief",
+                        "--seed", "0", "--steps", "4", "--guidance", "1", "--scheduler", "LCMScheduler", "--output",
+                        out("lcm.png").string(), "--save-tensors", out("lcm.safetensors").string(), "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const SafetensorsFile saved = SafetensorsFile::open(out("lcm.safetensors"));
+  const SafetensorsFile want =
+      SafetensorsFile::open(std::string(KAKUSAN_SOURCE_DIR) + "/tests/golden/taesd/pipe_taesd.safetensors");
+  KK_EXPECT_CLOSE(saved.view("latents"), want.view("latents"), {1e-3, 1e-3}, "latents");
+  KK_EXPECT_CLOSE(saved.view("images"), want.view("image"), {2e-3, 0}, "images");
+  EXPECT_TRUE(fs::exists(out("lcm.png")));
+}
+
 TEST_F(GenerateCli, RandomSeedIsPrintedAndStored) {
   KK_REQUIRE_GOLDEN();
   const CliRun r = run({"--model", model(), "--prompt", "a cat", "--steps", "2", "--output", out("cat.png").string(),

@@ -1,11 +1,13 @@
 // Random-weights models: the same walk as loading, so what is written loads back and has diffusers' layout.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "io/safetensors.h"
-#include "models/autoencoder_kl.h"
+#include "core/arena.h"
+#include "models/autoencoder.h"
 #include "models/clip_text_model.h"
 #include "models/random_model.h"
 #include "models/unet_2d_condition.h"
@@ -141,6 +143,33 @@ TEST(RandomModel, SpecFromFileReplacesTheGivenParts) {
   std::filesystem::remove(file);
   EXPECT_THROW(RandomModelSpec::from_path(std::filesystem::temp_directory_path() / "kakusan_no_such_file.json"),
                Error);
+}
+
+}  // namespace
+}  // namespace kakusan
+
+namespace kakusan {
+namespace {
+
+// `make-random-model --config taesd`: madebyollin/taesd's layout (diffusers' AutoencoderTiny() has 134
+// tensors, 2,445,063 parameters), written as a VAE folder that load_autoencoder reads back.
+TEST(RandomModel, TaesdFolderHasDiffusersLayoutAndLoads) {
+  AutoencoderTiny taesd(AutoencoderTinyConfig::parse(JsonConfig(taesd_config(), "taesd")));
+  ParameterCounter c;
+  taesd.visit(c);
+  EXPECT_EQ(c.tensors, 134);
+  EXPECT_EQ(c.elements, 2445063);
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "kakusan_test_random_taesd";
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(make_random_autoencoder_tiny(taesd_config(), dir, DType::F16, 3), 134);
+  const LoadedAutoencoder vae = load_autoencoder(dir, std::nullopt);
+  EXPECT_STREQ(vae.model->class_name(), "AutoencoderTiny");
+  Arena arena;
+  Context ctx{cpu_backend(), arena, {}};
+  const Tensor image = vae.model->decode(ctx, Tensor::full({1, 4, 4, 4}, 0.5f), {});
+  ASSERT_EQ(image.shape(), Shape({1, 3, 32, 32}));
+  for (int64_t i = 0; i < image.numel(); ++i) ASSERT_TRUE(std::isfinite(image.f32()[i])) << i;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -19,7 +19,7 @@
 #include "core/generator.h"
 #include "core/thread_pool.h"
 #include "io/model_folder.h"
-#include "models/autoencoder_kl.h"
+#include "models/autoencoder.h"
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "nn/context.h"
@@ -81,15 +81,16 @@ Timing median_of(int repeats, Fn&& fn) {
   return runs[runs.size() / 2];
 }
 
-// A fixed prompt as CLIP token ids, [2 * batch, T]: the unconditional half is BOS then EOS padding, the
-// conditional half BOS, a dozen word ids, then EOS padding. The ids only need to exist in the vocabulary:
+// A fixed prompt as CLIP token ids, [2 * batch, T] with CFG ([batch, T], conditional only, without): the
+// unconditional half is BOS then EOS padding, the conditional half BOS, a dozen word ids, then EOS padding. The ids only need to exist in the vocabulary:
 // the text encoder costs the same for any of them.
-Tensor fixed_token_ids(const ClipTextConfig& config, int batch) {
+Tensor fixed_token_ids(const ClipTextConfig& config, int batch, bool cfg) {
   const int64_t tokens = config.max_position_embeddings, vocab = config.vocab_size;
   const int64_t bos = std::max<int64_t>(vocab - 2, 0), eos = std::max<int64_t>(vocab - 1, 0);
-  Tensor ids = Tensor::empty({2 * int64_t(batch), tokens}, DType::I64);
-  for (int64_t b = 0; b < 2 * batch; ++b) {
-    const bool conditional = b >= batch;
+  const int64_t rows = cfg ? 2 * int64_t(batch) : batch;
+  Tensor ids = Tensor::empty({rows, tokens}, DType::I64);
+  for (int64_t b = 0; b < rows; ++b) {
+    const bool conditional = !cfg || b >= batch;
     for (int64_t i = 0; i < tokens; ++i) {
       int64_t id = eos;
       if (i == 0) id = bos;
@@ -155,9 +156,10 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
              "\" component (is this a Stable Diffusion model folder?)");
   const UNet2DConditionConfig unet_config =
       UNet2DConditionConfig::parse(JsonConfig::load(folder.component_dir("unet") / "config.json"));
-  const AutoencoderKLConfig vae_config =
-      AutoencoderKLConfig::parse(JsonConfig::load(folder.component_dir("vae") / "config.json"));
-  const int scale = vae_config.downscale_factor();
+  const std::filesystem::path vae_dir =
+      options.vae.empty() ? folder.component_dir("vae") : resolve_vae_dir(options.vae);
+  const AutoencoderInfo vae_info = read_autoencoder_info(vae_dir);
+  const int scale = vae_info.downscale_factor;
   const int height = options.height ? options.height : unet_config.sample_size * scale;
   const int width = options.width ? options.width : unet_config.sample_size * scale;
   KK_CHECK(height > 0 && width > 0 && height % scale == 0 && width % scale == 0, "--height and --width must be "
@@ -184,6 +186,8 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   r.attention = attention_name(options.attention);
   r.scheduler = scheduler ? scheduler->class_name() : "";
   r.strength = options.strength;
+  r.guidance = options.guidance;
+  r.vae_class = vae_info.class_name;
   r.load_average = load_average();
   r.vector_isa = peak_vector_isa();
   say("measuring the fp32 FMA peak on " + std::to_string(r.threads) + " threads");
@@ -209,7 +213,8 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     cpu_backend().release_scratch();
     return mb;
   };
-  const int64_t cfg_batch = 2 * int64_t(options.batch);
+  const bool do_cfg = options.guidance > 1.0;  // as the pipeline: CFG iff guidance_scale > 1
+  const int64_t cfg_batch = do_cfg ? 2 * int64_t(options.batch) : options.batch;
 
   // 1. Text encoder: the CFG batch of fixed prompts. Released before the UNet is loaded.
   Tensor prompt_embeds;
@@ -223,7 +228,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     KK_CHECK(text_encoder->config().hidden_size == unet_config.cross_attention_dim, "the text encoder's hidden "
              "size ", text_encoder->config().hidden_size, " differs from the UNet's cross_attention_dim ",
              unet_config.cross_attention_dim);
-    const Tensor ids = fixed_token_ids(text_encoder->config(), options.batch);
+    const Tensor ids = fixed_token_ids(text_encoder->config(), options.batch, do_cfg);
     const std::unique_ptr<Arena> arena_owner = sized_arena([&](Context& dry) { text_encoder->forward(dry, ids); });
     Arena& arena = *arena_owner;
     Context counting{counter, arena, attention};
@@ -250,25 +255,26 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   if (options.strength > 0) {
     rss.start_phase();
     say("vae encode: loading");
-    std::optional<AutoencoderKL> vae;
-    r.vae_encode.load_seconds = timed([&] {
-      vae.emplace(AutoencoderKL::load(folder.component_dir("vae"), options.weight_dtype));
-    }).wall;
+    std::unique_ptr<Autoencoder> vae;
+    r.vae_encode.load_seconds =
+        timed([&] { vae = load_autoencoder(vae_dir, options.weight_dtype).model; }).wall;
     Tensor image = Tensor::empty({options.batch, 3, height, width});
     for (int64_t i = 0; i < image.numel(); ++i) image.f32()[i] = float(i % 509) / 254.5f - 1.0f;
-    const std::unique_ptr<Arena> arena_owner = sized_arena([&](Context& dry) { vae->encode(dry, image); });
+    Generator dry_draws(0);
+    const std::unique_ptr<Arena> arena_owner =
+        sized_arena([&](Context& dry) { vae->encode_latents(dry, image, {}, dry_draws); });
     Arena& arena = *arena_owner;
     Context counting{counter, arena, attention};
     counter.reset();
     say("vae encode: counting FLOPs (first pass)");
-    vae->encode(counting, image);
+    vae->encode_latents(counting, image, {}, dry_draws);
     r.vae_encode.flops = counter.total_flops();
     arena.reset();
     Context ctx{cpu_backend(), arena, attention};
     say("vae encode: timing an encode");
     const Timing encode =
-        timed([&] { image_latents = vae->encode(ctx, image).sample(cpu_backend(), generators.shared()); });
-    cpu_backend().scale(image_latents, vae_config.scaling_factor, image_latents);
+        timed([&] { image_latents = vae->encode_latents(ctx, image, {}, generators.shared()); });
+    cpu_backend().scale(image_latents, vae->scaling_factor(), image_latents);
     r.vae_encode.seconds = encode.wall;
     r.vae_encode.cpu_seconds = encode.cpu;
     r.vae_encode.arena_mb = double(arena.peak_bytes()) / 1e6;
@@ -284,7 +290,10 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       unet.emplace(UNet2DConditionModel::load(folder.component_dir("unet"), options.weight_dtype));
     }).wall;
     Tensor model_input = Tensor::empty({cfg_batch, unet_config.in_channels, height / scale, width / scale});
-    duplicate_batch(latents, model_input);
+    if (do_cfg)
+      duplicate_batch(latents, model_input);
+    else
+      convert_into(latents, model_input);
     Tensor t = Tensor::full({1}, 981.0f);
     Tensor noise_pred = Tensor::empty({cfg_batch, unet_config.out_channels, height / scale, width / scale});
     const std::unique_ptr<Arena> arena_owner =
@@ -303,7 +312,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       r.unet_step.seconds = step.wall;
       r.unet_step.cpu_seconds = step.cpu;
     } else {
-      // The pipeline's own loop (expand for CFG, scale, UNet, guidance 7.5, scheduler step), its UNet passes
+      // The pipeline's own loop (expand for CFG, scale, UNet, guidance, scheduler step), its UNet passes
       // timed one by one.
       scheduler->set_timesteps(options.steps);
       const std::vector<double>& timesteps = scheduler->timesteps();
@@ -316,8 +325,8 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
         for (int64_t i = 0; i < latents.numel(); ++i) latents.f32()[i] *= init_noise_sigma;
       }
       Timing unet_total, loop;
-      denoising.classifier_free_guidance = true;
-      denoising.guidance_scale = 7.5;
+      denoising.classifier_free_guidance = do_cfg;
+      denoising.guidance_scale = options.guidance;
       denoising.progress = [&](const Progress& p) {
         if (p.done < p.total) say("unet: step " + std::to_string(p.done + 1) + "/" + std::to_string(p.total));
       };
@@ -346,23 +355,22 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   {
     rss.start_phase();
     say("vae: loading");
-    std::optional<AutoencoderKL> vae;
-    r.vae_decode.load_seconds = timed([&] {
-      vae.emplace(AutoencoderKL::load(folder.component_dir("vae"), options.weight_dtype));
-    }).wall;
+    std::unique_ptr<Autoencoder> vae;
+    r.vae_decode.load_seconds =
+        timed([&] { vae = load_autoencoder(vae_dir, options.weight_dtype).model; }).wall;
     Tensor z = latents.clone();
-    for (int64_t i = 0; i < z.numel(); ++i) z.f32()[i] /= vae_config.scaling_factor;
-    const std::unique_ptr<Arena> arena_owner = sized_arena([&](Context& dry) { vae->decode(dry, z); });
+    for (int64_t i = 0; i < z.numel(); ++i) z.f32()[i] /= vae->scaling_factor();
+    const std::unique_ptr<Arena> arena_owner = sized_arena([&](Context& dry) { vae->decode(dry, z, {}); });
     Arena& arena = *arena_owner;
     Context counting{counter, arena, attention};
     counter.reset();
     say("vae: counting FLOPs (first pass)");
-    vae->decode(counting, z);
+    vae->decode(counting, z, {});
     r.vae_decode.flops = counter.total_flops();
     arena.reset();
     Context ctx{cpu_backend(), arena, attention};
     say("vae: timing a decode");
-    const Timing decode = timed([&] { vae->decode(ctx, z); });
+    const Timing decode = timed([&] { vae->decode(ctx, z, {}); });
     r.vae_decode.seconds = decode.wall;
     r.vae_decode.cpu_seconds = decode.cpu;
     r.vae_decode.arena_mb = double(arena.peak_bytes()) / 1e6;
@@ -394,10 +402,12 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
 std::string bench_table(const BenchResult& r) {
   std::string out;
   char line[512];
+  const int unet_batch = r.guidance > 1.0 ? 2 * r.batch : r.batch;
   std::snprintf(line, sizeof line,
-                "kakusan bench: %dx%d, batch %d (UNet batch %d with CFG), %s weights, attention %s, %d thread%s\n"
+                "kakusan bench: %dx%d, batch %d (UNet batch %d, guidance %g), %s, %s weights, attention %s, %d "
+                "thread%s\n"
                 "fp32 peak (FMA loop, %s, %d thread%s): %.1f GFLOP/s; load average at start %.2f\n\n",
-                r.height, r.width, r.batch, 2 * r.batch, r.weight_dtype.c_str(), r.attention.c_str(), r.threads,
+                r.height, r.width, r.batch, unet_batch, r.guidance, r.vae_class.c_str(), r.weight_dtype.c_str(), r.attention.c_str(), r.threads,
                 r.threads == 1 ? "" : "s", r.vector_isa.c_str(), r.threads, r.threads == 1 ? "" : "s",
                 r.peak_gflops, r.load_average);
   out += line;
@@ -413,7 +423,7 @@ std::string bench_table(const BenchResult& r) {
   };
   row("text encoder", r.text_encoder);
   if (r.strength > 0) row("VAE encode (image-to-image)", r.vae_encode);
-  row("UNet step (batch " + std::to_string(2 * r.batch) + ")", r.unet_step);
+  row("UNet step (batch " + std::to_string(unet_batch) + ")", r.unet_step);
   row("VAE decode", r.vae_decode);
   row(r.total_measured ? "total (measured: " + std::to_string(r.steps) + " steps, " + r.scheduler + ")"
                        : "total (text encoder + " + std::string(r.strength > 0 ? "VAE encode + " : "") +
@@ -481,6 +491,8 @@ std::string bench_json(const BenchResult& r) {
   j["steps"] = r.steps;
   j["total_measured"] = r.total_measured;
   if (r.total_measured) j["scheduler"] = r.scheduler;
+  j["guidance"] = r.guidance;
+  j["vae_class"] = r.vae_class;
   j["dtype"] = r.weight_dtype;
   j["attention"] = r.attention;
   j["threads"] = r.threads;

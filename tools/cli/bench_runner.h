@@ -23,7 +23,9 @@ struct BenchOptions {
   std::string model;             // a model folder or hub id (resolved offline)
   int height = 0, width = 0;     // 0: the UNet's sample_size x the VAE's scale factor
   int steps = 0;                 // > 0: also run a whole denoising loop of this many steps and time it
-  int batch = 1;                 // images per prompt; the UNet runs 2 x batch (classifier-free guidance)
+  int batch = 1;                 // images per prompt; the UNet runs 2 x batch with classifier-free guidance
+  double guidance = 7.5;         // guidance_scale; <= 1 runs without classifier-free guidance (UNet batch = batch)
+  std::string vae;               // a VAE folder or model folder replacing the model's vae/ (AutoencoderTiny too)
   DType weight_dtype = DType::F32;
   int threads = 0;               // 0: the thread pool's default
   std::string scheduler;         // for the loop of `steps`; empty: the model's scheduler
@@ -53,6 +55,8 @@ struct BenchResult {
   int unet_calls = 0;           // UNet passes of the loop (2 per step for second-order schedulers)
   bool total_measured = false;  // true: total is text encoder + measured loop + VAE decode
   std::string weight_dtype, attention, scheduler;
+  double guidance = 7.5;
+  std::string vae_class;        // AutoencoderKL or AutoencoderTiny
   double peak_gflops = 0;       // measured fp32 FMA peak on `threads` threads
   std::string vector_isa;
   double load_average = -1;     // 1-minute load average when the bench started (-1: unknown)

@@ -1,7 +1,8 @@
 // kakusan bench: the speed and memory of one Stable Diffusion run on this machine, phase by phase.
 //
 //   kakusan bench --model DIR [--height H --width W] [--steps N] [--batch B] [--dtype fp16|fp32]
-//                 [--threads T] [--scheduler NAME] [--attention auto|full|sliced|flash] [--strength S]
+//                 [--threads T] [--scheduler NAME] [--guidance G] [--vae DIR] [--attention auto|full|sliced|flash]
+//                 [--strength S]
 //
 // Prints a table (text encoder, [VAE encode with --strength,] one UNet step of the CFG batch, VAE decode,
 // total: seconds, CPU seconds,
@@ -53,8 +54,12 @@ const bool registered = register_command({
                      "Also run and time a whole denoising loop of N steps (default: the total is estimated for " +
                          std::to_string(kEstimatedSteps) + " steps)")
           ->check(CLI::PositiveNumber);
-      app.add_option("--batch", o->bench.batch, "Images per run; the UNet runs twice as many (CFG)")
+      app.add_option("--batch", o->bench.batch, "Images per run; the UNet runs twice as many with CFG")
           ->check(CLI::PositiveNumber);
+      app.add_option("--guidance", o->bench.guidance,
+                     "guidance_scale of the loop (default 7.5); <= 1 runs without classifier-free guidance");
+      app.add_option("--vae", o->bench.vae, "A VAE folder (AutoencoderKL or AutoencoderTiny, e.g. TAESD) or model "
+                     "folder replacing the model's vae/");
       app.add_option("--dtype", o->dtype, "Weights in memory")->check(CLI::IsMember({"fp32", "fp16"}));
       app.add_option("--threads", o->bench.threads, "Threads (default: all cores)")->check(CLI::PositiveNumber);
       app.add_option("--scheduler", o->bench.scheduler, "Scheduler class or alias for --steps (default: the "

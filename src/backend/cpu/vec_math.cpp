@@ -10,6 +10,7 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include <cmath>
 #include <limits>
 
 namespace kakusan::cpu {
@@ -34,6 +35,18 @@ void apply_activation(Activation act, const float* x, float* y, int64_t n) {
       return;
     case Activation::QuickGELU:
       for (int64_t i = 0; i < n; ++i) y[i] = quick_gelu(x[i]);
+      return;
+    case Activation::ReLU:
+      for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+      return;
+    case Activation::SoftClamp3:  // torch.tanh(x / 3) * 3: three roundings
+      for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i] / 3.0f) * 3.0f;
+      return;
+    case Activation::SignedToUnit:  // x.add(1).div(2)
+      for (int64_t i = 0; i < n; ++i) y[i] = (x[i] + 1.0f) / 2.0f;
+      return;
+    case Activation::UnitToSigned:  // x.mul(2).sub(1)
+      for (int64_t i = 0; i < n; ++i) y[i] = x[i] * 2.0f - 1.0f;
       return;
   }
 }

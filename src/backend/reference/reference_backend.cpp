@@ -71,6 +71,10 @@ double apply(Activation act, double x) {
       return 0.5 * x * (1.0 + std::tanh(u));
     }
     case Activation::QuickGELU: return x / (1.0 + std::exp(-1.702 * x));
+    case Activation::ReLU: return x > 0 ? x : 0.0;
+    case Activation::SoftClamp3: return 3.0 * std::tanh(x / 3.0);
+    case Activation::SignedToUnit: return (x + 1.0) / 2.0;
+    case Activation::UnitToSigned: return 2.0 * x - 1.0;
   }
   return x;
 }
