@@ -65,6 +65,26 @@ struct LoadOptions {
   std::string variant;
   // A VAE folder (or model id) to use instead of the model's own (the tutorial's sd-vae-ft-mse swap).
   std::optional<std::string> vae;
+  // For a single-file checkpoint (the model given as a .safetensors file): a diffusers folder or hub id whose
+  // configs (and tokenizer) are used instead of the built-in ones of the detected type (from_single_file's
+  // `config`), and a tokenizer folder (else found as diffusers would offline; see `kakusan inspect FILE`).
+  std::optional<std::string> config;
+  std::optional<std::string> tokenizer;
+  // LoRA files fused into the UNet and text encoder (pipe.load_lora_weights(file); several add up as
+  // set_adapters(names, adapter_weights=scales)): kohya/A1111, PEFT or diffusers format. Only the touched
+  // weights get merged copies, in the model's dtype.
+  struct Lora {
+    std::string file;
+    float scale = 1.0f;
+  };
+  std::vector<Lora> loras;
+  // Textual-inversion embeddings (pipe.load_textual_inversion(file, token=token)); the token defaults to the
+  // file's own ({token: vectors}) or, for A1111's emb_params, the file's stem.
+  struct Embedding {
+    std::string file;
+    std::optional<std::string> token;
+  };
+  std::vector<Embedding> embeddings;
   // XScheduler.from_config(pipe.scheduler.config): a diffusers class name or an alias ("euler_a",
   // "DPM++ 2M Karras"); empty keeps the model's scheduler. Options are key=value config overrides typed by
   // the config ("use_karras_sigmas" -> "true"). Checked before any weights are read.

@@ -43,6 +43,17 @@ AutoencoderInfo read_autoencoder_info(const std::filesystem::path& dir) {
   return info_of(name, AutoencoderKLConfig::parse(config));
 }
 
+std::unique_ptr<Autoencoder> load_autoencoder_from(const JsonConfig& config, const WeightSource& weights,
+                                                   DType weight_dtype) {
+  if (vae_class(config) == "AutoencoderTiny")
+    return std::make_unique<AutoencoderOf<AutoencoderTiny>>(
+        load_model_from<AutoencoderTiny, AutoencoderTinyConfig>(config, weights, weight_dtype, "AutoencoderTiny"),
+        "AutoencoderTiny");
+  return std::make_unique<AutoencoderOf<AutoencoderKL>>(
+      load_model_from<AutoencoderKL, AutoencoderKLConfig>(config, weights, weight_dtype, "AutoencoderKL"),
+      "AutoencoderKL");
+}
+
 LoadedAutoencoder load_autoencoder(const std::filesystem::path& dir, std::optional<DType> weight_dtype,
                                    const std::string& variant) {
   const JsonConfig config = JsonConfig::load(dir / "config.json");

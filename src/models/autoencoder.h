@@ -103,4 +103,8 @@ AutoencoderInfo read_autoencoder_info(const std::filesystem::path& dir);
 LoadedAutoencoder load_autoencoder(const std::filesystem::path& dir, std::optional<DType> weight_dtype,
                                    const std::string& variant = "");
 
+// The same from a config and any weight source (a folder's files, a single file's renamed tensors).
+std::unique_ptr<Autoencoder> load_autoencoder_from(const JsonConfig& config, const WeightSource& weights,
+                                                   DType weight_dtype);
+
 }  // namespace kakusan

@@ -15,6 +15,14 @@ void repeat_into(Backend& backend, const Tensor& source, int repeats, const Tens
     for (int r = 0; r < repeats; ++r, ++first) backend.copy(source.view()[i], out[first]);
 }
 
+// Every occurrence of each `from` replaced by its `to` (Python's str.replace), in order.
+std::string expanded(std::string text, const std::vector<std::pair<std::string, std::string>>& expansions) {
+  for (const auto& [from, to] : expansions)
+    for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+      text.replace(at, from.size(), to);
+  return text;
+}
+
 }  // namespace
 
 Tensor PromptEncoder::encode_texts(Context& ctx, const std::vector<std::string>& texts, std::optional<int> clip_skip,
@@ -22,7 +30,7 @@ Tensor PromptEncoder::encode_texts(Context& ctx, const std::vector<std::string>&
   const int64_t length = tokenizer_.model_max_length();
   StagedTensor ids(ctx.backend, {int64_t(texts.size()), length}, DType::I64);
   for (size_t i = 0; i < texts.size(); ++i) {
-    const TokenizedPrompt tokens = tokenizer_.encode(texts[i]);
+    const TokenizedPrompt tokens = tokenizer_.encode(expanded(texts[i], expansions_));
     KK_ASSERT(int64_t(tokens.input_ids.size()) == length);
     std::memcpy(ids.host().i64() + int64_t(i) * length, tokens.input_ids.data(), size_t(length) * sizeof(int64_t));
     if (warnings != nullptr && tokens.truncated()) {

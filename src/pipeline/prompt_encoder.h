@@ -31,8 +31,11 @@ struct EncodedPrompts {
 
 class PromptEncoder {
  public:
-  PromptEncoder(ClipTokenizer tokenizer, ClipTextModel text_encoder)
-      : tokenizer_(std::move(tokenizer)), text_encoder_(std::move(text_encoder)) {}
+  // `expansions`: text replaced before tokenizing, as diffusers' maybe_convert_prompt turns a multi-vector
+  // textual-inversion token "T" into "T T_1 ...".
+  PromptEncoder(ClipTokenizer tokenizer, ClipTextModel text_encoder,
+                std::vector<std::pair<std::string, std::string>> expansions = {})
+      : tokenizer_(std::move(tokenizer)), text_encoder_(std::move(text_encoder)), expansions_(std::move(expansions)) {}
 
   // `on_batch` (optional) is called after each text-encoder batch (cond, then uncond).
   EncodedPrompts encode(Context& ctx, const PromptBatch& batch, const std::function<void()>& on_batch = {}) const;
@@ -48,6 +51,7 @@ class PromptEncoder {
 
   ClipTokenizer tokenizer_;
   ClipTextModel text_encoder_;
+  std::vector<std::pair<std::string, std::string>> expansions_;
 };
 
 }  // namespace kakusan

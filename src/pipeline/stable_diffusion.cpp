@@ -27,12 +27,14 @@
 #include "pipeline/generators.h"
 #include "pipeline/inpaint.h"
 #include "pipeline/memory_planner.h"
+#include "pipeline/model_sources.h"
 #include "pipeline/prepare_image.h"
 #include "pipeline/prepare_image_latents.h"
 #include "pipeline/prepare_latents.h"
 #include "pipeline/prepare_timesteps.h"
 #include "pipeline/prompt_encoder.h"
 #include "pipeline/run_options.h"
+#include "pipeline/textual_inversion.h"
 #include "pipeline/weight_residency.h"
 #include "schedulers/scheduler.h"
 
@@ -50,16 +52,18 @@ std::optional<DType> weight_dtype(WeightDType requested) {
   return std::nullopt;
 }
 
-// A component through the one model-folder loader; its mapped files join `resident`, whose pages are then
-// dropped (loading touched only the headers and converted tensors; nothing stays resident).
+// A component through the one weight walk (dtype nullopt: as its files store the matrices); its mapped files
+// join `resident`, whose pages are then dropped (loading touched only the headers and converted tensors;
+// nothing stays resident).
 template <typename Model, typename Config>
-Model load_component(const std::filesystem::path& dir, const std::string& variant, WeightDType dtype,
-                     const char* class_name, ResidentWeights& resident, const char* library = "diffusers") {
-  LoadedModel<Model> loaded =
-      load_model_and_store<Model, Config>(dir, weight_dtype(dtype), variant, library, class_name);
-  resident.add(loaded.store);
+Model load_component(const ComponentSource& source, WeightDType dtype, const char* class_name,
+                     ResidentWeights& resident) {
+  Model model = load_model_from<Model, Config>(source.config, *source.weights,
+                                               weight_dtype(dtype).value_or(stored_matrix_dtype(*source.weights)),
+                                               class_name);
+  resident.add(*source.weights);
   resident.drop_pages();
-  return std::move(loaded.model);
+  return model;
 }
 
 // diffusers' StableDiffusionPipeline.__init__ deprecation fix-ups: an old scheduler config with
@@ -89,7 +93,6 @@ struct StableDiffusionPipeline::Impl {
   // The backend every phase runs on: the one seam where device placement plugs in (set by load()).
   Backend* backend = nullptr;
   std::filesystem::path root;
-  std::optional<ModelFolder> folder;
   JsonConfig scheduler_source;  // the model's scheduler_config.json
   std::string scheduler_spec;   // class name or alias, re-made fresh for every generate()
   std::map<std::string, std::string> scheduler_options;
@@ -132,41 +135,40 @@ struct StableDiffusionPipeline::Impl {
 };
 
 void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOptions& options) {
-  // Everything cheap and checkable first: the device, folder, components, scheduler, VAE folder.
+  // Everything cheap and checkable first: the device, configs, scheduler, file headers (a folder or a single
+  // file).
   backend = &backend_for_device(options.device);
-  root = resolve_model_path(model);
-  folder.emplace(ModelFolder::open(root));
-  for (const char* component : {"unet", "text_encoder", "tokenizer", "scheduler"})
-    KK_CHECK(folder->has_component(component), root.string(), "/model_index.json: no \"", component,
-             "\" component (is this a Stable Diffusion model folder?)");
-  KK_CHECK(options.vae || folder->has_component("vae"), root.string(), "/model_index.json: no \"vae\" component");
-  scheduler_source = fix_up_scheduler_config(folder->load_config("scheduler"), load_warnings);
-  set_scheduler(options.scheduler.empty() ? folder->component("scheduler").class_name : options.scheduler,
-                options.scheduler_options);
-  const std::filesystem::path vae_dir = options.vae ? resolve_vae_dir(*options.vae) : folder->component_dir("vae");
+  ModelSources sources = open_model_sources(model, options);
+  root = sources.root;
+  scheduler_source = fix_up_scheduler_config(sources.scheduler_config, load_warnings);
+  set_scheduler(options.scheduler.empty() ? sources.scheduler_class : options.scheduler, options.scheduler_options);
+  const std::string& vae_dir = sources.vae_origin;
   if (options.num_threads > 0) set_num_threads(options.num_threads);
 
-  std::string variant = options.variant;
-  if (variant.empty() && options.dtype == WeightDType::F16) variant = "fp16";
   half_pipeline = options.dtype == WeightDType::F16;
   const int total = 4;
   report_progress(options.progress, Phase::Loading, 0, total);
-  ClipTokenizer tokenizer = ClipTokenizer::load(folder->component_dir("tokenizer"));
+  ClipTokenizer tokenizer = ClipTokenizer::load(sources.tokenizer_dir);
+  std::vector<TextualInversion> embeddings;
+  for (const LoadOptions::Embedding& e : options.embeddings)
+    embeddings.push_back(read_textual_inversion(e.file, e.token));
+  auto expansions = add_textual_inversions(embeddings, tokenizer, sources.text_encoder);
   report_progress(options.progress, Phase::Loading, 1, total, "tokenizer");
-  ClipTextModel text_encoder = load_component<ClipTextModel, ClipTextConfig>(
-      folder->component_dir("text_encoder"), variant, options.dtype, "CLIPTextModel", text_encoder_weights, "transformers");
+  ClipTextModel text_encoder = load_component<ClipTextModel, ClipTextConfig>(sources.text_encoder, options.dtype,
+                                                                             "CLIPTextModel", text_encoder_weights);
   upload_weights(text_encoder, *backend);
-  prompt_encoder.emplace(std::move(tokenizer), std::move(text_encoder));
+  prompt_encoder.emplace(std::move(tokenizer), std::move(text_encoder), std::move(expansions));
   report_progress(options.progress, Phase::Loading, 2, total, "text_encoder");
-  unet.emplace(load_component<UNet2DConditionModel, UNet2DConditionConfig>(folder->component_dir("unet"), variant,
-                                                                          options.dtype, "UNet2DConditionModel",
-                                                                          unet_weights));
+  unet.emplace(load_component<UNet2DConditionModel, UNet2DConditionConfig>(sources.unet, options.dtype,
+                                                                          "UNet2DConditionModel", unet_weights));
   upload_weights(*unet, *backend);
   report_progress(options.progress, Phase::Loading, 3, total, "unet");
-  LoadedAutoencoder loaded_vae = load_autoencoder(vae_dir, weight_dtype(options.dtype), variant);
-  vae_weights.add(loaded_vae.store);
+  // AutoencoderKL or AutoencoderTiny, by the VAE config's _class_name.
+  const WeightSource& vae_source = *sources.vae.weights;
+  vae = load_autoencoder_from(sources.vae.config, vae_source,
+                              weight_dtype(options.dtype).value_or(stored_matrix_dtype(vae_source)));
+  vae_weights.add(vae_source);
   vae_weights.drop_pages();
-  vae = std::move(loaded_vae.model);
   upload_weights(*vae, *backend);
   report_progress(options.progress, Phase::Loading, 4, total, "vae");
   component_bytes.text_encoder = weight_bytes(const_cast<ClipTextModel&>(prompt_encoder->text_encoder()));
@@ -179,10 +181,10 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   try {
     if (!inpainting_unet()) check_default_model_input(unet->config().in_channels, latent_channels);
   } catch (const Error& e) {
-    fail("the VAE (", vae_dir.string(), ") and the UNet do not match: ", e.what());
+    fail("the VAE (", vae_dir, ") and the UNet do not match: ", e.what());
   }
   KK_CHECK(unet->config().out_channels == latent_channels, "the UNet predicts ", unet->config().out_channels,
-           " channels but the VAE (", vae_dir.string(), ") has ", latent_channels, " latent channels");
+           " channels but the VAE (", vae_dir, ") has ", latent_channels, " latent channels");
 }
 
 GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& params) {

@@ -2,8 +2,8 @@
 
 namespace kakusan {
 
-void ResidentWeights::add(const WeightStore& store) {
-  for (const SafetensorsFile& file : store.files()) mappings_.push_back(file.mapping());
+void ResidentWeights::add(const WeightSource& source) {
+  for (std::shared_ptr<const MappedFile>& file : source.mapped_files()) mappings_.push_back(std::move(file));
 }
 
 void ResidentWeights::drop_pages() const {

@@ -20,8 +20,8 @@ namespace kakusan {
 
 class ResidentWeights {
  public:
-  // Adds the mapped files of `store` (they stay mapped as long as this object holds them).
-  void add(const WeightStore& store);
+  // Adds the mapped files of `source` (they stay mapped as long as this object holds them).
+  void add(const WeightSource& source);
   void drop_pages() const;
   // Whether `p` points into one of the mappings (a borrowed weight, whose pages drop_pages() releases).
   bool contains(const void* p) const;

@@ -131,6 +131,19 @@ ClipTokenizer ClipTokenizer::load(const std::filesystem::path& dir) {
   return tok;
 }
 
+int64_t ClipTokenizer::add_token(const std::string& content) {
+  KK_CHECK(!content.empty(), "an added token cannot be empty");
+  KK_CHECK(!bpe_.token_to_id(content) && !added_by_content(content), "token '", content,
+           "' is already in the tokenizer's vocabulary; choose another token name (FILE:TOKEN)");
+  int64_t id = bpe_.vocab_size();
+  for (const AddedToken& t : added_) id = std::max(id, t.id + 1);
+  AddedToken token;
+  token.content = content;
+  token.id = id;
+  added_.push_back(std::move(token));
+  return id;
+}
+
 const AddedToken* ClipTokenizer::added_by_content(std::string_view content) const {
   for (const AddedToken& t : added_)
     if (t.content == content) return &t;

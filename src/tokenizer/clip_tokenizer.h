@@ -59,6 +59,9 @@ class ClipTokenizer {
   int64_t unk_id() const { return unk_id_; }
   int model_max_length() const { return model_max_length_; }
   const std::vector<AddedToken>& added_tokens() const { return added_; }
+  // tokenizer.add_tokens(content) (textual inversion): a new token matched in the raw text, with the next
+  // free id (len(tokenizer)). Throws Error if `content` is empty or already a token.
+  int64_t add_token(const std::string& content);
 
  private:
   ClipTokenizer(ClipBpe bpe) : bpe_(std::move(bpe)) {}

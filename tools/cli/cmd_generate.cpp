@@ -18,6 +18,7 @@
 // out-grid.png. Everything is checked before any work starts, and a bad request writes no file (exit code 2).
 // Ctrl-C stops after the current denoising step and writes nothing (exit code 130); a second Ctrl-C kills at
 // once.
+#include <cmath>
 #include <charconv>
 #include <csignal>
 #include <cstdint>
@@ -43,6 +44,9 @@ namespace {
 struct GenerateOptions {
   std::string model;
   std::string vae;
+  std::string config, tokenizer;  // single-file checkpoints
+  std::vector<std::string> loras;  // FILE[:SCALE]
+  std::vector<std::string> embeddings;  // FILE[:TOKEN]
   std::vector<std::string> prompts;
   std::vector<std::string> negative_prompts;
   int steps = GenerateParams{}.num_inference_steps;
@@ -173,11 +177,30 @@ void check_output_folder(const std::filesystem::path& file, const char* flag) {
   KK_CHECK(!std::filesystem::is_directory(file), flag, " ", file.string(), " is a folder, not a file name");
 }
 
+// FILE or FILE:SUFFIX (--lora FILE[:SCALE], --embedding FILE[:TOKEN]): an existing FILE as given wins, else the
+// part after the last ':' is the suffix (a token such as "cat</w>" may hold '/').
+std::pair<std::string, std::optional<std::string>> split_suffix(const std::string& argument) {
+  const size_t colon = argument.rfind(':');
+  if (std::filesystem::exists(argument) || colon == std::string::npos || colon == 0 || colon + 1 == argument.size())
+    return {argument, std::nullopt};
+  return {argument.substr(0, colon), argument.substr(colon + 1)};
+}
+
+LoadOptions::Lora parse_lora(const std::string& argument) {
+  const auto [file, scale] = split_suffix(argument);
+  if (!scale) return {file, 1.0f};
+  char* end = nullptr;
+  const float value = std::strtof(scale->c_str(), &end);
+  KK_CHECK(end != scale->c_str() && *end == '\0' && std::isfinite(value), "--lora ", argument, ": scale '", *scale,
+           "' is not a finite number (FILE or FILE:SCALE)");
+  return {file, value};
+}
+
 // The model's name for the PNG metadata: the folder's name, or the hub id as given.
 std::string model_name(const std::string& model) {
   std::string name = model;
   while (name.size() > 1 && name.back() == '/') name.pop_back();
-  if (std::filesystem::is_directory(model)) return std::filesystem::path(name).filename().string();
+  if (std::filesystem::exists(model)) return std::filesystem::path(name).filename().string();
   return name;
 }
 
@@ -191,6 +214,13 @@ struct Request {
 Request build_request(const GenerateOptions& o) {
   Request r;
   r.load.vae = o.vae.empty() ? std::nullopt : std::optional<std::string>(o.vae);
+  if (!o.config.empty()) r.load.config = o.config;
+  if (!o.tokenizer.empty()) r.load.tokenizer = o.tokenizer;
+  for (const std::string& lora : o.loras) r.load.loras.push_back(parse_lora(lora));
+  for (const std::string& e : o.embeddings) {
+    auto [file, token] = split_suffix(e);
+    r.load.embeddings.push_back({std::move(file), std::move(token)});
+  }
   r.load.dtype = parse_dtype(o.dtype);
   r.load.device = o.device;
   r.load.variant = o.variant;
@@ -360,8 +390,13 @@ const bool registered = register_command({
       auto repeatable = [&](const char* name, std::vector<std::string>& values, const char* help) {
         return app.add_option(name, values, help)->allow_extra_args(false);
       };
-      app.add_option("--model", o->model, "diffusers model folder or Hugging Face model id (offline cache)")
+      app.add_option("--model", o->model,
+                     "diffusers model folder, Hugging Face model id (offline cache) or single-file .safetensors")
           ->required();
+      app.add_option("--config", o->config, "single file: diffusers folder or model id whose configs to use");
+      app.add_option("--tokenizer", o->tokenizer, "single file: tokenizer folder (default: found in the HF cache)");
+      repeatable("--lora", o->loras, "LoRA FILE[:SCALE] fused into the model (repeat: they add up)");
+      repeatable("--embedding", o->embeddings, "textual inversion FILE[:TOKEN] (repeatable)");
       app.add_option("--vae", o->vae, "VAE folder or model id to use instead of the model's (e.g. sd-vae-ft-mse)");
       repeatable("--prompt", o->prompts, "prompt; repeat for a batch")->required();
       repeatable("--negative-prompt", o->negative_prompts, "negative prompt: one for all prompts, or one per prompt");

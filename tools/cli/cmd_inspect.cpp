@@ -14,6 +14,7 @@
 #include "core/finite.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
+#include "pipeline/checkpoint_kind.h"
 
 namespace kakusan::cli {
 namespace {
@@ -66,8 +67,9 @@ std::string human(double n, const char* unit = "") {
 }
 
 void print_file(const fs::path& path) {
+  const std::string kind = describe_checkpoint_file(path);  // refuses pickles before anything is mapped
   const SafetensorsFile file = SafetensorsFile::open(path);
-  std::printf("%s\n", path.string().c_str());
+  std::printf("%s\n  %s\n", path.string().c_str(), kind.c_str());
   for (const auto& [key, value] : file.metadata()) std::printf("  metadata %s: %s\n", key.c_str(), value.c_str());
   std::vector<const SafetensorsFile::Entry*> entries;
   size_t width = 0;

@@ -1,0 +1,91 @@
+#include "models/lora_merge.h"
+
+#include <cmath>
+#include <map>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "io/weight_overlay.h"
+
+namespace kakusan {
+
+namespace {
+
+// kohya names a module by its diffusers name with every '.' as '_'; the model's own names resolve that
+// unambiguously (diffusers' key conversion guesses from the underscores instead).
+std::map<std::string, std::string> flat_module_names(const WeightSource& source) {
+  std::map<std::string, std::string> flat;
+  for (const std::string& name : source.names()) {
+    if (name.size() < 7 || name.compare(name.size() - 7, 7, ".weight") != 0) continue;
+    std::string module = name.substr(0, name.size() - 7), key = module;
+    for (char& c : key)
+      if (c == '.') c = '_';
+    flat.emplace(key, module);
+  }
+  return flat;
+}
+
+// W32 += factor * (up . down) (up [out, r], down [r, K], W [out, K]), as PEFT merges: the product is one
+// linear op (x = up, w = downᵀ) on the CPU backend, since merging happens on the host at load time, before
+// the weights go to their device.
+void add_product(const Tensor& weight, const LoraLayer& layer, float factor) {
+  const int64_t out = layer.up.shape[0], rank = layer.down.shape[0], k = layer.down.numel() / rank;
+  Tensor up = Tensor::empty(Shape{out, rank}), down_t = Tensor::empty(Shape{k, rank});
+  convert_into(layer.up.reshape(up.shape()), up.view());
+  convert_into(layer.down.reshape(Shape{rank, k}).permute({1, 0}), down_t.view());
+  Tensor product = Tensor::empty(Shape{out, k});
+  cpu_backend().linear(up, down_t, TensorView(), product);
+  float* w = weight.f32();
+  const float* p = product.f32();
+  for (int64_t i = 0; i < out * k; ++i) w[i] += factor * p[i];
+}
+
+}  // namespace
+
+std::shared_ptr<const WeightSource> merge_loras(std::shared_ptr<const WeightSource> base, const std::string& component,
+                                                const std::vector<LoraAdapter>& adapters, DType dtype) {
+  std::map<std::string, Tensor> merged;  // weight name -> float32 sum
+  std::map<std::string, std::string> flat;
+  std::vector<std::string> unmatched;  // every layer that fits no weight, listed in one error
+  for (const LoraAdapter& adapter : adapters) {
+    for (const LoraLayer& layer : adapter.file->layers()) {
+      if (layer.component != component) continue;
+      std::string module = layer.module;
+      if (layer.flat) {
+        if (flat.empty()) flat = flat_module_names(*base);
+        auto it = flat.find(layer.module);
+        module = it == flat.end() ? "" : it->second;
+      }
+      const std::string name = module + ".weight";
+      const std::optional<WeightRef> ref = module.empty() ? std::nullopt : base->get(name);
+      if (!ref) {
+        unmatched.push_back(str_cat(adapter.file->describe(), ": '", layer.key, "'"));
+        continue;
+      }
+      const Shape& w = ref->view.shape;
+      const int64_t rank = layer.down.shape[0];
+      const bool fits = w.rank() == layer.down.rank() && w[0] == layer.up.shape[0] &&
+                        w.numel() / w[0] == layer.down.numel() / rank &&
+                        (w.rank() == 2 || (w[1] == layer.down.shape[1] && w[2] == layer.down.shape[2]));
+      KK_CHECK(fits, adapter.file->describe(), ": LoRA layer '", layer.key, "' (down ", layer.down.shape.str(),
+               ", up ", layer.up.shape.str(), ") does not fit ", ref->describe(name), " ", w.str());
+      auto [it, fresh] = merged.try_emplace(name);
+      if (fresh) it->second = copy_weight(*base, name, DType::F32);
+      add_product(it->second, layer, adapter.scale * (layer.alpha ? *layer.alpha / float(rank) : 1.0f));
+    }
+  }
+  if (!unmatched.empty()) {
+    std::string listed;
+    for (size_t i = 0; i < unmatched.size() && i < 4; ++i) listed += (i ? "; " : "") + unmatched[i];
+    fail(unmatched.size(), " LoRA layers match no layer of the ", component, " (", base->describe(),
+         "; a LoRA for another model?): ", listed,
+         unmatched.size() > 4 ? str_cat(" and ", unmatched.size() - 4, " more") : "");
+  }
+  if (merged.empty()) return base;
+  std::vector<std::pair<std::string, Tensor>> replacements;
+  for (auto& [name, weight] : merged)
+    replacements.emplace_back(name, dtype == DType::F32 ? std::move(weight) : weight.to(dtype));
+  return std::make_shared<OverlaySource>(std::move(base), std::move(replacements));
+}
+
+}  // namespace kakusan
