@@ -20,7 +20,7 @@ shift || true
 BUILD_DIR="${BUILD_DIR:-build-fuzz}"
 JOBS="${JOBS:-$(nproc)}"
 NICE="${NICE:-0}"
-ALL_TARGETS=(safetensors json_config scheduler_config tokenizer weights)
+ALL_TARGETS=(safetensors json_config scheduler_config tokenizer weights formats server_request)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then

@@ -124,6 +124,11 @@ struct NamedTensor {
   std::vector<int64_t> shape;
 };
 
+// How prompt text is read. Diffusers: plain text, cut at the text encoder's 77 tokens (with a warning), as
+// StableDiffusionPipeline. A1111: AUTOMATIC1111's syntax as diffusers' community lpw_stable_diffusion reads it:
+// `(word)`, `[word]`, `(word:1.3)` weights and prompts up to 3 x 75 tokens encoded chunk by chunk.
+enum class PromptSyntax { Diffusers, A1111 };
+
 struct GenerateParams {
   std::vector<std::string> prompt;            // the batch: one entry per prompt
   // Empty ("" as the unconditional prompt), one for every prompt, or one per prompt. Ignored without CFG.
@@ -169,6 +174,7 @@ struct GenerateParams {
   // Unset: diffusers' defaults, 0.8 for image-to-image and 1.0 for inpainting.
   std::optional<double> strength;
   std::optional<int> clip_skip;               // 1 = the pre-final CLIP layer
+  PromptSyntax prompt_syntax = PromptSyntax::Diffusers;
   AttentionOptions attention;
   bool vae_slicing = false;                   // decode one image at a time (less memory)
   bool vae_tiling = false;                    // decode large images as overlapping tiles (diffusers' enable_vae_tiling)

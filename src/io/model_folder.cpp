@@ -282,4 +282,18 @@ fs::path resolve_model_path(const std::string& path_or_id, const std::string& re
   return snapshot;
 }
 
+nlohmann::json stable_diffusion_model_index(const std::string& diffusers_version, const std::string& scheduler_class) {
+  return {{"_class_name", "StableDiffusionPipeline"},
+          {"_diffusers_version", diffusers_version},
+          {"feature_extractor", {nullptr, nullptr}},
+          {"image_encoder", {nullptr, nullptr}},
+          {"requires_safety_checker", false},
+          {"safety_checker", {nullptr, nullptr}},
+          {"scheduler", {"diffusers", scheduler_class}},
+          {"text_encoder", {"transformers", "CLIPTextModel"}},
+          {"tokenizer", {"transformers", "CLIPTokenizer"}},
+          {"unet", {"diffusers", "UNet2DConditionModel"}},
+          {"vae", {"diffusers", "AutoencoderKL"}}};
+}
+
 }  // namespace kakusan

@@ -91,6 +91,10 @@ std::filesystem::path hf_hub_cache_dir();
 // existing folder wins; otherwise <cache>/models--<org>--<name>/refs/<revision> names the snapshot
 // <cache>/models--<org>--<name>/snapshots/<commit>/ (a commit hash as revision is used directly).
 // Throws Error saying where it looked.
+// The model_index.json of a StableDiffusionPipeline folder that kakusan writes (random models, converted single
+// files): the safety checker and feature extractor are null, as in a pipeline saved with safety_checker=None.
+nlohmann::json stable_diffusion_model_index(const std::string& diffusers_version, const std::string& scheduler_class);
+
 std::filesystem::path resolve_model_path(const std::string& path_or_id, const std::string& revision = "main");
 
 }  // namespace kakusan

@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
@@ -102,7 +103,11 @@ std::string format_parameters(const GenerationInfo& info) {
   return out;
 }
 
-void write_png(const std::filesystem::path& path, const Image& image, const PngText& text) {
+namespace {
+
+// Checks `image` and `text` (errors name `label`), then writes the PNG stream to `file`.
+void write_png_stream(FILE* file, const std::filesystem::path& label, const Image& image, const PngText& text) {
+  const std::filesystem::path& path = label;
   KK_CHECK(image.width > 0 && image.height > 0 && image.width <= 1 << 16 && image.height <= 1 << 16, path.string(),
            ": cannot write a ", image.width, "x", image.height, " image");
   const size_t row_bytes = size_t(image.width) * 3;
@@ -124,11 +129,35 @@ void write_png(const std::filesystem::path& path, const Image& image, const PngT
   std::vector<png_bytep> rows(size_t(image.height));
   for (size_t y = 0; y < rows.size(); ++y) rows[y] = const_cast<png_bytep>(image.rgb.data() + y * row_bytes);
 
-  AtomicFile out(path);
   PngError error;
-  if (!write_stream(out.stream(), image, chunks.data(), int(chunks.size()), rows.data(), &error))
+  if (!write_stream(file, image, chunks.data(), int(chunks.size()), rows.data(), &error))
     fail(path.string(), ": cannot write PNG: ", error.message);
+}
+
+}  // namespace
+
+void write_png(const std::filesystem::path& path, const Image& image, const PngText& text) {
+  AtomicFile out(path);
+  write_png_stream(out.stream(), path, image, text);
   out.commit();
+}
+
+std::string encode_png(const Image& image, const PngText& text) {
+  char* buffer = nullptr;
+  size_t size = 0;
+  FILE* memory = open_memstream(&buffer, &size);
+  KK_CHECK(memory != nullptr, "PNG in memory: cannot open a memory stream");
+  try {
+    write_png_stream(memory, "PNG in memory", image, text);
+  } catch (...) {
+    std::fclose(memory);
+    std::free(buffer);
+    throw;
+  }
+  std::fclose(memory);  // flushes: buffer and size are final only now
+  std::string bytes(buffer, size);
+  std::free(buffer);
+  return bytes;
 }
 
 PngContents read_png(const std::filesystem::path& path, uint32_t max_side) {

@@ -36,6 +36,9 @@ using PngText = std::vector<std::pair<std::string, std::string>>;  // keyword ->
 // iTXt (UTF-8), as PIL does. Keywords must be 1-79 printable Latin-1 characters. Throws Error.
 void write_png(const std::filesystem::path& path, const Image& image, const PngText& text = {});
 
+// The same PNG as write_png writes, as bytes in memory (the server's responses). Throws Error.
+std::string encode_png(const Image& image, const PngText& text = {});
+
 struct PngContents {
   Image image;  // converted to 8-bit RGB (palette, grey, 16-bit and alpha are expanded / stripped)
   PngText text;

@@ -67,20 +67,6 @@ void write_component(const ComponentSource& source, const fs::path& dir, const c
   std::ofstream(dir / "config.json") << source.config.json().dump(2) << "\n";
 }
 
-nlohmann::json model_index(const std::string& scheduler_class) {
-  return {{"_class_name", "StableDiffusionPipeline"},
-          {"_diffusers_version", "0.29.2"},
-          {"feature_extractor", {nullptr, nullptr}},
-          {"image_encoder", {nullptr, nullptr}},
-          {"requires_safety_checker", false},
-          {"safety_checker", {nullptr, nullptr}},
-          {"scheduler", {"diffusers", scheduler_class}},
-          {"text_encoder", {"transformers", "CLIPTextModel"}},
-          {"tokenizer", {"transformers", "CLIPTokenizer"}},
-          {"unet", {"diffusers", "UNet2DConditionModel"}},
-          {"vae", {"diffusers", "AutoencoderKL"}}};
-}
-
 }  // namespace
 
 void convert_single_file_to_folder(const SingleFileCheckpoint& ckpt, const fs::path& out, std::optional<DType> dtype) {
@@ -100,7 +86,7 @@ void convert_single_file_to_folder(const SingleFileCheckpoint& ckpt, const fs::p
     fs::create_directories(temp / "tokenizer");
     for (const fs::directory_entry& entry : fs::directory_iterator(tokenizer))
       if (entry.is_regular_file()) fs::copy_file(entry.path(), temp / "tokenizer" / entry.path().filename());
-    std::ofstream(temp / "model_index.json") << model_index(ckpt.scheduler_class()).dump(2) << "\n";
+    std::ofstream(temp / "model_index.json") << stable_diffusion_model_index("0.29.2", ckpt.scheduler_class()).dump(2) << "\n";
     fs::rename(temp, out);
   } catch (...) {
     std::error_code ignored;

@@ -4,6 +4,7 @@
 #include "models/random_model.h"
 
 #include "core/error.h"
+#include "io/model_folder.h"
 
 namespace kakusan {
 
@@ -97,37 +98,21 @@ constexpr const char* kSd21Scheduler = R"({
   "trained_betas": null
 })";
 
-// What the model folder lists; safety checker and feature extractor are not generated, so they are null
-// (as in a pipeline saved with safety_checker=None).
-nlohmann::json pipeline_index(const std::string& diffusers_version, const std::string& scheduler_class) {
-  return {{"_class_name", "StableDiffusionPipeline"},
-          {"_diffusers_version", diffusers_version},
-          {"feature_extractor", {nullptr, nullptr}},
-          {"image_encoder", {nullptr, nullptr}},
-          {"requires_safety_checker", false},
-          {"safety_checker", {nullptr, nullptr}},
-          {"scheduler", {"diffusers", scheduler_class}},
-          {"text_encoder", {"transformers", "CLIPTextModel"}},
-          {"tokenizer", {"transformers", "CLIPTokenizer"}},
-          {"unet", {"diffusers", "UNet2DConditionModel"}},
-          {"vae", {"diffusers", "AutoencoderKL"}}};
-}
-
 }  // namespace
 
 RandomModelSpec RandomModelSpec::builtin(const std::string& name) {
   using nlohmann::json;
   RandomModelSpec s;
   if (name == "sd15") {
-    s = {pipeline_index("0.6.0", "PNDMScheduler"), json::parse(kSd15Unet), json::parse(kSdVae),
+    s = {stable_diffusion_model_index("0.6.0", "PNDMScheduler"), json::parse(kSd15Unet), json::parse(kSdVae),
          json::parse(kSd15TextEncoder), json::parse(kPndmScheduler)};
   } else if (name == "sd21") {
-    s = {pipeline_index("0.10.0.dev0", "DDIMScheduler"), json::parse(kSd21Unet), json::parse(kSdVae),
+    s = {stable_diffusion_model_index("0.10.0.dev0", "DDIMScheduler"), json::parse(kSd21Unet), json::parse(kSdVae),
          json::parse(kSd21TextEncoder), json::parse(kSd21Scheduler)};
     s.vae["_diffusers_version"] = "0.10.0.dev0";
     s.vae["sample_size"] = 768;
   } else if (name == "tiny") {
-    s = {pipeline_index("0.29.2", "PNDMScheduler"), json::parse(kTinyUnet), json::parse(kTinyVae),
+    s = {stable_diffusion_model_index("0.29.2", "PNDMScheduler"), json::parse(kTinyUnet), json::parse(kTinyVae),
          json::parse(kTinyTextEncoder), json::parse(kPndmScheduler)};
   } else if (name == "sd15-inpaint" || name == "tiny-inpaint") {
     // runwayml/stable-diffusion-inpainting's layout: the UNet also takes the mask and the masked image's

@@ -15,6 +15,7 @@ GenerateParams generate_params(const GenerateRequest& r) {
   p.eta = r.eta;
   p.seeds = r.seeds;
   p.clip_skip = r.clip_skip;
+  p.prompt_syntax = r.prompt_syntax;
   p.attention = r.attention;
   p.vae_slicing = r.vae_slicing;
   p.vae_tiling = r.vae_tiling;

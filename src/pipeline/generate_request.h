@@ -23,6 +23,7 @@ struct GenerateRequest {
   double eta = GenerateParams{}.eta;
   std::vector<uint64_t> seeds;
   std::optional<int> clip_skip;
+  PromptSyntax prompt_syntax = PromptSyntax::Diffusers;
   AttentionOptions attention;
   bool vae_slicing = false;
   bool vae_tiling = false;

@@ -7,6 +7,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "nn/context.h"
+#include "pipeline/prompt_attention.h"
 #include "pipeline/run_options.h"
 
 namespace kakusan {
@@ -20,14 +21,16 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
   e.overhead = kMemoryOverheadBytes;
   const int64_t f32 = sizeof(float);
   const ClipTextConfig& text_config = text_encoder_.config();
+  // A1111 syntax encodes up to kMaxPromptChunks chunks per prompt and hands the UNet their concatenation.
+  const int64_t chunks = p.prompt_syntax == PromptSyntax::A1111 ? kMaxPromptChunks : 1;
   const int64_t tokens = text_config.max_position_embeddings;
-  const int64_t embeds_bytes = unet_batch * tokens * text_config.hidden_size * f32;
+  const int64_t embeds_bytes = unet_batch * chunks * tokens * text_config.hidden_size * f32;
   const int64_t latents_bytes = latents_shape.numel() * f32;
   const int64_t latent_tokens = latents_shape[2] * latents_shape[3];
   {
     Arena arena;
     Context ctx{null, arena, attention};
-    const Tensor ids = Tensor::zeros({int64_t(p.prompt.size()), tokens}, DType::I64);
+    const Tensor ids = Tensor::zeros({int64_t(p.prompt.size()) * chunks, tokens}, DType::I64);
     text_encoder_.forward(ctx, ids);
     e.encoding = {bytes_.text_encoder, int64_t(arena.peak_bytes()),
                   2 * embeds_bytes + backend_.attention_scratch_bytes(attention, tokens, tokens)};
@@ -37,7 +40,7 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
     Context ctx{null, arena, attention};
     const UNet2DConditionConfig& unet_config = unet_.config();
     Tensor input = Tensor::empty({unet_batch, unet_config.in_channels, latents_shape[2], latents_shape[3]});
-    Tensor embeds = Tensor::empty({unet_batch, tokens, text_config.hidden_size});
+    Tensor embeds = Tensor::empty({unet_batch, chunks * tokens, text_config.hidden_size});
     Tensor noise_pred = Tensor::empty({unet_batch, unet_config.out_channels, latents_shape[2], latents_shape[3]});
     const Tensor t = Tensor::full({1}, 999.0f);
     unet_.forward(ctx, input, t, embeds, noise_pred);

@@ -38,4 +38,40 @@ GridSpec parse_grid_spec(const std::string& text) {
   return spec;
 }
 
+std::string model_display_name(const std::string& model) {
+  std::string name = model;
+  while (name.size() > 1 && name.back() == '/') name.pop_back();
+  if (std::filesystem::is_directory(model)) return std::filesystem::path(name).filename().string();
+  return name;
+}
+
+PngText image_parameters(const GenerateParams& params, const GenerateResult& result, size_t i,
+                         const std::string& sampler, const std::string& model) {
+  auto nth_or_empty = [](const std::vector<std::string>& items, size_t k) -> std::string {
+    if (items.empty()) return "";
+    return items.size() == 1 ? items[0] : items.at(k);
+  };
+  GenerationInfo info;
+  const size_t prompt_index = i / size_t(params.num_images_per_prompt);
+  info.prompt = params.prompt.at(prompt_index);
+  if (params.guidance_scale > 1.0) info.negative_prompt = nth_or_empty(params.negative_prompt, prompt_index);
+  info.steps = params.num_inference_steps;
+  info.sampler = sampler;
+  info.cfg_scale = params.guidance_scale;
+  info.seed = result.seeds.at(i);
+  info.height = int(result.image_shape.at(1));
+  info.width = int(result.image_shape.at(2));
+  info.model = model;
+  if (!params.image.empty()) {
+    // A1111's "Denoising strength: 0.75": the shortest decimal that reads back, like Python's str().
+    char buf[32];
+    const auto end = std::to_chars(buf, buf + sizeof buf, effective_strength(params)).ptr;
+    std::string strength(buf, end);
+    if (strength.find_first_of(".e") == std::string::npos) strength += ".0";
+    info.extra.emplace_back("Denoising strength", strength);
+  }
+  if (params.generator_device == "cuda") info.extra.emplace_back("RNG", "NV");
+  return PngText{{"parameters", format_parameters(info)}};
+}
+
 }  // namespace kakusan

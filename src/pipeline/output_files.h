@@ -4,8 +4,12 @@
 // ...); the grid goes to out-grid.png. Without an extension, ".png" is added.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <string>
+
+#include "io/png.h"
+#include "kakusan/pipeline.h"
 
 namespace kakusan {
 
@@ -17,5 +21,13 @@ struct GridSpec {
 };
 // "ROWSxCOLS" ("2x2", "1x4"); throws Error on anything else.
 GridSpec parse_grid_spec(const std::string& text);
+
+// The model's name for the PNG metadata: the folder's name, or the hub id as given.
+std::string model_display_name(const std::string& model);
+
+// The A1111 `parameters` text chunk of image `i` of a run (the CLI's files and the server's responses carry
+// the same text). `sampler` is the scheduler's class name, `model` the display name.
+PngText image_parameters(const GenerateParams& params, const GenerateResult& result, size_t i,
+                         const std::string& sampler, const std::string& model);
 
 }  // namespace kakusan

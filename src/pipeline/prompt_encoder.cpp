@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "backend/staged_tensor.h"
+#include "pipeline/prompt_attention.h"
 
 namespace kakusan {
 
@@ -45,12 +46,46 @@ Tensor PromptEncoder::encode_texts(Context& ctx, const std::vector<std::string>&
   return text_encoder_.forward(ctx, ids.on_backend(), clip_skip.value_or(0));
 }
 
+void PromptEncoder::encode_a1111(Context& ctx, const PromptBatch& batch, const std::vector<std::string>& uncond_texts,
+                                 Tensor& cond, Tensor& uncond, std::vector<std::string>& warnings,
+                                 const std::function<void()>& on_batch) const {
+  WeightedTokens cond_tokens, uncond_tokens;
+  weighted_tokens(tokenizer_, batch.prompts, uncond_texts, cond_tokens, uncond_tokens);
+  if (cond_tokens.truncated)
+    warnings.push_back(str_cat("A prompt was truncated: A1111 syntax encodes at most ", kMaxPromptChunks, " x ",
+                               tokenizer_.model_max_length() - 2, " tokens"));
+  cond = encode_weighted(ctx, tokenizer_, text_encoder_, cond_tokens, batch.clip_skip.value_or(0));
+  if (on_batch) on_batch();
+  if (uncond_texts.empty()) return;
+  uncond = encode_weighted(ctx, tokenizer_, text_encoder_, uncond_tokens);
+  if (on_batch) on_batch();
+}
+
 EncodedPrompts PromptEncoder::encode(Context& ctx, const PromptBatch& batch,
                                      const std::function<void()>& on_batch) const {
   KK_ASSERT(!batch.prompts.empty() && batch.num_images_per_prompt >= 1);
   EncodedPrompts result;
-  const Tensor cond = encode_texts(ctx, batch.prompts, batch.clip_skip, &result.warnings);
-  if (on_batch) on_batch();
+  // Unconditional embeddings: "" (or the negative prompt), never clip-skipped (diffusers v0.29 encodes the
+  // negative prompt with the plain last_hidden_state even when clip_skip is set).
+  std::vector<std::string> uncond_texts;
+  for (size_t i = 0; batch.classifier_free_guidance && i < batch.prompts.size(); ++i) {
+    if (batch.negative_prompts.empty())
+      uncond_texts.emplace_back("");
+    else
+      uncond_texts.push_back(batch.negative_prompts.size() == 1 ? batch.negative_prompts[0]
+                                                                : batch.negative_prompts.at(i));
+  }
+  Tensor cond, uncond;
+  if (batch.a1111_syntax) {
+    encode_a1111(ctx, batch, uncond_texts, cond, uncond, result.warnings, on_batch);
+  } else {
+    cond = encode_texts(ctx, batch.prompts, batch.clip_skip, &result.warnings);
+    if (on_batch) on_batch();
+    if (batch.classifier_free_guidance) {
+      uncond = encode_texts(ctx, uncond_texts, std::nullopt, nullptr);
+      if (on_batch) on_batch();
+    }
+  }
   const int n = batch.num_images_per_prompt;
   const int64_t images = cond.dim(0) * n;
   Backend& backend = ctx.backend;
@@ -59,18 +94,6 @@ EncodedPrompts PromptEncoder::encode(Context& ctx, const PromptBatch& batch,
     repeat_into(backend, cond, n, result.embeds, 0);
     return result;
   }
-  // Unconditional embeddings: "" (or the negative prompt), never clip-skipped (diffusers v0.29 encodes the
-  // negative prompt with the plain last_hidden_state even when clip_skip is set).
-  std::vector<std::string> uncond_texts;
-  for (size_t i = 0; i < batch.prompts.size(); ++i) {
-    if (batch.negative_prompts.empty())
-      uncond_texts.emplace_back("");
-    else
-      uncond_texts.push_back(batch.negative_prompts.size() == 1 ? batch.negative_prompts[0]
-                                                                : batch.negative_prompts.at(i));
-  }
-  const Tensor uncond = encode_texts(ctx, uncond_texts, std::nullopt, nullptr);
-  if (on_batch) on_batch();
   KK_ASSERT(uncond.shape() == cond.shape());
   result.embeds = backend.empty({2 * images, cond.dim(1), cond.dim(2)}, cond.dtype());
   repeat_into(backend, uncond, n, result.embeds, 0);

@@ -20,6 +20,7 @@ struct PromptBatch {
   int num_images_per_prompt = 1;
   bool classifier_free_guidance = true;
   std::optional<int> clip_skip;
+  bool a1111_syntax = false;  // weights and 75-token chunks (pipeline/prompt_attention.h)
 };
 
 struct EncodedPrompts {
@@ -45,6 +46,10 @@ class PromptEncoder {
   const ClipTextModel& text_encoder() const { return text_encoder_; }
 
  private:
+  // The batch's cond and uncond hidden states with A1111 syntax: both sides padded to one chunk count.
+  void encode_a1111(Context& ctx, const PromptBatch& batch, const std::vector<std::string>& uncond_texts,
+                    Tensor& cond, Tensor& uncond, std::vector<std::string>& warnings,
+                    const std::function<void()>& on_batch) const;
   // [N, T, D] hidden states of N texts (padded to model_max_length), optionally clip-skipped.
   Tensor encode_texts(Context& ctx, const std::vector<std::string>& texts, std::optional<int> clip_skip,
                       std::vector<std::string>* warnings) const;

@@ -232,7 +232,8 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   result.warnings.insert(result.warnings.begin(), load_warnings.begin(), load_warnings.end());
 
   // 1. Encode the input prompt: [uncond..., cond...] with classifier-free guidance.
-  const PromptBatch batch{p.prompt, p.negative_prompt, p.num_images_per_prompt, do_cfg, p.clip_skip};
+  const PromptBatch batch{p.prompt, p.negative_prompt, p.num_images_per_prompt, do_cfg, p.clip_skip,
+                          p.prompt_syntax == PromptSyntax::A1111};
   const EncodedPrompts prompts = encode_prompt({run_on, attention, plan.encoding.arena}, *prompt_encoder, batch,
                                                p.progress, result.memory.text_encoder_arena);
   end_phase(run_on, text_encoder_weights, result.memory.text_encoder_scratch);

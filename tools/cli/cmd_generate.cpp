@@ -8,7 +8,7 @@
 //     [--attention-slicing auto|N|off] [--dtype fp32|fp16] [--threads N] [--output out.png] [--grid ROWSxCOLS]
 //     [--save-tensors out.safetensors] [--clip-skip N] [--memory auto|refuse|off] [--max-memory 2G] [--quiet]
 //     [--generator cpu|cuda] [--cuda-sm-count N] [--cuda-threads-per-sm N] [--device cpu|reference|cuda[:N]]
-//     [--image in.png [--mask-image mask.png] [--strength S]]
+//     [--prompt-syntax diffusers|a1111] [--image in.png [--mask-image mask.png] [--strength S]]
 //
 // Seeds: repeated --seed gives one generator per image (their count must equal the number of images);
 // one --seed with several images gives ONE generator shared by all of them; no --seed picks a random seed
@@ -70,6 +70,7 @@ struct GenerateOptions {
   std::string grid;
   std::string save_tensors;
   int clip_skip = -1;
+  std::string prompt_syntax = "diffusers";
   bool vae_slicing = false;
   bool vae_tiling = false;
   int vae_tile_size = 0;
@@ -196,14 +197,6 @@ LoadOptions::Lora parse_lora(const std::string& argument) {
   return {file, value};
 }
 
-// The model's name for the PNG metadata: the folder's name, or the hub id as given.
-std::string model_name(const std::string& model) {
-  std::string name = model;
-  while (name.size() > 1 && name.back() == '/') name.pop_back();
-  if (std::filesystem::exists(model)) return std::filesystem::path(name).filename().string();
-  return name;
-}
-
 struct Request {
   LoadOptions load;
   GenerateParams params;
@@ -241,6 +234,9 @@ Request build_request(const GenerateOptions& o) {
   g.eta = o.eta;
   for (const std::string& seed : o.seeds) g.seeds.push_back(parse_seed(seed));
   if (o.clip_skip >= 0) g.clip_skip = o.clip_skip;
+  KK_CHECK(o.prompt_syntax == "diffusers" || o.prompt_syntax == "a1111", "--prompt-syntax \"", o.prompt_syntax,
+           "\" must be diffusers or a1111");
+  g.prompt_syntax = o.prompt_syntax == "a1111" ? PromptSyntax::A1111 : PromptSyntax::Diffusers;
   g.attention = parse_attention_slicing(o.attention_slicing);
   g.vae_slicing = o.vae_slicing;
   g.vae_tiling = o.vae_tiling;
@@ -294,21 +290,6 @@ class InterruptGuard {
 
 constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report it
 
-// A1111's "Denoising strength: 0.75": the shortest decimal that reads back as the value, like Python's str().
-std::string format_strength(const GenerateParams& params) {
-  char buf[32];
-  const double strength = effective_strength(params);
-  const auto result = std::to_chars(buf, buf + sizeof buf, strength);
-  std::string text(buf, result.ptr);
-  if (text.find_first_of(".e") == std::string::npos) text += ".0";
-  return text;
-}
-
-std::string nth_or_empty(const std::vector<std::string>& items, size_t i) {
-  if (items.empty()) return "";
-  return items.size() == 1 ? items[0] : items.at(i);
-}
-
 int run_generate(const GenerateOptions& o) {
   Request request = build_request(o);
   GenerateParams& params = request.params;
@@ -340,24 +321,8 @@ int run_generate(const GenerateOptions& o) {
   if (params.seeds.empty()) std::printf("seed: %llu\n", static_cast<unsigned long long>(result.seeds.at(0)));
 
   // Outputs, each written atomically (temporary file + rename).
-  const int height = int(result.image_shape[1]), width = int(result.image_shape[2]);
-  const std::string model = model_name(o.model);
-  auto parameters_of = [&](size_t i) {
-    GenerationInfo info;
-    const size_t prompt_index = i / size_t(params.num_images_per_prompt);
-    info.prompt = params.prompt[prompt_index];
-    if (params.guidance_scale > 1.0) info.negative_prompt = nth_or_empty(params.negative_prompt, prompt_index);
-    info.steps = params.num_inference_steps;
-    info.sampler = pipe.scheduler_name();
-    info.cfg_scale = params.guidance_scale;
-    info.seed = result.seeds.at(i);
-    info.width = width;
-    info.height = height;
-    info.model = model;
-    if (!params.image.empty()) info.extra.emplace_back("Denoising strength", format_strength(params));
-    if (params.generator_device == "cuda") info.extra.emplace_back("RNG", "NV");
-    return PngText{{"parameters", format_parameters(info)}};
-  };
+  const std::string model = model_display_name(o.model);
+  auto parameters_of = [&](size_t i) { return image_parameters(params, result, i, pipe.scheduler_name(), model); };
   for (size_t i = 0; i < result.images.size(); ++i) {
     const std::filesystem::path path = image_output_path(o.output, int(i));
     write_png(path, result.images[i], parameters_of(i));
@@ -431,6 +396,9 @@ const bool registered = register_command({
       app.add_option("--save-tensors", o->save_tensors,
                      "write float32 init_noise and latents [B,4,h,w] and images [B,H,W,3]");
       app.add_option("--clip-skip", o->clip_skip, "CLIP layers to skip (1 = the pre-final layer)");
+      app.add_option("--prompt-syntax", o->prompt_syntax,
+                     "diffusers (plain text, cut at 77 tokens) or a1111 ((word:1.3) weights, up to 225 tokens)")
+          ->capture_default_str();
       app.add_flag("--vae-slicing", o->vae_slicing, "decode one image at a time");
       app.add_flag("--vae-tiling", o->vae_tiling, "decode large images as overlapping tiles (less memory)");
       app.add_option("--vae-tile-size", o->vae_tile_size,
