@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <vector>
 
 namespace kakusan {
@@ -10,5 +11,10 @@ struct Image {
   int width = 0, height = 0;
   std::vector<uint8_t> rgb;  // row-major, 3 bytes per pixel
 };
+
+// Reads an input picture for image-to-image or inpainting: a PNG (grey, RGB or palette, 8 or 16 bits; alpha
+// dropped as PIL's convert("RGB") does, 16-bit samples cut to their high byte). Throws kakusan::Error naming
+// the file when it cannot be read, is not a PNG, or is larger than kMaxImageSide on a side.
+Image read_image(const std::filesystem::path& path);
 
 }  // namespace kakusan

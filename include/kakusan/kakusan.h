@@ -88,6 +88,9 @@ struct kakusan_params {
   void * callback_user_data;
   int low_memory;                        /* 1 = least memory, as the CLI's --low-memory: streamed UNet weights
                                             and VAE tiling in 256-pixel tiles (unless vae_tile_size is set) */
+  const char * image;                    /* NULL = text-to-image; else an input PNG: image-to-image */
+  const char * mask_image;               /* with image: a mask PNG (white = repaint), inpainting; NULL = none */
+  float strength;                        /* with image, in [0, 1]; < 0 (default) = 0.8 img2img, 1.0 inpainting */
 };
 
 struct kakusan_load_params kakusan_default_load_params(void);

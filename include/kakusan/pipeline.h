@@ -158,8 +158,21 @@ struct GenerateParams {
   std::string generator_device = "cpu";
   int cuda_sm_count = 40;
   int cuda_max_threads_per_sm = 1024;
-  // Optional initial noise [B, 4, h, w] (diffusers' `latents`), before scaling by init_noise_sigma.
+  // Optional initial noise [B, 4, h, w] (diffusers' `latents`), before scaling by init_noise_sigma (with
+  // `image`: the noise added to the image latents).
   std::vector<float> latents;
+  // Image-to-image (StableDiffusionImg2ImgPipeline): the input picture, one for the whole batch or one per
+  // generated image; empty = text-to-image. Its size, rounded down to a multiple of 8, is the output size
+  // unless height / width are given (then it is resized to them, Lanczos as PIL). RGB; read_image() loads a PNG.
+  std::vector<Image> image;
+  // Inpainting (StableDiffusionInpaintPipeline): the mask(s), white = repaint (PIL's convert("L") >= 128),
+  // each the size of the images; one, or one per image. Needs `image`. A UNet with 9 input channels (an
+  // inpainting UNet) sees the mask and the masked image's latents; an ordinary UNet has the known region put
+  // back after every step.
+  std::vector<Image> mask_image;
+  // How much of the image is replaced by noise, in [0, 1]: int(num_inference_steps * strength) steps run.
+  // Unset: diffusers' defaults, 0.8 for image-to-image and 1.0 for inpainting.
+  std::optional<double> strength;
   std::optional<int> clip_skip;               // 1 = the pre-final CLIP layer
   PromptSyntax prompt_syntax = PromptSyntax::Diffusers;
   AttentionOptions attention;
@@ -203,6 +216,8 @@ struct GenerateResult {
     int64_t estimated_unet_arena = 0, estimated_vae_arena = 0;
     int64_t text_encoder_arena = 0, unet_arena = 0, vae_arena = 0;
     int64_t text_encoder_scratch = 0, unet_scratch = 0, vae_scratch = 0;
+    // Image-to-image / inpainting: the VAE encoder's arena, estimated and measured (its largest encode).
+    int64_t estimated_vae_encoder_arena = 0, vae_encoder_arena = 0;
   } memory;
 };
 
@@ -214,6 +229,10 @@ void check_inputs(const GenerateParams& params);
 // The VAE tile side (pixels) of low-memory mode: decoding a 512-pixel tile takes about 1.2 GB of activations,
 // a 256-pixel tile a quarter of that.
 inline constexpr int kLowMemoryVaeTile = 256;
+
+// `strength` as generate() uses it: the given value, else diffusers' default for the pipeline (0.8 for
+// image-to-image, 1.0 for inpainting).
+double effective_strength(const GenerateParams& params);
 
 // Largest height or width accepted, and largest number of images in one call.
 inline constexpr int kMaxImageSide = 8192;

@@ -58,14 +58,14 @@ struct ReadState {
   PngError error;
 };
 
-bool read_stream(FILE* file, ReadState* state) {
+bool read_stream(FILE* file, ReadState* state, uint32_t max_side) {
   state->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state->error, on_error, on_warning);
   if (state->png == nullptr) return false;
   state->info = png_create_info_struct(state->png);
   if (state->info == nullptr) return false;
   if (setjmp(png_jmpbuf(state->png))) return false;
   png_init_io(state->png, file);
-  png_set_user_limits(state->png, 1u << 16, 1u << 16);  // refuse absurd sizes before allocating
+  png_set_user_limits(state->png, max_side, max_side);  // refuse absurd sizes before allocating
   png_read_png(state->png, state->info,
                PNG_TRANSFORM_EXPAND | PNG_TRANSFORM_STRIP_16 | PNG_TRANSFORM_STRIP_ALPHA | PNG_TRANSFORM_GRAY_TO_RGB,
                nullptr);
@@ -160,11 +160,11 @@ std::string encode_png(const Image& image, const PngText& text) {
   return bytes;
 }
 
-PngContents read_png(const std::filesystem::path& path) {
+PngContents read_png(const std::filesystem::path& path, uint32_t max_side) {
   FILE* file = std::fopen(path.c_str(), "rb");
   if (file == nullptr) fail(path.string(), ": cannot open: ", std::strerror(errno));
   ReadState state;
-  const bool ok = read_stream(file, &state);
+  const bool ok = read_stream(file, &state, max_side);
   std::fclose(file);
   PngContents contents;
   std::string problem;

@@ -43,7 +43,8 @@ struct PngContents {
   Image image;  // converted to 8-bit RGB (palette, grey, 16-bit and alpha are expanded / stripped)
   PngText text;
 };
-// Throws Error naming the file if it cannot be read or is not a valid PNG.
-PngContents read_png(const std::filesystem::path& path);
+// Throws Error naming the file if it cannot be read, is not a valid PNG or is wider or taller than
+// `max_side` (checked before the pixels are decompressed).
+PngContents read_png(const std::filesystem::path& path, uint32_t max_side = 1u << 16);
 
 }  // namespace kakusan

@@ -28,6 +28,11 @@ class Autoencoder {
   virtual int64_t tile_latent_size(const VaeMemoryOptions& options) const = 0;
   // z [B, latent_channels, h, w] already divided by scaling_factor -> images [B, C, h·f, w·f] in ~[-1, 1].
   virtual Tensor decode(Context& ctx, const TensorView& z, const VaeMemoryOptions& options) const = 0;
+  // diffusers' retrieve_latents(vae.encode(x), generator) on the backend, before scaling_factor: a draw from
+  // the latent distribution with `generator` (AutoencoderKL), or the encoder's latents (AutoencoderTiny,
+  // which draws nothing).
+  virtual Tensor encode_latents(Context& ctx, const TensorView& x, const VaeMemoryOptions& options,
+                                Generator& generator) const = 0;
   virtual void visit(WeightVisitor& v) = 0;
 };
 
@@ -44,6 +49,8 @@ class AutoencoderOf final : public Autoencoder {
   Tensor decode(Context& ctx, const TensorView& z, const VaeMemoryOptions& options) const override {
     return model_.decode(ctx, z, options);
   }
+  Tensor encode_latents(Context& ctx, const TensorView& x, const VaeMemoryOptions& options,
+                        Generator& generator) const override;
   void visit(WeightVisitor& v) override { model_.visit(v); }
   const Model& model() const { return model_; }
 
@@ -55,6 +62,17 @@ class AutoencoderOf final : public Autoencoder {
 template <>
 inline int64_t AutoencoderOf<AutoencoderKL>::tile_latent_size(const VaeMemoryOptions& options) const {
   return model_.tile_latent_size(options);
+}
+template <>
+inline Tensor AutoencoderOf<AutoencoderKL>::encode_latents(Context& ctx, const TensorView& x,
+                                                           const VaeMemoryOptions& options,
+                                                           Generator& generator) const {
+  return model_.encode(ctx, x, options).sample(ctx.backend, generator);
+}
+template <>
+inline Tensor AutoencoderOf<AutoencoderTiny>::encode_latents(Context& ctx, const TensorView& x,
+                                                             const VaeMemoryOptions& options, Generator&) const {
+  return model_.encode(ctx, x, options);
 }
 // AutoencoderTiny decodes untiled: a tile is the whole latent.
 template <>

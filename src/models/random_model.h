@@ -62,12 +62,13 @@ struct RandomModelSpec {
   nlohmann::json model_index, unet, vae, text_encoder, scheduler;
 
   // "sd15" (runwayml/stable-diffusion-v1-5), "sd21" (stabilityai/stable-diffusion-2-1), "tiny" (the golden
-  // kit's tiny-sd). Throws Error listing the choices.
+  // kit's tiny-sd), and "sd15-inpaint" / "tiny-inpaint": the same with a 9-channel inpainting UNet
+  // (runwayml/stable-diffusion-inpainting). Throws Error listing the choices.
   static RandomModelSpec builtin(const std::string& name);
   // A JSON file {"unet": {...}, "vae": {...}, "text_encoder": {...}, "scheduler": {...}} (missing parts are
   // taken from sd15, "model_index" optional), or an existing model folder whose configs are reused.
   static RandomModelSpec from_path(const std::filesystem::path& path);
-  static std::vector<std::string> builtin_names() { return {"sd15", "sd21", "tiny"}; }
+  static std::vector<std::string> builtin_names() { return {"sd15", "sd21", "tiny", "sd15-inpaint", "tiny-inpaint"}; }
 };
 
 struct RandomModelSummary {

@@ -114,8 +114,15 @@ RandomModelSpec RandomModelSpec::builtin(const std::string& name) {
   } else if (name == "tiny") {
     s = {stable_diffusion_model_index("0.29.2", "PNDMScheduler"), json::parse(kTinyUnet), json::parse(kTinyVae),
          json::parse(kTinyTextEncoder), json::parse(kPndmScheduler)};
+  } else if (name == "sd15-inpaint" || name == "tiny-inpaint") {
+    // runwayml/stable-diffusion-inpainting's layout: the UNet also takes the mask and the masked image's
+    // latents (4 + 1 + 4 input channels), saved as a StableDiffusionInpaintPipeline.
+    s = builtin(name == "sd15-inpaint" ? "sd15" : "tiny");
+    s.unet["in_channels"] = 9;
+    s.model_index["_class_name"] = "StableDiffusionInpaintPipeline";
   } else {
-    fail("unknown built-in model config \"", name, "\" (choose sd15, sd21, tiny, or give a JSON file or model folder)");
+    fail("unknown built-in model config \"", name,
+         "\" (choose sd15, sd21, tiny, sd15-inpaint, tiny-inpaint, or give a JSON file or model folder)");
   }
   return s;
 }

@@ -1,5 +1,6 @@
 // The C API (include/kakusan/kakusan.h) over the C++ pipeline: exceptions become status codes and a
 // per-thread error message.
+#include <cmath>
 #include <memory>
 #include <new>
 #include <string>
@@ -90,6 +91,7 @@ kakusan_params kakusan_default_params(void) {
   p.cuda_max_threads_per_sm = defaults.cuda_max_threads_per_sm;
   p.clip_skip = -1;
   p.attention_slice_size = -1;
+  p.strength = -1.0f;
   return p;
 }
 
@@ -148,6 +150,9 @@ int kakusan_generate(kakusan_context* ctx, const kakusan_params* params, kakusan
     if (p.generator_device != nullptr) r.generator_device = p.generator_device;
     r.cuda_sm_count = p.cuda_sm_count;
     r.cuda_max_threads_per_sm = p.cuda_max_threads_per_sm;
+    if (p.image != nullptr) r.image_paths = {p.image};
+    if (p.mask_image != nullptr) r.mask_paths = {p.mask_image};
+    if (p.strength >= 0.0f || std::isnan(p.strength)) r.strength = double(p.strength);
     kakusan::GenerateParams g = kakusan::generate_params(r);
     if (p.callback != nullptr) {
       g.callback_on_step_end = [&p](const kakusan::StepInfo& step) {

@@ -1,5 +1,6 @@
 // check_inputs: everything about GenerateParams that can be judged without a model, so that a bad request
 // fails before any weights are read (the CLI calls it first, generate() again).
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -17,7 +18,51 @@ void check_side(const char* name, int value) {
            value);
 }
 
+void check_images(const GenerateParams& p, size_t num_images) {
+  KK_CHECK(p.mask_image.empty() || !p.image.empty(), "`mask_image` is given without `image`: inpainting needs the "
+           "image to repaint");
+  if (p.image.empty()) {
+    KK_CHECK(!p.strength, "`strength` is given without `image`: it is an image-to-image / inpainting parameter");
+    return;
+  }
+  const double strength = effective_strength(p);
+  KK_CHECK(std::isfinite(strength) && strength >= 0.0 && strength <= 1.0,
+           "The value of strength should in [0.0, 1.0] but is ", strength);
+  const int steps_run = std::min(int(double(p.num_inference_steps) * strength), p.num_inference_steps);
+  KK_CHECK(steps_run >= 1, "After adjusting the num_inference_steps by strength parameter: ", strength,
+           ", the number of pipeline steps is ", steps_run,
+           " which is < 1 and not appropriate for this pipeline (raise `strength` or `num_inference_steps`)");
+  KK_CHECK(p.image.size() == 1 || p.image.size() == num_images, "`image` has ", p.image.size(),
+           " pictures for ", num_images, " generated images: give one, or one per image");
+  KK_CHECK(p.mask_image.empty() || p.mask_image.size() == 1 || p.mask_image.size() == p.image.size(),
+           "`mask_image` has ", p.mask_image.size(), " masks for ", p.image.size(),
+           " images: give one, or one per image");
+  const auto check_picture = [](const Image& image, const char* what) {
+    KK_CHECK(image.width >= 1 && image.height >= 1 && image.width <= kMaxImageSide && image.height <= kMaxImageSide,
+             "`", what, "` is ", image.width, "x", image.height, ": sides must be between 1 and ", kMaxImageSide);
+    KK_CHECK(image.rgb.size() == size_t(image.width) * size_t(image.height) * 3, "`", what, "` holds ",
+             image.rgb.size(), " bytes but ", image.width, "x", image.height, " RGB needs ",
+             size_t(image.width) * size_t(image.height) * 3);
+  };
+  for (const Image& image : p.image) check_picture(image, "image");
+  for (const Image& mask : p.mask_image) {
+    check_picture(mask, "mask_image");
+    const Image& image = p.image.front();
+    KK_CHECK(mask.width == image.width && mask.height == image.height, "the mask is ", mask.width, "x", mask.height,
+             " but the image is ", image.width, "x", image.height, ": they must be the same size");
+  }
+  for (const Image& image : p.image)
+    KK_CHECK(image.width == p.image.front().width && image.height == p.image.front().height,
+             "the input images differ in size (", p.image.front().width, "x", p.image.front().height, " and ",
+             image.width, "x", image.height, ")");
+}
+
 }  // namespace
+
+double effective_strength(const GenerateParams& params) {
+  if (params.strength) return *params.strength;
+  return params.mask_image.empty() ? 0.8 : 1.0;
+}
 
 void check_inputs(const GenerateParams& p) {
   KK_CHECK(!p.prompt.empty(), "`prompt` is empty: give at least one prompt");
@@ -58,6 +103,7 @@ void check_inputs(const GenerateParams& p) {
                p.cuda_max_threads_per_sm <= CudaLaunchShape::kMaxThreadsPerSm,
            "`cuda_max_threads_per_sm` must be in ", CudaLaunchShape::kMinThreadsPerSm, "..",
            CudaLaunchShape::kMaxThreadsPerSm, " but is ", p.cuda_max_threads_per_sm);
+  check_images(p, num_images);
   if (p.clip_skip) KK_CHECK(*p.clip_skip >= 0, "`clip_skip` must be >= 0 but is ", *p.clip_skip);
   KK_CHECK(p.attention.slice_size >= 0, "attention slice size must be >= 0 but is ", p.attention.slice_size);
   KK_CHECK(p.vae_tile_size == 0 || (p.vae_tile_size >= 64 && p.vae_tile_size <= kMaxImageSide &&

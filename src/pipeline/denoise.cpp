@@ -87,6 +87,7 @@ Tensor denoise(Backend& backend, Scheduler& scheduler, GeneratorSet& generators,
                   ? scheduler.step(prediction, size_t(i), latents,
                                    std::span<Generator* const>(generators.image_generators()))
                   : scheduler.step(prediction, size_t(i), latents, generators.shared());
+    if (options.after_step) options.after_step(latents, size_t(i));
     if (inspect) inspect(str_cat("latents_after_step", i), latents);
     if (options.callback_on_step_end) {
       StepInfo info{i, num_steps, timesteps[size_t(i)], seconds_since(step_start), latents.f32(),

@@ -45,6 +45,9 @@ struct DenoiseOptions {
   double guidance_rescale = 0.0;       // rescale_noise_cfg factor (0 = off)
   std::function<bool(const StepInfo&)> callback_on_step_end;  // false: throw Cancelled
   ProgressCallback progress;
+  // After each scheduler step, before the step callback: may change the latents in place (inpainting with an
+  // ordinary UNet puts the known region back, noised to the next step).
+  std::function<void(Tensor& latents, size_t step)> after_step;
   InspectTensor inspect;  // "unet_input_step0" (the first step's), "unet_output_step<i>", "latents_after_step<i>"
 };
 

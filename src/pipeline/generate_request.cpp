@@ -31,6 +31,9 @@ GenerateParams generate_params(const GenerateRequest& r) {
   p.generator_device = r.generator_device;
   p.cuda_sm_count = r.cuda_sm_count;
   p.cuda_max_threads_per_sm = r.cuda_max_threads_per_sm;
+  for (const std::string& path : r.image_paths) p.image.push_back(read_image(path));
+  for (const std::string& path : r.mask_paths) p.mask_image.push_back(read_image(path));
+  p.strength = r.strength;
   check_inputs(p);
   return p;
 }

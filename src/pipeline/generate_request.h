@@ -38,9 +38,15 @@ struct GenerateRequest {
   std::string generator_device = GenerateParams{}.generator_device;
   int cuda_sm_count = GenerateParams{}.cuda_sm_count;
   int cuda_max_threads_per_sm = GenerateParams{}.cuda_max_threads_per_sm;
+  // Image-to-image / inpainting: PNG files read by generate_params (read_image), and the strength (unset:
+  // the pipeline's default).
+  std::vector<std::string> image_paths;
+  std::vector<std::string> mask_paths;
+  std::optional<double> strength;
 };
 
-// The parameters of `request`, checked (check_inputs: throws Error naming the bad parameter).
+// The parameters of `request` with its images read, checked (check_inputs: throws Error naming the bad
+// parameter or file).
 GenerateParams generate_params(const GenerateRequest& request);
 
 }  // namespace kakusan

@@ -8,14 +8,14 @@
 namespace kakusan {
 
 int64_t MemoryEstimate::peak() const {
-  return std::max({encoding.total(), denoising.total(), decoding.total()}) + overhead;
+  return std::max({encoding.total(), image_encoding.total(), denoising.total(), decoding.total()}) + overhead;
 }
 
 std::string MemoryEstimate::describe() const {
-  const char* names[] = {"text encoder", "UNet", "VAE decode"};
-  const PhaseMemory* phases[] = {&encoding, &denoising, &decoding};
+  const char* names[] = {"text encoder", "UNet", "VAE decode", "VAE encode"};
+  const PhaseMemory* phases[] = {&encoding, &denoising, &decoding, &image_encoding};
   int largest = 0;
-  for (int i = 1; i < 3; ++i)
+  for (int i = 1; i < 4; ++i)
     if (phases[i]->total() > phases[largest]->total()) largest = i;
   const PhaseMemory& p = *phases[largest];
   return str_cat(format_megabytes(peak()), " (", names[largest], ": weights ", format_megabytes(p.weights),

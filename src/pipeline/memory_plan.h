@@ -25,6 +25,7 @@ struct PhaseMemory {
 
 struct MemoryEstimate {
   PhaseMemory encoding, denoising, decoding;
+  PhaseMemory image_encoding;  // image-to-image / inpainting: the VAE encoder (zero for text-to-image)
   int64_t overhead = 0;  // process, code, allocator, per-thread kernel scratch (a fixed allowance)
   int64_t peak() const;
   // "1234 MB (UNet weights 1720 + activations 314 + ...)" — the largest phase spelled out.

@@ -61,6 +61,21 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
     e.decoding = {bytes_.vae, int64_t(arena.peak_bytes()),
                   3 * image_bytes + image_bytes / 4 + backend_.attention_scratch_bytes(attention, vae_tokens, vae_tokens)};
   }
+  if (!p.image.empty()) {
+    // The VAE encoder on the input image(s): the whole batch at once with one generator, one image at a time
+    // with a generator per image. Beside its arena: the preprocessed image, masked image and mask, the image
+    // latents and the noise.
+    Arena arena;
+    Context ctx{null, arena, attention};
+    const int64_t scale = vae_.downscale_factor();
+    const int64_t batch = p.seeds.size() > 1 ? 1 : int64_t(p.image.size());
+    const Tensor image = Tensor::empty({batch, 3, latents_shape[2] * scale, latents_shape[3] * scale});
+    Generator dry_draws(0);  // the sample's noise is drawn on the host; the dry pass discards it
+    vae_.encode_latents(ctx, image, vae_memory, dry_draws);
+    const int64_t pixels = latents_shape[2] * latents_shape[3] * scale * scale;
+    const int64_t pixels_bytes = int64_t(p.image.size()) * 7 * pixels * f32;  // image 3 + masked 3 + mask 1
+    e.image_encoding = {bytes_.vae, int64_t(arena.peak_bytes()), pixels_bytes + 4 * latents_bytes};
+  }
   return e;
 }
 
@@ -70,6 +85,7 @@ MemoryEstimate MemoryPlanner::plan(GenerateParams& p, const Shape& latents_shape
   result.memory.estimated_peak = e.peak();
   result.memory.estimated_unet_arena = e.denoising.arena;
   result.memory.estimated_vae_arena = e.decoding.arena;
+  result.memory.estimated_vae_encoder_arena = e.image_encoding.arena;
   if (p.memory_policy == GenerateParams::MemoryPolicy::Off) return e;
   const int64_t limit = p.max_memory > 0 ? p.max_memory : available_memory_bytes();
   if (limit <= 0 || e.peak() <= limit) return e;
@@ -108,6 +124,7 @@ MemoryEstimate MemoryPlanner::plan(GenerateParams& p, const Shape& latents_shape
     result.memory.estimated_peak = e.peak();
     result.memory.estimated_unet_arena = e.denoising.arena;
     result.memory.estimated_vae_arena = e.decoding.arena;
+  result.memory.estimated_vae_encoder_arena = e.image_encoding.arena;
     return e;
   }
   // Refuse, saying what would fit: the levers, or failing that the largest square image that fits with them.

@@ -62,6 +62,14 @@ PngText image_parameters(const GenerateParams& params, const GenerateResult& res
   info.height = int(result.image_shape.at(1));
   info.width = int(result.image_shape.at(2));
   info.model = model;
+  if (!params.image.empty()) {
+    // A1111's "Denoising strength: 0.75": the shortest decimal that reads back, like Python's str().
+    char buf[32];
+    const auto end = std::to_chars(buf, buf + sizeof buf, effective_strength(params)).ptr;
+    std::string strength(buf, end);
+    if (strength.find_first_of(".e") == std::string::npos) strength += ".0";
+    info.extra.emplace_back("Denoising strength", strength);
+  }
   if (params.generator_device == "cuda") info.extra.emplace_back("RNG", "NV");
   return PngText{{"parameters", format_parameters(info)}};
 }

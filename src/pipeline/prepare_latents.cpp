@@ -11,8 +11,8 @@ void check_given_latents(const Shape& shape, std::span<const float> given) {
            " values but the batch needs ", shape.str(), " = ", shape.numel());
 }
 
-Tensor prepare_latents(const Shape& shape, GeneratorSet& generators, std::span<const float> given,
-                       double init_noise_sigma, const InspectTensor& inspect) {
+Tensor initial_noise(const Shape& shape, GeneratorSet& generators, std::span<const float> given,
+                     const InspectTensor& inspect) {
   check_given_latents(shape, given);
   Tensor latents;
   if (given.empty()) {
@@ -22,6 +22,12 @@ Tensor prepare_latents(const Shape& shape, GeneratorSet& generators, std::span<c
     std::memcpy(latents.f32(), given.data(), latents.nbytes());
   }
   if (inspect) inspect("init_noise", latents);
+  return latents;
+}
+
+Tensor prepare_latents(const Shape& shape, GeneratorSet& generators, std::span<const float> given,
+                       double init_noise_sigma, const InspectTensor& inspect) {
+  Tensor latents = initial_noise(shape, generators, given, inspect);
   const float sigma = float(init_noise_sigma);
   for (int64_t i = 0; i < latents.numel(); ++i) latents.f32()[i] *= sigma;
   return latents;

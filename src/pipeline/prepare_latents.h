@@ -12,8 +12,12 @@ namespace kakusan {
 // Throws Error unless `given` is empty or holds shape.numel() values (generate() checks this before any work).
 void check_given_latents(const Shape& shape, std::span<const float> given);
 
-// `given` (row-major, shape.numel() values) when not empty, else randn(shape) from `generators`; inspected as
-// "init_noise" before scaling.
+// The initial noise: `given` (row-major, shape.numel() values) when not empty, else randn(shape) from
+// `generators`; inspected as "init_noise".
+Tensor initial_noise(const Shape& shape, GeneratorSet& generators, std::span<const float> given,
+                     const InspectTensor& inspect = {});
+
+// initial_noise scaled by init_noise_sigma (text-to-image, and inpainting at strength 1).
 Tensor prepare_latents(const Shape& shape, GeneratorSet& generators, std::span<const float> given,
                        double init_noise_sigma, const InspectTensor& inspect = {});
 

@@ -2,8 +2,9 @@
 //
 // Loading reads the model folder once (scheduler first, so a bad scheduler name fails before any weights
 // are mapped); generate() then runs: 0. defaults and checks (and the memory plan), 1. encode_prompt,
-// 2. prepare_timesteps, 3. prepare_latents, 4. denoise, 5. decode. The steps live in files of their own so
-// that img2img, inpainting and SDXL pipelines compose them too.
+// 2. prepare_timesteps, 3. prepare_latents (with an image: prepare_image_latents, as
+// StableDiffusionImg2ImgPipeline / StableDiffusionInpaintPipeline), 4. denoise, 5. decode. The steps live in
+// files of their own so that img2img, inpainting and SDXL pipelines compose them too.
 #include <optional>
 #include <random>
 
@@ -24,8 +25,11 @@
 #include "pipeline/denoise.h"
 #include "pipeline/encode_prompt.h"
 #include "pipeline/generators.h"
+#include "pipeline/inpaint.h"
 #include "pipeline/memory_planner.h"
 #include "pipeline/model_sources.h"
+#include "pipeline/prepare_image.h"
+#include "pipeline/prepare_image_latents.h"
 #include "pipeline/prepare_latents.h"
 #include "pipeline/prepare_timesteps.h"
 #include "pipeline/prompt_encoder.h"
@@ -121,6 +125,8 @@ struct StableDiffusionPipeline::Impl {
     return MemoryPlanner(*backend, prompt_encoder->text_encoder(), *unet, *vae, component_bytes);
   }
 
+  // A UNet that takes cat([latents, mask, masked-image latents]) (runwayml/stable-diffusion-inpainting's 9).
+  bool inpainting_unet() const { return unet->config().in_channels == 2 * int64_t(vae->latent_channels()) + 1; }
   int vae_scale_factor() const { return vae->downscale_factor(); }
   int default_size() const { return unet->config().sample_size * vae_scale_factor(); }
 
@@ -169,10 +175,11 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   component_bytes.unet = weight_bytes(*unet);
   component_bytes.vae = weight_bytes(*vae);
   component_bytes.unet_streamed = streamed_weight_bytes(*unet, unet_weights);
-  // Text-to-image feeds the UNet the latents alone (the default model input), and steps with its prediction.
+  // Text-to-image feeds the UNet the latents alone (the default model input), and steps with its prediction;
+  // an inpainting UNet takes the mask and the masked image's latents too.
   const int64_t latent_channels = vae->latent_channels();
   try {
-    check_default_model_input(unet->config().in_channels, latent_channels);
+    if (!inpainting_unet()) check_default_model_input(unet->config().in_channels, latent_channels);
   } catch (const Error& e) {
     fail("the VAE (", vae_dir, ") and the UNet do not match: ", e.what());
   }
@@ -186,8 +193,16 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   //    planner may turn levers on).
   check_inputs(params);
   GenerateParams p = params;
-  const int height = p.height ? p.height : default_size();
-  const int width = p.width ? p.width : default_size();
+  // Image-to-image and inpainting take their size from the image (rounded down to a multiple of 8) unless
+  // height / width are given.
+  const bool from_image = !p.image.empty();
+  const bool inpainting = !p.mask_image.empty();
+  KK_CHECK(inpainting || !inpainting_unet(), "this UNet is an inpainting UNet (", unet->config().in_channels,
+           " input channels: latents, mask and masked-image latents): give `image` and `mask_image`");
+  const ImageSize size =
+      from_image ? processed_size(p.image.front(), p.height, p.width, vae_scale_factor())
+                 : ImageSize{p.height ? p.height : default_size(), p.width ? p.width : default_size()};
+  const int height = size.height, width = size.width;
   const int num_images = int(p.prompt.size()) * p.num_images_per_prompt;
   const Shape latents_shape{num_images, vae->latent_channels(), height / vae_scale_factor(),
                             width / vae_scale_factor()};
@@ -241,7 +256,20 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
     if (name == "init_noise") result.init_noise.assign(t.f32(), t.f32() + t.numel());
     if (inspect) inspect(name, t);
   };
-  Tensor latents = prepare_latents(latents_shape, generators, p.latents, scheduler->init_noise_sigma(), keep_init_noise);
+  Tensor latents;
+  ImageLatents from;  // image-to-image / inpainting inputs
+  if (!from_image) {
+    latents = prepare_latents(latents_shape, generators, p.latents, scheduler->init_noise_sigma(), keep_init_noise);
+  } else {
+    const ImageRequest request{p.image, p.mask_image, size, effective_strength(p), inpainting_unet(), p.latents};
+    report_progress(p.progress, Phase::Encoding, 0, 1, "image");
+    from = prepare_image_latents({run_on, attention, plan.image_encoding.arena}, *vae, *scheduler, generators, request,
+                                 latents_shape, p.num_inference_steps, vae_memory_options(p), keep_init_noise,
+                                 result.memory.vae_encoder_arena);
+    end_phase(run_on, vae_weights, result.memory.vae_scratch);
+    report_progress(p.progress, Phase::Encoding, 1, 1, "image");
+    latents = std::move(from.latents);
+  }
 
   // 4. Denoising loop, the UNet's activations in one arena; low-memory mode drops the UNet's pages after
   //    every block.
@@ -259,7 +287,15 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
     denoising.callback_on_step_end = p.callback_on_step_end;
     denoising.progress = p.progress;
     denoising.inspect = inspect;
-    latents = denoise(run_on, *scheduler, generators, std::move(latents), unet_model, denoising);
+    denoising.first_step = from.first_step;
+    MakeModelInput model_input;
+    if (inpainting && inpainting_unet()) {
+      denoising.model_input_channels = unet->config().in_channels;
+      model_input = inpainting_model_input(*scheduler, do_cfg, from.mask, from.masked_image_latents);
+    } else if (inpainting) {
+      denoising.after_step = blend_known_region(*scheduler, from.image_latents, from.noise, from.mask);
+    }
+    latents = denoise(run_on, *scheduler, generators, std::move(latents), unet_model, denoising, model_input);
     result.memory.unet_arena = int64_t(arena.peak_bytes());
   }
   end_phase(run_on, unet_weights, result.memory.unet_scratch);

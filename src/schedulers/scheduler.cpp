@@ -17,6 +17,12 @@ Tensor NoiseSource::randn(const Shape& shape) {
 
 void Scheduler::scale_model_input(TensorView /*sample*/, size_t /*step_index*/) const {}
 
+Tensor Scheduler::add_noise_at_step(const TensorView& original, const TensorView& noise, size_t step_index) const {
+  KK_CHECK(step_index < timesteps_.size(), class_name(), ": add_noise step_index ", step_index,
+           " is past the last of ", timesteps_.size(), " timesteps");
+  return add_noise(original, noise, timesteps_[step_index]);
+}
+
 Tensor Scheduler::step(const TensorView& model_output, size_t step_index, const TensorView& sample,
                        Generator& generator) {
   NoiseSource noise(generator);

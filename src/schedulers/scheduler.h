@@ -119,6 +119,11 @@ class Scheduler {
   // `original` noised to `timestep` (one of timesteps() for the sigma schedulers, a training timestep for
   // DDIM/DDPM/PNDM), as img2img does: the forward process of this scheduler.
   virtual Tensor add_noise(const TensorView& original, const TensorView& noise, double timestep) const = 0;
+  // add_noise as the pipelines call it once the scheduler's index is known: img2img before its first step
+  // (diffusers' set_begin_index(first_step)), inpainting after step i (step_index i + 1). The sigma schedulers
+  // then noise with sigmas[step_index], as diffusers does with a begin or step index (no timestep lookup, which
+  // differs where timesteps repeat); the others noise to timesteps()[step_index].
+  virtual Tensor add_noise_at_step(const TensorView& original, const TensorView& noise, size_t step_index) const;
   // DDIM's `eta` (a step argument in diffusers); schedulers without one ignore it.
   virtual void set_eta(double /*eta*/) {}
 

@@ -103,4 +103,11 @@ Tensor SigmaScheduler::add_noise(const TensorView& original, const TensorView& n
   return sched::add_noise_ve(original, noise, sigmas_.at(index), class_name());
 }
 
+Tensor SigmaScheduler::add_noise_at_step(const TensorView& original, const TensorView& noise,
+                                         size_t step_index) const {
+  KK_CHECK(step_index < timesteps_.size(), class_name(), ": add_noise step_index ", step_index,
+           " is past the last of ", timesteps_.size(), " timesteps");
+  return sched::add_noise_ve(original, noise, sigmas_.at(step_index), class_name());
+}
+
 }  // namespace kakusan

@@ -18,6 +18,7 @@ class SigmaScheduler : public Scheduler {
   double init_noise_sigma() const override;
   void scale_model_input(TensorView sample, size_t step_index) const override;
   Tensor add_noise(const TensorView& original, const TensorView& noise, double timestep) const override;
+  Tensor add_noise_at_step(const TensorView& original, const TensorView& noise, size_t step_index) const override;
 
  protected:
   SigmaScheduler(SchedulerConfig config, std::initializer_list<const char*> beta_schedules);

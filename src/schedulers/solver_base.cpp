@@ -157,8 +157,19 @@ Tensor SolverScheduler::add_noise(const TensorView& original, const TensorView& 
   for (size_t i = 0; i < timesteps_.size(); ++i)
     if (timesteps_[i] == timestep) hits.push_back(i);
   if (!hits.empty()) index = hits.size() > 1 ? hits[1] : hits[0];
+  return noised(original, noise, index);
+}
+
+Tensor SolverScheduler::add_noise_at_step(const TensorView& original, const TensorView& noise,
+                                          size_t step_index) const {
+  KK_CHECK(step_index < timesteps_.size(), class_name(), ": add_noise step_index ", step_index,
+           " is past the last of ", timesteps_.size(), " timesteps");
+  return noised(original, noise, step_index);
+}
+
+Tensor SolverScheduler::noised(const TensorView& original, const TensorView& noise, size_t sigma_index) const {
   KK_CHECK(!sigmas_.empty(), class_name(), ": call set_timesteps before add_noise");
-  const AlphaSigma as = alpha_sigma(sigmas_[index]);
+  const AlphaSigma as = alpha_sigma(sigmas_[sigma_index]);
   const float* x = sched::dense_f32(original, class_name(), "original sample");
   const float* z = sched::dense_f32(noise, class_name(), "noise");
   KK_CHECK(original.shape == noise.shape, class_name(), ": noise shape ", noise.shape, " differs from sample shape ",

@@ -17,6 +17,7 @@ class SolverScheduler : public Scheduler {
  public:
   std::optional<std::vector<double>> sigmas() const override;
   Tensor add_noise(const TensorView& original, const TensorView& noise, double timestep) const override;
+  Tensor add_noise_at_step(const TensorView& original, const TensorView& noise, size_t step_index) const override;
 
  protected:
   SolverScheduler(SchedulerConfig config);
@@ -28,6 +29,8 @@ class SolverScheduler : public Scheduler {
     float lambda;
   };
   static AlphaSigma alpha_sigma(float sigma);
+  // alpha(sigma) * original + sigma_t(sigma) * noise with sigmas_[sigma_index].
+  Tensor noised(const TensorView& original, const TensorView& noise, size_t sigma_index) const;
   // The first training timestep not removed by lambda_min_clipped (diffusers' last_timestep).
   int unclipped_timesteps() const;
   // Karras sigmas over the whole training range (or the config's sigma_min / sigma_max) and their

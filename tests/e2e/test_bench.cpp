@@ -125,6 +125,25 @@ TEST(BenchCli, StepsRunAndTimeAWholeLoop) {
                                                  r.json["vae_decode_s"].get<double>() - 1e-9);
 }
 
+TEST(BenchCli, StrengthTimesAnImageToImageRunWithItsEncoder) {
+  KK_REQUIRE_GOLDEN();
+  const BenchRun r = run_bench({"--model", tiny_model(), "--threads", "2", "--steps", "10", "--strength", "0.75"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| VAE encode (image-to-image) |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("mean of the loop's 8 UNet passes"), std::string::npos) << r.out;  // PNDM: 11 - 3
+  ASSERT_TRUE(r.json.is_object()) << r.out;
+  EXPECT_EQ(r.json["strength"], 0.75);
+  EXPECT_GT(r.json.value("vae_encode_s", 0.0), 0.0);
+  EXPECT_GT(r.json.value("gflop_vae_encode", 0.0), 0.0);
+  EXPECT_GE(r.json["total_s"].get<double>(), r.json["text_encoder_s"].get<double>() +
+                                                 r.json["vae_encode_s"].get<double>() +
+                                                 8 * r.json["unet_step_s"].get<double>() +
+                                                 r.json["vae_decode_s"].get<double>() - 1e-9);
+  const BenchRun bad = run_bench({"--model", tiny_model(), "--strength", "1.5"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--strength"), std::string::npos) << bad.err;
+}
+
 // The fast recipe's flags: LCM, guidance 1 (no CFG: the UNet runs the batch alone) and a TAESD as the VAE.
 TEST(BenchCli, LcmWithoutGuidanceAndATinyVae) {
   KK_REQUIRE_GOLDEN();

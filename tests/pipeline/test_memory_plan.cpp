@@ -1,4 +1,4 @@
-// The memory planner on the tiny model: its dry sizing pass against the arenas a real run measures, the
+// The memory planner on the tiny model: its dry sizing pass (the VAE encoder's of image-to-image too) against the arenas a real run measures, the
 // refusal message, automatic levers, and diffusers' scheduler-config fix-ups (steps_offset, clip_sample).
 #include <gtest/gtest.h>
 
@@ -52,6 +52,17 @@ TEST(MemoryPlan, EstimatedArenasMatchTheMeasuredPeaks) {
     EXPECT_EQ(r.memory.estimated_vae_arena, r.memory.vae_arena);
     // The whole estimate covers at least the weights and the largest arena.
     EXPECT_GT(r.memory.estimated_peak, r.memory.unet_arena + kMemoryOverheadBytes);
+    // Image-to-image adds the encoder: one image for the batch (one generator) or one per generator.
+    for (const bool per_image : {false, true}) {
+      GenerateParams i2i = p;
+      const Image picture{64, 64, std::vector<uint8_t>(64 * 64 * 3, 90)};
+      i2i.image = {picture, picture};  // encoded as a batch of 2, or one at a time
+      if (per_image) i2i.seeds = {4, 5};
+      const GenerateResult ri = tiny_pipeline().generate(i2i);
+      EXPECT_GT(ri.memory.vae_encoder_arena, 0);
+      EXPECT_EQ(ri.memory.estimated_vae_encoder_arena, ri.memory.vae_encoder_arena);
+    }
+    EXPECT_EQ(r.memory.estimated_vae_encoder_arena, 0);
   }
 }
 

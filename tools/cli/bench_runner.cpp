@@ -26,6 +26,7 @@
 #include "pipeline/denoise.h"
 #include "pipeline/generators.h"
 #include "pipeline/memory_plan.h"
+#include "pipeline/prepare_timesteps.h"
 #include "schedulers/scheduler.h"
 
 namespace kakusan {
@@ -163,6 +164,10 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   const int width = options.width ? options.width : unet_config.sample_size * scale;
   KK_CHECK(height > 0 && width > 0 && height % scale == 0 && width % scale == 0, "--height and --width must be "
            "positive multiples of ", scale, " (the VAE's scale factor), got ", height, "x", width);
+  KK_CHECK(options.strength >= 0 && options.strength <= 1, "--strength must be in [0, 1] (0: text-to-image), got ",
+           options.strength);
+  KK_CHECK(options.strength == 0 || int(kEstimatedSteps * options.strength) >= 1 || options.steps > 0,
+           "--strength ", options.strength, " leaves no step of ", kEstimatedSteps, " (give --steps)");
   std::unique_ptr<Scheduler> scheduler;
   if (options.steps > 0 || !options.scheduler.empty()) {
     KK_CHECK(folder.has_component("scheduler"), folder.root().string(), "/model_index.json: no \"scheduler\" "
@@ -180,6 +185,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   r.weight_dtype = options.weight_dtype == DType::F16 ? "fp16" : options.weight_dtype == DType::BF16 ? "bf16" : "fp32";
   r.attention = attention_name(options.attention);
   r.scheduler = scheduler ? scheduler->class_name() : "";
+  r.strength = options.strength;
   r.guidance = options.guidance;
   r.vae_class = vae_info.class_name;
   r.load_average = load_average();
@@ -243,6 +249,38 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   // 2. UNet: one CFG step (counted, then timed), and with `steps` a whole denoising loop. Released before
   // the VAE is loaded.
   GeneratorSet generators({0}, {}, options.batch, 0);  // one generator: the latents, then scheduler noise
+  // Image-to-image: a VAE encode phase (a smooth synthetic picture, the batch encoded at once and sampled as
+  // the pipeline does). Released before the UNet is loaded.
+  Tensor image_latents;
+  if (options.strength > 0) {
+    rss.start_phase();
+    say("vae encode: loading");
+    std::unique_ptr<Autoencoder> vae;
+    r.vae_encode.load_seconds =
+        timed([&] { vae = load_autoencoder(vae_dir, options.weight_dtype).model; }).wall;
+    Tensor image = Tensor::empty({options.batch, 3, height, width});
+    for (int64_t i = 0; i < image.numel(); ++i) image.f32()[i] = float(i % 509) / 254.5f - 1.0f;
+    Generator dry_draws(0);
+    const std::unique_ptr<Arena> arena_owner =
+        sized_arena([&](Context& dry) { vae->encode_latents(dry, image, {}, dry_draws); });
+    Arena& arena = *arena_owner;
+    Context counting{counter, arena, attention};
+    counter.reset();
+    say("vae encode: counting FLOPs (first pass)");
+    vae->encode_latents(counting, image, {}, dry_draws);
+    r.vae_encode.flops = counter.total_flops();
+    arena.reset();
+    Context ctx{cpu_backend(), arena, attention};
+    say("vae encode: timing an encode");
+    const Timing encode =
+        timed([&] { image_latents = vae->encode_latents(ctx, image, {}, generators.shared()); });
+    cpu_backend().scale(image_latents, vae->scaling_factor(), image_latents);
+    r.vae_encode.seconds = encode.wall;
+    r.vae_encode.cpu_seconds = encode.cpu;
+    r.vae_encode.arena_mb = double(arena.peak_bytes()) / 1e6;
+    r.vae_encode.scratch_mb = end_scratch();
+    r.vae_encode.peak_rss_mb = rss.end_phase();
+  }
   Tensor latents = generators.randn({options.batch, unet_config.in_channels, height / scale, width / scale});
   {
     rss.start_phase();
@@ -278,10 +316,15 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       // timed one by one.
       scheduler->set_timesteps(options.steps);
       const std::vector<double>& timesteps = scheduler->timesteps();
-      const float init_noise_sigma = float(scheduler->init_noise_sigma());
-      for (int64_t i = 0; i < latents.numel(); ++i) latents.f32()[i] *= init_noise_sigma;
-      Timing unet_total, loop;
       DenoiseOptions denoising;
+      if (options.strength > 0) {  // img2img: the image latents noised to the first step
+        denoising.first_step = first_step_for_strength(*scheduler, options.steps, options.strength);
+        latents = scheduler->add_noise_at_step(image_latents, latents, size_t(denoising.first_step));
+      } else {
+        const float init_noise_sigma = float(scheduler->init_noise_sigma());
+        for (int64_t i = 0; i < latents.numel(); ++i) latents.f32()[i] *= init_noise_sigma;
+      }
+      Timing unet_total, loop;
       denoising.classifier_free_guidance = do_cfg;
       denoising.guidance_scale = options.guidance;
       denoising.progress = [&](const Progress& p) {
@@ -296,7 +339,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       loop = timed([&] {
         latents = denoise(cpu_backend(), *scheduler, generators, std::move(latents), timed_unet, denoising);
       });
-      r.unet_calls = int(timesteps.size());
+      r.unet_calls = int(timesteps.size()) - denoising.first_step;
       r.unet_step.seconds = unet_total.wall / r.unet_calls;
       r.unet_step.cpu_seconds = unet_total.cpu / r.unet_calls;
       r.total.seconds = loop.wall;
@@ -338,15 +381,18 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   // Total: text encoder + the measured loop + VAE decode, or an estimate for kEstimatedSteps steps.
   r.total_measured = options.steps > 0;
   r.steps = r.total_measured ? options.steps : kEstimatedSteps;
-  const int unet_calls = r.total_measured ? r.unet_calls : kEstimatedSteps;
+  const int unet_calls = r.total_measured ? r.unet_calls
+                         : options.strength > 0 ? int(kEstimatedSteps * options.strength)
+                                                : kEstimatedSteps;
   if (!r.total_measured) {
     r.total.seconds = unet_calls * r.unet_step.seconds;
     r.total.cpu_seconds = unet_calls * r.unet_step.cpu_seconds;
   }
-  r.total.seconds += r.text_encoder.seconds + r.vae_decode.seconds;
-  r.total.cpu_seconds += r.text_encoder.cpu_seconds + r.vae_decode.cpu_seconds;
-  r.total.flops = r.text_encoder.flops + unet_calls * r.unet_step.flops + r.vae_decode.flops;
-  r.total.load_seconds = r.text_encoder.load_seconds + r.unet_step.load_seconds + r.vae_decode.load_seconds;
+  r.total.seconds += r.text_encoder.seconds + r.vae_encode.seconds + r.vae_decode.seconds;
+  r.total.cpu_seconds += r.text_encoder.cpu_seconds + r.vae_encode.cpu_seconds + r.vae_decode.cpu_seconds;
+  r.total.flops = r.text_encoder.flops + r.vae_encode.flops + unet_calls * r.unet_step.flops + r.vae_decode.flops;
+  r.total.load_seconds = r.text_encoder.load_seconds + r.vae_encode.load_seconds + r.unet_step.load_seconds +
+                         r.vae_decode.load_seconds;
   r.peak_rss_mb = rss.overall();
   r.total.peak_rss_mb = r.peak_rss_mb;
   r.rss_per_phase = rss.per_phase();
@@ -376,10 +422,13 @@ std::string bench_table(const BenchResult& r) {
     out += line;
   };
   row("text encoder", r.text_encoder);
+  if (r.strength > 0) row("VAE encode (image-to-image)", r.vae_encode);
   row("UNet step (batch " + std::to_string(unet_batch) + ")", r.unet_step);
   row("VAE decode", r.vae_decode);
   row(r.total_measured ? "total (measured: " + std::to_string(r.steps) + " steps, " + r.scheduler + ")"
-                       : "total (text encoder + " + std::to_string(r.steps) + " x UNet step + VAE decode)",
+                       : "total (text encoder + " + std::string(r.strength > 0 ? "VAE encode + " : "") +
+                             std::to_string(r.strength > 0 ? int(r.steps * r.strength) : r.steps) +
+                             " x UNet step + VAE decode)",
       r.total);
   out += "\n";
   if (r.total_measured)
@@ -426,6 +475,14 @@ std::string bench_json(const BenchResult& r) {
   j["text_encoder_scratch_mb"] = r.text_encoder.scratch_mb;
   j["unet_scratch_mb"] = r.unet_step.scratch_mb;
   j["vae_decode_scratch_mb"] = r.vae_decode.scratch_mb;
+  if (r.strength > 0) {
+    j["strength"] = r.strength;
+    j["vae_encode_s"] = r.vae_encode.seconds;
+    j["vae_encode_cpu_s"] = r.vae_encode.cpu_seconds;
+    j["gflop_vae_encode"] = r.vae_encode.flops / 1e9;
+    j["vae_encode_rss_mb"] = r.vae_encode.peak_rss_mb;
+    j["vae_encode_arena_mb"] = r.vae_encode.arena_mb;
+  }
   j["load_s"] = r.total.load_seconds;
   j["rss_per_phase"] = r.rss_per_phase;
   j["height"] = r.height;

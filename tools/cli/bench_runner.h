@@ -30,6 +30,9 @@ struct BenchOptions {
   int threads = 0;               // 0: the thread pool's default
   std::string scheduler;         // for the loop of `steps`; empty: the model's scheduler
   AttentionStrategy attention = AttentionStrategy::Auto;
+  // > 0: an image-to-image run at this strength: a VAE encode phase (a synthetic image, sampled from the
+  // latent distribution) and a loop that starts where get_timesteps puts it.
+  double strength = 0;
 };
 
 // Without `steps`, the total is estimated for this many UNet steps.
@@ -57,7 +60,8 @@ struct BenchResult {
   double peak_gflops = 0;       // measured fp32 FMA peak on `threads` threads
   std::string vector_isa;
   double load_average = -1;     // 1-minute load average when the bench started (-1: unknown)
-  PhaseFigures text_encoder, unet_step, vae_decode, total;
+  double strength = 0;          // > 0: image-to-image (vae_encode was measured)
+  PhaseFigures text_encoder, vae_encode, unet_step, vae_decode, total;
   double peak_rss_mb = 0;
   bool rss_per_phase = true;    // false: the kernel cannot reset the high-water mark, figures are cumulative
 };

@@ -2,8 +2,10 @@
 //
 //   kakusan bench --model DIR [--height H --width W] [--steps N] [--batch B] [--dtype fp16|fp32]
 //                 [--threads T] [--scheduler NAME] [--guidance G] [--vae DIR] [--attention auto|full|sliced|flash]
+//                 [--strength S]
 //
-// Prints a table (text encoder, one UNet step of the CFG batch, VAE decode, total: seconds, CPU seconds,
+// Prints a table (text encoder, [VAE encode with --strength,] one UNet step of the CFG batch, VAE decode,
+// total: seconds, CPU seconds,
 // GFLOP/s, % of this machine's measured fp32 peak, peak RSS per phase) and then one line of JSON with the
 // same figures. Progress goes to stderr. No tokenizer is needed (the prompt is fixed token ids), so a
 // random-weights model from `kakusan make-random-model` works.
@@ -62,6 +64,9 @@ const bool registered = register_command({
       app.add_option("--threads", o->bench.threads, "Threads (default: all cores)")->check(CLI::PositiveNumber);
       app.add_option("--scheduler", o->bench.scheduler, "Scheduler class or alias for --steps (default: the "
                      "model's)");
+      app.add_option("--strength", o->bench.strength,
+                     "Time an image-to-image run at this strength: adds a VAE encode phase, and the loop of --steps "
+                     "runs int(steps x strength) steps (default 0: text-to-image)");
       app.add_option("--attention", o->attention, "Attention kernel")
           ->check(CLI::IsMember({"auto", "full", "sliced", "flash"}));
       return [o] { return run_bench_command(*o); };

@@ -1,4 +1,6 @@
-// kakusan generate: text to image(s) with a diffusers Stable Diffusion folder, as StableDiffusionPipeline.
+// kakusan generate: text to image(s) with a diffusers Stable Diffusion folder, as StableDiffusionPipeline;
+// with --image as StableDiffusionImg2ImgPipeline, with --image and --mask-image as
+// StableDiffusionInpaintPipeline (an inpainting UNet with 9 input channels, or an ordinary one).
 //
 //   kakusan generate --model DIR [--vae DIR] --prompt P1 [--prompt P2 ...] [--negative-prompt N1 ...]
 //     [--steps N] [--guidance G] [--height H] [--width W] [--seed S1 [--seed S2 ...]]
@@ -6,7 +8,7 @@
 //     [--attention-slicing auto|N|off] [--dtype fp32|fp16] [--threads N] [--output out.png] [--grid ROWSxCOLS]
 //     [--save-tensors out.safetensors] [--clip-skip N] [--memory auto|refuse|off] [--max-memory 2G] [--quiet]
 //     [--generator cpu|cuda] [--cuda-sm-count N] [--cuda-threads-per-sm N] [--device cpu|reference|cuda[:N]]
-//     [--prompt-syntax diffusers|a1111]
+//     [--prompt-syntax diffusers|a1111] [--image in.png [--mask-image mask.png] [--strength S]]
 //
 // Seeds: repeated --seed gives one generator per image (their count must equal the number of images);
 // one --seed with several images gives ONE generator shared by all of them; no --seed picks a random seed
@@ -76,6 +78,9 @@ struct GenerateOptions {
   std::string memory = "auto";
   std::string max_memory;
   bool quiet = false;
+  std::vector<std::string> images;
+  std::vector<std::string> masks;
+  std::optional<double> strength;
 };
 
 // "2G", "1500M", "512k" or a plain byte count (powers of 1000, as the planner's messages print MB).
@@ -240,6 +245,9 @@ Request build_request(const GenerateOptions& o) {
   g.memory_policy = parse_memory_policy(o.memory);
   if (!o.max_memory.empty()) g.max_memory = parse_memory_size(o.max_memory);
   set_generator(o, g);
+  g.image_paths = o.images;
+  g.mask_paths = o.masks;
+  g.strength = o.strength;
   r.params = generate_params(g);
   const GenerateParams& p = r.params;
 
@@ -404,6 +412,12 @@ const bool registered = register_command({
           ->capture_default_str();
       app.add_option("--max-memory", o->max_memory, "memory limit, e.g. 2G or 1500M (default: MemAvailable)");
       app.add_flag("--quiet,-q", o->quiet, "no progress bar");
+      repeatable("--image", o->images,
+                 "image-to-image: input PNG (its size rounded down to a multiple of 8, unless --height/--width "
+                 "resize it); once for all images or once per image");
+      repeatable("--mask-image", o->masks, "inpainting: mask PNG, white = repaint, the image's size");
+      app.add_option("--strength", o->strength,
+                     "with --image: how much is re-noised, in [0, 1] (default 0.8; 1.0 with --mask-image)");
       return [o] { return run_generate(*o); };
     },
 });

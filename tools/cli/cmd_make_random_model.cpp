@@ -34,7 +34,8 @@ int run(const Options& o) {
   bool builtin = false;
   for (const std::string& name : RandomModelSpec::builtin_names()) builtin |= name == o.config;
   KK_CHECK(builtin || std::filesystem::exists(o.config), "--config \"", o.config,
-           "\" is neither a built-in config (sd15, sd21, tiny, taesd) nor an existing JSON file or model folder");
+           "\" is neither a built-in config (sd15, sd21, tiny, sd15-inpaint, tiny-inpaint, taesd) nor an existing "
+           "JSON file or model folder");
   const RandomModelSpec spec = builtin ? RandomModelSpec::builtin(o.config) : RandomModelSpec::from_path(o.config);
   const RandomModelSummary s = make_random_model(spec, o.out, dtype, o.seed);
   std::printf("wrote %s: unet %lld tensors, vae %lld tensors, text_encoder %lld tensors (%s)\n", o.out.c_str(),
@@ -46,11 +47,13 @@ int run(const Options& o) {
 
 const bool registered = register_command({
     "make-random-model",
-    "Write a random-weights model folder in diffusers layout (sd15, sd21, tiny, or a config file/folder), or a "
-    "TAESD VAE folder (taesd)",
+    "Write a random-weights model folder in diffusers layout (sd15, sd21, tiny, sd15-inpaint, tiny-inpaint, or a "
+    "config file/folder), or a TAESD VAE folder (taesd)",
     [](CLI::App& app) -> std::function<int()> {
       auto options = std::make_shared<Options>();
-      app.add_option("--config", options->config, "sd15 | sd21 | tiny | taesd (a VAE folder) | JSON file | model folder")
+      app.add_option("--config", options->config,
+                     "sd15 | sd21 | tiny | sd15-inpaint | tiny-inpaint (9-channel UNet) | taesd (a VAE folder) | "
+                     "JSON file | model folder")
           ->capture_default_str();
       app.add_option("--out", options->out, "output folder")->required();
       app.add_option("--dtype", options->dtype, "fp32 | fp16 | bf16")->capture_default_str();
