@@ -32,7 +32,7 @@ set(kakusan_exports ${CMAKE_CURRENT_LIST_DIR}/kakusan.map)
 target_link_options(kakusan_shared PRIVATE "LINKER:--version-script=${kakusan_exports}" "LINKER:--no-undefined")
 set_property(TARGET kakusan_shared APPEND PROPERTY LINK_DEPENDS ${kakusan_exports})
 
-install(TARGETS kakusan_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS kakusan_cli kakusan_serve RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS kakusan_shared EXPORT kakusanTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
