@@ -146,12 +146,12 @@ TEST(Img2ImgRequest, HostilePicturesAndBadFieldsAreOneLine400s) {
       {{{"init_images", {base64_encode(wide_header + good.substr(33))}}}, "not a readable PNG"},
       {{{"init_images", {base64_encode(encode_png(huge))}}}, "not a readable PNG"},
       {{{"mask", "@@@@"}}, "\"mask\" is not valid base64"},
-      {{{"mask", b64_file("input_100x70.png")}}, "mask"},  // not the size of its image
+      {{{"mask", b64_file("input_100x70.png")}}, "the mask is 100x70 but the image is 64x64"},
       {{{"denoising_strength", 1.5}}, "\"denoising_strength\" must be a number in 0..1"},
       {{{"denoising_strength", "high"}}, "\"denoising_strength\" must be a number"},
       {{{"inpainting_mask_invert", 2}}, "\"inpainting_mask_invert\""},
       {{{"resize_mode", 1}}, "\"resize_mode\" must be 0"},
-      {{{"steps", 2}, {"denoising_strength", 0.2}}, "strength"},  // int(2 * 0.2) = 0 steps would run
+      {{{"steps", 2}, {"denoising_strength", 0.2}}, "After adjusting the num_inference_steps"},  // int(0.4) = 0
       {{{"steps", "many"}}, "\"steps\" must be an integer"},        // the shared txt2img checks
   };
   for (const auto& [fields, message] : cases) {

@@ -112,9 +112,11 @@ TEST(ServeImg2Img, BadRequestsGetJsonErrorsAndTheServerStaysHealthy) {
   expect_json_error(post({{"init_images", {"%%%"}}}), 400, "not valid base64");
   expect_json_error(post({{"init_images", {server::base64_encode("GIF89a")}}}), 400, "not a readable PNG");
   expect_json_error(post({{"init_images", {b64_file(kInputs / "input_100x70.png")}}}), 400, "this server allows 4096");
-  expect_json_error(post({{"init_images", {image}}, {"mask", b64_file(kInputs / "input_100x70.png")}}), 400, "mask");
+  expect_json_error(post({{"init_images", {image}}, {"mask", b64_file(kInputs / "input_100x70.png")}}), 400,
+                    "the mask is 100x70");
   expect_json_error(post({{"init_images", {image}}, {"denoising_strength", -0.1}}), 400, "denoising_strength");
-  expect_json_error(post({{"init_images", {image}}, {"steps", 2}, {"denoising_strength", 0.3}}), 400, "strength");
+  expect_json_error(post({{"init_images", {image}}, {"steps", 2}, {"denoising_strength", 0.3}}), 400,
+                    "After adjusting the num_inference_steps");
   expect_json_error(post({{"init_images", {image}}, {"resize_mode", 2}}), 400, "resize_mode");
   expect_json_error(http->Post("/sdapi/v1/img2img", "{\"init_images\": [", "application/json"), 400, "not valid JSON");
   EXPECT_EQ(testing::body_of(http->Get("/health"))["status"], "ok");
