@@ -171,7 +171,7 @@ Reply ImageService::progress() const {
   }
   const json state = {{"skipped", false},
                       {"interrupted", job ? bool(job->cancel) : false},
-                      {"job", job ? "txt2img" : ""},
+                      {"job", !job ? "" : job->params.image.empty() ? "txt2img" : "img2img"},
                       {"job_count", queue_.queued() + (job ? 1 : 0)},
                       {"job_no", 0},
                       {"sampling_step", step},

@@ -39,7 +39,7 @@ void expect_same_as_cli(ServeProcess& server, json fields, const std::vector<std
   ASSERT_EQ(r->status, 200) << r->body;
   const json body = json::parse(r->body);
   ASSERT_EQ(body["images"].size(), 1u);
-  const PngContents served = testing::decode_png(body["images"][0], server.dir());
+  const PngContents served = testing::png_of_base64(body["images"][0]);
 
   const fs::path out = server.dir() / (name + ".png");
   fs::create_directories(server.dir() / "cli");
