@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace kakusan {
@@ -16,5 +18,8 @@ struct Image {
 // dropped as PIL's convert("RGB") does, 16-bit samples cut to their high byte). Throws kakusan::Error naming
 // the file when it cannot be read, is not a PNG, or is larger than kMaxImageSide on a side.
 Image read_image(const std::filesystem::path& path);
+
+// The same from the bytes of a PNG in memory (e.g. a server request); errors name `label`.
+Image decode_image(std::string_view png, const std::string& label);
 
 }  // namespace kakusan

@@ -160,9 +160,10 @@ std::string encode_png(const Image& image, const PngText& text) {
   return bytes;
 }
 
-PngContents read_png(const std::filesystem::path& path, uint32_t max_side) {
-  FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) fail(path.string(), ": cannot open: ", std::strerror(errno));
+namespace {
+
+// Decodes the PNG stream in `file` (closed here); errors name `label`.
+PngContents read_png_stream(FILE* file, const std::string& label, uint32_t max_side) {
   ReadState state;
   const bool ok = read_stream(file, &state, max_side);
   std::fclose(file);
@@ -187,8 +188,24 @@ PngContents read_png(const std::filesystem::path& path, uint32_t max_side) {
     problem = ok ? "unexpected pixel layout after conversion to RGB8" : state.error.message;
   }
   png_destroy_read_struct(state.png ? &state.png : nullptr, state.info ? &state.info : nullptr, nullptr);
-  if (!problem.empty()) fail(path.string(), ": not a readable PNG: ", problem);
+  if (!problem.empty()) fail(label, ": not a readable PNG: ", problem);
   return contents;
+}
+
+}  // namespace
+
+PngContents read_png(const std::filesystem::path& path, uint32_t max_side) {
+  FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) fail(path.string(), ": cannot open: ", std::strerror(errno));
+  return read_png_stream(file, path.string(), max_side);
+}
+
+PngContents decode_png(std::string_view bytes, const std::string& label, uint32_t max_side) {
+  // fmemopen refuses a zero-length buffer; an empty body is simply not a PNG.
+  if (bytes.empty()) fail(label, ": not a readable PNG: no data");
+  FILE* file = fmemopen(const_cast<char*>(bytes.data()), bytes.size(), "rb");
+  if (file == nullptr) fail(label, ": cannot open a memory stream: ", std::strerror(errno));
+  return read_png_stream(file, label, max_side);
 }
 
 }  // namespace kakusan

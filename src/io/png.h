@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -46,5 +47,7 @@ struct PngContents {
 // Throws Error naming the file if it cannot be read, is not a valid PNG or is wider or taller than
 // `max_side` (checked before the pixels are decompressed).
 PngContents read_png(const std::filesystem::path& path, uint32_t max_side = 1u << 16);
+// The same from PNG bytes in memory (e.g. a request body); errors name `label` instead of a file.
+PngContents decode_png(std::string_view bytes, const std::string& label, uint32_t max_side = 1u << 16);
 
 }  // namespace kakusan

@@ -33,6 +33,8 @@ GenerateParams generate_params(const GenerateRequest& r) {
   p.cuda_max_threads_per_sm = r.cuda_max_threads_per_sm;
   for (const std::string& path : r.image_paths) p.image.push_back(read_image(path));
   for (const std::string& path : r.mask_paths) p.mask_image.push_back(read_image(path));
+  p.image.insert(p.image.end(), r.images.begin(), r.images.end());
+  p.mask_image.insert(p.mask_image.end(), r.masks.begin(), r.masks.end());
   p.strength = r.strength;
   check_inputs(p);
   return p;

@@ -42,6 +42,9 @@ struct GenerateRequest {
   // the pipeline's default).
   std::vector<std::string> image_paths;
   std::vector<std::string> mask_paths;
+  // Pictures already decoded (the server's base64 PNGs, through decode_image), after those of the paths.
+  std::vector<Image> images;
+  std::vector<Image> masks;
   std::optional<double> strength;
 };
 

@@ -7,12 +7,11 @@
 
 namespace kakusan {
 
-namespace {
-
-// PIL's convert("L") of an RGB pixel: ITU-R 601-2 luma in 16-bit fixed point, rounded.
 uint8_t luma(const uint8_t* rgb) {
   return uint8_t((uint32_t(rgb[0]) * 19595u + uint32_t(rgb[1]) * 38470u + uint32_t(rgb[2]) * 7471u + 0x8000u) >> 16);
 }
+
+namespace {
 
 // Calls `write(i, y, x, pixel)` for every pixel of every image after resizing to `size`.
 template <typename Write>

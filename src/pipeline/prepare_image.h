@@ -5,6 +5,7 @@
 // do_convert_grayscale=True). Images arrive as RGB (PNG reading drops alpha as PIL's convert("RGB") does).
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "core/tensor.h"
@@ -15,6 +16,9 @@ namespace kakusan {
 struct ImageSize {
   int height = 0, width = 0;
 };
+
+// PIL's convert("L") of an RGB pixel: ITU-R 601-2 luma in 16-bit fixed point, rounded.
+uint8_t luma(const uint8_t* rgb);
 
 // get_default_height_width: `height` / `width` when non-zero, else the image's; rounded down to a multiple
 // of vae_scale_factor. Throws Error when that leaves nothing (an image smaller than the factor).

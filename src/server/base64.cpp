@@ -25,4 +25,44 @@ std::string base64_encode(std::string_view bytes) {
   return out;
 }
 
+std::optional<std::string> base64_decode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() / 4 * 3 + 3);
+  uint32_t bits = 0;
+  int count = 0;     // sextets in `bits`
+  int padding = 0;   // '=' seen: only more '=' (or whitespace) may follow
+  for (char c : text) {
+    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+    int v = -1;
+    if (c >= 'A' && c <= 'Z') v = c - 'A';
+    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9') v = c - '0' + 52;
+    else if (c == '+') v = 62;
+    else if (c == '/') v = 63;
+    else if (c == '=') {
+      // Padding only completes a group of 2 or 3 sextets, at most up to four characters.
+      if (count < 2 || count + padding >= 4) return std::nullopt;
+      ++padding;
+      continue;
+    }
+    if (v < 0 || padding > 0) return std::nullopt;
+    bits = bits << 6 | uint32_t(v);
+    if (++count == 4) {
+      out += char((bits >> 16) & 0xff);
+      out += char((bits >> 8) & 0xff);
+      out += char(bits & 0xff);
+      bits = 0;
+      count = 0;
+    }
+  }
+  if (count == 1) return std::nullopt;  // 6 bits are not a byte
+  if (count == 2) out += char((bits >> 4) & 0xff);
+  if (count == 3) {
+    out += char((bits >> 10) & 0xff);
+    out += char((bits >> 2) & 0xff);
+  }
+  if (padding > 0 && count + padding != 4) return std::nullopt;
+  return out;
+}
+
 }  // namespace kakusan::server

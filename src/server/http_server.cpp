@@ -29,7 +29,7 @@ void send(httplib::Response& res, const Reply& reply) {
 // Routes are metric labels only when they are ours: a client cannot grow the label set.
 std::string route_label(const std::string& path) {
   static const std::set<std::string> routes = {
-      "/", "/health", "/health/live", "/metrics", "/sdapi/v1/txt2img", "/sdapi/v1/progress", "/sdapi/v1/interrupt",
+      "/", "/health", "/health/live", "/metrics", "/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/progress", "/sdapi/v1/interrupt",
       "/sdapi/v1/samplers", "/sdapi/v1/sd-models", "/sdapi/v1/options", "/v1/images/generations"};
   return routes.count(path) ? path : "other";
 }
@@ -111,6 +111,7 @@ int serve(const ServeOptions& options) {
     };
   };
   http.Post("/sdapi/v1/txt2img", generation(Api::A1111));
+  http.Post("/sdapi/v1/img2img", generation(Api::A1111Img2Img));
   http.Post("/v1/images/generations", generation(Api::OpenAI));
   http.Get("/sdapi/v1/progress", [&](const httplib::Request&, httplib::Response& res) { send(res, service.progress()); });
   http.Post("/sdapi/v1/interrupt",

@@ -4,7 +4,9 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "pipeline/prepare_image.h"
 #include "pipeline/prompt_attention.h"
+#include "server/base64.h"
 #include "server/samplers.h"
 
 namespace kakusan::server {
@@ -14,6 +16,7 @@ using nlohmann::json;
 
 // A1111's API defaults (its web UI's, not the 50 steps of the bare processing class: clients send steps).
 constexpr int kDefaultSteps = 20;
+constexpr double kDefaultDenoisingStrength = 0.75;
 constexpr double kDefaultCfgScale = 7.0;
 // Nesting beyond this is no request of ours; refusing it before parsing keeps hostile bodies from costing
 // stack or time in the parser.
@@ -115,11 +118,12 @@ void set_images(ImageJob& job, int64_t count, const RequestLimits& limits, const
   job.num_images = int(count);
 }
 
-}  // namespace
+// The txt2img fields, shared by /sdapi/v1/img2img (A1111's img2img request extends the txt2img one).
+const std::vector<std::string> kTxt2ImgKeys = {
+    "prompt", "negative_prompt", "steps", "cfg_scale", "width", "height", "seed", "batch_size", "n_iter",
+    "eta", "sampler_name", "sampler_index", "override_settings", "send_images", "save_images"};
 
-ImageJob parse_txt2img(std::string_view body, const RequestLimits& limits) {
-  const json doc = parse_object(body);
-  ImageJob job;
+void read_txt2img_fields(const json& doc, const RequestLimits& limits, ImageJob& job) {
   GenerateRequest& r = job.request;
   r.prompts = {get_string(doc, "prompt", "", size_t(limits.max_prompt_bytes))};
   const std::string negative = get_string(doc, "negative_prompt", "", size_t(limits.max_prompt_bytes));
@@ -152,10 +156,73 @@ ImageJob parse_txt2img(std::string_view body, const RequestLimits& limits) {
     if (!it->is_object()) bad(str_cat("\"override_settings\" must be an object, not ", type_name(*it)));
     if (!it->empty()) job.notes.push_back("override_settings is ignored: this server's model and settings are fixed");
   }
-  check_keys(doc,
-             {"prompt", "negative_prompt", "steps", "cfg_scale", "width", "height", "seed", "batch_size", "n_iter",
-              "eta", "sampler_name", "sampler_index", "override_settings", "send_images", "save_images"},
-             job);
+}
+
+// One base64 PNG from the request (a data: URL prefix is allowed, as A1111 allows it), decoded and converted
+// to RGB exactly as read_image does for a file.
+Image decode_request_image(const json& value, const std::string& what) {
+  if (!value.is_string()) bad(str_cat(what, " must be a base64 PNG string, not ", type_name(value)));
+  std::string_view text = value.get_ref<const std::string&>();
+  if (text.rfind("data:", 0) == 0) {
+    const size_t comma = text.find(',');
+    if (comma == std::string_view::npos || text.substr(0, comma).find(";base64") == std::string_view::npos)
+      bad(str_cat(what, " is a data: URL without ;base64,"));
+    text.remove_prefix(comma + 1);
+  }
+  const std::optional<std::string> bytes = base64_decode(text);
+  if (!bytes) bad(str_cat(what, " is not valid base64"));
+  try {
+    return decode_image(*bytes, what);
+  } catch (const Error& e) {
+    bad(e.what());
+  }
+}
+
+// A1111's inpainting_mask_invert: repaint what the mask leaves black. The mask becomes the grey image of its
+// inverted luma (PIL's convert("L"), as the pipeline computes it), which the pipeline turns back into that
+// same luma, so the result is exactly ImageOps.invert(mask.convert("L")).
+Image invert_mask(const Image& mask) {
+  Image inverted = mask;
+  for (size_t i = 0; i + 2 < inverted.rgb.size(); i += 3) {
+    const uint8_t v = uint8_t(255 - luma(&mask.rgb[i]));
+    inverted.rgb[i] = inverted.rgb[i + 1] = inverted.rgb[i + 2] = v;
+  }
+  return inverted;
+}
+
+}  // namespace
+
+ImageJob parse_txt2img(std::string_view body, const RequestLimits& limits) {
+  const json doc = parse_object(body);
+  ImageJob job;
+  read_txt2img_fields(doc, limits, job);
+  check_keys(doc, kTxt2ImgKeys, job);
+  return job;
+}
+
+ImageJob parse_img2img(std::string_view body, const RequestLimits& limits) {
+  const json doc = parse_object(body);
+  ImageJob job;
+  read_txt2img_fields(doc, limits, job);
+  GenerateRequest& r = job.request;
+  auto images = doc.find("init_images");
+  if (images == doc.end() || !images->is_array() || images->empty())
+    bad("\"init_images\" must be a non-empty list of base64 PNGs");
+  if (images->size() > size_t(limits.max_batch))
+    bad(str_cat("\"init_images\" has ", images->size(), " images; this server allows ", limits.max_batch));
+  for (size_t i = 0; i < images->size(); ++i)
+    r.images.push_back(decode_request_image((*images)[i], str_cat("\"init_images\"[", i, "]")));
+  const bool invert = get_integer(doc, "inpainting_mask_invert", 0, 0, 1) == 1;
+  if (auto mask = doc.find("mask"); mask != doc.end() && !mask->is_null()) {
+    Image m = decode_request_image(*mask, "\"mask\"");
+    r.masks.push_back(invert ? invert_mask(m) : std::move(m));
+  }
+  r.strength = get_number(doc, "denoising_strength", kDefaultDenoisingStrength, 0.0, 1.0);
+  // "Just resize" is what the pipeline does; A1111's crop and fill modes would need another geometry.
+  if (get_integer(doc, "resize_mode", 0, 0, 3) != 0) bad("\"resize_mode\" must be 0 (just resize): crop and fill are not supported");
+  std::vector<std::string> known = kTxt2ImgKeys;
+  known.insert(known.end(), {"init_images", "mask", "inpainting_mask_invert", "denoising_strength", "resize_mode"});
+  check_keys(doc, known, job);
   return job;
 }
 
@@ -192,6 +259,11 @@ ImageJob parse_openai_generation(std::string_view body, const RequestLimits& lim
 GenerateParams job_params(ImageJob& job, uint64_t random_seed, int default_width, int default_height,
                           const RequestLimits& limits) {
   GenerateRequest& r = job.request;
+  // Without a size, image-to-image keeps its picture's (about: the pipeline rounds it down to a multiple of 8).
+  if (!r.images.empty()) {
+    default_width = r.images[0].width;
+    default_height = r.images[0].height;
+  }
   const int64_t width = r.width > 0 ? r.width : default_width;
   const int64_t height = r.height > 0 ? r.height : default_height;
   if (width * height > limits.max_pixels)

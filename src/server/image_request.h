@@ -1,4 +1,4 @@
-// The server's requests, parsed from untrusted JSON bodies: A1111's /sdapi/v1/txt2img and OpenAI's
+// The server's requests, parsed from untrusted JSON bodies: A1111's /sdapi/v1/txt2img and img2img and OpenAI's
 // /v1/images/generations each become one ImageJob, whose GenerateRequest goes through the same
 // generate_params() as the CLI and the C API. Every field is type- and range-checked here; a bad body throws
 // BadRequest with a one-line message naming the field (the server answers 400 with it).
@@ -40,6 +40,12 @@ struct ImageJob {
 
 // POST /sdapi/v1/txt2img. Width/height 0 (absent) mean the model's default size.
 ImageJob parse_txt2img(std::string_view body, const RequestLimits& limits);
+
+// POST /sdapi/v1/img2img: the txt2img fields plus init_images (base64 PNGs, a data: URL prefix allowed),
+// mask (inpainting), denoising_strength (0.75), inpainting_mask_invert (0/1); resize_mode other than 0 is
+// refused; A1111's other img2img fields (mask_blur, inpainting_fill, inpaint_full_res, ...) are ignored with
+// a note. The pictures are decoded here (decode_image: read_image's checks and conversion).
+ImageJob parse_img2img(std::string_view body, const RequestLimits& limits);
 
 // POST /v1/images/generations (response_format must be b64_json: the server keeps no files).
 ImageJob parse_openai_generation(std::string_view body, const RequestLimits& limits);

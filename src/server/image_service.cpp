@@ -84,7 +84,9 @@ Reply ImageService::generate(Api api, const std::string& body, const std::functi
   if (!ready_) return unavailable("the model is still loading");
   auto job = std::make_shared<Job>();
   try {
-    job->spec = api == Api::A1111 ? parse_txt2img(body, options_.limits) : parse_openai_generation(body, options_.limits);
+    job->spec = api == Api::A1111        ? parse_txt2img(body, options_.limits)
+                : api == Api::A1111Img2Img ? parse_img2img(body, options_.limits)
+                                           : parse_openai_generation(body, options_.limits);
     job->params = job_params(job->spec, random_seed(), pipe_->default_width(), pipe_->default_height(),
                              options_.limits);
   } catch (const BadRequest& e) {
@@ -109,7 +111,7 @@ Reply ImageService::generate(Api api, const std::string& body, const std::functi
   for (size_t i = 0; i < result.images.size(); ++i)
     pngs.push_back(base64_encode(
         encode_png(result.images[i], image_parameters(job->params, result, i, job->sampler, model_name_))));
-  return api == Api::A1111 ? a1111_reply(*job, pngs) : openai_reply(*job, pngs);
+  return api == Api::OpenAI ? openai_reply(*job, pngs) : a1111_reply(*job, pngs);
 }
 
 Reply ImageService::a1111_reply(const Job& job, const std::vector<std::string>& pngs) const {
@@ -139,6 +141,7 @@ Reply ImageService::a1111_reply(const Job& job, const std::vector<std::string>& 
                            {"width", result.image_shape.at(2)},
                            {"height", result.image_shape.at(1)},
                            {"seed", result.seeds.at(0)},
+                           {"denoising_strength", p.image.empty() ? json(nullptr) : json(effective_strength(p))},
                            {"batch_size", result.images.size()},
                            {"n_iter", 1}};
   return json_reply(200, {{"images", pngs}, {"parameters", parameters}, {"info", info.dump()}});
@@ -168,7 +171,7 @@ Reply ImageService::progress() const {
   }
   const json state = {{"skipped", false},
                       {"interrupted", job ? bool(job->cancel) : false},
-                      {"job", job ? "txt2img" : ""},
+                      {"job", !job ? "" : job->params.image.empty() ? "txt2img" : "img2img"},
                       {"job_count", queue_.queued() + (job ? 1 : 0)},
                       {"job_no", 0},
                       {"sampling_step", step},

@@ -35,7 +35,7 @@ struct Reply {
 // A JSON error body {"error": {"message", "code"}, "detail"} (OpenAI's shape, with A1111's `detail`).
 Reply error_reply(int status, const std::string& message);
 
-enum class Api { A1111, OpenAI };
+enum class Api { A1111, A1111Img2Img, OpenAI };
 
 class ImageService {
  public:

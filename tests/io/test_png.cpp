@@ -173,6 +173,28 @@ TEST(Png, ReadRejectsCorruptFiles) {
   }
 }
 
+// decode_png reads bytes in memory exactly as read_png reads the same file, and refuses what read_png
+// refuses, naming its label.
+TEST(Png, DecodeFromMemoryAgreesWithTheFileReader) {
+  ScratchDir dir;
+  write_png(dir / "good.png", gradient(8, 5), {{"parameters", "a cat"}});
+  std::ifstream in(dir / "good.png", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const PngContents decoded = decode_png(bytes, "request");
+  EXPECT_EQ(decoded.image.rgb, read_png(dir / "good.png").image.rgb);
+  EXPECT_EQ(decoded.text, read_png(dir / "good.png").text);
+  for (size_t cut : {size_t(0), size_t(8), size_t(20), bytes.size() / 2, bytes.size() - 13}) {
+    try {
+      decode_png(bytes.substr(0, cut), "request");
+      ADD_FAILURE() << "truncated at " << cut << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("request: not a readable PNG"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(decode_png(bytes, "request", 7), Error);  // 8 pixels wide: over the side limit
+  EXPECT_THROW(decode_png("not a png at all", "request"), Error);
+}
+
 // The kit's PNGs were written by diffusers (numpy_to_pil + PIL); converting the float images stored beside
 // them must give exactly the same pixels.
 TEST(PngGolden, KitImagesMatchTheirFloatTensors) {

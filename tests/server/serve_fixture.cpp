@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <optional>
 #include <thread>
+
+#include "server/base64.h"
 
 namespace kakusan::testing {
 
@@ -71,29 +74,13 @@ nlohmann::json body_of(const httplib::Result& result) {
   return nlohmann::json::parse(result->body, nullptr, false);
 }
 
-PngContents decode_png(const std::string& base64, const ScratchDir& dir) {
-  std::string bytes;
-  uint32_t bits = 0;
-  int count = 0;
-  for (char c : base64) {
-    int v = -1;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    if (c >= '0' && c <= '9') v = c - '0' + 52;
-    if (c == '+') v = 62;
-    if (c == '/') v = 63;
-    if (v < 0) continue;  // padding
-    bits = bits << 6 | uint32_t(v);
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      bytes += char((bits >> count) & 0xff);
-    }
+PngContents png_of_base64(const std::string& base64) {
+  const std::optional<std::string> bytes = server::base64_decode(base64);
+  if (!bytes) {
+    ADD_FAILURE() << "not valid base64: " << base64.substr(0, 80);
+    return {};
   }
-  static int n = 0;
-  const auto path = dir / ("decoded-" + std::to_string(n++) + ".png");
-  std::ofstream(path, std::ios::binary) << bytes;
-  return read_png(path);
+  return kakusan::decode_png(*bytes, "base64 PNG");
 }
 
 }  // namespace kakusan::testing

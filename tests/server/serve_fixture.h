@@ -42,7 +42,7 @@ int free_port();
 // The JSON body of a response (a failed parse gives a JSON null, which the tests' expectations report).
 nlohmann::json body_of(const httplib::Result& result);
 
-// A base64 PNG from a response, decoded (pixels and text chunks).
-PngContents decode_png(const std::string& base64, const ScratchDir& dir);
+// A base64 PNG from a response, decoded (pixels and text chunks); a test failure if it is not base64.
+PngContents png_of_base64(const std::string& base64);
 
 }  // namespace kakusan::testing

@@ -88,7 +88,7 @@ TEST(ServeE2E, Txt2ImgEqualsKakusanGenerate) {
   ASSERT_EQ(r->status, 200) << r->body;
   const json body = json::parse(r->body);
   ASSERT_EQ(body["images"].size(), 1u);
-  const PngContents served = testing::decode_png(body["images"][0], server.dir());
+  const PngContents served = testing::png_of_base64(body["images"][0]);
   const json info = json::parse(body["info"].get<std::string>());
   EXPECT_EQ(info["seed"], 1234);
 
@@ -122,7 +122,7 @@ TEST(ServeE2E, OpenAiGenerations) {
   const json body = json::parse(r->body);
   ASSERT_EQ(body["data"].size(), 2u);
   for (int i = 0; i < 2; ++i) {
-    const PngContents png = testing::decode_png(body["data"][i]["b64_json"], server.dir());
+    const PngContents png = testing::png_of_base64(body["data"][i]["b64_json"]);
     EXPECT_EQ(png.image.width, 64);
     EXPECT_EQ(png.image.height, 32);
     ASSERT_EQ(png.text.size(), 1u);

@@ -123,7 +123,7 @@ TEST(WebPage, FillTheFormGenerateSeeTheImage) {
 
   const json shot = browser.call("GET", "/screenshot");
   ASSERT_TRUE(shot.is_string());
-  const PngContents png = testing::decode_png(shot, dir);
+  const PngContents png = testing::png_of_base64(shot);
   EXPECT_GT(png.image.width, 0);
   const auto out = std::filesystem::current_path() / "serve_web_page.png";
   write_png(out, png.image);
