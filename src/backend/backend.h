@@ -10,6 +10,14 @@
 //     a model run in another one fails with a clear error. Only F32 is implemented today.
 //   - Weights may be f32, f16 or bf16 whatever the compute dtype (converted at use, so an fp16 model costs
 //     fp16 memory).
+//   - Products take the precision of their weight (torch_dtype's meaning, one rule for every backend): with a
+//     bf16 weight, linear and conv2d round the activation operand to bf16 (round-to-nearest-even) and
+//     multiply bf16 x bf16 with f32 accumulation into an f32 output — torch's bf16 matmul, minus its final
+//     rounding of the output. An f16 weight does the same in f16 on backends with f16 arithmetic (CUDA); the
+//     CPU backends widen it to f32 exactly (this CPU has no f16 dot products; fp16 on the CPU is a memory
+//     saver). f32 weights give f32 products. Attention has no weight: AttentionParams::precision says it.
+//     A backend without the hardware (a CPU without AVX512_BF16) still gives the rounded operands' result,
+//     only slower, so every backend agrees with the reference.
 //   - Statistics and sums stay f32 (or wider) in every compute dtype: group/layer-norm mean and variance,
 //     the attention softmax's max and sum, GEMM and convolution accumulation.
 //   - Images are NCHW. Outputs are contiguous and distinct from inputs unless an op says that aliasing is
@@ -48,6 +56,9 @@ struct AttentionParams {
   bool causal = false; // mask keys after the query position (CLIP)
   AttentionStrategy strategy = AttentionStrategy::Auto;
   int slice_size = 0;  // for Sliced; 0 means one slice per (batch, head)
+  // F32, or BF16/F16 (the pipeline sets it from the model's weight dtype): q, k, v and the softmax
+  // probabilities are rounded to it before their products; scores, softmax max/sum and accumulation stay f32.
+  DType precision = DType::F32;
 };
 
 class Backend : public DeviceAllocator {
