@@ -27,6 +27,7 @@
 #include "pipeline/generators.h"
 #include "pipeline/memory_plan.h"
 #include "pipeline/prepare_timesteps.h"
+#include "pipeline/run_options.h"
 #include "schedulers/scheduler.h"
 
 namespace kakusan {
@@ -195,6 +196,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
 
   AttentionParams attention;
   attention.strategy = options.attention;
+  attention.precision = product_precision(options.weight_dtype);  // every component's matrices are in it
   ProfilingBackend counter(cpu_backend());
   RssTracker rss;
   // An arena reserved at the size a dry pass of `run` (on the NullBackend: no compute, no memory touched)

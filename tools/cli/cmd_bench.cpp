@@ -1,6 +1,6 @@
 // kakusan bench: the speed and memory of one Stable Diffusion run on this machine, phase by phase.
 //
-//   kakusan bench --model DIR [--height H --width W] [--steps N] [--batch B] [--dtype fp16|fp32]
+//   kakusan bench --model DIR [--height H --width W] [--steps N] [--batch B] [--dtype fp32|fp16|bf16]
 //                 [--threads T] [--scheduler NAME] [--guidance G] [--vae DIR] [--attention auto|full|sliced|flash]
 //                 [--strength S]
 //
@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "bench_runner.h"
+#include "bf16_notice.h"
 #include "command.h"
 
 namespace kakusan::cli {
@@ -26,7 +27,8 @@ struct BenchCliOptions {
 };
 
 int run_bench_command(BenchCliOptions& o) {
-  o.bench.weight_dtype = o.dtype == "fp16" ? DType::F16 : DType::F32;
+  o.bench.weight_dtype = o.dtype == "fp16" ? DType::F16 : o.dtype == "bf16" ? DType::BF16 : DType::F32;
+  notice_bf16_speed(o.bench.weight_dtype == DType::BF16, "cpu");
   static const std::map<std::string, AttentionStrategy> strategies{{"auto", AttentionStrategy::Auto},
                                                                    {"full", AttentionStrategy::Full},
                                                                    {"sliced", AttentionStrategy::Sliced},
@@ -60,7 +62,8 @@ const bool registered = register_command({
                      "guidance_scale of the loop (default 7.5); <= 1 runs without classifier-free guidance");
       app.add_option("--vae", o->bench.vae, "A VAE folder (AutoencoderKL or AutoencoderTiny, e.g. TAESD) or model "
                      "folder replacing the model's vae/");
-      app.add_option("--dtype", o->dtype, "Weights in memory")->check(CLI::IsMember({"fp32", "fp16"}));
+      app.add_option("--dtype", o->dtype, "Weights in memory; bf16 also computes the products in bf16")
+          ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
       app.add_option("--threads", o->bench.threads, "Threads (default: all cores)")->check(CLI::PositiveNumber);
       app.add_option("--scheduler", o->bench.scheduler, "Scheduler class or alias for --steps (default: the "
                      "model's)");
