@@ -390,7 +390,8 @@ const bool registered = register_command({
       repeatable("--scheduler-option", o->scheduler_options, "scheduler config override key=value (repeatable)");
       app.add_option("--attention-slicing", o->attention_slicing, "auto, a slice size, or off")->capture_default_str();
       app.add_option("--device", o->device, "where the models run: cpu (default), reference, cuda[:N] if built in");
-      app.add_option("--dtype", o->dtype, "weights in memory: fp32, fp16 (prefers fp16 variant files) or bf16")
+      app.add_option("--dtype", o->dtype, "weights in memory: fp32, fp16 (prefers fp16 variant files) or bf16 "
+                     "(torch_dtype=torch.bfloat16: products in bf16 too)")
           ->capture_default_str();
       app.add_option("--variant", o->variant, "weight file variant to read (e.g. fp16)");
       app.add_option("--threads", o->threads, "threads (0 = all cores)")->capture_default_str();
