@@ -186,5 +186,152 @@ TEST(Bf16Products, Conv2dRoundsTheActivation) {
   }
 }
 
+// ---- attention ----
+
+struct AttentionCase {
+  int64_t batch, q_len, kv_len;
+  int heads;
+  int64_t head_dim, value_dim;
+  bool causal;
+};
+
+std::ostream& operator<<(std::ostream& out, const AttentionCase& c) {
+  return out << "b" << c.batch << " tq" << c.q_len << " tk" << c.kv_len << " h" << c.heads << " d" << c.head_dim
+             << " dv" << c.value_dim << (c.causal ? " causal" : "");
+}
+
+struct Strategy {
+  AttentionStrategy strategy;
+  int slice_size;
+  const char* name;
+};
+constexpr Strategy kStrategies[] = {{AttentionStrategy::Full, 0, "full"},
+                                    {AttentionStrategy::Sliced, 0, "sliced(1)"},
+                                    {AttentionStrategy::Sliced, 3, "sliced(3)"},
+                                    {AttentionStrategy::Flash, 0, "flash"},
+                                    {AttentionStrategy::Auto, 0, "auto"}};
+
+// Both backends round the same q, k, v; the probabilities e^(s − k·ln 2) are computed in f32 by the CPU
+// (fast_exp, a few ulp) and in double by the reference, then rounded. Where that f32 error straddles a
+// rounding tie, one probability rounds the other way: about 2^-16·(a few) of them. Such a flip moves an output
+// by at most one ulp of the precision times p/sum·|v| <= ulp·max|v|. So: every output within that bound, and
+// all but 2 % within the f32 tolerance of test_attention (1e-5). Measured on these cases: at most 0.2 % of
+// the outputs (bf16; f16's finer ulp flips more often: 0.8 %) are beyond it, while a kernel that rounds q, k,
+// v but not the probabilities puts 80-98 % of them beyond.
+::testing::AssertionResult attention_close(const Tensor& got, const Tensor& want, const Tensor& v, DType precision) {
+  const double ulp = precision == DType::BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
+  double v_max = 0;
+  for (int64_t i = 0; i < v.numel(); ++i) v_max = std::max(v_max, double(std::abs(v.f32()[i])));
+  int64_t beyond_f32 = 0;
+  double worst = 0;
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    const double g = got.f32()[i], w = want.f32()[i], diff = std::abs(g - w);
+    worst = std::max(worst, diff);
+    if (!(diff <= ulp * v_max)) return ::testing::AssertionFailure() << "element " << i << ": " << g << " vs " << w;
+    if (diff > 1e-5 + 1e-5 * std::abs(w)) ++beyond_f32;
+  }
+  if (beyond_f32 * 50 > got.numel())
+    return ::testing::AssertionFailure() << beyond_f32 << " of " << got.numel() << " outputs beyond f32 noise (worst "
+                                         << worst << ")";
+  return ::testing::AssertionSuccess() << beyond_f32 << " flips";
+}
+
+class ReducedAttention : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(ReducedAttention, EveryStrategyMatchesReference) {
+  const AttentionCase& c = GetParam();
+  const int64_t qw = c.heads * c.head_dim, vw = c.heads * c.value_dim;
+  Tensor q = random_tensor({c.batch, c.q_len, qw}, 31, 2.0f);
+  Tensor k = random_tensor({c.batch, c.kv_len, qw}, 32, 2.0f);
+  Tensor v = random_tensor({c.batch, c.kv_len, vw}, 33);
+  for (const DType precision : {DType::BF16, DType::F16}) {
+    AttentionParams p;
+    p.heads = c.heads;
+    p.scale = 1.0f / std::sqrt(float(c.head_dim));
+    p.causal = c.causal;
+    p.precision = precision;
+    Tensor want = Tensor::empty({c.batch, c.q_len, vw});
+    ref().attention(q, k, v, p, want);
+    for (const Strategy& s : kStrategies) {
+      p.strategy = s.strategy;
+      p.slice_size = s.slice_size;
+      Tensor got = Tensor::full({c.batch, c.q_len, vw}, 1e30f);
+      fast().attention(q, k, v, p, got);
+      EXPECT_TRUE(attention_close(got, want, v, precision)) << s.name << " " << dtype_name(precision);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ReducedAttention,
+                         ::testing::Values(AttentionCase{1, 1, 1, 1, 1, 1, false},
+                                           AttentionCase{2, 33, 77, 3, 8, 8, false},     // cross-attention
+                                           AttentionCase{2, 300, 300, 2, 16, 16, false},  // several query tiles
+                                           AttentionCase{1, 77, 77, 4, 8, 8, true},      // CLIP
+                                           AttentionCase{2, 300, 300, 2, 5, 7, true},    // causal over tiles
+                                           AttentionCase{1, 200, 1100, 2, 8, 8, false},  // several key tiles
+                                           AttentionCase{1, 700, 700, 1, 4, 6, true},
+                                           AttentionCase{1, 130, 1030, 2, 40, 40, false}));  // SD head dim
+
+TEST(ReducedAttention, ReadsSlicesOfAFusedProjection) {
+  const int64_t batch = 2, tokens = 600, heads = 3, dim = 8, width = heads * dim;
+  Tensor qkv = random_tensor({batch, tokens, 3 * width}, 34, 2.0f);
+  TensorView q = qkv.view().narrow(2, 0, width), k = qkv.view().narrow(2, width, width),
+             v = qkv.view().narrow(2, 2 * width, width);
+  Tensor dense_v = Tensor::empty({batch, tokens, width});
+  ref().copy(v, dense_v);
+  AttentionParams p;
+  p.heads = int(heads);
+  p.scale = 0.3f;
+  p.precision = DType::BF16;
+  Tensor want = Tensor::empty({batch, tokens, width});
+  ref().attention(q, k, v, p, want);
+  for (const Strategy& s : kStrategies) {
+    p.strategy = s.strategy;
+    p.slice_size = s.slice_size;
+    Tensor got = Tensor::empty({batch, tokens, width});
+    fast().attention(q, k, v, p, got);
+    EXPECT_TRUE(attention_close(got, want, dense_v, DType::BF16)) << s.name;
+  }
+}
+
+// Rounding skipped would show: bf16 attention differs from f32 attention on the same inputs, and still
+// differs (by the probabilities' rounding) from f32 attention on pre-rounded q, k, v — by far more than f32
+// noise, and by less than the bf16 rounding of its operands can move it.
+TEST(ReducedAttention, RoundsOperandsAndProbabilities) {
+  Tensor q = random_tensor({1, 256, 64}, 50, 2.0f), k = random_tensor({1, 700, 64}, 51, 2.0f);
+  Tensor v = random_tensor({1, 700, 64}, 52);
+  for (const Strategy& s : kStrategies) {
+    AttentionParams p;
+    p.heads = 2;
+    p.scale = 0.125f;
+    p.strategy = s.strategy;
+    p.slice_size = s.slice_size;
+    Tensor f32 = Tensor::empty({1, 256, 64}), prerounded = Tensor::empty({1, 256, 64}),
+           bf16 = Tensor::empty({1, 256, 64});
+    fast().attention(q, k, v, p, f32);
+    fast().attention(pre_rounded(q), pre_rounded(k), pre_rounded(v), p, prerounded);
+    p.precision = DType::BF16;
+    fast().attention(q, k, v, p, bf16);
+    EXPECT_GT(max_abs_difference(bf16, f32), 1e-3) << s.name;
+    EXPECT_GT(max_abs_difference(bf16, prerounded), 1e-4) << s.name;
+    EXPECT_LT(max_abs_difference(bf16, f32), 0.1) << s.name;
+  }
+}
+
+TEST(ReducedAttention, PrecisionMustBeAFloatType) {
+  Tensor q = random_tensor({1, 4, 8}, 53);
+  AttentionParams p;
+  p.precision = DType::I64;
+  Tensor out = Tensor::empty({1, 4, 8});
+  for (Backend* backend : {&fast(), &ref()}) {
+    try {
+      backend->attention(q, q, q, p, out);
+      ADD_FAILURE() << backend->name() << " accepted precision I64";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("precision must be F32, BF16 or F16"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kakusan
