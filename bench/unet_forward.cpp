@@ -1,11 +1,12 @@
 // UNet / VAE forward time on a random-weights model built in memory from a built-in config (no files).
 //
-//   bench_unet_forward [--config sd15|sd21|tiny] [--size 256] [--batch 2] [--iters 3] [--dtype fp32|fp16]
+//   bench_unet_forward [--config sd15|sd21|tiny] [--size 256] [--batch 2] [--iters 3] [--dtype fp32|fp16|bf16]
 //                      [--strategy auto|full|sliced|flash] [--threads N] [--vae]
 //
 // batch 2 is one classifier-free-guidance step of one image. Prints one table row per measured component:
 // wall time of the first pass (which sizes the arena) and of later passes, and the process CPU time per later
-// pass (on a shared, oversubscribed machine CPU time with --threads 1 is the stable number).
+// pass (on a shared, oversubscribed machine CPU time with --threads 1 is the stable number). bf16 means bf16
+// weights and attention precision BF16 (what the pipeline sets for a bf16 model).
 #include <chrono>
 #include <ctime>
 #include <cstdio>
@@ -53,7 +54,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (threads > 0) set_num_threads(threads);
-    const DType dtype = dtype_name == "fp16" ? DType::F16 : DType::F32;
+    const DType dtype = dtype_name == "fp16" ? DType::F16 : dtype_name == "bf16" ? DType::BF16 : DType::F32;
     const RandomModelSpec spec = RandomModelSpec::builtin(config);
     const UNet2DConditionConfig ucfg = UNet2DConditionConfig::parse(JsonConfig(spec.unet, "unet"));
     UNet2DConditionModel unet(ucfg);
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
     Arena arena;
     AttentionParams attention;
     attention.strategy = parse_strategy(strategy);
+    if (dtype == DType::BF16) attention.precision = DType::BF16;
     Context ctx{cpu_backend(), arena, attention};
     Generator g(0);
     const int64_t latent = size / 8;

@@ -1,15 +1,17 @@
-// linear on the GEMM of gemm.h.
+// linear on the GEMM of gemm.h; with a bf16 weight the input is rounded to bf16 first (backend.h's
+// precision rule), and the f32 GEMM then multiplies the rounded operands exactly.
 #include <algorithm>
 
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/rounding.h"
 #include "backend/cpu/scratch.h"
 #include "core/thread_pool.h"
 
 namespace kakusan::cpu {
 void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const TensorView& bias,
             const TensorView& y) {
-  const float* input = dense_f32(x, Slot::Input).f32();
+  const float* input = rounded_dense(x, product_precision(w), Slot::Input).f32();
   const float* b = param_f32(bias, Slot::Bias);
   DenseOutput out(y, Slot::Output);
   float* o = out.data();

@@ -5,6 +5,7 @@
 
 #include "backend/backend.h"
 #include "backend/op_checks.h"
+#include "backend/precision.h"
 #include "backend/cpu/scratch.h"
 
 namespace kakusan::cpu {
@@ -14,10 +15,11 @@ void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const
 void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const TensorView& bias,
             const Conv2dParams& p, const TensorView& y);
 // Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions over enough pixels and channels (conv2d_winograd.cpp);
-// conv2d uses it whenever winograd_applies().
+// conv2d uses it whenever winograd_applies(). The input is rounded to `precision` (product_precision of the
+// weight) as it is read, before the (f32) transforms.
 bool winograd_applies(const ConvDims& d, const Conv2dParams& p);
 void conv2d_winograd(const ConvDims& d, const float* input, const TensorView& weight, const float* bias,
-                     const Conv2dParams& p, float* output);
+                     const Conv2dParams& p, DType precision, float* output);
 void group_norm(const GroupNormDims& d, const TensorView& x, int groups, const TensorView& gamma,
                 const TensorView& beta, float eps, Activation act, const TensorView& y);
 void layer_norm(const RowsDims& d, const TensorView& x, const TensorView& gamma, const TensorView& beta, float eps,
