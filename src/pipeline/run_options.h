@@ -11,7 +11,7 @@ namespace kakusan {
 // (backend.h: products take the precision of their weight). bf16 weights: bf16, as torch_dtype=torch.bfloat16
 // computes attention. f16 weights: f32, since the CPU has no f16 arithmetic and fp16 there only saves memory
 // (a backend with f16 arithmetic would map F16 to F16 here).
-DType product_precision(DType weights);
+DType attention_precision(DType weights);
 // The attention of a component whose matrices are `weights` (strategy and slicing from `options`).
 AttentionParams attention_params(const AttentionOptions& options, DType weights);
 VaeMemoryOptions vae_memory_options(const GenerateParams& params);

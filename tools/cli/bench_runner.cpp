@@ -196,7 +196,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
 
   AttentionParams attention;
   attention.strategy = options.attention;
-  attention.precision = product_precision(options.weight_dtype);  // every component's matrices are in it
+  attention.precision = attention_precision(options.weight_dtype);  // every component's matrices are in it
   ProfilingBackend counter(cpu_backend());
   RssTracker rss;
   // An arena reserved at the size a dry pass of `run` (on the NullBackend: no compute, no memory touched)
