@@ -34,7 +34,9 @@ TEST(OutputFiles, ParametersSayANarrowDtype) {
   GenerateResult result;
   result.seeds = {7};
   result.image_shape = {1, 64, 64, 3};
-  auto text = [&](WeightDType dtype) { return image_parameters(params, result, 0, "PNDMScheduler", "m", dtype)[0].second; };
+  auto text = [&](WeightDType dtype) {
+    return image_parameters(params, result, 0, "PNDMScheduler", "m", dtype)[0].second;
+  };
   EXPECT_NE(text(WeightDType::BF16).find(", Dtype: bf16"), std::string::npos) << text(WeightDType::BF16);
   EXPECT_NE(text(WeightDType::F16).find(", Dtype: fp16"), std::string::npos);
   EXPECT_EQ(text(WeightDType::F32).find("Dtype"), std::string::npos);

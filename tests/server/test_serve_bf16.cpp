@@ -31,8 +31,8 @@ TEST(ServeBf16, Txt2ImgEqualsKakusanGenerateInBf16) {
   std::filesystem::create_directories(server.dir() / "cli");
   testing::ChildProcess cli(KAKUSAN_CLI_PATH,
                             {"generate", "--model", model, "--prompt", "a red cube", "--prompt-syntax", "a1111",
-                             "--steps", "5", "--guidance", "6.5", "--width", "64", "--height", "64", "--seed", "7", "--scheduler",
-                             "Euler a", "--dtype", "bf16", "--quiet", "--output", out.string()},
+                             "--steps", "5", "--guidance", "6.5", "--width", "64", "--height", "64", "--seed", "7",
+                             "--scheduler", "Euler a", "--dtype", "bf16", "--quiet", "--output", out.string()},
                             server.dir() / "cli");
   ASSERT_EQ(cli.wait(120s, 10ms).status, 0) << cli.stderr_text();
   const PngContents generated = read_png(out);
