@@ -250,8 +250,9 @@ int run(int argc, char** argv) {
       std::fclose(f);
     }
     std::printf("\n## %s backend, %d thread%s; fp32 FMA peak %.1f GFLOP/s per core (%s), %.1f for %d; "
-                "load average %.2f\n\n", be.name(), threads, threads == 1 ? "" : "s", core_peak,
-                peak_vector_isa(), peak, threads, load[0]);
+                "bf16 dot products (vdpbf16ps) %.1f per core; load average %.2f\n\n", be.name(), threads,
+                threads == 1 ? "" : "s", core_peak, peak_vector_isa(), peak, threads,
+                measure_bf16_dot_peak_gflops(), load[0]);
     std::printf("| %-22s | %-30s | %9s | %9s | %8s | %6s | %10s |\n", "op", "shape", "ms", "cpu ms", "GFLOP/s",
                 "% peak", "% peak cpu");
     std::printf("|%s|%s|%s|%s|%s|%s|%s|\n", std::string(24, '-').c_str(), std::string(32, '-').c_str(),

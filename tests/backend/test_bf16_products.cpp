@@ -65,6 +65,25 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Linear,
                                            LinearCase{{3, 9, 40}, 64, true}, LinearCase{{2, 5, 33}, 19, false},
                                            LinearCase{{2, 300, 96}, 80, true}));
 
+// Rows rounded in blocks (and bf16 weights converted in panels) when the scratch bounds are small.
+TEST_P(Bf16Linear, MatchesReferenceInBoundedScratch) {
+  const cpu::ScratchLimits saved = cpu::scratch_limits();
+  cpu::scratch_limits().rounded_input = 100;  // blocks of 1..100 rows
+  cpu::scratch_limits().weight_panel = 700;
+  const LinearCase& c = GetParam();
+  const int64_t in = c.x.dim(-1);
+  Tensor x = random_tensor(c.x, 11);
+  Tensor w = random_weights({c.out, in}, in, 12, DType::BF16);
+  Tensor b = c.bias ? random_tensor({c.out}, 13) : Tensor();
+  Shape ys = c.x;
+  ys[ys.rank() - 1] = c.out;
+  Tensor got = Tensor::empty(ys), want = Tensor::empty(ys);
+  fast().linear(x, w, b, got);
+  ref().linear(x, w, b, want);
+  cpu::scratch_limits() = saved;
+  KK_EXPECT_CLOSE(got, want, kGemm);
+}
+
 TEST(Bf16Products, LinearReadsStridedInput) {
   Tensor fused = random_tensor({2, 6, 24}, 4);
   TensorView x = fused.view().narrow(2, 8, 8);

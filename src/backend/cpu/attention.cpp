@@ -183,10 +183,7 @@ void flash_tile_transposed(const Problem& pr, int64_t bh, int64_t q0, int64_t ro
           q, pr.q.row_stride, 0.0f, st, ld);
     // Old max -inf (first tile): rescale is ~1e-38, applied to a zero sum and output.
     // At most kFlashKeys terms per sum.
-    column_softmax_step(st, cols, rows, ld, running_max, rescale, tile_sum, pr.reduced());
-    if (pr.reduced()) {
-      for (int64_t key = 0; key < cols; ++key) round_floats(pr.p.precision, st + key * ld, st + key * ld, rows);
-    }
+    column_softmax_step(st, cols, rows, ld, running_max, rescale, tile_sum, pr.p.precision);
     for (int64_t j = 0; j < rows; ++j) running_sum[j] = running_sum[j] * rescale[j] + tile_sum[j];
     if (k0 > 0) {
       for (int64_t e = 0; e < dv; ++e) {

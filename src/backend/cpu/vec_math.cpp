@@ -106,6 +106,20 @@ inline __m512 exp16(__m512 x) {
 
 __mmask16 tail_mask(int64_t remaining) { return __mmask16((1u << remaining) - 1u); }
 
+// round_to(precision, e) on 16 lanes of finite e (exp results): bf16 by adding half an ulp (ties to even)
+// and clearing the low bits, f16 through the conversion instructions.
+inline __m512 round16(DType precision, __m512 e) {
+  if (precision == DType::BF16) {
+    const __m512i x = _mm512_castps_si512(e);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+    const __m512i up = _mm512_add_epi32(x, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+    return _mm512_castsi512_ps(_mm512_and_si512(up, _mm512_set1_epi32(int32_t(0xffff0000u))));
+  }
+  if (precision == DType::F16)
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(e, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  return e;
+}
+
 float row_max(const float* x, int64_t n) {
   const __m512 lowest = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   __m512 m0 = lowest, m1 = lowest;
@@ -146,7 +160,8 @@ float exp_shifted_sum(float* row, int64_t n, float shift) {
 }
 
 void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
-                         float* tile_sum, bool power_of_two_shift) {
+                         float* tile_sum, DType probabilities) {
+  const bool power_of_two_shift = probabilities != DType::F32;
   // One strip of 16 lanes at a time: its keys x 16 scores (32 KiB at 512 keys) stay in L1 between the max
   // pass and the exp pass.
   for (int64_t j = 0; j < lanes; j += 16) {
@@ -182,14 +197,14 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
     for (; k + 2 <= keys; k += 2) {
       const __m512 e0 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), shift));
       const __m512 e1 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + (k + 1) * ld), shift));
-      _mm512_mask_storeu_ps(out + k * ld, mask, e0);
-      _mm512_mask_storeu_ps(out + (k + 1) * ld, mask, e1);
+      _mm512_mask_storeu_ps(out + k * ld, mask, round16(probabilities, e0));
+      _mm512_mask_storeu_ps(out + (k + 1) * ld, mask, round16(probabilities, e1));
       s0 = _mm512_add_ps(s0, e0);
       s1 = _mm512_add_ps(s1, e1);
     }
     if (k < keys) {
       const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), shift));
-      _mm512_mask_storeu_ps(out + k * ld, mask, e);
+      _mm512_mask_storeu_ps(out + k * ld, mask, round16(probabilities, e));
       s0 = _mm512_add_ps(s0, e);
     }
     _mm512_mask_storeu_ps(tile_sum + j, mask, _mm512_add_ps(s0, s1));
@@ -199,7 +214,8 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
 #else
 
 void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
-                         float* tile_sum, bool power_of_two_shift) {
+                         float* tile_sum, DType probabilities) {
+  const bool power_of_two_shift = probabilities != DType::F32;
   std::copy(running_max, running_max + lanes, rescale);  // the old maxima (or exponents)
   std::fill(tile_sum, tile_sum + lanes, -std::numeric_limits<float>::infinity());  // the tile's maxima, first
   for (int64_t k = 0; k < keys; ++k) {
@@ -221,7 +237,7 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
     float* row = scores + k * ld;
     for (int64_t j = 0; j < lanes; ++j) {
       const float e = fast_exp(row[j] - (power_of_two_shift ? running_max[j] * kLn2 : running_max[j]));
-      row[j] = e;
+      row[j] = round_to(probabilities, e);
       tile_sum[j] += e;
     }
   }
