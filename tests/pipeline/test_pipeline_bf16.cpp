@@ -20,7 +20,6 @@
 
 #include "io/safetensors.h"
 #include "kakusan/pipeline.h"
-#include "pipeline/run_options.h"
 #include "pipeline_cases.h"
 #include "support/golden.h"
 
@@ -115,20 +114,6 @@ TEST(LcmPipelineBf16, TinyAutoencoderAsVae) {
   KK_REQUIRE_GOLDEN();
   check_lcm_bf16("pipe_taesd", (kSource / "tests/golden/taesd/tiny-taesd").string(), 1.0,
                  kSource / "tests/golden/taesd/pipe_taesd.safetensors");
-}
-
-// Attention's products follow the component's weights: bf16 for bf16 matrices; f16 and f32 matrices keep
-// f32 products (fp16 on the CPU saves memory only, as before).
-TEST(Bf16Precision, AttentionFollowsTheWeights) {
-  EXPECT_EQ(attention_params({}, DType::BF16).precision, DType::BF16);
-  EXPECT_EQ(attention_params({}, DType::F16).precision, DType::F32);
-  EXPECT_EQ(attention_params({}, DType::F32).precision, DType::F32);
-  AttentionOptions sliced;
-  sliced.mode = AttentionOptions::Mode::Sliced;
-  sliced.slice_size = 3;
-  const AttentionParams p = attention_params(sliced, DType::BF16);
-  EXPECT_EQ(p.strategy, AttentionStrategy::Sliced);
-  EXPECT_EQ(p.slice_size, 3);
 }
 
 }  // namespace
