@@ -78,6 +78,10 @@ struct LoadOptions {
     float scale = 1.0f;
   };
   std::vector<Lora> loras;
+  // A1111's prompt tags `<lora:NAME>` / `<lora:NAME:WEIGHT>` (weight 1.0 when absent) name NAME.safetensors in
+  // this folder; each generation adds its prompt's tags to `loras` (re-merging only the weights the change
+  // touches). Tags are always taken out of the prompt text; without a folder a tag is an error.
+  std::optional<std::filesystem::path> lora_dir;
   // Textual-inversion embeddings (pipe.load_textual_inversion(file, token=token)); the token defaults to the
   // file's own ({token: vectors}) or, for A1111's emb_params, the file's stem.
   struct Embedding {

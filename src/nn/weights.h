@@ -67,6 +67,8 @@ class WeightLoader : public WeightVisitor {
   // next read), and bytes held in owned memory (converted copies, a source's owned copies).
   int64_t mapped_bytes() const { return mapped_bytes_; }
   int64_t owned_bytes() const { return owned_bytes_; }
+  // Whether every visited parameter was found and fitted (finish() also reports unused source names).
+  bool bound_all() const { return missing_.empty() && mismatched_.empty(); }
 
  private:
   const WeightSource& source_;
