@@ -29,9 +29,13 @@ bool safe_name(std::string_view name) {
   return true;
 }
 
-// The tag text for messages, shortened so that a hostile prompt cannot make a huge error.
+// The tag text for messages: shortened, and control characters as '?', so that a hostile prompt can make
+// neither a huge nor a multi-line error.
 std::string shown(std::string_view tag) {
-  return tag.size() <= 80 ? std::string(tag) : std::string(tag.substr(0, 77)) + "...";
+  std::string out(tag.substr(0, 80));
+  for (char& c : out)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return tag.size() <= 80 ? out : out.substr(0, 77) + "...";
 }
 
 LoraTag parse_tag(std::string_view tag, std::string_view body) {
