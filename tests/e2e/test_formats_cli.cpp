@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "core/tensor.h"
+#include "io/png.h"
 #include "io/safetensors.h"
 #include "io/scratch_dir.h"
 #include "support/child_process.h"
@@ -224,6 +225,57 @@ TEST(HostileFormats, SingleFilesAreRefusedWithOneLine) {
     std::vector<std::string> args = {"generate", "--prompt", "a cat", "--steps", "2", "--output", png.string()};
     args.insert(args.end(), model_args.begin(), model_args.end());
     expect_refused(args, want, png, want.find("conv1") == std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace kakusan
+
+namespace kakusan {
+namespace {
+
+TEST(LoraTagsCli, ATagGivesTheImageOfItsLoraFlag) {
+  KK_REQUIRE_GOLDEN();
+  const ScratchDir dir;
+  std::vector<std::string> tagged = generate_args(kit("tiny-sd"), dir / "tag.png");
+  tagged[4] = "a cat <lora:lora_kohya:0.8>";
+  tagged.insert(tagged.end(), {"--lora-dir", formats("").string()});
+  std::vector<std::string> flagged = generate_args(kit("tiny-sd"), dir / "flag.png");
+  flagged.insert(flagged.end(), {"--lora", formats("lora_kohya.safetensors").string() + ":0.8"});
+  const std::vector<std::string> plain = generate_args(kit("tiny-sd"), dir / "base.png");
+  for (std::vector<std::string> args : {tagged, flagged, plain}) {
+    args.insert(args.end(), {"--seed", "3"});
+    const RunResult r = run_cli(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const Image tag = read_png(dir / "tag.png").image, flag = read_png(dir / "flag.png").image;
+  EXPECT_TRUE(tag.rgb == flag.rgb) << "<lora:lora_kohya:0.8> differs from --lora lora_kohya.safetensors:0.8";
+  EXPECT_FALSE(tag.rgb == read_png(dir / "base.png").image.rgb);
+  // The PNG keeps the prompt as written, tag included (as A1111's infotext does).
+  EXPECT_NE(read_png(dir / "tag.png").text.at(0).second.find("<lora:lora_kohya:0.8>"), std::string::npos);
+}
+
+TEST(LoraTagsCli, BadTagsAndFoldersAreRefusedBeforeLoading) {
+  KK_REQUIRE_GOLDEN();
+  const ScratchDir dir;
+  const fs::path png = dir / "out.png";
+  const std::string folder = formats("").string();
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"--prompt", "x <lora:lora_kohya:0.8>"}, "no LoRA folder was given (--lora-dir)"},
+      {{"--prompt", "x <lora:lora_kohya:0.8>", "--lora-dir", formats("lora_kohya.safetensors").string()},
+       "is not a folder"},
+      {{"--prompt", "x <lora:../formats/lora_kohya>", "--lora-dir", folder}, "must be a file name"},
+      {{"--prompt", "x <lora:missing:1>", "--lora-dir", folder}, "no LoRA of that name"},
+      {{"--prompt", "x <lora:lora_kohya:nan>", "--lora-dir", folder}, "not a finite number"},
+      {{"--prompt", "x <lora:lora_kohya:1", "--lora-dir", folder}, "not closed"},
+      {{"--prompt", "x <lora:lora_kohya>", "--prompt", "y", "--lora-dir", folder}, "different <lora:...> tags"},
+      {{"--prompt", "x <lora:lora_kohya:1e30>", "--lora-dir", folder, "--dtype", "fp16"}, "F16 cannot hold"},
+  };
+  for (const auto& [extra, want] : cases) {
+    std::vector<std::string> args = {"generate", "--model", kit("tiny-sd").string(), "--steps", "2", "--output",
+                                     png.string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    expect_refused(args, want, png);
   }
 }
 
