@@ -59,7 +59,14 @@ void check_merged(const std::string& name, const Tensor& merged, DType dtype, co
 
 std::vector<std::pair<std::string, Tensor>> merge_lora_weights(const WeightSource& base, const std::string& component,
                                                                const std::vector<LoraAdapter>& adapters, DType dtype) {
-  std::map<std::string, Tensor> merged;  // weight name -> float32 sum
+  // First every layer is matched and checked (nothing allocated yet), then each weight is merged in float32 and
+  // converted to `dtype` on its own, so that at most one float32 weight exists at a time: a LoRA that touches
+  // the whole UNet (LCM-LoRA) costs the copies in the model's dtype, not twice that in float32.
+  struct Term {
+    const LoraLayer* layer;
+    float factor;
+  };
+  std::map<std::string, std::vector<Term>> terms;  // weight name -> its layers, in adapter order
   std::map<std::string, std::string> flat;
   std::vector<std::string> unmatched;  // every layer that fits no weight, listed in one error
   for (const LoraAdapter& adapter : adapters) {
@@ -84,9 +91,7 @@ std::vector<std::pair<std::string, Tensor>> merge_lora_weights(const WeightSourc
                         (w.rank() == 2 || (w[1] == layer.down.shape[1] && w[2] == layer.down.shape[2]));
       KK_CHECK(fits, adapter.file->describe(), ": LoRA layer '", layer.key, "' (down ", layer.down.shape.str(),
                ", up ", layer.up.shape.str(), ") does not fit ", ref->describe(name), " ", w.str());
-      auto [it, fresh] = merged.try_emplace(name);
-      if (fresh) it->second = copy_weight(base, name, DType::F32);
-      add_product(it->second, layer, adapter.scale * (layer.alpha ? *layer.alpha / float(rank) : 1.0f));
+      terms[name].push_back({&layer, adapter.scale * (layer.alpha ? *layer.alpha / float(rank) : 1.0f)});
     }
   }
   if (!unmatched.empty()) {
@@ -97,7 +102,9 @@ std::vector<std::pair<std::string, Tensor>> merge_lora_weights(const WeightSourc
          unmatched.size() > 4 ? str_cat(" and ", unmatched.size() - 4, " more") : "");
   }
   std::vector<std::pair<std::string, Tensor>> replacements;
-  for (auto& [name, weight] : merged) {
+  for (const auto& [name, layers] : terms) {
+    Tensor weight = copy_weight(base, name, DType::F32);
+    for (const Term& term : layers) add_product(weight, *term.layer, term.factor);
     check_merged(name, weight, dtype, component);
     replacements.emplace_back(name, dtype == DType::F32 ? std::move(weight) : weight.to(dtype));
   }
