@@ -102,8 +102,14 @@ std::vector<std::pair<std::string, Tensor>> merge_lora_weights(const WeightSourc
          unmatched.size() > 4 ? str_cat(" and ", unmatched.size() - 4, " more") : "");
   }
   std::vector<std::pair<std::string, Tensor>> replacements;
+  const std::vector<std::shared_ptr<const MappedFile>> mappings = base.mapped_files();
   for (const auto& [name, layers] : terms) {
     Tensor weight = copy_weight(base, name, DType::F32);
+    // The file's pages of the weight are not read again (the model binds the copy): let them go now, or a
+    // LoRA over the whole UNet would hold the file's weights and their copies at once.
+    const WeightRef stored = *base.get(name);
+    if (stored.mapped)
+      for (const auto& mapping : mappings) mapping->drop_range(stored.view.data, stored.view.nbytes());
     for (const Term& term : layers) add_product(weight, *term.layer, term.factor);
     check_merged(name, weight, dtype, component);
     replacements.emplace_back(name, dtype == DType::F32 ? std::move(weight) : weight.to(dtype));
