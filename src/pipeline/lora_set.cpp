@@ -106,17 +106,38 @@ std::vector<LoadOptions::Lora> LoraSet::with(const std::vector<LoadOptions::Lora
   return all;
 }
 
+template <typename Model>
+void LoraSet::rebind_part(Model& model, Part& part, const std::vector<LoraAdapter>& adapters, Backend& backend) {
+  rebind(model, Rebinding{part.base, {}}, part.touched, part.dtype, backend);
+  part.touched.clear();
+  Rebinding next = remerge(part.base, part.component, adapters, part.dtype);
+  rebind(model, next, {}, part.dtype, backend);
+  part.touched = std::move(next.touched);
+}
+
+void LoraSet::rebind_all(UNet2DConditionModel& unet, ClipTextModel& text_encoder,
+                         const std::vector<LoraAdapter>& adapters, Backend& backend) {
+  rebind_part(unet, unet_, adapters, backend);
+  rebind_part(text_encoder, text_encoder_, adapters, backend);
+}
+
 bool LoraSet::use(const std::vector<LoadOptions::Lora>& wanted, UNet2DConditionModel& unet,
                   ClipTextModel& text_encoder, Backend& backend) {
   if (same_set(wanted, current_)) return false;
-  // Every merge first, so that an error leaves the models as they were.
-  const std::vector<LoraAdapter> adapters = open_adapters(wanted);
-  const Rebinding unet_next = remerge(unet_.base, unet_.component, adapters, unet_.dtype);
-  const Rebinding text_next = remerge(text_encoder_.base, text_encoder_.component, adapters, text_encoder_.dtype);
-  rebind(unet, unet_next, unet_.touched, unet_.dtype, backend);
-  rebind(text_encoder, text_next, text_encoder_.touched, text_encoder_.dtype, backend);
-  unet_.touched = unet_next.touched;
-  text_encoder_.touched = text_next.touched;
+  const std::vector<LoraAdapter> adapters = open_adapters(wanted);  // an unreadable file changes nothing
+  try {
+    rebind_all(unet, text_encoder, adapters, backend);
+  } catch (const Error&) {
+    // The previous set merged before, so it merges again; should its files have gone meanwhile, no LoRA at all
+    // (and current_ says so).
+    try {
+      rebind_all(unet, text_encoder, open_adapters(current_), backend);
+    } catch (const Error&) {
+      rebind_all(unet, text_encoder, {}, backend);
+      current_.clear();
+    }
+    throw;
+  }
   current_ = wanted;
   return true;
 }

@@ -15,6 +15,7 @@
 
 #include "backend/backend.h"
 #include "kakusan/pipeline.h"
+#include "models/lora_merge.h"
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "pipeline/model_sources.h"
@@ -30,9 +31,10 @@ class LoraSet {
   // The load-time LoRAs followed by `extra` (a generation's tags).
   std::vector<LoadOptions::Lora> with(const std::vector<LoadOptions::Lora>& extra) const;
 
-  // Makes the models' weights those of `wanted`; false when they already were (nothing done). Throws Error (a
-  // bad file, a layer that fits nothing, a merged value out of range) before any weight changes, leaving the
-  // previous set in place.
+  // Makes the models' weights those of `wanted`; false when they already were (nothing done). The weights the
+  // previous set touched get their mapped views back first, which frees their copies, so the old and the new
+  // merged copies are never held at once. Throws Error (a bad file, a layer that fits nothing, a merged value
+  // out of range) with the previous set in place again (merged anew: an error costs time, not memory).
   bool use(const std::vector<LoadOptions::Lora>& wanted, UNet2DConditionModel& unet, ClipTextModel& text_encoder,
            Backend& backend);
 
@@ -45,6 +47,12 @@ class LoraSet {
     DType dtype = DType::F32;                  // the model's matrix dtype: merged copies are kept in it
     std::set<std::string> touched;             // weights now bound to merged copies
   };
+  // `part`'s touched weights back to their unmerged views, then those of `adapters` merged and bound.
+  template <typename Model>
+  static void rebind_part(Model& model, Part& part, const std::vector<LoraAdapter>& adapters, Backend& backend);
+  void rebind_all(UNet2DConditionModel& unet, ClipTextModel& text_encoder, const std::vector<LoraAdapter>& adapters,
+                  Backend& backend);
+
   Part unet_{"unet", nullptr, DType::F32, {}}, text_encoder_{"text_encoder", nullptr, DType::F32, {}};
   std::vector<LoadOptions::Lora> load_loras_;
   std::vector<LoadOptions::Lora> current_;
