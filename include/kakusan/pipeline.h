@@ -134,7 +134,9 @@ struct NamedTensor {
 enum class PromptSyntax { Diffusers, A1111 };
 
 struct GenerateParams {
-  std::vector<std::string> prompt;            // the batch: one entry per prompt
+  // The batch: one entry per prompt. `<lora:NAME:W>` tags are taken out of the text and fused for this call
+  // (LoadOptions::lora_dir; every prompt of a batch must carry the same tags; negative prompts' are dropped).
+  std::vector<std::string> prompt;
   // Empty ("" as the unconditional prompt), one for every prompt, or one per prompt. Ignored without CFG.
   std::vector<std::string> negative_prompt;
   int height = 0;                             // 0 = unet.sample_size * vae_scale_factor (512 for SD1.5)

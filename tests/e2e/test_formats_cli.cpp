@@ -263,7 +263,7 @@ TEST(LoraTagsCli, ATagGivesTheImageOfItsLoraFlag) {
   EXPECT_NE(read_png(dir / "tag.png").text.at(0).second.find("<lora:lora_kohya:0.8>"), std::string::npos);
 }
 
-TEST(LoraTagsCli, BadTagsAndFoldersAreRefusedBeforeLoading) {
+TEST(LoraTagsCli, BadTagsAndFoldersAreRefusedWithOneLine) {
   KK_REQUIRE_GOLDEN();
   const ScratchDir dir;
   const fs::path png = dir / "out.png";
