@@ -102,5 +102,14 @@ TEST(CApiFormats, BadFieldsAreAStatusAndAMessage) {
   EXPECT_NE(std::strstr(kakusan_last_error(), "embedding_files"), nullptr) << kakusan_last_error();
 }
 
+TEST(CApiFormats, ALoraFolderThatIsAFileIsRefused) {
+  KK_REQUIRE_GOLDEN();
+  const std::string kit = (*testing::golden_dir() / "tiny-sd").string(), file = formats("lora_kohya.safetensors");
+  kakusan_load_params lp = kakusan_default_load_params();
+  lp.lora_dir = file.c_str();
+  EXPECT_EQ(kakusan_load(kit.c_str(), &lp), nullptr);
+  EXPECT_NE(std::strstr(kakusan_last_error(), "is not a folder"), nullptr) << kakusan_last_error();
+}
+
 }  // namespace
 }  // namespace kakusan
