@@ -59,6 +59,19 @@ struct kakusan_load_params {
   int n_scheduler_options;
   int n_threads;          /* 0 = all cores */
   const char * device;    /* "cpu", "reference", "cuda[:N]" where built in; NULL = "cpu" */
+  /* Fields are only ever appended (start from kakusan_default_load_params() and set what you need). */
+  /* Single-file checkpoints (the model given as a .safetensors file, from_single_file): */
+  const char * config;    /* a diffusers folder or model id whose configs to use; NULL = built in, by detected type */
+  const char * tokenizer; /* a tokenizer folder; NULL = found offline as diffusers would */
+  /* LoRAs fused into the UNet and text encoder (load_lora_weights + fuse_lora; several add up): */
+  const char * const * lora_files;
+  const float * lora_scales;      /* n_loras scales, or NULL = 1.0 each */
+  int n_loras;
+  const char * lora_dir;          /* prompt tags <lora:NAME:WEIGHT> name NAME.safetensors here; NULL = no tags */
+  /* Textual-inversion embeddings (load_textual_inversion(file, token=token)): */
+  const char * const * embedding_files;
+  const char * const * embedding_tokens; /* n_embeddings tokens (NULL entries allowed), or NULL = each file's own */
+  int n_embeddings;
 };
 
 struct kakusan_params {
@@ -96,7 +109,8 @@ struct kakusan_params {
 struct kakusan_load_params kakusan_default_load_params(void);
 struct kakusan_params kakusan_default_params(void);
 
-/* Loads a diffusers model folder or model id (offline Hugging Face cache). NULL on error. */
+/* Loads a diffusers model folder, a model id (offline Hugging Face cache) or a single-file checkpoint
+ * (.safetensors in the original layout; see config / tokenizer). NULL on error. */
 kakusan_context * kakusan_load(const char * model, const struct kakusan_load_params * params);
 void kakusan_free(kakusan_context * ctx);
 

@@ -78,6 +78,10 @@ struct LoadOptions {
     float scale = 1.0f;
   };
   std::vector<Lora> loras;
+  // A1111's prompt tags `<lora:NAME>` / `<lora:NAME:WEIGHT>` (weight 1.0 when absent) name NAME.safetensors in
+  // this folder; each generation adds its prompt's tags to `loras` (re-merging only the weights the change
+  // touches). Tags are always taken out of the prompt text; without a folder a tag is an error.
+  std::optional<std::filesystem::path> lora_dir;
   // Textual-inversion embeddings (pipe.load_textual_inversion(file, token=token)); the token defaults to the
   // file's own ({token: vectors}) or, for A1111's emb_params, the file's stem.
   struct Embedding {
@@ -130,7 +134,9 @@ struct NamedTensor {
 enum class PromptSyntax { Diffusers, A1111 };
 
 struct GenerateParams {
-  std::vector<std::string> prompt;            // the batch: one entry per prompt
+  // The batch: one entry per prompt. `<lora:NAME:W>` tags are taken out of the text and fused for this call
+  // (LoadOptions::lora_dir; every prompt of a batch must carry the same tags; negative prompts' are dropped).
+  std::vector<std::string> prompt;
   // Empty ("" as the unconditional prompt), one for every prompt, or one per prompt. Ignored without CFG.
   std::vector<std::string> negative_prompt;
   int height = 0;                             // 0 = unet.sample_size * vae_scale_factor (512 for SD1.5)

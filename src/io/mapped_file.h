@@ -26,6 +26,9 @@ class MappedFile {
   // read-only, never written, so only clean pages are dropped: the next access faults them back from the
   // file (the page cache). Memory written into such a mapping would be lost: owned copies hold changes.
   void drop_pages() const;
+  // The same for the whole pages inside [p, p + bytes) when that range lies in this mapping (else nothing): a
+  // tensor read once (the base of a LoRA merge) need not stay resident.
+  void drop_range(const void* p, size_t bytes) const;
 
  private:
   MappedFile() = default;

@@ -25,6 +25,7 @@ class OverlaySource : public WeightSource {
   std::vector<std::string> names() const override { return base_->names(); }
   std::vector<std::shared_ptr<const MappedFile>> mapped_files() const override { return base_->mapped_files(); }
   std::string describe() const override;
+  std::optional<std::string> stored_name(const std::string& name) const override { return base_->stored_name(name); }
 
  private:
   std::shared_ptr<const WeightSource> base_;

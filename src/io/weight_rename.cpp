@@ -43,7 +43,7 @@ std::optional<std::string> apply_rename(const WeightRename& rule, const std::str
 
 RenamedSource::RenamedSource(std::shared_ptr<const WeightSource> base, std::vector<WeightRename> rules,
                              Unmatched unmatched)
-    : base_(std::move(base)) {
+    : base_(std::move(base)), rules_(rules) {
   for (const WeightRename& rule : rules) {
     KK_CHECK(std::count(rule.from.begin(), rule.from.end(), '*') <= 1 &&
                  std::count(rule.to.begin(), rule.to.end(), '*') <= std::count(rule.from.begin(), rule.from.end(), '*'),
@@ -91,6 +91,17 @@ std::optional<WeightRef> RenamedSource::get(const std::string& name) const {
     ref->stored_as = stored;
   }
   return ref;
+}
+
+std::optional<std::string> RenamedSource::stored_name(const std::string& name) const {
+  if (auto it = index_.find(name); it != index_.end())
+    return base_->stored_name(it->second.source_name).value_or(it->second.source_name);
+  for (const WeightRename& rule : rules_) {
+    const bool from_star = rule.from.find('*') != std::string::npos, to_star = rule.to.find('*') != std::string::npos;
+    if (from_star != to_star) continue;  // many names to one: no way back
+    if (std::optional<std::string> stored = apply_rename({rule.to, rule.from, 0}, name)) return stored;
+  }
+  return std::nullopt;
 }
 
 std::vector<std::string> RenamedSource::names() const {

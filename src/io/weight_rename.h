@@ -42,6 +42,8 @@ class RenamedSource : public WeightSource {
   std::vector<std::string> names() const override;
   std::vector<std::shared_ptr<const MappedFile>> mapped_files() const override { return base_->mapped_files(); }
   std::string describe() const override { return base_->describe(); }
+  // The source name of `name`, or the one a rule would give it (the rules read backwards).
+  std::optional<std::string> stored_name(const std::string& name) const override;
 
  private:
   struct Target {
@@ -49,6 +51,7 @@ class RenamedSource : public WeightSource {
     int rank;
   };
   std::shared_ptr<const WeightSource> base_;
+  std::vector<WeightRename> rules_;
   std::map<std::string, Target> index_;  // diffusers name -> where it comes from
 };
 

@@ -44,6 +44,13 @@ class WeightSource {
   virtual std::vector<std::shared_ptr<const MappedFile>> mapped_files() const = 0;
   // For messages: "unet/diffusion_pytorch_model.safetensors", "N files in DIR", ...
   virtual std::string describe() const = 0;
+  // For messages: the name the file gives, or would give, the tensor called `name` when its layout renames
+  // tensors (a single-file checkpoint: "model.diffusion_model.input_blocks.1.0.in_layers.2.weight"), also for
+  // a tensor the file lacks; nullopt where names are diffusers' own.
+  virtual std::optional<std::string> stored_name(const std::string& name) const {
+    (void)name;
+    return std::nullopt;
+  }
 
   // Names a loader may leave unused without complaint (buffers that old files carry).
   static bool is_ignorable(const std::string& name);

@@ -47,6 +47,12 @@ std::optional<WeightRef> SplitSource::get(const std::string& name) const {
   return ref;
 }
 
+std::optional<std::string> SplitSource::stored_name(const std::string& name) const {
+  auto it = parts_.find(name);
+  if (it == parts_.end()) return base_->stored_name(name);
+  return base_->stored_name(it->second.fused).value_or(it->second.fused);
+}
+
 std::vector<std::string> SplitSource::names() const {
   std::vector<std::string> out;
   for (std::string& name : base_->names())

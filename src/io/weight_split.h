@@ -37,6 +37,7 @@ class SplitSource : public WeightSource {
   std::vector<std::string> names() const override;
   std::vector<std::shared_ptr<const MappedFile>> mapped_files() const override { return base_->mapped_files(); }
   std::string describe() const override { return base_->describe(); }
+  std::optional<std::string> stored_name(const std::string& name) const override;
 
  private:
   struct Part {

@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/lora_file.h"
@@ -22,8 +23,13 @@ struct LoraAdapter {
   float scale = 1.0f;
 };
 
-// `base` with the layers of `adapters` whose component is `component` ("unet" / "text_encoder") merged into
-// copies of dtype `dtype`; `base` itself when no adapter touches the component.
+// The weights of `base` that the layers of `adapters` whose component is `component` ("unet" / "text_encoder")
+// touch, merged, as copies of dtype `dtype` (sorted by name; empty when no adapter touches the component).
+// Throws Error when a merged value does not fit `dtype` (a huge scale), as well as for unmatched layers.
+std::vector<std::pair<std::string, Tensor>> merge_lora_weights(const WeightSource& base, const std::string& component,
+                                                               const std::vector<LoraAdapter>& adapters, DType dtype);
+
+// `base` with those copies in place of its own (an OverlaySource); `base` itself when none is touched.
 std::shared_ptr<const WeightSource> merge_loras(std::shared_ptr<const WeightSource> base, const std::string& component,
                                                 const std::vector<LoraAdapter>& adapters, DType dtype);
 

@@ -7,8 +7,15 @@ namespace kakusan {
 
 void WeightLoader::tensor(const std::string& name, Tensor& param, const Shape& shape) {
   std::optional<WeightRef> found = source_.get(name);
+  auto note_first = [&](std::string problem) {
+    if (!first_problem_name_.empty()) return;
+    first_problem_name_ = name;
+    first_problem_ = std::move(problem);
+    if (found && !found->stored_as.empty()) first_stored_as_ = found->stored_as;
+  };
   if (!found) {
     missing_.push_back(name + " " + shape.str());
+    note_first(str_cat("is missing (the config implies ", shape.str(), ")"));
     return;
   }
   used_.push_back(name);
@@ -18,11 +25,13 @@ void WeightLoader::tensor(const std::string& name, Tensor& param, const Shape& s
   const std::string stored = found->stored_as.empty() ? "" : str_cat(" (", found->stored_as, ")");
   if (!(view.shape == shape)) {
     mismatched_.push_back(str_cat(name, ": expected ", shape.str(), ", file has ", view.shape.str(), stored));
+    note_first(str_cat("has shape ", view.shape.str(), " but the config implies ", shape.str()));
     return;
   }
   if (!is_float(view.dtype)) {
     mismatched_.push_back(
         str_cat(name, ": expected a floating-point dtype, file has ", dtype_name(view.dtype), stored));
+    note_first(str_cat("is ", dtype_name(view.dtype), ", not a floating-point tensor"));
     return;
   }
   const DType want = shape.rank() >= 2 ? weight_dtype_ : DType::F32;
@@ -41,6 +50,14 @@ void WeightLoader::finish(const std::string& component) const {
   for (const std::string& name : source_.names())
     if (!used.count(name) && !WeightSource::is_ignorable(name)) unexpected.push_back(name);
   if (missing_.empty() && mismatched_.empty() && unexpected.empty()) return;
+  // A renamed layout: the first problem on one line, under both names.
+  const std::string first = first_problem_name_.empty() ? unexpected.front() : first_problem_name_;
+  if (const std::optional<std::string> stored = source_.stored_name(first)) {
+    const std::string where = first_stored_as_.empty() ? str_cat("the file's '", *stored, "'") : first_stored_as_;
+    fail(component, " (", source_.describe(), "): tensor '", first, "' (", where, ") ",
+         first_problem_name_.empty() ? "is not a tensor of the model (a checkpoint of another architecture?)"
+                                     : first_problem_);
+  }
 
   std::string message = str_cat(component, " (", source_.describe(), ") does not match its config:");
   auto list = [&](const char* what, const std::vector<std::string>& names) {

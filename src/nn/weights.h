@@ -61,12 +61,16 @@ class WeightLoader : public WeightVisitor {
   void tensor(const std::string& name, Tensor& param, const Shape& shape) override;
 
   // Throws one Error listing every missing, mis-shaped and unexpected tensor (with `component` as context).
+  // A source that renames tensors (a single file) gets a one-line Error instead, naming the first such tensor
+  // by its diffusers name and the file's.
   void finish(const std::string& component) const;
 
   // Bytes of the bound parameters that borrow a file mapping (released by page dropping, faulted back on the
   // next read), and bytes held in owned memory (converted copies, a source's owned copies).
   int64_t mapped_bytes() const { return mapped_bytes_; }
   int64_t owned_bytes() const { return owned_bytes_; }
+  // Whether every visited parameter was found and fitted (finish() also reports unused source names).
+  bool bound_all() const { return missing_.empty() && mismatched_.empty(); }
 
  private:
   const WeightSource& source_;
@@ -76,6 +80,8 @@ class WeightLoader : public WeightVisitor {
   std::vector<std::string> used_;
   std::vector<std::string> missing_;
   std::vector<std::string> mismatched_;
+  // The first problem in walk order: the tensor, "is missing" / "has shape ...", how the source stores it.
+  std::string first_problem_name_, first_problem_, first_stored_as_;
 };
 
 // Counts parameters (and checks that a module tree is fully described).

@@ -1,6 +1,8 @@
 // The C API (include/kakusan/kakusan.h) over the C++ pipeline: exceptions become status codes and a
 // per-thread error message.
 #include <cmath>
+#include <filesystem>
+#include <optional>
 #include <memory>
 #include <new>
 #include <string>
@@ -113,6 +115,21 @@ kakusan_context* kakusan_load(const char* model, const kakusan_load_params* para
     KK_CHECK(p.n_threads >= 0, "n_threads must be >= 0 but is ", p.n_threads);
     options.num_threads = p.n_threads;
     if (p.device != nullptr) options.device = p.device;
+    if (p.config != nullptr) options.config = std::string(p.config);
+    if (p.tokenizer != nullptr) options.tokenizer = std::string(p.tokenizer);
+    const std::vector<std::string> loras = strings(p.lora_files, p.n_loras, "lora_files");
+    for (size_t i = 0; i < loras.size(); ++i) {
+      const float scale = p.lora_scales != nullptr ? p.lora_scales[i] : 1.0f;
+      KK_CHECK(std::isfinite(scale), "lora_scales[", i, "] is ", scale, ", not a finite number");
+      options.loras.push_back({loras[i], scale});
+    }
+    if (p.lora_dir != nullptr) options.lora_dir = std::filesystem::path(p.lora_dir);
+    for (const std::string& file : strings(p.embedding_files, p.n_embeddings, "embedding_files")) {
+      const size_t i = options.embeddings.size();
+      std::optional<std::string> token;
+      if (p.embedding_tokens != nullptr && p.embedding_tokens[i] != nullptr) token = p.embedding_tokens[i];
+      options.embeddings.push_back({file, token});
+    }
     ctx = new kakusan_context{kakusan::StableDiffusionPipeline::load(model, options)};
   });
   return ctx;

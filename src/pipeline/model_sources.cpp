@@ -1,11 +1,8 @@
 #include "pipeline/model_sources.h"
 
-#include <cmath>
-
 #include "core/error.h"
 #include "io/model_folder.h"
 #include "io/weight_store.h"
-#include "models/lora_merge.h"
 #include "models/model_folder_load.h"
 #include "models/single_file.h"
 
@@ -64,27 +61,6 @@ ModelSources open_single_file(const std::filesystem::path& file, const LoadOptio
   return sources;
 }
 
-// The dtype merged copies are kept in: the one the model will be loaded in.
-DType merge_dtype(WeightDType requested, const WeightSource& weights) {
-  switch (requested) {
-    case WeightDType::F32: return DType::F32;
-    case WeightDType::F16: return DType::F16;
-    case WeightDType::BF16: return DType::BF16;
-    case WeightDType::Auto: break;
-  }
-  return stored_matrix_dtype(weights);
-}
-
-void apply_loras(ModelSources& sources, const LoadOptions& options) {
-  std::vector<LoraAdapter> adapters;
-  for (const LoadOptions::Lora& lora : options.loras) {
-    KK_CHECK(std::isfinite(lora.scale), "LoRA ", lora.file, ": scale ", lora.scale, " is not finite");
-    adapters.push_back({std::make_shared<const LoraFile>(LoraFile::open(lora.file)), lora.scale});
-  }
-  for (auto [component, source] : {std::pair{"unet", &sources.unet}, std::pair{"text_encoder", &sources.text_encoder}})
-    source->weights = merge_loras(source->weights, component, adapters, merge_dtype(options.dtype, *source->weights));
-}
-
 }  // namespace
 
 ModelSources open_model_sources(const std::string& model, const LoadOptions& options) {
@@ -98,7 +74,6 @@ ModelSources open_model_sources(const std::string& model, const LoadOptions& opt
     sources.vae_origin = dir.string();
     sources.vae = folder_component(dir, variant, "diffusers");
   }
-  if (!options.loras.empty()) apply_loras(sources, options);
   return sources;
 }
 

@@ -21,8 +21,8 @@ struct ModelSources {
   std::string vae_origin;            // where the VAE comes from, for messages
 };
 
-// Opens configs and maps files (headers only); LoRAs (options.loras) are merged here, into owned copies of
-// the weights they touch. Throws Error naming what is missing.
+// Opens configs and maps files (headers only); LoRAs are merged afterwards, by LoraSet (lora_set.h). Throws
+// Error naming what is missing.
 ModelSources open_model_sources(const std::string& model, const LoadOptions& options);
 
 }  // namespace kakusan

@@ -44,6 +44,7 @@ class PromptEncoder {
   static int num_batches(const PromptBatch& batch) { return batch.classifier_free_guidance ? 2 : 1; }
 
   const ClipTextModel& text_encoder() const { return text_encoder_; }
+  ClipTextModel& text_encoder() { return text_encoder_; }  // for re-binding LoRA-merged weights
 
  private:
   // The batch's cond and uncond hidden states with A1111 syntax: both sides padded to one chunk count.

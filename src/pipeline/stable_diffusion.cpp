@@ -26,6 +26,8 @@
 #include "pipeline/encode_prompt.h"
 #include "pipeline/generators.h"
 #include "pipeline/inpaint.h"
+#include "pipeline/lora_set.h"
+#include "pipeline/lora_tags.h"
 #include "pipeline/memory_planner.h"
 #include "pipeline/model_sources.h"
 #include "pipeline/prepare_image.h"
@@ -106,6 +108,8 @@ struct StableDiffusionPipeline::Impl {
   ComponentDTypes dtypes;          // set by load(): the precision each phase's products take
   std::vector<std::string> load_warnings;  // reported with every generate()
   bool half_pipeline = false;              // loaded with dtype F16 (diffusers' torch_dtype=torch.float16)
+  LoraSet loras;                           // the LoRAs fused now: --lora plus the last prompt's tags
+  std::optional<std::filesystem::path> lora_dir;
 
   std::unique_ptr<Scheduler> make_configured_scheduler() const {
     return make_scheduler(scheduler_spec, scheduler_source, scheduler_options);
@@ -132,6 +136,13 @@ struct StableDiffusionPipeline::Impl {
   int vae_scale_factor() const { return vae->downscale_factor(); }
   int default_size() const { return unet->config().sample_size * vae_scale_factor(); }
 
+  void measure_weights() {
+    component_bytes.text_encoder = weight_bytes(prompt_encoder->text_encoder());
+    component_bytes.unet = weight_bytes(*unet);
+    component_bytes.vae = weight_bytes(*vae);
+    component_bytes.unet_streamed = streamed_weight_bytes(*unet, unet_weights);
+  }
+
   void load(const std::string& model, const LoadOptions& options);
   GenerateResult generate(const GenerateParams& params);
 };
@@ -157,6 +168,8 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   for (const LoadOptions::Embedding& e : options.embeddings)
     embeddings.push_back(read_textual_inversion(e.file, e.token));
   auto expansions = add_textual_inversions(embeddings, tokenizer, sources.text_encoder);
+  loras.prepare(sources, options);
+  lora_dir = options.lora_dir;
   report_progress(options.progress, Phase::Loading, 1, total, "tokenizer");
   ClipTextModel text_encoder = load_component<ClipTextModel, ClipTextConfig>(sources.text_encoder, dtypes.text_encoder,
                                                                              "CLIPTextModel", text_encoder_weights);
@@ -174,10 +187,7 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   vae_weights.drop_pages();
   upload_weights(*vae, *backend);
   report_progress(options.progress, Phase::Loading, 4, total, "vae");
-  component_bytes.text_encoder = weight_bytes(const_cast<ClipTextModel&>(prompt_encoder->text_encoder()));
-  component_bytes.unet = weight_bytes(*unet);
-  component_bytes.vae = weight_bytes(*vae);
-  component_bytes.unet_streamed = streamed_weight_bytes(*unet, unet_weights);
+  measure_weights();
   // Text-to-image feeds the UNet the latents alone (the default model input), and steps with its prediction;
   // an inpainting UNet takes the mask and the masked image's latents too.
   const int64_t latent_channels = vae->latent_channels();
@@ -196,6 +206,11 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   //    planner may turn levers on).
   check_inputs(params);
   GenerateParams p = params;
+  // The prompt's <lora:NAME:W> tags come out of its text and, with the --lora files, make the LoRA set.
+  PromptLoras tagged = take_lora_tags(p.prompt, p.negative_prompt, lora_dir);
+  p.prompt = std::move(tagged.prompts);
+  p.negative_prompt = std::move(tagged.negative_prompts);
+  if (loras.use(loras.with(tagged.loras), *unet, prompt_encoder->text_encoder(), *backend)) measure_weights();
   // Image-to-image and inpainting take their size from the image (rounded down to a multiple of 8) unless
   // height / width are given.
   const bool from_image = !p.image.empty();
@@ -236,6 +251,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   const AttentionParams unet_attention = attention_params(p.attention, dtypes.unet);
   const AttentionParams vae_attention = attention_params(p.attention, dtypes.vae);
   result.warnings.insert(result.warnings.begin(), load_warnings.begin(), load_warnings.end());
+  result.warnings.insert(result.warnings.end(), tagged.warnings.begin(), tagged.warnings.end());
 
   // 1. Encode the input prompt: [uncond..., cond...] with classifier-free guidance.
   const PromptBatch batch{p.prompt, p.negative_prompt, p.num_images_per_prompt, do_cfg, p.clip_skip,

@@ -6,7 +6,9 @@
 #include <mutex>
 #include <random>
 
+#include "core/error.h"
 #include "io/png.h"
+#include "pipeline/lora_tags.h"
 #include "pipeline/output_files.h"
 #include "server/base64.h"
 #include "server/samplers.h"
@@ -89,7 +91,9 @@ Reply ImageService::generate(Api api, const std::string& body, const std::functi
                                            : parse_openai_generation(body, options_.limits);
     job->params = job_params(job->spec, random_seed(), pipe_->default_width(), pipe_->default_height(),
                              options_.limits);
-  } catch (const BadRequest& e) {
+    // <lora:NAME:W> tags: malformed, unknown or differing across the batch is the client's mistake.
+    take_lora_tags(job->params.prompt, job->params.negative_prompt, options_.load.lora_dir);
+  } catch (const Error& e) {  // BadRequest, or a tag's problem
     return error_reply(400, e.what());
   }
   switch (queue_.submit(job)) {

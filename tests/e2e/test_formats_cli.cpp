@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "core/tensor.h"
+#include "io/png.h"
 #include "io/safetensors.h"
 #include "io/scratch_dir.h"
 #include "support/child_process.h"
@@ -129,7 +130,7 @@ fs::path kohya_file(const ScratchDir& dir, const std::string& name, Shape down, 
 }
 
 // Exit code 2, the error (after any progress lines) names `want` on one line, nothing written. The weight
-// walk's own report (missing / mis-shaped tensors) lists every tensor, one a line: `one_line` false.
+// walk's report for a diffusers folder lists every missing / mis-shaped tensor, one a line: `one_line` false.
 void expect_refused(const std::vector<std::string>& args, const std::string& want, const fs::path& output,
                     bool one_line = true) {
   const RunResult r = run_cli(args);
@@ -206,24 +207,83 @@ TEST(HostileFormats, SingleFilesAreRefusedWithOneLine) {
   const std::string whole = bytes_of(file);
   std::ofstream(dir / "truncated.safetensors", std::ios::binary) << whole.substr(0, whole.size() - 1000);
   // One UNet tensor left out.
+  // One UNet tensor left out, or of the wrong shape.
+  const std::string conv1 = "model.diffusion_model.input_blocks.1.0.in_layers.2.weight";
   const SafetensorsFile original = SafetensorsFile::open(file);
   std::vector<std::pair<std::string, TensorView>> kept;
   for (const SafetensorsFile::Entry& e : original.entries())
-    if (e.name != "model.diffusion_model.input_blocks.1.0.in_layers.2.weight")
-      kept.emplace_back(e.name, original.view(e.name));
+    if (e.name != conv1) kept.emplace_back(e.name, original.view(e.name));
   write_safetensors(dir / "missing.safetensors", kept);
+  const Tensor narrow = filled({16, 32, 3, 3}, 0.1f);
+  kept.emplace_back(conv1, narrow.view());
+  write_safetensors(dir / "misshapen.safetensors", kept);
   std::ofstream(dir / "model.ckpt", std::ios::binary) << std::string("\x80\x02}q\x00.", 6);
   const std::string config = kit("tiny-sd").string();
   const std::pair<std::vector<std::string>, std::string> cases[] = {
       {{"--model", (dir / "truncated.safetensors").string(), "--config", config}, "truncated.safetensors"},
-      {{"--model", (dir / "missing.safetensors").string(), "--config", config}, "down_blocks.0.resnets.0.conv1.weight"},
+      {{"--model", (dir / "missing.safetensors").string(), "--config", config},
+       "tensor 'down_blocks.0.resnets.0.conv1.weight' (the file's '" + conv1 + "') is missing"},
+      {{"--model", (dir / "misshapen.safetensors").string(), "--config", config},
+       "tensor 'down_blocks.0.resnets.0.conv1.weight' (tensor '" + conv1 +
+           "') has shape [16, 32, 3, 3] but the config implies [32, 32, 3, 3]"},
       {{"--model", (dir / "model.ckpt").string()}, "pickle"},
       {{"--model", formats("lora_kohya.safetensors").string()}, "not a Stable Diffusion single-file checkpoint"},
   };
   for (const auto& [model_args, want] : cases) {
     std::vector<std::string> args = {"generate", "--prompt", "a cat", "--steps", "2", "--output", png.string()};
     args.insert(args.end(), model_args.begin(), model_args.end());
-    expect_refused(args, want, png, want.find("conv1") == std::string::npos);
+    expect_refused(args, want, png);
+  }
+}
+
+}  // namespace
+}  // namespace kakusan
+
+namespace kakusan {
+namespace {
+
+TEST(LoraTagsCli, ATagGivesTheImageOfItsLoraFlag) {
+  KK_REQUIRE_GOLDEN();
+  const ScratchDir dir;
+  std::vector<std::string> tagged = generate_args(kit("tiny-sd"), dir / "tag.png");
+  tagged[4] = "a cat <lora:lora_kohya:0.8>";
+  tagged.insert(tagged.end(), {"--lora-dir", formats("").string()});
+  std::vector<std::string> flagged = generate_args(kit("tiny-sd"), dir / "flag.png");
+  flagged.insert(flagged.end(), {"--lora", formats("lora_kohya.safetensors").string() + ":0.8"});
+  const std::vector<std::string> plain = generate_args(kit("tiny-sd"), dir / "base.png");
+  for (std::vector<std::string> args : {tagged, flagged, plain}) {
+    args.insert(args.end(), {"--seed", "3"});
+    const RunResult r = run_cli(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const Image tag = read_png(dir / "tag.png").image, flag = read_png(dir / "flag.png").image;
+  EXPECT_TRUE(tag.rgb == flag.rgb) << "<lora:lora_kohya:0.8> differs from --lora lora_kohya.safetensors:0.8";
+  EXPECT_FALSE(tag.rgb == read_png(dir / "base.png").image.rgb);
+  // The PNG keeps the prompt as written, tag included (as A1111's infotext does).
+  EXPECT_NE(read_png(dir / "tag.png").text.at(0).second.find("<lora:lora_kohya:0.8>"), std::string::npos);
+}
+
+TEST(LoraTagsCli, BadTagsAndFoldersAreRefusedWithOneLine) {
+  KK_REQUIRE_GOLDEN();
+  const ScratchDir dir;
+  const fs::path png = dir / "out.png";
+  const std::string folder = formats("").string();
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"--prompt", "x <lora:lora_kohya:0.8>"}, "no LoRA folder was given (--lora-dir)"},
+      {{"--prompt", "x <lora:lora_kohya:0.8>", "--lora-dir", formats("lora_kohya.safetensors").string()},
+       "is not a folder"},
+      {{"--prompt", "x <lora:../formats/lora_kohya>", "--lora-dir", folder}, "must be a file name"},
+      {{"--prompt", "x <lora:missing:1>", "--lora-dir", folder}, "no LoRA of that name"},
+      {{"--prompt", "x <lora:lora_kohya:nan>", "--lora-dir", folder}, "not a finite number"},
+      {{"--prompt", "x <lora:lora_kohya:1", "--lora-dir", folder}, "not closed"},
+      {{"--prompt", "x <lora:lora_kohya>", "--prompt", "y", "--lora-dir", folder}, "different <lora:...> tags"},
+      {{"--prompt", "x <lora:lora_kohya:1e30>", "--lora-dir", folder, "--dtype", "fp16"}, "F16 cannot hold"},
+  };
+  for (const auto& [extra, want] : cases) {
+    std::vector<std::string> args = {"generate", "--model", kit("tiny-sd").string(), "--steps", "2", "--output",
+                                     png.string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    expect_refused(args, want, png);
   }
 }
 

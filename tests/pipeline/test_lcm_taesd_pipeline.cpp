@@ -1,6 +1,7 @@
 // The fast recipe's pieces in the whole pipeline, against diffusers 0.29.2 (tests/golden/lcm and
-// tests/golden/taesd, from tests/golden/lcm/make_goldens.py): the kit's tiny-sd with LCMScheduler, 4 steps,
-// guidance 1 (no classifier-free guidance) and 2 (with it), and with the tiny TAESD as its VAE.
+// tests/golden/taesd, from tests/golden/lcm/make_goldens.py; tests/golden/lcm_lora/make_golden.py): the kit's
+// tiny-sd with LCMScheduler, 4 steps, guidance 1 (no classifier-free guidance) and 2 (with it), with an
+// LCM-LoRA-shaped LoRA fused, and with the tiny TAESD as its VAE.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -24,10 +25,12 @@ Tensor tensor_of(const NamedTensor& t) {
   return Tensor::copy_of(TensorView(const_cast<float*>(t.data), Shape(t.shape.begin(), t.shape.end())));
 }
 
-void check_case(const std::optional<std::string>& vae, double guidance, const std::filesystem::path& golden) {
+void check_case(const std::optional<std::string>& vae, double guidance, const std::filesystem::path& golden,
+                const std::vector<LoadOptions::Lora>& loras = {}) {
   LoadOptions load;
   load.scheduler = "LCMScheduler";
   load.vae = vae;
+  load.loras = loras;
   StableDiffusionPipeline pipe = StableDiffusionPipeline::load((*testing::golden_dir() / "tiny-sd").string(), load);
   GenerateParams params;
   params.prompt = {"portrait photo of a old warrior chief"};
@@ -62,6 +65,15 @@ TEST(LcmPipelineGolden, FourStepsGuidanceOne) {
 TEST(LcmPipelineGolden, FourStepsGuidanceTwo) {
   KK_REQUIRE_GOLDEN();
   check_case(std::nullopt, 2.0, kSource / "tests/golden/lcm/pipe_lcm_g2.safetensors");
+}
+
+// The documented recipe, `--lora lcm-lora-sdv1-5.safetensors --scheduler LCMScheduler --steps 4 --guidance 1`,
+// with a tiny LoRA in that file's layout (tests/golden/lcm_lora/make_golden.py: kohya names, fp16, alphas, the
+// convolutions, shortcuts, samplers and time projections too), against load_lora_weights + fuse_lora.
+TEST(LcmPipelineGolden, LcmLoraFourStepsGuidanceOne) {
+  KK_REQUIRE_GOLDEN();
+  const std::filesystem::path dir = kSource / "tests/golden/lcm_lora";
+  check_case(std::nullopt, 1.0, dir / "pipe_lcm_lora.safetensors", {{(dir / "lcm_lora_tiny.safetensors").string()}});
 }
 
 TEST(LcmPipelineGolden, TinyAutoencoderAsVae) {

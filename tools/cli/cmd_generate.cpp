@@ -9,6 +9,7 @@
 //     [--save-tensors out.safetensors] [--clip-skip N] [--memory auto|refuse|off] [--max-memory 2G] [--quiet]
 //     [--generator cpu|cuda] [--cuda-sm-count N] [--cuda-threads-per-sm N] [--device cpu|reference|cuda[:N]]
 //     [--prompt-syntax diffusers|a1111] [--image in.png [--mask-image mask.png] [--strength S]]
+//     [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...]
 //
 // Seeds: repeated --seed gives one generator per image (their count must equal the number of images);
 // one --seed with several images gives ONE generator shared by all of them; no --seed picks a random seed
@@ -35,7 +36,9 @@
 #include "io/png.h"
 #include "io/safetensors.h"
 #include "kakusan/pipeline.h"
+#include "pipeline/file_arguments.h"
 #include "pipeline/generate_request.h"
+#include "pipeline/lora_tags.h"
 #include "pipeline/output_files.h"
 #include "pipeline/progress.h"
 
@@ -47,6 +50,7 @@ struct GenerateOptions {
   std::string vae;
   std::string config, tokenizer;  // single-file checkpoints
   std::vector<std::string> loras;  // FILE[:SCALE]
+  std::string lora_dir;            // <lora:NAME:W> prompt tags name NAME.safetensors here
   std::vector<std::string> embeddings;  // FILE[:TOKEN]
   std::vector<std::string> prompts;
   std::vector<std::string> negative_prompts;
@@ -179,25 +183,6 @@ void check_output_folder(const std::filesystem::path& file, const char* flag) {
   KK_CHECK(!std::filesystem::is_directory(file), flag, " ", file.string(), " is a folder, not a file name");
 }
 
-// FILE or FILE:SUFFIX (--lora FILE[:SCALE], --embedding FILE[:TOKEN]): an existing FILE as given wins, else the
-// part after the last ':' is the suffix (a token such as "cat</w>" may hold '/').
-std::pair<std::string, std::optional<std::string>> split_suffix(const std::string& argument) {
-  const size_t colon = argument.rfind(':');
-  if (std::filesystem::exists(argument) || colon == std::string::npos || colon == 0 || colon + 1 == argument.size())
-    return {argument, std::nullopt};
-  return {argument.substr(0, colon), argument.substr(colon + 1)};
-}
-
-LoadOptions::Lora parse_lora(const std::string& argument) {
-  const auto [file, scale] = split_suffix(argument);
-  if (!scale) return {file, 1.0f};
-  char* end = nullptr;
-  const float value = std::strtof(scale->c_str(), &end);
-  KK_CHECK(end != scale->c_str() && *end == '\0' && std::isfinite(value), "--lora ", argument, ": scale '", *scale,
-           "' is not a finite number (FILE or FILE:SCALE)");
-  return {file, value};
-}
-
 struct Request {
   LoadOptions load;
   GenerateParams params;
@@ -210,9 +195,13 @@ Request build_request(const GenerateOptions& o) {
   r.load.vae = o.vae.empty() ? std::nullopt : std::optional<std::string>(o.vae);
   if (!o.config.empty()) r.load.config = o.config;
   if (!o.tokenizer.empty()) r.load.tokenizer = o.tokenizer;
-  for (const std::string& lora : o.loras) r.load.loras.push_back(parse_lora(lora));
+  for (const std::string& lora : o.loras) r.load.loras.push_back(parse_lora_argument(lora));
+  if (!o.lora_dir.empty()) {
+    KK_CHECK(std::filesystem::is_directory(o.lora_dir), "--lora-dir ", o.lora_dir, " is not a folder");
+    r.load.lora_dir = o.lora_dir;
+  }
   for (const std::string& e : o.embeddings) {
-    auto [file, token] = split_suffix(e);
+    auto [file, token] = split_file_suffix(e);
     r.load.embeddings.push_back({std::move(file), std::move(token)});
   }
   r.load.dtype = parse_dtype(o.dtype);
@@ -251,6 +240,7 @@ Request build_request(const GenerateOptions& o) {
   g.strength = o.strength;
   r.params = generate_params(g);
   const GenerateParams& p = r.params;
+  take_lora_tags(p.prompt, p.negative_prompt, r.load.lora_dir);  // bad or unknown tags: before loading
 
   const int num_images = int(p.prompt.size()) * p.num_images_per_prompt;
   if (!o.grid.empty()) {
@@ -364,6 +354,7 @@ const bool registered = register_command({
       app.add_option("--config", o->config, "single file: diffusers folder or model id whose configs to use");
       app.add_option("--tokenizer", o->tokenizer, "single file: tokenizer folder (default: found in the HF cache)");
       repeatable("--lora", o->loras, "LoRA FILE[:SCALE] fused into the model (repeat: they add up)");
+      app.add_option("--lora-dir", o->lora_dir, "folder of the LoRAs that prompt tags <lora:NAME:WEIGHT> name");
       repeatable("--embedding", o->embeddings, "textual inversion FILE[:TOKEN] (repeatable)");
       app.add_option("--vae", o->vae, "VAE folder or model id to use instead of the model's (e.g. sd-vae-ft-mse)");
       repeatable("--prompt", o->prompts, "prompt; repeat for a batch")->required();

@@ -2,7 +2,7 @@
 // /health, /metrics and a page at /). See src/server/http_server.h.
 //
 //   kakusan serve --model DIR [--host 127.0.0.1] [--port 7860] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16]
-//     [--threads N]
+//     [--threads N] [--lora FILE[:SCALE] ...] [--lora-dir DIR]
 //     [--scheduler NAME] [--queue-size N] [--max-pixels N] [--max-steps N] [--max-batch N] [--max-body BYTES]
 //     [--api-key KEY | env KAKUSAN_API_KEY] [--retry-after SECONDS]
 //
@@ -15,6 +15,7 @@
 #include "bf16_notice.h"
 #include "command.h"
 #include "core/error.h"
+#include "pipeline/file_arguments.h"
 #include "server/http_server.h"
 
 namespace kakusan::cli {
@@ -25,6 +26,7 @@ struct ServeFlags {
   std::string dtype = "fp32";
   int threads = 0;
   int64_t max_body = 1 << 20;
+  std::vector<std::string> loras;  // FILE[:SCALE]
 };
 
 int run_serve(ServeFlags& f) {
@@ -34,6 +36,7 @@ int run_serve(ServeFlags& f) {
   o.service.load.dtype = dtypes.at(f.dtype);
   notice_bf16_speed(f.dtype == "bf16", o.service.load.device);
   o.service.load.num_threads = f.threads;
+  for (const std::string& lora : f.loras) o.service.load.loras.push_back(parse_lora_argument(lora));
   o.max_body_bytes = size_t(f.max_body);
   if (o.api_key.empty())
     if (const char* key = std::getenv("KAKUSAN_API_KEY")) o.api_key = key;
@@ -59,6 +62,11 @@ const bool registered = register_command({
           ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
       app.add_option("--threads", f->threads, "threads (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
       app.add_option("--scheduler", o.service.load.scheduler, "default scheduler (class name or alias)");
+      app.add_option("--lora", f->loras, "LoRA FILE[:SCALE] fused into the model for every request (repeatable)")
+          ->allow_extra_args(false);
+      app.add_option("--lora-dir", o.service.load.lora_dir,
+                     "folder of the LoRAs that requests' prompt tags <lora:NAME:WEIGHT> name")
+          ->check(CLI::ExistingDirectory);
       app.add_option("--queue-size", o.service.queue_size, "jobs waiting at most; more get 503 + Retry-After")
           ->capture_default_str()
           ->check(CLI::Range(1, 1024));
