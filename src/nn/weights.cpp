@@ -41,6 +41,12 @@ void WeightLoader::tensor(const std::string& name, Tensor& param, const Shape& s
   } else {
     param = Tensor::copy_of(view).to(want);
     owned_bytes_ += int64_t(param.nbytes());
+    // The file's copy of this tensor is not read again: release its pages now, so converting a model (an
+    // fp16 file run in bf16, an fp32 file in fp16) never holds the file and the converted copy at once.
+    if (found->mapped) {
+      if (files_.empty()) files_ = source_.mapped_files();
+      for (const auto& file : files_) file->drop_range(view.data, view.nbytes());
+    }
   }
 }
 

@@ -82,6 +82,7 @@ class WeightLoader : public WeightVisitor {
   std::vector<std::string> mismatched_;
   // The first problem in walk order: the tensor, "is missing" / "has shape ...", how the source stores it.
   std::string first_problem_name_, first_problem_, first_stored_as_;
+  std::vector<std::shared_ptr<const MappedFile>> files_;  // the source's mappings, once a tensor is converted
 };
 
 // Counts parameters (and checks that a module tree is fully described).

@@ -5,7 +5,9 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
+#include <sstream>
 
 #include "io/safetensors.h"
 #include "io/weight_overlay.h"
@@ -48,6 +50,21 @@ bool in_mapping(const Tensor& t, const WeightSource& source) {
   for (const std::shared_ptr<const MappedFile>& file : source.mapped_files())
     if (byte >= file->data() && byte < file->data() + file->size()) return true;
   return false;
+}
+
+// Resident kilobytes of the mapping that holds `address`, from /proc/self/smaps (-1 when not found).
+int64_t resident_kb_of_mapping(const void* address) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto at = reinterpret_cast<uintptr_t>(address);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    uintptr_t lo = 0, hi = 0;
+    char dash = 0;
+    std::istringstream head(line);
+    if (head >> std::hex >> lo >> dash >> hi && dash == '-') inside = at >= lo && at < hi;
+    else if (inside && line.rfind("Rss:", 0) == 0) return std::stoll(line.substr(4));
+  }
+  return -1;
 }
 
 // Element i of `t` equals first + i (+ delta) for every i.
@@ -131,6 +148,23 @@ TEST_F(WeightLoading, MatchingDtypesBorrowOthersAreConvertedCopies) {
   EXPECT_FALSE(in_mapping(widened.proj.weight, *file));
   const Tensor want = copy_weight(*file, "head.weight", DType::F32);
   EXPECT_EQ(std::memcmp(widened.head.weight.data(), want.data(), want.nbytes()), 0);
+}
+
+// Converting a mapped tensor (an fp16 file run in f32 or bf16) releases the file's pages of it as it goes:
+// loading never holds the file and the converted model at once, and the mapping ends up (almost) empty.
+TEST_F(WeightLoading, ConvertedTensorsReleaseTheirFilePages) {
+  const std::shared_ptr<const WeightStore> file = write_net(DType::F16);
+  const std::shared_ptr<const MappedFile> mapping = file->mapped_files().at(0);
+  volatile std::byte sink{};
+  for (size_t i = 0; i < mapping->size(); i += 512) sink = mapping->data()[i];  // fault every page in
+  const int64_t file_kb = int64_t(mapping->size() / 1024);
+  ASSERT_GE(resident_kb_of_mapping(mapping->data()), file_kb) << "the whole file is resident before loading";
+
+  TinyNet net;
+  load_weights(net, *file, DType::BF16, "TinyNet");  // every tensor converted: matrices to bf16, vectors to f32
+  // What may stay: the header's page and pages shared by two tensors' ends (whole pages only are dropped).
+  EXPECT_LE(resident_kb_of_mapping(mapping->data()), 5 * 4) << "of a " << file_kb << " KB file";
+  EXPECT_EQ(net.proj.weight.to_f32().f32()[1000], 1000.0f) << "the copies keep the values";
 }
 
 // Renamed and split tensors load like the file's own, and problems name how the file stores them.
