@@ -79,11 +79,23 @@ void transform_input(const float* x, const ConvDims& d, const Conv2dParams& p, c
             std::fill(odd, odd + span, 0.0f);
           } else {
             const float* row = src + yy * d.width;
-            for (int64_t t = 0; t < span; ++t) {
+            // Entries [inner_begin, inner_end) have both elements inside the row: a branch-free loop the
+            // compiler vectorises (the bounds checks are only for the padded ends).
+            const int64_t inner_begin = std::min<int64_t>(span, (p.pad_left + 1) / 2);  // 2t - pad_left >= 0
+            const int64_t last = d.width - 2 + p.pad_left;                                // 2t + 1 - pad_left < width
+            const int64_t inner_end = last < 0 ? inner_begin : std::clamp<int64_t>(last / 2 + 1, inner_begin, span);
+            auto split_checked = [&](int64_t t) {
               const int64_t xe = 2 * t - p.pad_left, xo = xe + 1;
               even[t] = xe >= 0 && xe < d.width ? row[xe] : 0.0f;
               odd[t] = xo >= 0 && xo < d.width ? row[xo] : 0.0f;
+            };
+            for (int64_t t = 0; t < inner_begin; ++t) split_checked(t);
+            const float* pairs = row - p.pad_left;
+            for (int64_t t = inner_begin; t < inner_end; ++t) {
+              even[t] = pairs[2 * t];
+              odd[t] = pairs[2 * t + 1];
             }
+            for (int64_t t = inner_end; t < span; ++t) split_checked(t);
             if (precision != DType::F32) {
               round_floats(precision, even, even, span);
               round_floats(precision, odd, odd, span);
