@@ -6,9 +6,10 @@
 //           matrix ever exists. Non-causal tiles work transposed (queries along SIMD lanes, see
 //           flash_tile_transposed); causal ones accumulate the output rows in place.
 // q, k, v are read in place through their row strides (slices of a fused projection need no copy). In reduced
-// precision (AttentionParams::precision) they are rounded copies instead, the softmax shifts by powers of two
-// and its unnormalised probabilities are rounded before P·V, the division by their sum coming after
-// (backend/precision.h): every strategy then rounds the same numbers as the reference.
+// precision (AttentionParams::precision) each thread rounds the head it works on into its own scratch (q rows
+// of its tile, all of the head's keys and values, kept while the thread stays on that head), the softmax
+// shifts by powers of two and its unnormalised probabilities are rounded before P·V, the division by their
+// sum coming after (backend/precision.h): every strategy then rounds the same numbers as the reference.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -34,9 +35,9 @@ struct Rows {
   int64_t batch_stride, row_stride;
 };
 
-Rows rows_of(const TensorView& v, DType precision, Slot slot) {
-  const bool usable = v.dtype == DType::F32 && (v.dim(2) <= 1 || v.strides[2] == 1) && precision == DType::F32;
-  const TensorView r = usable ? v : rounded_dense(v, precision, slot);
+Rows rows_of(const TensorView& v, Slot slot) {
+  const bool usable = v.dtype == DType::F32 && (v.dim(2) <= 1 || v.strides[2] == 1);
+  const TensorView r = usable ? v : dense_f32(v, slot);
   return {r.f32(), r.strides[0], r.strides[1]};
 }
 
@@ -60,12 +61,60 @@ struct Problem {
   int64_t head_scratch() const { return d.q_len * d.kv_len + (reduced() ? d.q_len : 0); }
 };
 
+// One (batch, head)'s operands: q rows from the tile's first query, all keys and values.
+struct Head {
+  const float *q, *k, *v;
+  int64_t q_stride, k_stride, v_stride;
+};
+
+// The operands a thread multiplies: the problem's rows as they are (f32), or rounded copies in this thread's
+// scratch (reduced precision). The copies of k and v stay while the thread asks for the same head again
+// (consecutive Flash tiles of one head), so each is rounded about once per thread that works on it.
+class HeadOperands {
+ public:
+  HeadOperands(const Problem& pr, int64_t max_q_rows) : pr_(pr), max_q_rows_(max_q_rows) {}
+
+  Head get(int64_t bh, int64_t q0, int64_t rows) {
+    const Problem& pr = pr_;
+    const AttentionDims& d = pr.d;
+    if (!pr.reduced())
+      return {pr.q_head(bh) + q0 * pr.q.row_stride, pr.k_head(bh), pr.v_head(bh), pr.q.row_stride, pr.k.row_stride,
+              pr.v.row_stride};
+    if (buffer_ == nullptr) {
+      buffer_ = scratch(Slot::Rounded)
+                    .floats(size_t(d.kv_len * (d.head_dim + d.value_dim) + max_q_rows_ * d.head_dim));
+    }
+    float* k = buffer_;
+    float* v = k + d.kv_len * d.head_dim;
+    float* q = v + d.kv_len * d.value_dim;
+    if (bh != rounded_head_) {
+      round_rows(pr.k_head(bh), pr.k.row_stride, d.kv_len, d.head_dim, k);
+      round_rows(pr.v_head(bh), pr.v.row_stride, d.kv_len, d.value_dim, v);
+      rounded_head_ = bh;
+    }
+    round_rows(pr.q_head(bh) + q0 * pr.q.row_stride, pr.q.row_stride, rows, d.head_dim, q);
+    return {q, k, v, d.head_dim, d.head_dim, d.value_dim};
+  }
+
+ private:
+  void round_rows(const float* src, int64_t stride, int64_t rows, int64_t width, float* dst) const {
+    for (int64_t r = 0; r < rows; ++r) round_floats(pr_.p.precision, src + r * stride, dst + r * width, width);
+  }
+
+  const Problem& pr_;
+  int64_t max_q_rows_;
+  float* buffer_ = nullptr;
+  int64_t rounded_head_ = -1;
+};
+
 // One (batch, head) with its whole Tq x Tk score matrix in `scores` (head_scratch() floats).
 void full_head(const Problem& pr, int64_t bh, float* scores) {
   const AttentionDims& d = pr.d;
+  HeadOperands operands(pr, d.q_len);
+  const Head h = operands.get(bh, 0, d.q_len);
   float* inverse_sums = scores + d.q_len * d.kv_len;  // reduced precision only
-  sgemm(false, true, d.q_len, d.kv_len, d.head_dim, pr.p.scale, pr.q_head(bh), pr.q.row_stride, pr.k_head(bh),
-        pr.k.row_stride, 0.0f, scores, d.kv_len);
+  sgemm(false, true, d.q_len, d.kv_len, d.head_dim, pr.p.scale, h.q, h.q_stride, h.k, h.k_stride, 0.0f, scores,
+        d.kv_len);
   parallel_for(d.q_len, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       float* row = scores + i * d.kv_len;
@@ -81,8 +130,8 @@ void full_head(const Problem& pr, int64_t bh, float* scores) {
     }
   }, std::max<int64_t>(1, 16384 / std::max<int64_t>(d.kv_len, 1)));
   float* out = pr.out_head(bh);
-  sgemm(false, false, d.q_len, d.value_dim, d.kv_len, 1.0f, scores, d.kv_len, pr.v_head(bh), pr.v.row_stride, 0.0f,
-        out, pr.out_row_stride);
+  sgemm(false, false, d.q_len, d.value_dim, d.kv_len, 1.0f, scores, d.kv_len, h.v, h.v_stride, 0.0f, out,
+        pr.out_row_stride);
   if (pr.reduced()) {
     for (int64_t i = 0; i < d.q_len; ++i)
       for (int64_t e = 0; e < d.value_dim; ++e) out[i * pr.out_row_stride + e] *= inverse_sums[i];
@@ -114,7 +163,7 @@ void sliced(const Problem& pr) {
 }
 
 // Queries [q0, q0 + rows) of one (batch, head), keys in tiles, online softmax.
-void flash_tile(const Problem& pr, int64_t bh, int64_t q0, int64_t rows) {
+void flash_tile(const Problem& pr, const Head& h, int64_t bh, int64_t q0, int64_t rows) {
   const AttentionDims& d = pr.d;
   float* s = scratch(Slot::Work).floats(size_t(kFlashQueries * kFlashKeys + 2 * kFlashQueries));
   float* row_max_so_far = s + kFlashQueries * kFlashKeys;
@@ -123,13 +172,12 @@ void flash_tile(const Problem& pr, int64_t bh, int64_t q0, int64_t rows) {
   std::fill(row_sum_so_far, row_sum_so_far + rows, 0.0f);
   float* out = pr.out_head(bh) + q0 * pr.out_row_stride;
   for (int64_t i = 0; i < rows; ++i) std::fill(out + i * pr.out_row_stride, out + i * pr.out_row_stride + d.value_dim, 0.0f);
-  const float* q = pr.q_head(bh) + q0 * pr.q.row_stride;
   // Causal: no row of this tile sees keys past its last query.
   const int64_t key_end = pr.p.causal ? std::min(d.kv_len, q0 + rows) : d.kv_len;
   for (int64_t k0 = 0; k0 < key_end; k0 += kFlashKeys) {
     const int64_t cols = std::min(kFlashKeys, key_end - k0);
-    sgemm(false, true, rows, cols, d.head_dim, pr.p.scale, q, pr.q.row_stride, pr.k_head(bh) + k0 * pr.k.row_stride,
-          pr.k.row_stride, 0.0f, s, kFlashKeys);
+    sgemm(false, true, rows, cols, d.head_dim, pr.p.scale, h.q, h.q_stride, h.k + k0 * h.k_stride, h.k_stride, 0.0f,
+          s, kFlashKeys);
     for (int64_t i = 0; i < rows; ++i) {
       float* row = s + i * kFlashKeys;
       const int64_t valid = std::clamp<int64_t>(pr.visible(q0 + i) - k0, 0, cols);
@@ -149,8 +197,8 @@ void flash_tile(const Problem& pr, int64_t bh, int64_t q0, int64_t rows) {
       row_sum_so_far[i] += sum;
       row_max_so_far[i] = new_max;
     }
-    sgemm(false, false, rows, d.value_dim, cols, 1.0f, s, kFlashKeys, pr.v_head(bh) + k0 * pr.v.row_stride,
-          pr.v.row_stride, 1.0f, out, pr.out_row_stride);
+    sgemm(false, false, rows, d.value_dim, cols, 1.0f, s, kFlashKeys, h.v + k0 * h.v_stride, h.v_stride, 1.0f, out,
+          pr.out_row_stride);
   }
   for (int64_t i = 0; i < rows; ++i) {
     const float inv = 1.0f / row_sum_so_far[i];
@@ -164,7 +212,7 @@ void flash_tile(const Problem& pr, int64_t bh, int64_t q0, int64_t rows) {
 // SIMD lane: no horizontal reductions, no per-row scalar work, and the loops vectorise without intrinsics.
 // It also puts the query tile (a multiple of the vector width) on the GEMMs' n side, where the small head
 // dims of SD (40, 80) would otherwise leave vector lanes idle in P·V.
-void flash_tile_transposed(const Problem& pr, int64_t bh, int64_t q0, int64_t rows) {
+void flash_tile_transposed(const Problem& pr, const Head& h, int64_t bh, int64_t q0, int64_t rows) {
   const AttentionDims& d = pr.d;
   const int64_t ld = kFlashQueries, dv = d.value_dim;
   float* st = scratch(Slot::Work).floats(size_t(kFlashKeys * ld + dv * ld + 3 * ld));
@@ -176,11 +224,10 @@ void flash_tile_transposed(const Problem& pr, int64_t bh, int64_t q0, int64_t ro
   std::fill(running_max, running_max + rows, -std::numeric_limits<float>::infinity());
   std::fill(running_sum, running_sum + rows, 0.0);
   std::fill(ot, ot + dv * ld, 0.0f);
-  const float* q = pr.q_head(bh) + q0 * pr.q.row_stride;
   for (int64_t k0 = 0; k0 < d.kv_len; k0 += kFlashKeys) {
     const int64_t cols = std::min(kFlashKeys, d.kv_len - k0);
-    sgemm(false, true, cols, rows, d.head_dim, pr.p.scale, pr.k_head(bh) + k0 * pr.k.row_stride, pr.k.row_stride,
-          q, pr.q.row_stride, 0.0f, st, ld);
+    sgemm(false, true, cols, rows, d.head_dim, pr.p.scale, h.k + k0 * h.k_stride, h.k_stride, h.q, h.q_stride, 0.0f,
+          st, ld);
     // Old max -inf (first tile): rescale is ~1e-38, applied to a zero sum and output.
     // At most kFlashKeys terms per sum.
     column_softmax_step(st, cols, rows, ld, running_max, rescale, tile_sum, pr.p.precision);
@@ -191,8 +238,7 @@ void flash_tile_transposed(const Problem& pr, int64_t bh, int64_t q0, int64_t ro
         for (int64_t j = 0; j < rows; ++j) o[j] *= rescale[j];
       }
     }
-    sgemm(true, false, dv, rows, cols, 1.0f, pr.v_head(bh) + k0 * pr.v.row_stride, pr.v.row_stride, st, ld, 1.0f,
-          ot, ld);
+    sgemm(true, false, dv, rows, cols, 1.0f, h.v + k0 * h.v_stride, h.v_stride, st, ld, 1.0f, ot, ld);
   }
   float* out = pr.out_head(bh) + q0 * pr.out_row_stride;
   for (int64_t j = 0; j < rows; ++j) tile_sum[j] = float(1.0 / running_sum[j]);
@@ -202,15 +248,21 @@ void flash_tile_transposed(const Problem& pr, int64_t bh, int64_t q0, int64_t ro
   }
 }
 
+// Units of (head, query tile) split across the threads in contiguous ranges, so a thread's consecutive tiles
+// share a head (and its rounded keys and values).
 void flash(const Problem& pr) {
   const int64_t tiles_per_head = (pr.d.q_len + kFlashQueries - 1) / kFlashQueries;
-  for_heads(0, pr.d.batch * pr.d.heads * tiles_per_head, [&](int64_t unit) {
-    const int64_t bh = unit / tiles_per_head, q0 = unit % tiles_per_head * kFlashQueries;
-    const int64_t rows = std::min(kFlashQueries, pr.d.q_len - q0);
-    if (pr.p.causal) {
-      flash_tile(pr, bh, q0, rows);
-    } else {
-      flash_tile_transposed(pr, bh, q0, rows);
+  parallel_for(pr.d.batch * pr.d.heads * tiles_per_head, [&](int64_t begin, int64_t end) {
+    HeadOperands operands(pr, kFlashQueries);
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t bh = unit / tiles_per_head, q0 = unit % tiles_per_head * kFlashQueries;
+      const int64_t rows = std::min(kFlashQueries, pr.d.q_len - q0);
+      const Head h = operands.get(bh, q0, rows);
+      if (pr.p.causal) {
+        flash_tile(pr, h, bh, q0, rows);
+      } else {
+        flash_tile_transposed(pr, h, bh, q0, rows);
+      }
     }
   });
 }
@@ -220,8 +272,7 @@ void flash(const Problem& pr) {
 void attention(const AttentionDims& d, const TensorView& q, const TensorView& k, const TensorView& v,
                const AttentionParams& p, const TensorView& out) {
   DenseOutput o(out, Slot::Output);
-  const Problem pr{d, p, rows_of(q, p.precision, Slot::Input), rows_of(k, p.precision, Slot::Input2),
-                   rows_of(v, p.precision, Slot::Input3),
+  const Problem pr{d, p, rows_of(q, Slot::Input), rows_of(k, Slot::Input2), rows_of(v, Slot::Input3),
                    o.data(), d.q_len * d.heads * d.value_dim, d.heads * d.value_dim};
   if (d.batch * d.heads * d.q_len > 0) {
     switch (p.strategy) {

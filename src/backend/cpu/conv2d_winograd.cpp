@@ -79,11 +79,23 @@ void transform_input(const float* x, const ConvDims& d, const Conv2dParams& p, c
             std::fill(odd, odd + span, 0.0f);
           } else {
             const float* row = src + yy * d.width;
-            for (int64_t t = 0; t < span; ++t) {
+            // Entries [inner_begin, inner_end) have both elements inside the row: a branch-free loop the
+            // compiler vectorises (the bounds checks are only for the padded ends).
+            const int64_t inner_begin = std::min<int64_t>(span, (p.pad_left + 1) / 2);  // 2t - pad_left >= 0
+            const int64_t last = d.width - 2 + p.pad_left;                                // 2t + 1 - pad_left < width
+            const int64_t inner_end = last < 0 ? inner_begin : std::clamp<int64_t>(last / 2 + 1, inner_begin, span);
+            auto split_checked = [&](int64_t t) {
               const int64_t xe = 2 * t - p.pad_left, xo = xe + 1;
               even[t] = xe >= 0 && xe < d.width ? row[xe] : 0.0f;
               odd[t] = xo >= 0 && xo < d.width ? row[xo] : 0.0f;
+            };
+            for (int64_t t = 0; t < inner_begin; ++t) split_checked(t);
+            const float* pairs = row - p.pad_left;
+            for (int64_t t = inner_begin; t < inner_end; ++t) {
+              even[t] = pairs[2 * t];
+              odd[t] = pairs[2 * t + 1];
             }
+            for (int64_t t = inner_end; t < span; ++t) split_checked(t);
             if (precision != DType::F32) {
               round_floats(precision, even, even, span);
               round_floats(precision, odd, odd, span);
@@ -125,31 +137,48 @@ void transform_input(const float* x, const ConvDims& d, const Conv2dParams& p, c
 }
 
 // y[image, channel0 + o, 2ty + a, 2tx + b] = (Aᵀ m A)[a][b] + bias[o] for the d.out_channels channels of m
-// and tiles [first, first + n) of the batch; y has y_channels channels.
+// and tiles [first, first + n) of the batch; y has y_channels channels. Vectorised across runs of consecutive
+// tiles of one tile row (m is contiguous along the tiles), then stored interleaved into the output rows.
 void transform_output(const float* m, const ConvDims& d, const TileGrid& grid, int64_t first, int64_t n,
                       const float* bias, float* y, int64_t channel0, int64_t y_channels) {
+  constexpr int64_t kRun = 64;  // tiles per run: the 2x2 outputs of a run fit on the stack
   const int64_t plane = d.out_height * d.out_width, block = d.out_channels * n;
   parallel_for(d.out_channels, [&](int64_t o_begin, int64_t o_end) {
+    float out[4][kRun];  // out[2a + b][j]: output (a, b) of the run's tile j
     for (int64_t o = o_begin; o < o_end; ++o) {
-      const float b = bias != nullptr ? bias[o] : 0.0f;
-      for (int64_t i = 0; i < n; ++i) {
-        const float* src = m + o * n + i;
-        float t[4][4];
-        for (int k = 0; k < kPoints; ++k) t[k / 4][k % 4] = src[k * block];
-        float at[2][4];  // Aᵀ·m
-        for (int k = 0; k < 4; ++k) {
-          at[0][k] = t[0][k] + t[1][k] + t[2][k];
-          at[1][k] = t[1][k] - t[2][k] - t[3][k];
+      const float bias_o = bias != nullptr ? bias[o] : 0.0f;
+      const float* src = m + o * n;
+      for (int64_t i0 = 0; i0 < n;) {
+        const int64_t image = (first + i0) / grid.count(), tile = (first + i0) % grid.count();
+        const int64_t oy = tile / grid.cols * 2, tx = tile % grid.cols;
+        const int64_t run = std::min({n - i0, kRun, grid.cols - tx});
+        for (int64_t j = 0; j < run; ++j) {
+          float t[4][4];
+          for (int k = 0; k < kPoints; ++k) t[k / 4][k % 4] = src[k * block + i0 + j];
+          float at[2][4];  // Aᵀ·m
+          for (int k = 0; k < 4; ++k) {
+            at[0][k] = t[0][k] + t[1][k] + t[2][k];
+            at[1][k] = t[1][k] - t[2][k] - t[3][k];
+          }
+          for (int a = 0; a < 2; ++a) {
+            out[2 * a][j] = at[a][0] + at[a][1] + at[a][2];
+            out[2 * a + 1][j] = at[a][1] - at[a][2] - at[a][3];
+          }
         }
-        const int64_t image = (first + i) / grid.count(), tile = (first + i) % grid.count();
         float* dst = y + (image * y_channels + channel0 + o) * plane;
-        const int64_t oy = tile / grid.cols * 2, ox = tile % grid.cols * 2;
+        // The run's last tile loses its right column at an odd output width.
+        const int64_t whole = 2 * (tx + run) <= d.out_width ? run : run - 1;
         for (int a = 0; a < 2 && oy + a < d.out_height; ++a) {
-          const float r0 = at[a][0] + at[a][1] + at[a][2], r1 = at[a][1] - at[a][2] - at[a][3];
-          float* row = dst + (oy + a) * d.out_width + ox;
-          row[0] = r0 + b;
-          if (ox + 1 < d.out_width) row[1] = r1 + b;
+          float* row = dst + (oy + a) * d.out_width + 2 * tx;
+          const float* left = out[2 * a];
+          const float* right = out[2 * a + 1];
+          for (int64_t j = 0; j < whole; ++j) {
+            row[2 * j] = left[j] + bias_o;
+            row[2 * j + 1] = right[j] + bias_o;
+          }
+          if (whole < run) row[2 * whole] = left[whole] + bias_o;
         }
+        i0 += run;
       }
     }
   });

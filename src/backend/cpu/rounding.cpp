@@ -5,7 +5,6 @@
 #include <cstring>
 
 #include "core/half.h"
-#include "core/thread_pool.h"
 
 namespace kakusan::cpu {
 namespace {
@@ -42,22 +41,6 @@ void round_floats(DType precision, const float* src, float* dst, int64_t n) {
       if (src != dst) std::memcpy(dst, src, size_t(n) * sizeof(float));
       return;
   }
-}
-
-TensorView rounded_dense(const TensorView& v, DType precision, Slot slot) {
-  if (precision == DType::F32) return dense_f32(v, slot);
-  TensorView dense(scratch(slot).floats(size_t(v.numel())), DType::F32, v.shape);
-  const float* src = dense.f32();
-  if (v.dtype == DType::F32 && v.is_contiguous()) {
-    src = v.f32();
-  } else {
-    copy_strided(v, dense);
-  }
-  float* dst = dense.f32();
-  parallel_for(v.numel(), [&](int64_t begin, int64_t end) {
-    round_floats(precision, src + begin, dst + begin, end - begin);
-  }, 1 << 15);
-  return dense;
 }
 
 }  // namespace kakusan::cpu

@@ -5,7 +5,6 @@
 
 #include <cstdint>
 
-#include "backend/cpu/scratch.h"
 #include "core/tensor.h"
 
 namespace kakusan::cpu {
@@ -13,8 +12,5 @@ namespace kakusan::cpu {
 // dst[i] = round_to(precision, src[i]) for bf16 and f16 (round-to-nearest-even, widened back to f32), a copy
 // for F32. src and dst may be the same array. Runs on the calling thread.
 void round_floats(DType precision, const float* src, float* dst, int64_t n);
-
-// A dense float32 copy of v rounded to `precision`, in scratch(slot); dense_f32(v, slot) when precision is F32.
-TensorView rounded_dense(const TensorView& v, DType precision, Slot slot);
 
 }  // namespace kakusan::cpu
