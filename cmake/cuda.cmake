@@ -81,6 +81,6 @@ if(KAKUSAN_HAVE_CUDA)
   # two static libraries refer to each other, which CMake lays out on the link line.
   target_link_libraries(kakusan_cuda PUBLIC kakusan_backend)
   target_link_libraries(kakusan_backend PUBLIC kakusan_cuda)
-  target_compile_definitions(kakusan_backend PRIVATE KAKUSAN_HAVE_CUDA=1)
+  target_compile_definitions(kakusan_cuda PUBLIC KAKUSAN_HAVE_CUDA=1)
   message(STATUS "CUDA backend: on (CUDA ${CUDAToolkit_VERSION}, cuDNN ${kakusan_cudnn_major}, architectures ${CMAKE_CUDA_ARCHITECTURES})")
 endif()
