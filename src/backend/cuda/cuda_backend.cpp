@@ -81,6 +81,17 @@ void CudaBackend::memory_info(size_t& free, size_t& total) {
   check(cudaMemGetInfo(&free, &total), "memory info");
 }
 
+int64_t CudaBackend::device_memory_limit() const {
+  check(cudaSetDevice(index_), "select device");
+  size_t free = 0, total = 0;
+  check(cudaMemGetInfo(&free, &total), "memory info");
+  cudaMemPool_t pool = nullptr;
+  uint64_t reserved = 0;
+  check(cudaDeviceGetDefaultMemPool(&pool, index_), "memory pool");
+  check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved), "memory pool");
+  return int64_t(free + reserved);
+}
+
 void CudaBackend::synchronize() {
   Guard guard(*this);
   check(cudaStreamSynchronize(stream_), "synchronize");

@@ -63,6 +63,9 @@ class CudaBackend final : public Backend {
   void copy(const TensorView& x, const TensorView& y) override;
   size_t scratch_bytes() const override;
   void release_scratch() override;
+  // cudaMemGetInfo's free bytes plus what this backend's pool already reserved (its tensors, arenas and
+  // freed blocks it keeps for reuse).
+  int64_t device_memory_limit() const override;
 
   // Waits for every op enqueued so far (timing, tests).
   void synchronize();

@@ -61,6 +61,18 @@ CudaBackend& cuda_backend(int index) {
 
 }  // namespace cuda
 
+std::optional<CudaMemoryFigures> cuda_memory(Backend& backend) {
+  auto* gpu = dynamic_cast<cuda::CudaBackend*>(&backend);
+  if (gpu == nullptr) return std::nullopt;
+  size_t free = 0, total = 0;
+  gpu->memory_info(free, total);
+  return CudaMemoryFigures{int64_t(gpu->peak_bytes()), int64_t(total - free)};
+}
+
+void cuda_reset_peak(Backend& backend) {
+  if (auto* gpu = dynamic_cast<cuda::CudaBackend*>(&backend)) gpu->reset_peak();
+}
+
 BackendFactory cuda_backend_factory() {
   return [](int index) -> Backend& { return cuda::cuda_backend(index); };
 }
