@@ -69,9 +69,16 @@ CudaBackend::ConvPlan& CudaBackend::conv_plan(const int64_t dims[11], DType dtyp
         "conv2d algorithm");
   bool chosen = false;
   for (int i = 0; i < returned && !chosen; ++i) {
-    // With FMA math an algorithm must not fall back to TF32 (fp32 must stay fp32); with tensor-op math any.
     if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kConvWorkspaceLimit) continue;
-    if (dtype == DType::F32 && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH) continue;
+    // fp32 must stay fp32: the descriptor keeps CUDNN_FMA_MATH (cuDNN's default math would let float
+    // convolutions use TF32 on Ampere and later) and tensor-op entries are passed over. Narrow dtypes take the
+    // math type cuDNN ranked the algorithm with.
+    if (dtype == DType::F32) {
+      if (perf[i].mathType == CUDNN_TENSOR_OP_MATH || perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
+        continue;
+    } else {
+      check(cudnnSetConvolutionMathType(plan->conv, perf[i].mathType), "conv2d plan");
+    }
     plan->algo = perf[i].algo;
     plan->workspace = perf[i].memory;
     chosen = true;
