@@ -70,10 +70,10 @@ if(KAKUSAN_HAVE_CUDA)
   set_target_properties(kakusan_cuda PROPERTIES POSITION_INDEPENDENT_CODE ON CUDA_SEPARABLE_COMPILATION OFF)
   target_include_directories(kakusan_cuda PUBLIC ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/include
                              PRIVATE ${CUDNN_INCLUDE_DIR})
-  # The runtime linked statically, so a carried build needs only the driver, cuBLASLt and cuDNN on the GPU
-  # machine; libcuda itself is opened at run time (the backend says "no NVIDIA driver" when it is absent).
-  target_link_libraries(kakusan_cuda PUBLIC kakusan_core PRIVATE CUDA::cudart_static CUDA::cublasLt
-                        ${CUDNN_LIBRARY} ${CMAKE_DL_LIBS})
+  # The runtime is linked statically and opens the driver (libcuda) at run time; cuBLASLt and cuDNN are
+  # opened at run time too (src/backend/cuda/libraries.cpp): linked, they would add some 200 MB of resident
+  # memory to every run of the CLI, CPU runs included. A carried build needs only those three on the GPU machine.
+  target_link_libraries(kakusan_cuda PUBLIC kakusan_core PRIVATE CUDA::cudart_static ${CMAKE_DL_LIBS})
   target_compile_options(kakusan_cuda PRIVATE
     $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -Xcompiler=-Wall>
     $<$<COMPILE_LANGUAGE:CXX>:-fno-semantic-interposition>)

@@ -8,6 +8,7 @@
 // f16, 2^-8 for bf16); cuDNN's graph API (a float output of half operands) removes it, and is the next step.
 // Asymmetric padding (the VAE's (0, 1, 0, 1) downsampling) is done by copying x into a zeroed, padded buffer.
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/libraries.h"
 #include "backend/cuda/guard.h"
 #include "backend/cuda/plans.h"
 #include "backend/op_checks.h"
@@ -47,24 +48,24 @@ CudaBackend::ConvPlan& CudaBackend::conv_plan(const int64_t dims[11], DType dtyp
   const int n = to_int(dims[0], "batch"), c = to_int(dims[1], "channels"), h = to_int(dims[2], "height"),
             w = to_int(dims[3], "width"), o = to_int(dims[4], "out channels"), kh = to_int(dims[5], "kernel"),
             kw = to_int(dims[6], "kernel"), ph = int(dims[7]), pw = int(dims[8]), stride = int(dims[9]);
-  check(cudnnCreateTensorDescriptor(&plan->x), "conv2d plan");
-  check(cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, t, n, c, h, w), "conv2d plan");
-  check(cudnnCreateFilterDescriptor(&plan->w), "conv2d plan");
-  check(cudnnSetFilter4dDescriptor(plan->w, t, CUDNN_TENSOR_NCHW, o, c, kh, kw), "conv2d plan");
-  check(cudnnCreateConvolutionDescriptor(&plan->conv), "conv2d plan");
-  check(cudnnSetConvolution2dDescriptor(plan->conv, ph, pw, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
+  check(lib().cudnnCreateTensorDescriptor(&plan->x), "conv2d plan");
+  check(lib().cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, t, n, c, h, w), "conv2d plan");
+  check(lib().cudnnCreateFilterDescriptor(&plan->w), "conv2d plan");
+  check(lib().cudnnSetFilter4dDescriptor(plan->w, t, CUDNN_TENSOR_NCHW, o, c, kh, kw), "conv2d plan");
+  check(lib().cudnnCreateConvolutionDescriptor(&plan->conv), "conv2d plan");
+  check(lib().cudnnSetConvolution2dDescriptor(plan->conv, ph, pw, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                         CUDNN_DATA_FLOAT),
         "conv2d plan");
-  check(cudnnSetConvolutionMathType(plan->conv, dtype == DType::F32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH),
+  check(lib().cudnnSetConvolutionMathType(plan->conv, dtype == DType::F32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH),
         "conv2d plan");
   int on = 0, oc = 0, oh = 0, ow = 0;
-  check(cudnnGetConvolution2dForwardOutputDim(plan->conv, plan->x, plan->w, &on, &oc, &oh, &ow), "conv2d plan");
-  check(cudnnCreateTensorDescriptor(&plan->y), "conv2d plan");
-  check(cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, t, on, oc, oh, ow), "conv2d plan");
+  check(lib().cudnnGetConvolution2dForwardOutputDim(plan->conv, plan->x, plan->w, &on, &oc, &oh, &ow), "conv2d plan");
+  check(lib().cudnnCreateTensorDescriptor(&plan->y), "conv2d plan");
+  check(lib().cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, t, on, oc, oh, ow), "conv2d plan");
 
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int returned = 0;
-  check(cudnnGetConvolutionForwardAlgorithm_v7(dnn_, plan->x, plan->w, plan->conv, plan->y,
+  check(lib().cudnnGetConvolutionForwardAlgorithm_v7(dnn_, plan->x, plan->w, plan->conv, plan->y,
                                                CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf),
         "conv2d algorithm");
   bool chosen = false;
@@ -77,7 +78,7 @@ CudaBackend::ConvPlan& CudaBackend::conv_plan(const int64_t dims[11], DType dtyp
       if (perf[i].mathType == CUDNN_TENSOR_OP_MATH || perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
         continue;
     } else {
-      check(cudnnSetConvolutionMathType(plan->conv, perf[i].mathType), "conv2d plan");
+      check(lib().cudnnSetConvolutionMathType(plan->conv, perf[i].mathType), "conv2d plan");
     }
     plan->algo = perf[i].algo;
     plan->workspace = perf[i].memory;
@@ -125,7 +126,7 @@ void CudaBackend::conv2d(const TensorView& x, const TensorView& w, const TensorV
   void* workspace = plan.workspace ? scratch(kWorkspace, plan.workspace) : nullptr;
   void* out = t == DType::F32 ? y.data : scratch(kOutput, size_t(y.numel()) * dtype_size(t));
   const float one = 1.0f, zero = 0.0f;
-  check(cudnnConvolutionForward(dnn_, &one, plan.x, xp, plan.w, wp, plan.conv, plan.algo, workspace, plan.workspace,
+  check(lib().cudnnConvolutionForward(dnn_, &one, plan.x, xp, plan.w, wp, plan.conv, plan.algo, workspace, plan.workspace,
                                 &zero, plan.y, out),
         "conv2d");
   // Bias (and, for narrow weights, the widening of the output) in one pass.

@@ -1,6 +1,7 @@
 // CudaBackend's lifecycle, memory (stream-ordered pool, live/peak counts, scratch slots) and transfers.
 // The ops live in ops.cpp (small kernels), linear.cpp (cuBLASLt) and conv2d.cpp (cuDNN).
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/libraries.h"
 
 #include <cstdint>
 #include <cstring>
@@ -23,9 +24,9 @@ CudaBackend::CudaBackend(int index) : index_(index), name_("cuda:" + std::to_str
   check(cudaDeviceGetDefaultMemPool(&pool, index), "memory pool");
   uint64_t keep = UINT64_MAX;
   check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "memory pool threshold");
-  check(cublasLtCreate(&blas_), "create cuBLASLt handle");
-  check(cudnnCreate(&dnn_), "create cuDNN handle");
-  check(cudnnSetStream(dnn_, stream_), "cuDNN stream");
+  check(lib().cublasLtCreate(&blas_), "create cuBLASLt handle");
+  check(lib().cudnnCreate(&dnn_), "create cuDNN handle");
+  check(lib().cudnnSetStream(dnn_, stream_), "cuDNN stream");
   check(cudaMallocAsync(reinterpret_cast<void**>(&bad_id_), sizeof(*bad_id_), stream_), "allocate");
 }
 
@@ -35,8 +36,8 @@ CudaBackend::~CudaBackend() {
   for (Buffer& b : slots_) cudaFreeAsync(b.p, stream_);
   cudaFreeAsync(bad_id_, stream_);
   cudaStreamSynchronize(stream_);
-  cudnnDestroy(dnn_);
-  cublasLtDestroy(blas_);
+  lib().cudnnDestroy(dnn_);
+  lib().cublasLtDestroy(blas_);
   cudaStreamDestroy(stream_);
 }
 

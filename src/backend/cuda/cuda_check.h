@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include "backend/cuda/libraries.h"
 #include "core/error.h"
 
 namespace kakusan::cuda {
@@ -14,10 +15,10 @@ inline void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) fail("cuda ", what, ": ", cudaGetErrorString(status));
 }
 inline void check(cublasStatus_t status, const char* what) {
-  if (status != CUBLAS_STATUS_SUCCESS) fail("cuda ", what, ": cuBLASLt ", cublasLtGetStatusString(status));
+  if (status != CUBLAS_STATUS_SUCCESS) fail("cuda ", what, ": cuBLASLt ", lib().cublasLtGetStatusString(status));
 }
 inline void check(cudnnStatus_t status, const char* what) {
-  if (status != CUDNN_STATUS_SUCCESS) fail("cuda ", what, ": cuDNN ", cudnnGetErrorString(status));
+  if (status != CUDNN_STATUS_SUCCESS) fail("cuda ", what, ": cuDNN ", lib().cudnnGetErrorString(status));
 }
 
 // After a kernel launch: a bad launch configuration (or an earlier asynchronous fault) surfaces here.

@@ -4,6 +4,7 @@
 // the BIAS epilogue (an f32 copy of it when the weight is narrow). One plan (descriptors + algorithm from the
 // heuristic) per shape, dtype and pointer alignment, made on first use.
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/libraries.h"
 #include "backend/cuda/guard.h"
 #include "backend/cuda/plans.h"
 #include "backend/op_checks.h"
@@ -40,40 +41,40 @@ CudaBackend::GemmPlan& CudaBackend::gemm_plan(int64_t m, int64_t n, int64_t k, D
   if (slot) return *slot;
   auto plan = std::make_unique<GemmPlan>();
   const cudaDataType_t t = blas_type(dtype);
-  check(cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "linear plan");
+  check(lib().cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "linear plan");
   const cublasOperation_t transpose = CUBLAS_OP_T, keep = CUBLAS_OP_N;
-  check(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)),
+  check(lib().cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)),
         "linear plan");
-  check(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof(keep)), "linear plan");
+  check(lib().cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof(keep)), "linear plan");
   const cublasLtEpilogue_t epilogue = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-  check(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)),
+  check(lib().cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)),
         "linear plan");
   if (bias) {
     const cudaDataType_t bias_type = CUDA_R_32F;
-    check(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)),
+    check(lib().cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)),
           "linear plan");
   }
   // Column-major: A = w as K × N (ld K, transposed to N × K), B = x as K × M (ld K), D = y as N × M (ld N).
-  check(cublasLtMatrixLayoutCreate(&plan->a, t, uint64_t(k), uint64_t(n), k), "linear plan");
-  check(cublasLtMatrixLayoutCreate(&plan->b, t, uint64_t(k), uint64_t(m), k), "linear plan");
-  check(cublasLtMatrixLayoutCreate(&plan->d, CUDA_R_32F, uint64_t(n), uint64_t(m), n), "linear plan");
+  check(lib().cublasLtMatrixLayoutCreate(&plan->a, t, uint64_t(k), uint64_t(n), k), "linear plan");
+  check(lib().cublasLtMatrixLayoutCreate(&plan->b, t, uint64_t(k), uint64_t(m), k), "linear plan");
+  check(lib().cublasLtMatrixLayoutCreate(&plan->d, CUDA_R_32F, uint64_t(n), uint64_t(m), n), "linear plan");
 
   cublasLtMatmulPreference_t pref = nullptr;
-  check(cublasLtMatmulPreferenceCreate(&pref), "linear plan");
+  check(lib().cublasLtMatmulPreferenceCreate(&pref), "linear plan");
   const uint64_t workspace = kGemmWorkspace;
   const uint32_t align_bytes = uint32_t(align);
-  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+  cublasStatus_t status = lib().cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                                &workspace, sizeof(workspace));
   for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
                     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
     if (status == CUBLAS_STATUS_SUCCESS)
-      status = cublasLtMatmulPreferenceSetAttribute(pref, attr, &align_bytes, sizeof(align_bytes));
+      status = lib().cublasLtMatmulPreferenceSetAttribute(pref, attr, &align_bytes, sizeof(align_bytes));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   if (status == CUBLAS_STATUS_SUCCESS)
-    status = cublasLtMatmulAlgoGetHeuristic(blas_, plan->op, plan->a, plan->b, plan->d, plan->d, pref, 1, &result,
+    status = lib().cublasLtMatmulAlgoGetHeuristic(blas_, plan->op, plan->a, plan->b, plan->d, plan->d, pref, 1, &result,
                                             &found);
-  cublasLtMatmulPreferenceDestroy(pref);
+  lib().cublasLtMatmulPreferenceDestroy(pref);
   check(status, "linear algorithm");
   KK_CHECK(found > 0, "cuda linear: cuBLASLt has no algorithm for [", m, ", ", k, "] x [", n, ", ", k, "]ᵀ in ",
            dtype_name(dtype));
@@ -102,11 +103,11 @@ void CudaBackend::linear(const TensorView& x, const TensorView& w, const TensorV
   const void* ptrs[4] = {a, b, y.data, bias_f32};
   GemmPlan& plan = gemm_plan(dims.m, dims.n, dims.k, t, bias_f32 != nullptr, ptrs);
   if (bias_f32)
-    check(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_f32, sizeof(bias_f32)),
+    check(lib().cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_f32, sizeof(bias_f32)),
           "linear bias");
   void* workspace = scratch(kWorkspace, kGemmWorkspace);
   const float one = 1.0f, zero = 0.0f;
-  check(cublasLtMatmul(blas_, plan.op, &one, a, plan.a, b, plan.b, &zero, y.data, plan.d, y.data, plan.d, &plan.algo,
+  check(lib().cublasLtMatmul(blas_, plan.op, &one, a, plan.a, b, plan.b, &zero, y.data, plan.d, y.data, plan.d, &plan.algo,
                        workspace, kGemmWorkspace, stream_),
         "linear");
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/libraries.h"
 
 // cuDNN 9 marks its descriptor API deprecated in favour of the graph API; it is still supported.
 #pragma GCC diagnostic push
@@ -15,10 +16,10 @@ struct CudaBackend::GemmPlan {
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulAlgo_t algo{};
   ~GemmPlan() {
-    if (d) cublasLtMatrixLayoutDestroy(d);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (op) cublasLtMatmulDescDestroy(op);
+    if (d) lib().cublasLtMatrixLayoutDestroy(d);
+    if (b) lib().cublasLtMatrixLayoutDestroy(b);
+    if (a) lib().cublasLtMatrixLayoutDestroy(a);
+    if (op) lib().cublasLtMatmulDescDestroy(op);
   }
 };
 
@@ -29,10 +30,10 @@ struct CudaBackend::ConvPlan {
   cudnnConvolutionFwdAlgo_t algo{};
   size_t workspace = 0;
   ~ConvPlan() {
-    if (conv) cudnnDestroyConvolutionDescriptor(conv);
-    if (w) cudnnDestroyFilterDescriptor(w);
-    if (y) cudnnDestroyTensorDescriptor(y);
-    if (x) cudnnDestroyTensorDescriptor(x);
+    if (conv) lib().cudnnDestroyConvolutionDescriptor(conv);
+    if (w) lib().cudnnDestroyFilterDescriptor(w);
+    if (y) lib().cudnnDestroyTensorDescriptor(y);
+    if (x) lib().cudnnDestroyTensorDescriptor(x);
   }
 };
 
