@@ -10,20 +10,27 @@
 #       prints `nvidia-smi -L`, then one JSON line per measurement: the cuda tests (the kit's pipeline cases
 #       on the GPU in fp32 and fp16, every op against the reference), a random SD1.5 made there in fp16,
 #       `kakusan bench --device cuda` at 512x512 batch 1 (50 steps) and batch 8 (20 steps), and diffusers'
-#       UNet on the same folder (fp16, SDPA, eager) when torch and diffusers import. Logs go to $OUT (or
-#       $KAKUSAN_DEVICE_WORK/out). Each step has its own time limit; the whole stays under 6 minutes.
+#       UNet on the same folder (fp16, SDPA, eager) when torch and diffusers import. Logs go to
+#       $KAKUSAN_DEVICE_WORK/logs, and with $OUT set (the device tool) results.jsonl, test_cuda.log/.json
+#       and logs.tar.gz are copied there. Each step has its own time limit (570 s in all, for a hang; the expected
+#       total is under 6 minutes): give the device tool's run a timeout_s of 600.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CARRY="$ROOT/.device-check"
-DIFFUSERS_VERSION=${DIFFUSERS_VERSION:-0.29.2}
+# The diffusers timed on the GPU: a release that imports with the GPU image's torch 2.11 and huggingface_hub 1.x
+# (the goldens' 0.29.2 needs hub < 0.26); any version: DIFFUSERS_VERSION=... scripts/device-check.sh pack.
+DIFFUSERS_VERSION=${DIFFUSERS_VERSION:-0.42.1}
 
 pack() {
   set -e
-  local build="$ROOT/build-device" stage
-  cmake -S "$ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKAKUSAN_NATIVE=OFF -DKAKUSAN_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES=90 -DKAKUSAN_BUILD_BENCH=OFF \
-    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache >/dev/null
-  nice cmake --build "$build" -j"${JOBS:-2}" --target kakusan_cli test_cuda
+  # KAKUSAN_DEVICE_BUILD: pack an existing build folder instead (it must not use -march=native of this CPU).
+  local build="${KAKUSAN_DEVICE_BUILD:-$ROOT/build-device}" stage
+  if [[ -z "${KAKUSAN_DEVICE_BUILD:-}" ]]; then
+    cmake -S "$ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKAKUSAN_NATIVE=OFF -DKAKUSAN_CUDA=ON \
+      -DCMAKE_CUDA_ARCHITECTURES=90 -DKAKUSAN_BUILD_BENCH=OFF \
+      -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache >/dev/null
+    nice cmake --build "$build" -j"${JOBS:-2}" --target kakusan_cli test_cuda
+  fi
   stage=$(mktemp -d)
   mkdir -p "$stage/bin" "$stage/lib" "$stage/whl"
   cp "$build/kakusan" "$build/tests/cuda/test_cuda" "$stage/bin/"
@@ -61,10 +68,10 @@ emit() { json "$@" | tee -a "$RESULTS"; }
 
 # The last line of a kakusan bench run (its JSON), with the measurement's name and the GPU in front.
 bench() {
-  local name=$1
-  shift
+  local name=$1 LIMIT=$2
+  shift 2
   local t0=$SECONDS line
-  line=$(timeout 170 "$W/bin/kakusan" bench --model "$W/sd15" --device cuda "$@" 2>"$LOGS/$name.err" | tail -1)
+  line=$(timeout "$LIMIT" "$W/bin/kakusan" bench --model "$W/sd15" --device cuda "$@" 2>"$LOGS/$name.err" | tail -1)
   if [[ "$line" != "{"* ]]; then
     emit measurement="$name" error="$(tail -3 "$LOGS/$name.err" | tr '\n' ' ')" seconds=$((SECONDS - t0))
     return
@@ -75,11 +82,14 @@ bench() {
 
 run() {
   W=${KAKUSAN_DEVICE_WORK:-/tmp/kakusan-device-check}
-  LOGS=${OUT:-$W/out}
+  LOGS="$W/logs"
   RESULTS="$LOGS/results.jsonl"
-  rm -rf "$W/bin" "$W/lib" "$W/golden" "$W/whl"
+  rm -rf "$W/bin" "$W/lib" "$W/golden" "$W/whl" "$LOGS"
   mkdir -p "$W" "$LOGS"
   : >"$RESULTS"
+  # What comes back from the device tool ($OUT: at most 8 files): the results, the test log and report, and
+  # every log in one archive.
+  trap 'if [[ -n "${OUT:-}" ]]; then cp "$RESULTS" "$LOGS"/test_cuda.{log,json} "$OUT"/ 2>/dev/null; tar -C "$W" -czf "$OUT/logs.tar.gz" logs; fi' EXIT
   local start=$SECONDS
   nvidia-smi -L || true
   GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
@@ -88,7 +98,7 @@ run() {
     memory="$(nvidia-smi --query-gpu=memory.total --format=csv,noheader 2>/dev/null | head -1)"
 
   [[ -f "$CARRY/bundle.tar.xz" ]] || { emit measurement=setup error="no $CARRY/bundle.tar.xz: run 'scripts/device-check.sh pack' on the build machine and carry .device-check"; return 1; }
-  xz -dc "$CARRY/bundle.tar.xz" | tar -C "$W" -xf -
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' "$CARRY/bundle.tar.xz" "$W"
   # cuBLASLt and cuDNN from the machine: the CUDA toolkit's folder and PyTorch's nvidia-* wheels.
   local cuda_libs
   cuda_libs=$(python3 - <<'PY' 2>/dev/null
@@ -116,7 +126,7 @@ PY
 
   # 1. The cuda tests: golden pipeline cases in fp32 (CPU tolerances) and fp16 (deviation lines), every op.
   local t0=$SECONDS
-  KAKUSAN_GOLDEN_DIR="$W/golden" timeout 200 "$W/bin/test_cuda" --gtest_output="json:$LOGS/test_cuda.json" \
+  KAKUSAN_GOLDEN_DIR="$W/golden" timeout 150 "$W/bin/test_cuda" --gtest_output="json:$LOGS/test_cuda.json" \
     >"$LOGS/test_cuda.log" 2>&1
   local rc=$?
   grep '^{"case"' "$LOGS/test_cuda.log" | python3 -c 'import json,sys
@@ -146,7 +156,8 @@ PY
 
   # 2. A random SD1.5 in fp16, made here (2 GB: too big to carry).
   t0=$SECONDS
-  if timeout 120 "$W/bin/kakusan" make-random-model --config sd15 --dtype fp16 --out "$W/sd15" >"$LOGS/make_model.log" 2>&1; then
+  # (KAKUSAN_DEVICE_MODEL_CONFIG=tiny: a dry run of this script on a machine without a GPU.)
+  if timeout 90 "$W/bin/kakusan" make-random-model --config "${KAKUSAN_DEVICE_MODEL_CONFIG:-sd15}" --dtype fp16 --out "$W/sd15" >"$LOGS/make_model.log" 2>&1; then
     emit measurement=make_random_model seconds=$((SECONDS - t0))
   else
     emit measurement=make_random_model error="$(tail -2 "$LOGS/make_model.log" | tr '\n' ' ')"
@@ -154,8 +165,8 @@ PY
   fi
 
   # 3. kakusan on the GPU: the tutorial's 512x512 image (50 steps) and its batch of 8 (20 steps).
-  bench kakusan_bench_b1_50steps --height 512 --width 512 --batch 1 --steps 50
-  bench kakusan_bench_b8_20steps --height 512 --width 512 --batch 8 --steps 20
+  bench kakusan_bench_b1_50steps 100 --height 512 --width 512 --batch 1 --steps 50
+  bench kakusan_bench_b8_20steps 130 --height 512 --width 512 --batch 8 --steps 20
 
   # 4. diffusers' UNet on the same folder, in the same run.
   if compgen -G "$W/whl/*.whl" >/dev/null && ! python3 -c "import diffusers" 2>/dev/null; then
@@ -165,7 +176,7 @@ PY
   if python3 -c "import torch, diffusers" 2>"$LOGS/diffusers_import.log"; then
     for batch in 1 8; do
       t0=$SECONDS
-      if ! timeout 90 python3 "$ROOT/bench/diffusers_unet.py" --model "$W/sd15" --batch "$batch" \
+      if ! timeout 50 python3 "$ROOT/bench/diffusers_unet.py" --model "$W/sd15" --batch "$batch" \
           --repeats $((batch == 1 ? 50 : 20)) 2>"$LOGS/diffusers_b$batch.err" | tee -a "$RESULTS"; then
         emit measurement="diffusers_unet_step_b$batch" error="$(tail -2 "$LOGS/diffusers_b$batch.err" | tr '\n' ' ')"
       fi
