@@ -18,7 +18,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CARRY="$ROOT/.device-check"
 # The diffusers timed on the GPU: a release that imports with the GPU image's torch 2.11 and huggingface_hub 1.x
-# (the goldens' 0.29.2 needs hub < 0.26); any version: DIFFUSERS_VERSION=... scripts/device-check.sh pack.
+# (the goldens' 0.29.2 predates both and may not import there); any version: DIFFUSERS_VERSION=... scripts/device-check.sh pack.
 DIFFUSERS_VERSION=${DIFFUSERS_VERSION:-0.42.1}
 
 pack() {
