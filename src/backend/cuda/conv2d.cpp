@@ -8,8 +8,8 @@
 // f16, 2^-8 for bf16); cuDNN's graph API (a float output of half operands) removes it, and is the next step.
 // Asymmetric padding (the VAE's (0, 1, 0, 1) downsampling) is done by copying x into a zeroed, padded buffer.
 #include "backend/cuda/cuda_backend.h"
-#include "backend/cuda/libraries.h"
 #include "backend/cuda/guard.h"
+#include "backend/cuda/libraries.h"
 #include "backend/cuda/plans.h"
 #include "backend/op_checks.h"
 

@@ -1,13 +1,13 @@
 // CudaBackend's lifecycle, memory (stream-ordered pool, live/peak counts, scratch slots) and transfers.
 // The ops live in ops.cpp (small kernels), linear.cpp (cuBLASLt) and conv2d.cpp (cuDNN).
 #include "backend/cuda/cuda_backend.h"
-#include "backend/cuda/libraries.h"
 
+#include <algorithm>
 #include <cstdint>
-#include <cstring>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/guard.h"
+#include "backend/cuda/libraries.h"
 #include "backend/cuda/plans.h"
 
 namespace kakusan::cuda {
@@ -33,7 +33,8 @@ CudaBackend::CudaBackend(int index) : index_(index), name_("cuda:" + std::to_str
 // Backends live until the process ends (registry.h); by then the CUDA runtime may be gone, so nothing here
 // may throw, and failures are ignored.
 CudaBackend::~CudaBackend() {
-  for (Buffer& b : slots_) cudaFreeAsync(b.p, stream_);
+  for (Buffer& b : slots_)
+    if (b.p) cudaFreeAsync(b.p, stream_);
   cudaFreeAsync(bad_id_, stream_);
   cudaStreamSynchronize(stream_);
   lib().cudnnDestroy(dnn_);

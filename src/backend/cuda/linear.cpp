@@ -4,8 +4,8 @@
 // the BIAS epilogue (an f32 copy of it when the weight is narrow). One plan (descriptors + algorithm from the
 // heuristic) per shape, dtype and pointer alignment, made on first use.
 #include "backend/cuda/cuda_backend.h"
-#include "backend/cuda/libraries.h"
 #include "backend/cuda/guard.h"
+#include "backend/cuda/libraries.h"
 #include "backend/cuda/plans.h"
 #include "backend/op_checks.h"
 
