@@ -39,7 +39,8 @@ TEST(CudaDevice, WithoutAGpuOneErrorSaysWhatWasFound) {
 }
 
 TEST(CudaDevice, AnIndexPastTheLastDeviceSaysHowManyThereAre) {
-  if (const std::string reason = cuda_unavailable_reason(); !reason.empty()) GTEST_SKIP() << "no CUDA device: " << reason;
+  if (const std::string reason = cuda_unavailable_reason(); !reason.empty())
+    GTEST_SKIP() << "no CUDA device: " << reason;
   const std::string error = error_of("cuda:64");
   EXPECT_NE(error.find("device cuda:64 asked, "), std::string::npos) << error;
   EXPECT_NE(error.find("CUDA device"), std::string::npos) << error;
@@ -55,8 +56,8 @@ TEST(CudaDevice, GenerateWithoutAGpuExits2WritingNothing) {
   std::filesystem::create_directories(dir);
   const std::filesystem::path out = dir / "out.png";
   testing::ChildProcess child(KAKUSAN_CLI_PATH,
-                              {"generate", "--model", (*testing::golden_dir() / "tiny-sd").string(), "--prompt", "a cat",
-                               "--steps", "2", "--device", "cuda", "--output", out.string()},
+                              {"generate", "--model", (*testing::golden_dir() / "tiny-sd").string(), "--prompt",
+                               "a cat", "--steps", "2", "--device", "cuda", "--output", out.string()},
                               dir);
   const testing::ChildEnd end = child.wait(std::chrono::seconds(60), std::chrono::milliseconds(20));
   ASSERT_TRUE(end.status.has_value()) << "killed after the timeout";

@@ -64,7 +64,8 @@ const bool registered = register_command({
                      "folder replacing the model's vae/");
       app.add_option("--device", o->bench.device, "Where the models run: cpu (default), reference, cuda[:N] if built "
                      "in (with cuda the JSON adds gpu_peak_mb and gpu_used_mb)");
-      app.add_option("--dtype", o->dtype, "Weights in memory (default: fp16 with --device cuda, fp32 elsewhere)")->check(CLI::IsMember({"fp32", "fp16"}));
+      app.add_option("--dtype", o->dtype, "Weights in memory (default: fp16 with --device cuda, fp32 elsewhere)")
+          ->check(CLI::IsMember({"fp32", "fp16"}));
       app.add_option("--threads", o->bench.threads, "Threads (default: all cores)")->check(CLI::PositiveNumber);
       app.add_option("--scheduler", o->bench.scheduler, "Scheduler class or alias for --steps (default: the "
                      "model's)");

@@ -54,7 +54,7 @@ CudaBackend::ConvPlan& CudaBackend::conv_plan(const int64_t dims[11], DType dtyp
   check(lib().cudnnSetFilter4dDescriptor(plan->w, t, CUDNN_TENSOR_NCHW, o, c, kh, kw), "conv2d plan");
   check(lib().cudnnCreateConvolutionDescriptor(&plan->conv), "conv2d plan");
   check(lib().cudnnSetConvolution2dDescriptor(plan->conv, ph, pw, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
-                                        CUDNN_DATA_FLOAT),
+                                              CUDNN_DATA_FLOAT),
         "conv2d plan");
   check(lib().cudnnSetConvolutionMathType(plan->conv, dtype == DType::F32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH),
         "conv2d plan");
@@ -66,7 +66,7 @@ CudaBackend::ConvPlan& CudaBackend::conv_plan(const int64_t dims[11], DType dtyp
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int returned = 0;
   check(lib().cudnnGetConvolutionForwardAlgorithm_v7(dnn_, plan->x, plan->w, plan->conv, plan->y,
-                                               CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf),
+                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf),
         "conv2d algorithm");
   bool chosen = false;
   for (int i = 0; i < returned && !chosen; ++i) {
@@ -126,8 +126,8 @@ void CudaBackend::conv2d(const TensorView& x, const TensorView& w, const TensorV
   void* workspace = plan.workspace ? scratch(kWorkspace, plan.workspace) : nullptr;
   void* out = t == DType::F32 ? y.data : scratch(kOutput, size_t(y.numel()) * dtype_size(t));
   const float one = 1.0f, zero = 0.0f;
-  check(lib().cudnnConvolutionForward(dnn_, &one, plan.x, xp, plan.w, wp, plan.conv, plan.algo, workspace, plan.workspace,
-                                &zero, plan.y, out),
+  check(lib().cudnnConvolutionForward(dnn_, &one, plan.x, xp, plan.w, wp, plan.conv, plan.algo, workspace,
+                                      plan.workspace, &zero, plan.y, out),
         "conv2d");
   // Bias (and, for narrow weights, the widening of the output) in one pass.
   const bool narrow = t != DType::F32;

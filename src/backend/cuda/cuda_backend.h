@@ -67,6 +67,9 @@ class CudaBackend final : public Backend {
   // freed blocks it keeps for reuse).
   int64_t device_memory_limit() const override;
 
+  struct GemmPlan;  // cuBLASLt descriptors and algorithm for one shape (plans.h)
+  struct ConvPlan;  // cuDNN descriptors and algorithm for one shape (plans.h)
+
   // Waits for every op enqueued so far (timing, tests).
   void synchronize();
   // Device memory: what this backend holds now and at most (tensors, arenas and scratch), and the device's
@@ -81,9 +84,7 @@ class CudaBackend final : public Backend {
   // size asked and stays (stream order makes reuse by the next op safe).
   enum Slot { kInput, kWeight, kOutput, kBias, kOperand2, kWorkspace, kSlotCount };
 
-  struct Guard;            // the op mutex + this device current on the calling thread
-  struct GemmPlan;         // cuBLASLt descriptors and algorithm for one shape
-  struct ConvPlan;         // cuDNN descriptors and algorithm for one shape
+  struct Guard;  // the op mutex + this device current on the calling thread
 
   void* scratch(Slot slot, size_t bytes);
   void require_mine(const char* op, const char* what, const TensorView& v) const;

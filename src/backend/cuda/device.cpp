@@ -49,7 +49,8 @@ CudaBackend& cuda_backend(int index) {
   const Probe& found = cached_probe();
   KK_CHECK(found.devices > 0, "device cuda:", index, ": ", found.problem);
   KK_CHECK(index < found.devices, "device cuda:", index, " asked, ", found.devices, " CUDA device",
-           found.devices == 1 ? "" : "s", " found (cuda:0", found.devices == 1 ? "" : str_cat("..cuda:", found.devices - 1),
+           found.devices == 1 ? "" : "s", " found (cuda:0",
+           found.devices == 1 ? "" : str_cat("..cuda:", found.devices - 1),
            ")");
   static std::mutex mutex;
   static std::map<int, CudaBackend*> backends;  // never freed: pipelines hold references until exit

@@ -107,7 +107,8 @@ cudaError_t launch_gaussian_sample(const float* moments, const float* noise, flo
 cudaError_t launch_bias_nchw(const void* src, Dt src_dtype, const void* bias, Dt bias_dtype, float* y,
                              int64_t batch, int64_t channels, int64_t spatial, cudaStream_t stream) {
   const int64_t n = batch * channels * spatial;
-  if (n > 0) bias_kernel<<<grid_for(n), kThreads, 0, stream>>>(src, src_dtype, bias, bias_dtype, y, channels, spatial, n);
+  if (n > 0)
+    bias_kernel<<<grid_for(n), kThreads, 0, stream>>>(src, src_dtype, bias, bias_dtype, y, channels, spatial, n);
   return cudaGetLastError();
 }
 

@@ -50,7 +50,8 @@ void CudaBackend::layer_norm(const TensorView& x, const TensorView& gamma, const
 void CudaBackend::attention(const TensorView& q, const TensorView& k, const TensorView& v, const AttentionParams& p,
                             const TensorView& out) {
   const AttentionDims d = check_attention(q, k, v, p, out);
-  for (const auto& [what, t] : {std::pair{"q", q}, {"k", k}, {"v", v}, {"out", out}}) require_mine("attention", what, t);
+  for (const auto& [what, t] : {std::pair{"q", q}, {"k", k}, {"v", v}, {"out", out}})
+    require_mine("attention", what, t);
   require_contiguous("attention", "out", out);
   KK_CHECK(p.precision == DType::F32 || p.precision == DType::F16 || p.precision == DType::BF16,
            "cuda attention: precision must be F32, F16 or BF16");

@@ -15,6 +15,7 @@ struct CudaBackend::GemmPlan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  bool fused_bias = false;  // the bias is the BIAS epilogue (else a kernel after the product)
   ~GemmPlan() {
     if (d) lib().cublasLtMatrixLayoutDestroy(d);
     if (b) lib().cublasLtMatrixLayoutDestroy(b);
