@@ -4,7 +4,8 @@
 // one row per op: shape, wall and CPU milliseconds (medians of repeats), GFLOP/s and % of the measured peak,
 // by wall time and by CPU time (the latter stays meaningful when other processes load the machine).
 // FLOPs are always those of the direct algorithm, so Winograd convolutions show "effective" rates that can
-// exceed the FMA peak.
+// exceed the FMA peak. "bf16w" rows run bf16 weights (activations rounded to bf16: backend.h's precision
+// rule), "attention bf16" rows AttentionParams::precision = BF16, at the same shapes as their fp32 rows.
 //   bench_ops [--threads N] [--filter substring] [--backend cpu|reference]
 #include <algorithm>
 #include <atomic>
@@ -72,13 +73,18 @@ Timing time_op(const std::function<void()>& run) {
 }
 
 // The cases whose "op shape" contains `filter`; inputs are only made for those.
+// " f16w" / " bf16w" after an op name whose weights are in that dtype.
+std::string weight_suffix(DType wt) {
+  return wt == DType::F16 ? " f16w" : wt == DType::BF16 ? " bf16w" : "";
+}
+
 std::vector<Case> make_cases(Backend& be, const std::string& filter) {
   std::vector<Case> cases;
   auto wanted = [&](const std::string& op, const std::string& shape) {
     return filter.empty() || (op + " " + shape).find(filter) != std::string::npos;
   };
   auto linear = [&](int64_t m, int64_t k, int64_t n, DType wt = DType::F32) {
-    const std::string op = std::string("linear") + (wt == DType::F16 ? " f16w" : "");
+    const std::string op = "linear" + weight_suffix(wt);
     const std::string shape = std::to_string(m) + "x" + std::to_string(k) + "->" + std::to_string(n);
     if (!wanted(op, shape)) return;
     auto x = std::make_shared<Tensor>(random_tensor({m, k}, 1.0f, 1));
@@ -90,7 +96,7 @@ std::vector<Case> make_cases(Backend& be, const std::string& filter) {
   };
   auto conv = [&](int64_t batch, int64_t in, int64_t size, int64_t out, int64_t kernel, Conv2dParams p,
                   DType wt = DType::F32) {
-    const std::string op = std::string("conv2d") + (wt == DType::F16 ? " f16w" : "");
+    const std::string op = "conv2d" + weight_suffix(wt);
     char shape[128];
     std::snprintf(shape, sizeof shape, "%lldx%lldx%lld^2 k%lld s%d ->%lld", (long long)batch, (long long)in,
                   (long long)size, (long long)kernel, p.stride, (long long)out);
@@ -105,8 +111,8 @@ std::vector<Case> make_cases(Backend& be, const std::string& filter) {
                      [&be, x, w, b, y, p] { be.conv2d(*x, *w, *b, p, *y); }});
   };
   auto attention = [&](int64_t batch, int64_t tq, int64_t tk, int heads, int64_t dim, AttentionStrategy s,
-                       const char* name, int slice = 0) {
-    const std::string op = std::string("attention ") + name;
+                       const char* name, int slice = 0, DType precision = DType::F32) {
+    const std::string op = std::string("attention ") + (precision == DType::BF16 ? "bf16 " : "") + name;
     char shape[128];
     std::snprintf(shape, sizeof shape, "b%lld %lldx%lld h%d d%lld", (long long)batch, (long long)tq, (long long)tk,
                   heads, (long long)dim);
@@ -120,6 +126,7 @@ std::vector<Case> make_cases(Backend& be, const std::string& filter) {
     p.scale = 1.0f / std::sqrt(float(dim));
     p.strategy = s;
     p.slice_size = slice;
+    p.precision = precision;
     cases.push_back({op, shape, 4.0 * batch * heads * tq * tk * dim,
                      [&be, q, k, v, o, p] { be.attention(*q, *k, *v, p, *o); }});
   };
@@ -195,6 +202,24 @@ std::vector<Case> make_cases(Backend& be, const std::string& filter) {
   geglu(8192, 1280);
   layer_norm(8192, 320);
   permute(2, 320, 64);
+  // bf16 products at the fp32 rows' shapes.
+  linear(8192, 320, 2560, DType::BF16);
+  linear(8192, 1280, 320, DType::BF16);
+  linear(8192, 320, 320, DType::BF16);
+  conv(2, 320, 64, 320, 3, Conv2dParams::symmetric(1), DType::BF16);
+  conv(2, 1280, 16, 1280, 3, Conv2dParams::symmetric(1), DType::BF16);
+  conv(2, 320, 64, 320, 3, Conv2dParams::symmetric(1, 2), DType::BF16);
+  conv(2, 320, 64, 320, 1, Conv2dParams{}, DType::BF16);
+  conv(1, 256, 256, 256, 3, Conv2dParams::symmetric(1), DType::BF16);
+  attention(2, 4096, 4096, 8, 40, AttentionStrategy::Flash, "flash", 0, DType::BF16);
+  attention(2, 4096, 77, 8, 40, AttentionStrategy::Auto, "auto", 0, DType::BF16);
+  attention(2, 1024, 1024, 8, 80, AttentionStrategy::Full, "full", 0, DType::BF16);
+  // TAESD's decoder convolutions (64 channels) at 512x512.
+  conv(1, 64, 64, 64, 3, Conv2dParams::symmetric(1));
+  conv(1, 64, 128, 64, 3, Conv2dParams::symmetric(1));
+  conv(1, 64, 256, 64, 3, Conv2dParams::symmetric(1));
+  conv(1, 64, 512, 64, 3, Conv2dParams::symmetric(1));
+  conv(1, 64, 512, 64, 3, Conv2dParams::symmetric(1), DType::BF16);
   return cases;
 }
 
@@ -225,8 +250,9 @@ int run(int argc, char** argv) {
       std::fclose(f);
     }
     std::printf("\n## %s backend, %d thread%s; fp32 FMA peak %.1f GFLOP/s per core (%s), %.1f for %d; "
-                "load average %.2f\n\n", be.name(), threads, threads == 1 ? "" : "s", core_peak,
-                peak_vector_isa(), peak, threads, load[0]);
+                "bf16 dot products (vdpbf16ps) %.1f per core; load average %.2f\n\n", be.name(), threads,
+                threads == 1 ? "" : "s", core_peak, peak_vector_isa(), peak, threads,
+                measure_bf16_dot_peak_gflops(), load[0]);
     std::printf("| %-22s | %-30s | %9s | %9s | %8s | %6s | %10s |\n", "op", "shape", "ms", "cpu ms", "GFLOP/s",
                 "% peak", "% peak cpu");
     std::printf("|%s|%s|%s|%s|%s|%s|%s|\n", std::string(24, '-').c_str(), std::string(32, '-').c_str(),

@@ -58,6 +58,8 @@ struct AttentionParams {
   int slice_size = 0;  // for Sliced; 0 means one slice per (batch, head)
   // F32, or BF16/F16 (the pipeline sets it from the model's weight dtype): q, k, v and the softmax
   // probabilities are rounded to it before their products; scores, softmax max/sum and accumulation stay f32.
+  // The probabilities rounded are e^(s − k·ln 2) before normalisation (k: the row max rounded up to a power
+  // of two, so tiled kernels round the same numbers), divided by their f32 sum after P·V (precision.h).
   DType precision = DType::F32;
 };
 

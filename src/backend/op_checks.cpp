@@ -108,6 +108,8 @@ AttentionDims check_attention(const TensorView& q, const TensorView& k, const Te
            k.shape, ", v ", v.shape, ", out ", out.shape, " must all be [batch, tokens, heads·dim]");
   KK_CHECK(p.heads >= 1, "attention: heads must be >= 1, got ", p.heads);
   KK_CHECK(p.slice_size >= 0, "attention: slice_size must be >= 0, got ", p.slice_size);
+  KK_CHECK(p.precision == DType::F32 || p.precision == DType::BF16 || p.precision == DType::F16,
+           "attention: precision must be F32, BF16 or F16, got ", dtype_name(p.precision));
   const int64_t b = q.dim(0), tq = q.dim(1), tk = k.dim(1), h = p.heads;
   KK_CHECK(k.dim(0) == b && v.dim(0) == b && out.dim(0) == b, "attention: batch sizes differ: q ", q.shape, ", k ",
            k.shape, ", v ", v.shape, ", out ", out.shape);

@@ -14,7 +14,6 @@ namespace kakusan {
 
 MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& latents_shape,
                                        int64_t unet_batch) const {
-  const AttentionParams attention = attention_params(p.attention);
   const VaeMemoryOptions vae_memory = vae_memory_options(p);
   NullBackend null;
   MemoryEstimate e;
@@ -28,6 +27,7 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
   const int64_t latents_bytes = latents_shape.numel() * f32;
   const int64_t latent_tokens = latents_shape[2] * latents_shape[3];
   {
+    const AttentionParams attention = attention_params(p.attention, dtypes_.text_encoder);
     Arena arena;
     Context ctx{null, arena, attention};
     const Tensor ids = Tensor::zeros({int64_t(p.prompt.size()) * chunks, tokens}, DType::I64);
@@ -36,6 +36,7 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
                   2 * embeds_bytes + backend_.attention_scratch_bytes(attention, tokens, tokens)};
   }
   {
+    const AttentionParams attention = attention_params(p.attention, dtypes_.unet);
     Arena arena;
     Context ctx{null, arena, attention};
     const UNet2DConditionConfig& unet_config = unet_.config();
@@ -50,6 +51,7 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
                        backend_.attention_scratch_bytes(attention, latent_tokens, latent_tokens)};
   }
   {
+    const AttentionParams attention = attention_params(p.attention, dtypes_.vae);
     Arena arena;
     Context ctx{null, arena, attention};
     const Tensor z = Tensor::empty(latents_shape);
@@ -65,6 +67,7 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
     // The VAE encoder on the input image(s): the whole batch at once with one generator, one image at a time
     // with a generator per image. Beside its arena: the preprocessed image, masked image and mask, the image
     // latents and the noise.
+    const AttentionParams attention = attention_params(p.attention, dtypes_.vae);
     Arena arena;
     Context ctx{null, arena, attention};
     const int64_t scale = vae_.downscale_factor();

@@ -20,13 +20,18 @@ struct ComponentBytes {
   int64_t unet_streamed = 0;  // resident with stream_unet_weights: the largest block's mapped bytes + the rest
 };
 
+// The dtype each component's weight matrices are held in: its products take that precision (backend.h).
+struct ComponentDTypes {
+  DType text_encoder = DType::F32, unet = DType::F32, vae = DType::F32;
+};
+
 class MemoryPlanner {
  public:
   // `backend` is the one the run will use: it reports its kernels' scratch (attention_scratch_bytes). The
   // models are borrowed for the planner's lifetime.
   MemoryPlanner(const Backend& backend, const ClipTextModel& text_encoder, const UNet2DConditionModel& unet,
-                const Autoencoder& vae, ComponentBytes bytes)
-      : backend_(backend), text_encoder_(text_encoder), unet_(unet), vae_(vae), bytes_(bytes) {}
+                const Autoencoder& vae, ComponentBytes bytes, ComponentDTypes dtypes)
+      : backend_(backend), text_encoder_(text_encoder), unet_(unet), vae_(vae), bytes_(bytes), dtypes_(dtypes) {}
 
   // The peak of a run with these levers; `latents_shape` [B, C, h, w], the UNet runs `unet_batch` images.
   MemoryEstimate estimate(const GenerateParams& p, const Shape& latents_shape, int64_t unet_batch) const;
@@ -42,6 +47,7 @@ class MemoryPlanner {
   const UNet2DConditionModel& unet_;
   const Autoencoder& vae_;
   ComponentBytes bytes_;
+  ComponentDTypes dtypes_;
 };
 
 }  // namespace kakusan

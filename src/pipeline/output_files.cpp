@@ -46,7 +46,7 @@ std::string model_display_name(const std::string& model) {
 }
 
 PngText image_parameters(const GenerateParams& params, const GenerateResult& result, size_t i,
-                         const std::string& sampler, const std::string& model) {
+                         const std::string& sampler, const std::string& model, WeightDType dtype) {
   auto nth_or_empty = [](const std::vector<std::string>& items, size_t k) -> std::string {
     if (items.empty()) return "";
     return items.size() == 1 ? items[0] : items.at(k);
@@ -71,6 +71,8 @@ PngText image_parameters(const GenerateParams& params, const GenerateResult& res
     info.extra.emplace_back("Denoising strength", strength);
   }
   if (params.generator_device == "cuda") info.extra.emplace_back("RNG", "NV");
+  if (dtype == WeightDType::F16 || dtype == WeightDType::BF16)
+    info.extra.emplace_back("Dtype", dtype == WeightDType::F16 ? "fp16" : "bf16");
   return PngText{{"parameters", format_parameters(info)}};
 }
 

@@ -26,8 +26,9 @@ GridSpec parse_grid_spec(const std::string& text);
 std::string model_display_name(const std::string& model);
 
 // The A1111 `parameters` text chunk of image `i` of a run (the CLI's files and the server's responses carry
-// the same text). `sampler` is the scheduler's class name, `model` the display name.
+// the same text). `sampler` is the scheduler's class name, `model` the display name; `dtype` fp16 or bf16 is
+// said ("Dtype: bf16"), fp32 and Auto are not (fp32 is the default).
 PngText image_parameters(const GenerateParams& params, const GenerateResult& result, size_t i,
-                         const std::string& sampler, const std::string& model);
+                         const std::string& sampler, const std::string& model, WeightDType dtype = WeightDType::Auto);
 
 }  // namespace kakusan

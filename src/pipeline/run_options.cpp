@@ -2,8 +2,11 @@
 
 namespace kakusan {
 
-AttentionParams attention_params(const AttentionOptions& options) {
+DType attention_precision(DType weights) { return weights == DType::BF16 ? DType::BF16 : DType::F32; }
+
+AttentionParams attention_params(const AttentionOptions& options, DType weights) {
   AttentionParams params;
+  params.precision = attention_precision(weights);
   switch (options.mode) {
     case AttentionOptions::Mode::Auto: params.strategy = AttentionStrategy::Auto; break;
     case AttentionOptions::Mode::Full: params.strategy = AttentionStrategy::Full; break;

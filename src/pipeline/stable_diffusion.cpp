@@ -52,15 +52,16 @@ std::optional<DType> weight_dtype(WeightDType requested) {
   return std::nullopt;
 }
 
-// A component through the one weight walk (dtype nullopt: as its files store the matrices); its mapped files
-// join `resident`, whose pages are then dropped (loading touched only the headers and converted tensors;
-// nothing stays resident).
+// The dtype a component's matrices are loaded in: the requested one, or (Auto) as its files store them.
+DType matrix_dtype(WeightDType requested, const WeightSource& weights) {
+  return weight_dtype(requested).value_or(stored_matrix_dtype(weights));
+}
+
+// A component through the one weight walk, its matrices in `dtype`; its mapped files join `resident`, whose
+// pages are then dropped (loading touched only the headers and converted tensors; nothing stays resident).
 template <typename Model, typename Config>
-Model load_component(const ComponentSource& source, WeightDType dtype, const char* class_name,
-                     ResidentWeights& resident) {
-  Model model = load_model_from<Model, Config>(source.config, *source.weights,
-                                               weight_dtype(dtype).value_or(stored_matrix_dtype(*source.weights)),
-                                               class_name);
+Model load_component(const ComponentSource& source, DType dtype, const char* class_name, ResidentWeights& resident) {
+  Model model = load_model_from<Model, Config>(source.config, *source.weights, dtype, class_name);
   resident.add(*source.weights);
   resident.drop_pages();
   return model;
@@ -102,6 +103,7 @@ struct StableDiffusionPipeline::Impl {
   std::unique_ptr<Autoencoder> vae;  // AutoencoderKL or AutoencoderTiny, by the folder's config.json
   ResidentWeights text_encoder_weights, unet_weights, vae_weights;
   ComponentBytes component_bytes;  // set by load()
+  ComponentDTypes dtypes;          // set by load(): the precision each phase's products take
   std::vector<std::string> load_warnings;  // reported with every generate()
   bool half_pipeline = false;              // loaded with dtype F16 (diffusers' torch_dtype=torch.float16)
 
@@ -122,7 +124,7 @@ struct StableDiffusionPipeline::Impl {
   }
 
   MemoryPlanner memory_planner() const {
-    return MemoryPlanner(*backend, prompt_encoder->text_encoder(), *unet, *vae, component_bytes);
+    return MemoryPlanner(*backend, prompt_encoder->text_encoder(), *unet, *vae, component_bytes, dtypes);
   }
 
   // A UNet that takes cat([latents, mask, masked-image latents]) (runwayml/stable-diffusion-inpainting's 9).
@@ -146,6 +148,8 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   if (options.num_threads > 0) set_num_threads(options.num_threads);
 
   half_pipeline = options.dtype == WeightDType::F16;
+  dtypes = {matrix_dtype(options.dtype, *sources.text_encoder.weights),
+            matrix_dtype(options.dtype, *sources.unet.weights), matrix_dtype(options.dtype, *sources.vae.weights)};
   const int total = 4;
   report_progress(options.progress, Phase::Loading, 0, total);
   ClipTokenizer tokenizer = ClipTokenizer::load(sources.tokenizer_dir);
@@ -154,19 +158,18 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
     embeddings.push_back(read_textual_inversion(e.file, e.token));
   auto expansions = add_textual_inversions(embeddings, tokenizer, sources.text_encoder);
   report_progress(options.progress, Phase::Loading, 1, total, "tokenizer");
-  ClipTextModel text_encoder = load_component<ClipTextModel, ClipTextConfig>(sources.text_encoder, options.dtype,
+  ClipTextModel text_encoder = load_component<ClipTextModel, ClipTextConfig>(sources.text_encoder, dtypes.text_encoder,
                                                                              "CLIPTextModel", text_encoder_weights);
   upload_weights(text_encoder, *backend);
   prompt_encoder.emplace(std::move(tokenizer), std::move(text_encoder), std::move(expansions));
   report_progress(options.progress, Phase::Loading, 2, total, "text_encoder");
-  unet.emplace(load_component<UNet2DConditionModel, UNet2DConditionConfig>(sources.unet, options.dtype,
+  unet.emplace(load_component<UNet2DConditionModel, UNet2DConditionConfig>(sources.unet, dtypes.unet,
                                                                           "UNet2DConditionModel", unet_weights));
   upload_weights(*unet, *backend);
   report_progress(options.progress, Phase::Loading, 3, total, "unet");
   // AutoencoderKL or AutoencoderTiny, by the VAE config's _class_name.
   const WeightSource& vae_source = *sources.vae.weights;
-  vae = load_autoencoder_from(sources.vae.config, vae_source,
-                              weight_dtype(options.dtype).value_or(stored_matrix_dtype(vae_source)));
+  vae = load_autoencoder_from(sources.vae.config, vae_source, dtypes.vae);
   vae_weights.add(vae_source);
   vae_weights.drop_pages();
   upload_weights(*vae, *backend);
@@ -228,13 +231,16 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   // a new chunk whenever the last one is full, and earlier chunks freed by a scope are not reused until
   // reset(), so a growing arena held several times its peak) and freed when the phase ends, so the text
   // encoder's, UNet's and VAE's activations are never held at the same time (nor between calls).
-  const AttentionParams attention = attention_params(p.attention);
+  // Each phase's attention computes its products in its component's weight precision.
+  const AttentionParams text_attention = attention_params(p.attention, dtypes.text_encoder);
+  const AttentionParams unet_attention = attention_params(p.attention, dtypes.unet);
+  const AttentionParams vae_attention = attention_params(p.attention, dtypes.vae);
   result.warnings.insert(result.warnings.begin(), load_warnings.begin(), load_warnings.end());
 
   // 1. Encode the input prompt: [uncond..., cond...] with classifier-free guidance.
   const PromptBatch batch{p.prompt, p.negative_prompt, p.num_images_per_prompt, do_cfg, p.clip_skip,
                           p.prompt_syntax == PromptSyntax::A1111};
-  const EncodedPrompts prompts = encode_prompt({run_on, attention, plan.encoding.arena}, *prompt_encoder, batch,
+  const EncodedPrompts prompts = encode_prompt({run_on, text_attention, plan.encoding.arena}, *prompt_encoder, batch,
                                                p.progress, result.memory.text_encoder_arena);
   end_phase(run_on, text_encoder_weights, result.memory.text_encoder_scratch);
   result.warnings.insert(result.warnings.end(), prompts.warnings.begin(), prompts.warnings.end());
@@ -263,8 +269,8 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   } else {
     const ImageRequest request{p.image, p.mask_image, size, effective_strength(p), inpainting_unet(), p.latents};
     report_progress(p.progress, Phase::Encoding, 0, 1, "image");
-    from = prepare_image_latents({run_on, attention, plan.image_encoding.arena}, *vae, *scheduler, generators, request,
-                                 latents_shape, p.num_inference_steps, vae_memory_options(p), keep_init_noise,
+    from = prepare_image_latents({run_on, vae_attention, plan.image_encoding.arena}, *vae, *scheduler, generators,
+                                 request, latents_shape, p.num_inference_steps, vae_memory_options(p), keep_init_noise,
                                  result.memory.vae_encoder_arena);
     end_phase(run_on, vae_weights, result.memory.vae_scratch);
     report_progress(p.progress, Phase::Encoding, 1, 1, "image");
@@ -275,7 +281,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   //    every block.
   {
     Arena arena(run_on, size_t(plan.denoising.arena));
-    Context ctx{run_on, arena, attention};
+    Context ctx{run_on, arena, unet_attention};
     if (p.stream_unet_weights) ctx.after_block = [&] { unet_weights.drop_pages(); };
     const NoiseModel unet_model = [&](const TensorView& input, const TensorView& t, const TensorView& noise_pred) {
       unet->forward(ctx, input, t, prompts.embeds, noise_pred);
@@ -305,7 +311,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
 
   // 5. Decode: vae.decode(latents / scaling_factor), then (x / 2 + 0.5) clamped, NHWC.
   report_progress(p.progress, Phase::Decoding, 0, 1);
-  const Tensor images = decode({run_on, attention, plan.decoding.arena}, *vae, latents, vae_memory_options(p),
+  const Tensor images = decode({run_on, vae_attention, plan.decoding.arena}, *vae, latents, vae_memory_options(p),
                                result.memory.vae_arena);
   end_phase(run_on, vae_weights, result.memory.vae_scratch);
   report_progress(p.progress, Phase::Decoding, 1, 1);

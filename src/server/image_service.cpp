@@ -110,7 +110,8 @@ Reply ImageService::generate(Api api, const std::string& body, const std::functi
   const GenerateResult& result = *job->result;
   for (size_t i = 0; i < result.images.size(); ++i)
     pngs.push_back(base64_encode(
-        encode_png(result.images[i], image_parameters(job->params, result, i, job->sampler, model_name_))));
+        encode_png(result.images[i], image_parameters(job->params, result, i, job->sampler, model_name_,
+                                                       options_.load.dtype))));
   return api == Api::OpenAI ? openai_reply(*job, pngs) : a1111_reply(*job, pngs);
 }
 
@@ -119,7 +120,7 @@ Reply ImageService::a1111_reply(const Job& job, const std::vector<std::string>& 
   const GenerateParams& p = job.params;
   json infotexts = json::array();
   for (size_t i = 0; i < result.images.size(); ++i)
-    infotexts.push_back(image_parameters(p, result, i, job.sampler, model_name_).at(0).second);
+    infotexts.push_back(image_parameters(p, result, i, job.sampler, model_name_, options_.load.dtype).at(0).second);
   const json info = {
       {"prompt", p.prompt.at(0)},
       {"negative_prompt", p.negative_prompt.empty() ? "" : p.negative_prompt.at(0)},

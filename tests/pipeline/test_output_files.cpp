@@ -26,5 +26,22 @@ TEST(OutputFiles, ParsesGridSpecs) {
     EXPECT_THROW(parse_grid_spec(bad), Error) << bad;
 }
 
+// The PNG parameters say fp16 and bf16 (the server's infotexts and the CLI's files share this text); fp32,
+// the default, is left unsaid so that fp32 files stay as they were.
+TEST(OutputFiles, ParametersSayANarrowDtype) {
+  GenerateParams params;
+  params.prompt = {"a cat"};
+  GenerateResult result;
+  result.seeds = {7};
+  result.image_shape = {1, 64, 64, 3};
+  auto text = [&](WeightDType dtype) {
+    return image_parameters(params, result, 0, "PNDMScheduler", "m", dtype)[0].second;
+  };
+  EXPECT_NE(text(WeightDType::BF16).find(", Dtype: bf16"), std::string::npos) << text(WeightDType::BF16);
+  EXPECT_NE(text(WeightDType::F16).find(", Dtype: fp16"), std::string::npos);
+  EXPECT_EQ(text(WeightDType::F32).find("Dtype"), std::string::npos);
+  EXPECT_EQ(text(WeightDType::Auto), text(WeightDType::F32));
+}
+
 }  // namespace
 }  // namespace kakusan

@@ -33,6 +33,7 @@
 #include "pipeline/generators.h"
 #include "pipeline/memory_plan.h"
 #include "pipeline/prepare_timesteps.h"
+#include "pipeline/run_options.h"
 #include "schedulers/scheduler.h"
 
 namespace kakusan {
@@ -218,6 +219,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
 
   AttentionParams attention;
   attention.strategy = options.attention;
+  attention.precision = attention_precision(options.weight_dtype);  // every component's matrices are in it
   r.device = options.device;
   ProfilingBackend counter(be);
   RssTracker rss;

@@ -5,7 +5,7 @@
 //   kakusan generate --model DIR [--vae DIR] --prompt P1 [--prompt P2 ...] [--negative-prompt N1 ...]
 //     [--steps N] [--guidance G] [--height H] [--width W] [--seed S1 [--seed S2 ...]]
 //     [--num-images-per-prompt K] [--eta E] [--scheduler ClassName|alias] [--scheduler-option key=value ...]
-//     [--attention-slicing auto|N|off] [--dtype fp32|fp16] [--threads N] [--output out.png] [--grid ROWSxCOLS]
+//     [--attention-slicing auto|N|off] [--dtype fp32|fp16|bf16] [--threads N] [--output out.png] [--grid ROWSxCOLS]
 //     [--save-tensors out.safetensors] [--clip-skip N] [--memory auto|refuse|off] [--max-memory 2G] [--quiet]
 //     [--generator cpu|cuda] [--cuda-sm-count N] [--cuda-threads-per-sm N] [--device cpu|reference|cuda[:N]]
 //     [--prompt-syntax diffusers|a1111] [--image in.png [--mask-image mask.png] [--strength S]]
@@ -27,6 +27,7 @@
 #include <memory>
 #include <optional>
 
+#include "bf16_notice.h"
 #include "command.h"
 #include "core/error.h"
 #include "core/philox_generator.h"
@@ -296,6 +297,7 @@ constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report it
 int run_generate(const GenerateOptions& o) {
   Request request = build_request(o);
   GenerateParams& params = request.params;
+  notice_bf16_speed(request.load.dtype == WeightDType::BF16, o.device);
 
   ProgressBar bar(stderr, ProgressBar::detect_style(stderr, o.quiet));
   request.load.progress = bar.callback();
@@ -325,7 +327,8 @@ int run_generate(const GenerateOptions& o) {
 
   // Outputs, each written atomically (temporary file + rename).
   const std::string model = model_display_name(o.model);
-  auto parameters_of = [&](size_t i) { return image_parameters(params, result, i, pipe.scheduler_name(), model); };
+  auto parameters_of = [&](size_t i) { return image_parameters(params, result, i, pipe.scheduler_name(), model,
+                                                                      request.load.dtype); };
   for (size_t i = 0; i < result.images.size(); ++i) {
     const std::filesystem::path path = image_output_path(o.output, int(i));
     write_png(path, result.images[i], parameters_of(i));
@@ -391,8 +394,9 @@ const bool registered = register_command({
       app.add_option("--attention-slicing", o->attention_slicing, "auto, a slice size, or off")->capture_default_str();
       app.add_option("--device", o->device, "where the models run: cpu (default), reference, cuda[:N] if built in");
       app.add_option("--dtype", o->dtype,
-                     "weights in memory: fp32, fp16 (prefers fp16 variant files) or bf16 (default: fp16 with "
-                     "--device cuda, as diffusers' torch_dtype=torch.float16; fp32 elsewhere)");
+                     "weights in memory: fp32, fp16 (prefers fp16 variant files) or bf16 "
+                     "(torch_dtype=torch.bfloat16: products in bf16 too); default: fp16 with --device cuda, as "
+                     "diffusers' torch_dtype=torch.float16, fp32 elsewhere");
       app.add_option("--variant", o->variant, "weight file variant to read (e.g. fp16)");
       app.add_option("--threads", o->threads, "threads (0 = all cores)")->capture_default_str();
       app.add_option("--output", o->output, "PNG path; image i > 0 goes to <stem>-<i>.png")->capture_default_str();

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 
+#include "bf16_notice.h"
 #include "command.h"
 #include "core/error.h"
 #include "server/http_server.h"
@@ -31,6 +32,7 @@ int run_serve(ServeFlags& f) {
       {"fp32", WeightDType::F32}, {"fp16", WeightDType::F16}, {"bf16", WeightDType::BF16}};
   server::ServeOptions& o = f.serve;
   o.service.load.dtype = dtypes.at(f.dtype);
+  notice_bf16_speed(f.dtype == "bf16", o.service.load.device);
   o.service.load.num_threads = f.threads;
   o.max_body_bytes = size_t(f.max_body);
   if (o.api_key.empty())

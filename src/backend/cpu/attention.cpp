@@ -5,13 +5,17 @@
 //  Flash  - tiles of queries x keys with an online softmax (running max and sum per query row), so no Tq x Tk
 //           matrix ever exists. Non-causal tiles work transposed (queries along SIMD lanes, see
 //           flash_tile_transposed); causal ones accumulate the output rows in place.
-// q, k, v are read in place through their row strides (slices of a fused projection need no copy).
+// q, k, v are read in place through their row strides (slices of a fused projection need no copy). In reduced
+// precision (AttentionParams::precision) they are rounded copies instead, the softmax shifts by powers of two
+// and its unnormalised probabilities are rounded before P·V, the division by their sum coming after
+// (backend/precision.h): every strategy then rounds the same numbers as the reference.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/rounding.h"
 #include "backend/cpu/scratch.h"
 #include "backend/cpu/vec_math.h"
 #include "core/thread_pool.h"
@@ -30,9 +34,9 @@ struct Rows {
   int64_t batch_stride, row_stride;
 };
 
-Rows rows_of(const TensorView& v, Slot slot) {
-  const bool usable = v.dtype == DType::F32 && (v.dim(2) <= 1 || v.strides[2] == 1);
-  const TensorView r = usable ? v : dense_f32(v, slot);
+Rows rows_of(const TensorView& v, DType precision, Slot slot) {
+  const bool usable = v.dtype == DType::F32 && (v.dim(2) <= 1 || v.strides[2] == 1) && precision == DType::F32;
+  const TensorView r = usable ? v : rounded_dense(v, precision, slot);
   return {r.f32(), r.strides[0], r.strides[1]};
 }
 
@@ -51,23 +55,38 @@ struct Problem {
   float* out_head(int64_t bh) const { return out + bh / d.heads * out_batch_stride + bh % d.heads * d.value_dim; }
   // Keys query row i may see.
   int64_t visible(int64_t i) const { return p.causal ? std::min(i + 1, d.kv_len) : d.kv_len; }
+  bool reduced() const { return p.precision != DType::F32; }
+  // Floats full_head needs: the scores, and in reduced precision each row's sum.
+  int64_t head_scratch() const { return d.q_len * d.kv_len + (reduced() ? d.q_len : 0); }
 };
 
-// One (batch, head) with its whole Tq x Tk score matrix in `scores`.
+// One (batch, head) with its whole Tq x Tk score matrix in `scores` (head_scratch() floats).
 void full_head(const Problem& pr, int64_t bh, float* scores) {
   const AttentionDims& d = pr.d;
+  float* inverse_sums = scores + d.q_len * d.kv_len;  // reduced precision only
   sgemm(false, true, d.q_len, d.kv_len, d.head_dim, pr.p.scale, pr.q_head(bh), pr.q.row_stride, pr.k_head(bh),
         pr.k.row_stride, 0.0f, scores, d.kv_len);
   parallel_for(d.q_len, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       float* row = scores + i * d.kv_len;
       const int64_t keys = pr.visible(i);
-      softmax_row(row, keys);
+      if (pr.reduced()) {
+        const float shift = softmax_shift_exponent(row_max(row, keys)) * kLn2;
+        inverse_sums[i] = 1.0f / exp_shifted_sum(row, keys, shift);
+        round_floats(pr.p.precision, row, row, keys);
+      } else {
+        softmax_row(row, keys);
+      }
       std::fill(row + keys, row + d.kv_len, 0.0f);
     }
   }, std::max<int64_t>(1, 16384 / std::max<int64_t>(d.kv_len, 1)));
+  float* out = pr.out_head(bh);
   sgemm(false, false, d.q_len, d.value_dim, d.kv_len, 1.0f, scores, d.kv_len, pr.v_head(bh), pr.v.row_stride, 0.0f,
-        pr.out_head(bh), pr.out_row_stride);
+        out, pr.out_row_stride);
+  if (pr.reduced()) {
+    for (int64_t i = 0; i < d.q_len; ++i)
+      for (int64_t e = 0; e < d.value_dim; ++e) out[i * pr.out_row_stride + e] *= inverse_sums[i];
+  }
 }
 
 // Runs fn(bh) for bh in [begin, end), one (batch, head) per thread; with a single pair, the GEMMs and the
@@ -80,13 +99,12 @@ void for_heads(int64_t begin, int64_t end, Fn&& fn) {
 }
 
 void full(const Problem& pr) {
-  const int64_t matrix = pr.d.q_len * pr.d.kv_len;
   for_heads(0, pr.d.batch * pr.d.heads,
-            [&](int64_t bh) { full_head(pr, bh, scratch(Slot::Work).floats(size_t(matrix))); });
+            [&](int64_t bh) { full_head(pr, bh, scratch(Slot::Work).floats(size_t(pr.head_scratch()))); });
 }
 
 void sliced(const Problem& pr) {
-  const int64_t pairs = pr.d.batch * pr.d.heads, matrix = pr.d.q_len * pr.d.kv_len;
+  const int64_t pairs = pr.d.batch * pr.d.heads, matrix = pr.head_scratch();
   const int64_t slice = pr.p.slice_size > 0 ? std::min<int64_t>(pr.p.slice_size, pairs) : 1;
   float* scores = scratch(Slot::Work).floats(size_t(slice * matrix));
   for (int64_t start = 0; start < pairs; start += slice) {
@@ -117,11 +135,13 @@ void flash_tile(const Problem& pr, int64_t bh, int64_t q0, int64_t rows) {
       const int64_t valid = std::clamp<int64_t>(pr.visible(q0 + i) - k0, 0, cols);
       std::fill(row + valid, row + cols, 0.0f);
       if (valid == 0) continue;
-      const float old_max = row_max_so_far[i];
-      const float new_max = std::max(old_max, row_max(row, valid));
-      const float sum = exp_shifted_sum(row, valid, new_max);
+      // In reduced precision the running "max" is the power-of-two shift's exponent k (precision.h).
+      const float old_max = row_max_so_far[i], tile_max = row_max(row, valid);
+      const float new_max = std::max(old_max, pr.reduced() ? softmax_shift_exponent(tile_max) : tile_max);
+      const float sum = exp_shifted_sum(row, valid, pr.reduced() ? new_max * kLn2 : new_max);
+      if (pr.reduced()) round_floats(pr.p.precision, row, row, valid);
       if (old_max != -std::numeric_limits<float>::infinity() && old_max != new_max) {
-        const float rescale = fast_exp(old_max - new_max);
+        const float rescale = pr.reduced() ? std::ldexp(1.0f, int(old_max - new_max)) : fast_exp(old_max - new_max);
         row_sum_so_far[i] *= rescale;
         float* o = out + i * pr.out_row_stride;
         for (int64_t e = 0; e < d.value_dim; ++e) o[e] *= rescale;
@@ -162,7 +182,8 @@ void flash_tile_transposed(const Problem& pr, int64_t bh, int64_t q0, int64_t ro
     sgemm(false, true, cols, rows, d.head_dim, pr.p.scale, pr.k_head(bh) + k0 * pr.k.row_stride, pr.k.row_stride,
           q, pr.q.row_stride, 0.0f, st, ld);
     // Old max -inf (first tile): rescale is ~1e-38, applied to a zero sum and output.
-    column_softmax_step(st, cols, rows, ld, running_max, rescale, tile_sum);  // at most kFlashKeys terms per sum
+    // At most kFlashKeys terms per sum.
+    column_softmax_step(st, cols, rows, ld, running_max, rescale, tile_sum, pr.p.precision);
     for (int64_t j = 0; j < rows; ++j) running_sum[j] = running_sum[j] * rescale[j] + tile_sum[j];
     if (k0 > 0) {
       for (int64_t e = 0; e < dv; ++e) {
@@ -199,7 +220,8 @@ void flash(const Problem& pr) {
 void attention(const AttentionDims& d, const TensorView& q, const TensorView& k, const TensorView& v,
                const AttentionParams& p, const TensorView& out) {
   DenseOutput o(out, Slot::Output);
-  const Problem pr{d, p, rows_of(q, Slot::Input), rows_of(k, Slot::Input2), rows_of(v, Slot::Input3),
+  const Problem pr{d, p, rows_of(q, p.precision, Slot::Input), rows_of(k, p.precision, Slot::Input2),
+                   rows_of(v, p.precision, Slot::Input3),
                    o.data(), d.q_len * d.heads * d.value_dim, d.heads * d.value_dim};
   if (d.batch * d.heads * d.q_len > 0) {
     switch (p.strategy) {

@@ -1,12 +1,15 @@
 // conv2d: 3x3 stride-1 convolutions over enough pixels use Winograd (conv2d_winograd.cpp); 1x1 stride-1
 // convolutions are one GEMM per image on NCHW as it is; every other kernel goes through im2col in tiles of
 // output rows (so the column buffer stays a few MB even for the VAE at 512x512) + GEMM. f16 weights are
-// converted a panel of output channels at a time (for_each_weight_panel), never whole.
+// converted a panel of output channels at a time (for_each_weight_panel), never whole. With a bf16 weight the
+// input is rounded to bf16 where it is copied (im2col, Winograd's input transform), so 1x1 convolutions
+// then go through im2col too (its tiles bound the rounded copy).
 #include <algorithm>
 #include <cstring>
 
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/rounding.h"
 #include "backend/cpu/scratch.h"
 #include "core/thread_pool.h"
 
@@ -24,7 +27,9 @@ void valid_columns(int64_t kx, const ConvDims& d, const Conv2dParams& p, int64_t
 }
 
 // col[(c·kh + ky)·kw + kx, (oy - row0)·Wo + ox] = x[c, oy·s - pad_top + ky, ox·s - pad_left + kx] (0 outside).
-void im2col(const float* x, const ConvDims& d, const Conv2dParams& p, int64_t row0, int64_t rows, float* col) {
+// Rounded to `precision` (F32: as it is).
+void im2col(const float* x, const ConvDims& d, const Conv2dParams& p, int64_t row0, int64_t rows, DType precision,
+            float* col) {
   const int64_t taps = d.kernel_h * d.kernel_w, cols = rows * d.out_width;
   parallel_for(d.in_channels * taps, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
@@ -48,6 +53,7 @@ void im2col(const float* x, const ConvDims& d, const Conv2dParams& p, int64_t ro
           for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = plane[base + ox * p.stride];
         }
       }
+      if (precision != DType::F32) round_floats(precision, col + r * cols, col + r * cols, cols);
     }
   }, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)));
 }
@@ -59,15 +65,16 @@ void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const T
   const float* input = dense_f32(x, Slot::Input).f32();
   const float* b = param_f32(bias, Slot::Bias);
   DenseOutput out(y, Slot::Output);
+  const DType precision = product_precision(w);
   if (winograd_applies(d, p)) {
-    conv2d_winograd(d, input, w, b, p, out.data());
+    conv2d_winograd(d, input, w, b, p, precision, out.data());
     out.finish();
     return;
   }
   const int64_t in_plane = d.height * d.width, out_plane = d.out_height * d.out_width;
   const int64_t k = d.in_channels * d.kernel_h * d.kernel_w;
   const bool pointwise = d.kernel_h == 1 && d.kernel_w == 1 && p.stride == 1 && p.pad_top == 0 &&
-                         p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0;
+                         p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0 && precision == DType::F32;
   const float beta = b != nullptr ? 1.0f : 0.0f;
   float* output = out.data();
   if (b != nullptr) {
@@ -94,7 +101,7 @@ void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const T
   for (int64_t row0 = 0; row0 < d.out_height; row0 += tile_rows) {
     const int64_t rows = std::min(tile_rows, d.out_height - row0), cols = rows * d.out_width;
     for (int64_t n = 0; n < d.batch; ++n)
-      im2col(input + n * d.in_channels * in_plane, d, p, row0, rows, col + n * k * cols);
+      im2col(input + n * d.in_channels * in_plane, d, p, row0, rows, precision, col + n * k * cols);
     for_each_weight_panel(w, d.out_channels, k, [&](int64_t first, int64_t panel_rows, const float* panel) {
       for (int64_t n = 0; n < d.batch; ++n)
         sgemm(false, false, panel_rows, cols, k, 1.0f, panel, k, col + n * k * cols, cols, beta,

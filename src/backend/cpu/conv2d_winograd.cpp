@@ -8,6 +8,7 @@
 
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/rounding.h"
 #include "backend/cpu/scratch.h"
 #include "core/thread_pool.h"
 
@@ -50,8 +51,9 @@ struct TileGrid {
 // (image-major, then row-major). Vectorised across the tiles of a tile row:
 // with a zero-padded copy of each input row split into even and odd elements (e[t] = row[2t], o[t] =
 // row[2t + 1]), tile t's four inputs are e[t], o[t], e[t + 1], o[t + 1], so every step is a contiguous loop.
+// The split rows are rounded to `precision` (the products' rule applies to the input, not to V).
 void transform_input(const float* x, const ConvDims& d, const Conv2dParams& p, const TileGrid& grid, int64_t first,
-                     int64_t n, int64_t c0, int64_t c1, float* v) {
+                     int64_t n, int64_t c0, int64_t c1, DType precision, float* v) {
   const int64_t plane = d.height * d.width, block = (c1 - c0) * n;
   // Tile rows of the whole batch: global row gr is row gr % grid.rows of image gr / grid.rows.
   const int64_t row_begin = first / grid.cols, row_end = (first + n + grid.cols - 1) / grid.cols;
@@ -81,6 +83,10 @@ void transform_input(const float* x, const ConvDims& d, const Conv2dParams& p, c
               const int64_t xe = 2 * t - p.pad_left, xo = xe + 1;
               even[t] = xe >= 0 && xe < d.width ? row[xe] : 0.0f;
               odd[t] = xo >= 0 && xo < d.width ? row[xo] : 0.0f;
+            }
+            if (precision != DType::F32) {
+              round_floats(precision, even, even, span);
+              round_floats(precision, odd, odd, span);
             }
           }
           float* c0 = ct + (r * 4 + 2) * span;  // scratch rows for the results, then moved into place
@@ -160,7 +166,7 @@ bool winograd_applies(const ConvDims& d, const Conv2dParams& p) {
 }
 
 void conv2d_winograd(const ConvDims& d, const float* input, const TensorView& weight, const float* bias,
-                     const Conv2dParams& p, float* output) {
+                     const Conv2dParams& p, DType precision, float* output) {
   const TileGrid grid{(d.out_height + 1) / 2, (d.out_width + 1) / 2};
   const int64_t total = d.batch * grid.count();  // tiles of all images: small images share one GEMM
   // U and V in bounded pieces (scratch_limits): all of U for 1280x1280 channels would be 105 MB, all of V
@@ -190,7 +196,7 @@ void conv2d_winograd(const ConvDims& d, const float* input, const TensorView& we
       const int64_t count = std::min(block_tiles, total - first);
       for (int64_t c0 = 0; c0 < d.in_channels; c0 += chunk_channels) {
         const int64_t c1 = std::min(d.in_channels, c0 + chunk_channels);
-        transform_input(input, d, p, grid, first, count, c0, c1, v);
+        transform_input(input, d, p, grid, first, count, c0, c1, precision, v);
         const float beta = c0 == 0 ? 0.0f : 1.0f;
         parallel_for(kPoints, [&](int64_t begin, int64_t end) {  // 16 independent GEMMs, one per point
           for (int64_t pt = begin; pt < end; ++pt)

@@ -1,14 +1,18 @@
-// linear on the GEMM of gemm.h.
+// linear on the GEMM of gemm.h; with a bf16 weight the input is rounded to bf16 first (backend.h's
+// precision rule), a block of rows at a time into bounded scratch, and the f32 GEMM then multiplies the
+// rounded operands exactly.
 #include <algorithm>
 
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/rounding.h"
 #include "backend/cpu/scratch.h"
 #include "core/thread_pool.h"
 
 namespace kakusan::cpu {
 void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const TensorView& bias,
             const TensorView& y) {
+  const DType precision = product_precision(w);
   const float* input = dense_f32(x, Slot::Input).f32();
   const float* b = param_f32(bias, Slot::Bias);
   DenseOutput out(y, Slot::Output);
@@ -18,10 +22,27 @@ void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const
       for (int64_t r = begin; r < end; ++r) std::copy(b, b + d.n, o + r * d.n);
     }, std::max<int64_t>(1, 16384 / std::max<int64_t>(d.n, 1)));
   }
-  // Output columns [first, first + rows) come from weight rows [first, first + rows).
-  for_each_weight_panel(w, d.n, d.k, [&](int64_t first, int64_t rows, const float* panel) {
-    sgemm(false, true, d.m, rows, d.k, 1.0f, input, d.k, panel, d.k, b != nullptr ? 1.0f : 0.0f, o + first, d.n);
-  });
+  // f32: all rows at once. bf16: blocks of rows rounded into scratch, each multiplied by every weight panel (a
+  // bf16 weight is then converted once per block: a few times at most, against a GEMM of block rows).
+  const int64_t block = precision == DType::F32
+                            ? d.m
+                            : std::clamp<int64_t>(scratch_limits().rounded_input / std::max<int64_t>(d.k, 1), 1, d.m);
+  float* rounded = precision == DType::F32 ? nullptr : scratch(Slot::Input2).floats(size_t(block * d.k));
+  for (int64_t r0 = 0; r0 < d.m; r0 += block) {
+    const int64_t m = std::min(block, d.m - r0);
+    const float* a = input + r0 * d.k;
+    if (rounded != nullptr) {
+      parallel_for(m * d.k, [&](int64_t begin, int64_t end) {
+        round_floats(precision, a + begin, rounded + begin, end - begin);
+      }, 1 << 15);
+      a = rounded;
+    }
+    // Output columns [first, first + rows) come from weight rows [first, first + rows).
+    for_each_weight_panel(w, d.n, d.k, [&](int64_t first, int64_t rows, const float* panel) {
+      sgemm(false, true, m, rows, d.k, 1.0f, a, d.k, panel, d.k, b != nullptr ? 1.0f : 0.0f, o + r0 * d.n + first,
+            d.n);
+    });
+  }
   out.finish();
 }
 

@@ -1,10 +1,14 @@
 // The fast CPU kernels behind cpu_backend(), one family per file. Arguments are checked by the backend
 // (backend/op_checks.h) before these run. Weights in f16/bf16 are converted to float32 at use, a panel at a
-// time, into reused scratch (for_each_weight_panel in gemm.h), so an fp16 model keeps fp16 memory.
+// time, into reused scratch (for_each_weight_panel in gemm.h), so an fp16 model keeps fp16 memory. Products
+// in bf16 (a bf16 weight, AttentionParams::precision) run on the same f32 GEMMs with their activation
+// operands rounded (rounding.h): exact products, f32 sums — and faster here than AVX512_BF16's vdpbf16ps,
+// which this machine runs at half its FMA rate (bench_ops prints both peaks).
 #pragma once
 
 #include "backend/backend.h"
 #include "backend/op_checks.h"
+#include "backend/precision.h"
 #include "backend/cpu/scratch.h"
 
 namespace kakusan::cpu {
@@ -14,10 +18,11 @@ void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const
 void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const TensorView& bias,
             const Conv2dParams& p, const TensorView& y);
 // Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions over enough pixels and channels (conv2d_winograd.cpp);
-// conv2d uses it whenever winograd_applies().
+// conv2d uses it whenever winograd_applies(). The input is rounded to `precision` (product_precision of the
+// weight) as it is read, before the (f32) transforms.
 bool winograd_applies(const ConvDims& d, const Conv2dParams& p);
 void conv2d_winograd(const ConvDims& d, const float* input, const TensorView& weight, const float* bias,
-                     const Conv2dParams& p, float* output);
+                     const Conv2dParams& p, DType precision, float* output);
 void group_norm(const GroupNormDims& d, const TensorView& x, int groups, const TensorView& gamma,
                 const TensorView& beta, float eps, Activation act, const TensorView& y);
 void layer_norm(const RowsDims& d, const TensorView& x, const TensorView& gamma, const TensorView& beta, float eps,

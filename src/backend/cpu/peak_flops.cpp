@@ -62,7 +62,37 @@ double fma_peak_one_thread(double seconds) {
   return double(iterations) * kChains * kWidth * 2 / elapsed / 1e9;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f,avx512bf16"))) double dpbf16_peak_one_thread(double seconds) {
+  constexpr int kChains = 12;
+  __m512 acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(float(i) * 1e-3f);
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3380);  // 1, ~6e-8
+  const double start = thread_cpu_seconds();
+  int64_t iterations = 0;
+  double elapsed = 0;
+  while ((elapsed = thread_cpu_seconds() - start) < seconds) {
+    for (int rep = 0; rep < 100000; ++rep)
+      for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+    iterations += 100000;
+  }
+  float total = 0;
+  for (int i = 0; i < kChains; ++i) total += _mm512_reduce_add_ps(acc[i]);
+  volatile float sink = total;
+  (void)sink;
+  return double(iterations) * kChains * 32 * 2 / elapsed / 1e9;
+}
+#endif
+
 }  // namespace
+
+double measure_bf16_dot_peak_gflops(double seconds) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx512bf16")) return dpbf16_peak_one_thread(seconds);
+#endif
+  (void)seconds;
+  return 0;
+}
 
 double measure_peak_gflops(int threads, double seconds) {
   threads = std::max(threads, 1);

@@ -11,4 +11,11 @@ double measure_peak_gflops(int threads, double seconds = 0.5);
 // The vectors the loop uses: "AVX-512", "AVX2" or "scalar" (a lower bound: built without FMA).
 const char* peak_vector_isa();
 
+// GFLOP/s of one thread running AVX512_BF16 dot products (vdpbf16ps: 32 bf16 multiply-adds into 16 f32
+// lanes) the same way, or 0 where the CPU lacks them (checked at run time; the loop is compiled for them
+// whatever the build targets). Why it is measured: the bf16 products (backend.h) go through the fp32 GEMMs
+// on rounded operands because on this project's machine vdpbf16ps runs at half the FMA loop's rate, not
+// twice (README, Performance); a CPU where it is faster shows it here first.
+double measure_bf16_dot_peak_gflops(double seconds = 0.5);
+
 }  // namespace kakusan

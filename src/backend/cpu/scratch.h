@@ -39,6 +39,7 @@ struct ScratchLimits {
                                                 // converted once per tile (8 MB tiles: +4% UNet time)
   int64_t winograd_weights = int64_t(1) << 22;  // 16 MB
   int64_t winograd_inputs = int64_t(1) << 22;   // 16 MB
+  int64_t rounded_input = int64_t(1) << 22;     // 16 MB: a block of a bf16-weight linear's input rows, rounded
 };
 ScratchLimits& scratch_limits();
 

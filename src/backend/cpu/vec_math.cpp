@@ -1,4 +1,5 @@
 #include "backend/cpu/vec_math.h"
+#include "backend/precision.h"
 
 #if defined(__AVX512F__)
 // GCC 12 reports its own AVX-512 intrinsics' _mm512_undefined_* results as uninitialised (a known false
@@ -105,6 +106,20 @@ inline __m512 exp16(__m512 x) {
 
 __mmask16 tail_mask(int64_t remaining) { return __mmask16((1u << remaining) - 1u); }
 
+// round_to(precision, e) on 16 lanes of finite e (exp results): bf16 by adding half an ulp (ties to even)
+// and clearing the low bits, f16 through the conversion instructions.
+inline __m512 round16(DType precision, __m512 e) {
+  if (precision == DType::BF16) {
+    const __m512i x = _mm512_castps_si512(e);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+    const __m512i up = _mm512_add_epi32(x, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+    return _mm512_castsi512_ps(_mm512_and_si512(up, _mm512_set1_epi32(int32_t(0xffff0000u))));
+  }
+  if (precision == DType::F16)
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(e, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  return e;
+}
+
 float row_max(const float* x, int64_t n) {
   const __m512 lowest = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   __m512 m0 = lowest, m1 = lowest;
@@ -145,14 +160,16 @@ float exp_shifted_sum(float* row, int64_t n, float shift) {
 }
 
 void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
-                         float* tile_sum) {
+                         float* tile_sum, DType probabilities) {
+  const bool power_of_two_shift = probabilities != DType::F32;
   // One strip of 16 lanes at a time: its keys x 16 scores (32 KiB at 512 keys) stay in L1 between the max
   // pass and the exp pass.
   for (int64_t j = 0; j < lanes; j += 16) {
     const __mmask16 mask = tail_mask(std::min<int64_t>(16, lanes - j));
     const __m512 lowest = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
     const __m512 old_max = _mm512_mask_loadu_ps(lowest, mask, running_max + j);
-    __m512 m0 = old_max, m1 = lowest, m2 = lowest, m3 = lowest;  // four chains hide the max latency
+    // Four chains hide the max latency; an exponent k is not comparable with scores, so it joins after.
+    __m512 m0 = power_of_two_shift ? lowest : old_max, m1 = lowest, m2 = lowest, m3 = lowest;
     const float* col = scores + j;
     int64_t k = 0;
     for (; k + 4 <= keys; k += 4) {
@@ -162,23 +179,32 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
       m3 = _mm512_max_ps(m3, _mm512_mask_loadu_ps(lowest, mask, col + (k + 3) * ld));
     }
     for (; k < keys; ++k) m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(lowest, mask, col + k * ld));
-    const __m512 new_max = _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3));
+    __m512 new_max = _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)), shift = new_max;
+    if (power_of_two_shift) {  // as softmax_shift_exponent: ceil(max · log2 e)
+      const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(new_max, _mm512_set1_ps(1.44269504088896341f)),
+                                            _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+      new_max = _mm512_max_ps(old_max, k);
+      shift = _mm512_mul_ps(new_max, _mm512_set1_ps(kLn2));
+      // 2^(old - new), exact; 0 on the first tile (old = -inf).
+      _mm512_mask_storeu_ps(rescale + j, mask, _mm512_scalef_ps(_mm512_set1_ps(1.0f), _mm512_sub_ps(old_max, new_max)));
+    } else {
+      _mm512_mask_storeu_ps(rescale + j, mask, exp16(_mm512_sub_ps(old_max, new_max)));
+    }
     _mm512_mask_storeu_ps(running_max + j, mask, new_max);
-    _mm512_mask_storeu_ps(rescale + j, mask, exp16(_mm512_sub_ps(old_max, new_max)));
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     float* out = scores + j;
     k = 0;
     for (; k + 2 <= keys; k += 2) {
-      const __m512 e0 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), new_max));
-      const __m512 e1 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + (k + 1) * ld), new_max));
-      _mm512_mask_storeu_ps(out + k * ld, mask, e0);
-      _mm512_mask_storeu_ps(out + (k + 1) * ld, mask, e1);
+      const __m512 e0 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), shift));
+      const __m512 e1 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + (k + 1) * ld), shift));
+      _mm512_mask_storeu_ps(out + k * ld, mask, round16(probabilities, e0));
+      _mm512_mask_storeu_ps(out + (k + 1) * ld, mask, round16(probabilities, e1));
       s0 = _mm512_add_ps(s0, e0);
       s1 = _mm512_add_ps(s1, e1);
     }
     if (k < keys) {
-      const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), new_max));
-      _mm512_mask_storeu_ps(out + k * ld, mask, e);
+      const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), shift));
+      _mm512_mask_storeu_ps(out + k * ld, mask, round16(probabilities, e));
       s0 = _mm512_add_ps(s0, e);
     }
     _mm512_mask_storeu_ps(tile_sum + j, mask, _mm512_add_ps(s0, s1));
@@ -188,21 +214,30 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
 #else
 
 void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
-                         float* tile_sum) {
-  std::copy(running_max, running_max + lanes, rescale);
+                         float* tile_sum, DType probabilities) {
+  const bool power_of_two_shift = probabilities != DType::F32;
+  std::copy(running_max, running_max + lanes, rescale);  // the old maxima (or exponents)
+  std::fill(tile_sum, tile_sum + lanes, -std::numeric_limits<float>::infinity());  // the tile's maxima, first
   for (int64_t k = 0; k < keys; ++k) {
     const float* row = scores + k * ld;
-    for (int64_t j = 0; j < lanes; ++j) running_max[j] = running_max[j] < row[j] ? row[j] : running_max[j];
+    for (int64_t j = 0; j < lanes; ++j) tile_sum[j] = std::max(tile_sum[j], row[j]);
   }
   for (int64_t j = 0; j < lanes; ++j) {
-    rescale[j] = fast_exp(rescale[j] - running_max[j]);
+    const float old = rescale[j];
+    if (power_of_two_shift) {
+      running_max[j] = std::max(old, softmax_shift_exponent(tile_sum[j]));
+      rescale[j] = old == -std::numeric_limits<float>::infinity() ? 0.0f : std::ldexp(1.0f, int(std::max(old - running_max[j], -300.0f)));
+    } else {
+      running_max[j] = std::max(old, tile_sum[j]);
+      rescale[j] = fast_exp(old - running_max[j]);
+    }
     tile_sum[j] = 0.0f;
   }
   for (int64_t k = 0; k < keys; ++k) {
     float* row = scores + k * ld;
     for (int64_t j = 0; j < lanes; ++j) {
-      const float e = fast_exp(row[j] - running_max[j]);
-      row[j] = e;
+      const float e = fast_exp(row[j] - (power_of_two_shift ? running_max[j] * kLn2 : running_max[j]));
+      row[j] = round_to(probabilities, e);
       tile_sum[j] += e;
     }
   }

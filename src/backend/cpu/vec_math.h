@@ -74,9 +74,12 @@ void softmax_row(float* row, int64_t n);
 
 // One key tile of the transposed online softmax (Flash attention): `scores` is [keys, lanes] with row stride
 // ld, one query per lane. Per lane: running_max takes the tile's max, rescale = e^(old max - new max), the
-// scores become e^(score - new max) in place and tile_sum their float sum.
+// scores become e^(score - new max) in place and tile_sum their float sum. With `probabilities` BF16 or F16
+// (attention in reduced precision, backend/precision.h), running_max holds the shift's exponent k instead: it
+// takes softmax_shift_exponent(tile max), rescale = 2^(old k - new k) exactly, and the scores become
+// e^(s - k·ln 2) rounded to that precision (tile_sum sums them unrounded).
 void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
-                         float* tile_sum);
+                         float* tile_sum, DType probabilities = DType::F32);
 
 // Sum and max of a row with several independent lanes so the loops vectorise without -ffast-math.
 float row_max(const float* x, int64_t n);

@@ -1,6 +1,8 @@
 // The reference backend: every op as the plain formula, in loops simple enough to check by eye. Inputs of any
 // strides and float dtype are first copied into dense float32 tensors and sums run in double, so these
-// numbers are the yardstick the fast kernels are tested against, never a fast path.
+// numbers are the yardstick the fast kernels are tested against, never a fast path. Reduced-precision
+// products (a bf16 weight, AttentionParams::precision) round their operands first (backend/precision.h); the
+// rounded operands' products are exact in double, so only the rounding itself changes the result.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -9,6 +11,7 @@
 #include "backend/backend.h"
 #include "backend/op_checks.h"
 #include "backend/op_formulas.h"
+#include "backend/precision.h"
 #include "core/half.h"
 
 namespace kakusan {
@@ -56,6 +59,12 @@ std::vector<float> dense(const TensorView& v) {
   return out;
 }
 
+// The same values rounded to `precision` (backend.h's rule for reduced-precision operands).
+std::vector<float> rounded(std::vector<float> values, DType precision) {
+  for (float& e : values) e = round_to(precision, e);
+  return values;
+}
+
 // Writes a dense row-major result into y (any strides).
 void write(const std::vector<float>& values, const TensorView& y) {
   for (int64_t i = 0; i < y.numel(); ++i) store(y, offset_of(y, i), values[size_t(i)]);
@@ -94,7 +103,7 @@ class ReferenceBackend final : public Backend {
 
   void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) override {
     const LinearDims d = check_linear(x, w, bias, y);
-    const auto xs = dense(x), ws = dense(w), bs = dense(bias);
+    const auto xs = rounded(dense(x), product_precision(w)), ws = dense(w), bs = dense(bias);
     std::vector<float> ys(size_t(d.m * d.n));
     for (int64_t i = 0; i < d.m; ++i)
       for (int64_t o = 0; o < d.n; ++o) {
@@ -108,7 +117,7 @@ class ReferenceBackend final : public Backend {
   void conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
               const TensorView& y) override {
     const ConvDims d = check_conv2d(x, w, bias, p, y);
-    const auto xs = dense(x), ws = dense(w), bs = dense(bias);
+    const auto xs = rounded(dense(x), product_precision(w)), ws = dense(w), bs = dense(bias);
     std::vector<float> ys(size_t(y.numel()));
     for (int64_t n = 0; n < d.batch; ++n)
       for (int64_t o = 0; o < d.out_channels; ++o)
@@ -181,7 +190,9 @@ class ReferenceBackend final : public Backend {
   void attention(const TensorView& q, const TensorView& k, const TensorView& v, const AttentionParams& p,
                  const TensorView& out) override {
     const AttentionDims d = check_attention(q, k, v, p, out);
-    const auto qs = dense(q), ks = dense(k), vs = dense(v);
+    const bool reduced = p.precision != DType::F32;
+    const auto qs = rounded(dense(q), p.precision), ks = rounded(dense(k), p.precision);
+    const auto vs = rounded(dense(v), p.precision);
     std::vector<float> os(size_t(out.numel()));
     std::vector<double> scores(size_t(d.kv_len));
     const int64_t qw = d.heads * d.head_dim, vw = d.heads * d.value_dim;
@@ -197,12 +208,26 @@ class ReferenceBackend final : public Backend {
             for (int64_t e = 0; e < d.head_dim; ++e) dot += double(qi[e]) * kj[e];
             scores[j] = double(p.scale) * dot;
           }
-          softmax_row(scores.data(), keys);
+          // f32: the normalised softmax. Reduced precision: e^(s − k·ln 2) rounded, divided by the sum of the
+          // unrounded values after the product (precision.h says why the shift is a power of two).
+          double norm = 1;
+          if (reduced) {
+            const double max = *std::max_element(scores.begin(), scores.begin() + keys);
+            const double shift = double(softmax_shift_exponent(float(max))) * std::log(2.0);
+            norm = 0;
+            for (int64_t j = 0; j < keys; ++j) {
+              const double e = std::exp(scores[j] - shift);
+              norm += e;
+              scores[j] = round_to(p.precision, float(e));
+            }
+          } else {
+            softmax_row(scores.data(), keys);
+          }
           float* oi = os.data() + (b * d.q_len + i) * vw + h * d.value_dim;
           for (int64_t e = 0; e < d.value_dim; ++e) {
             double acc = 0;
             for (int64_t j = 0; j < keys; ++j) acc += scores[j] * vs[(b * d.kv_len + j) * vw + h * d.value_dim + e];
-            oi[e] = float(acc);
+            oi[e] = float(acc / norm);
           }
         }
     write(os, out);

@@ -1,0 +1,356 @@
+// Reduced-precision products (backend.h: "products take the precision of their weight"): bf16 weights round
+// linear's and conv2d's activations to bf16; AttentionParams::precision rounds q, k, v and the softmax
+// probabilities. The CPU backend against the reference on every path, and tests that fail when the rounding
+// is skipped.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "backend/backend.h"
+#include "backend/cpu/scratch.h"
+#include "random_tensors.h"
+#include "support/golden.h"
+
+namespace kakusan {
+namespace {
+
+using testing::random_tensor;
+using testing::random_weights;
+using testing::Tolerance;
+
+// Both backends multiply the same rounded operands, and bf16 x bf16 products are exact in f32: only the
+// accumulation differs (f32 in the GEMMs, double in the reference), as for f32 weights — the same bound as
+// test_cpu_ops' kGemm.
+constexpr Tolerance kGemm{2e-5, 2e-5};
+
+Backend& fast() { return cpu_backend(); }
+Backend& ref() { return reference_backend(); }
+
+// x rounded to bf16 and back: the activation the contract multiplies.
+Tensor pre_rounded(const Tensor& x, DType precision = DType::BF16) { return x.to(precision).to(DType::F32); }
+
+double max_abs_difference(const Tensor& a, const Tensor& b) {
+  double worst = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) worst = std::max(worst, double(std::abs(a.f32()[i] - b.f32()[i])));
+  return worst;
+}
+
+// ---- linear ----
+
+struct LinearCase {
+  Shape x;
+  int64_t out;
+  bool bias;
+};
+
+class Bf16Linear : public ::testing::TestWithParam<LinearCase> {};
+
+TEST_P(Bf16Linear, MatchesReference) {
+  const LinearCase& c = GetParam();
+  const int64_t in = c.x.dim(-1);
+  Tensor x = random_tensor(c.x, 1);
+  Tensor w = random_weights({c.out, in}, in, 2, DType::BF16);
+  Tensor b = c.bias ? random_tensor({c.out}, 3) : Tensor();
+  Shape ys = c.x;
+  ys[ys.rank() - 1] = c.out;
+  Tensor got = Tensor::empty(ys), want = Tensor::empty(ys);
+  fast().linear(x, w, b, got);
+  ref().linear(x, w, b, want);
+  KK_EXPECT_CLOSE(got, want, kGemm);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Linear,
+                         ::testing::Values(LinearCase{{1, 1}, 1, true}, LinearCase{{7, 13}, 5, true},
+                                           LinearCase{{2, 77, 32}, 37, false},  // leading dims
+                                           LinearCase{{3, 9, 40}, 64, true}, LinearCase{{2, 5, 33}, 19, false},
+                                           LinearCase{{2, 300, 96}, 80, true}));
+
+// Rows rounded in blocks (and bf16 weights converted in panels) when the scratch bounds are small.
+TEST_P(Bf16Linear, MatchesReferenceInBoundedScratch) {
+  const cpu::ScratchLimits saved = cpu::scratch_limits();
+  cpu::scratch_limits().rounded_input = 100;  // blocks of 1..100 rows
+  cpu::scratch_limits().weight_panel = 700;
+  const LinearCase& c = GetParam();
+  const int64_t in = c.x.dim(-1);
+  Tensor x = random_tensor(c.x, 11);
+  Tensor w = random_weights({c.out, in}, in, 12, DType::BF16);
+  Tensor b = c.bias ? random_tensor({c.out}, 13) : Tensor();
+  Shape ys = c.x;
+  ys[ys.rank() - 1] = c.out;
+  Tensor got = Tensor::empty(ys), want = Tensor::empty(ys);
+  fast().linear(x, w, b, got);
+  ref().linear(x, w, b, want);
+  cpu::scratch_limits() = saved;
+  KK_EXPECT_CLOSE(got, want, kGemm);
+}
+
+TEST(Bf16Products, LinearReadsStridedInput) {
+  Tensor fused = random_tensor({2, 6, 24}, 4);
+  TensorView x = fused.view().narrow(2, 8, 8);
+  Tensor w = random_weights({5, 8}, 8, 5, DType::BF16);
+  Tensor got = Tensor::empty({2, 6, 5}), want = Tensor::empty({2, 6, 5});
+  fast().linear(x, w, {}, got);
+  ref().linear(x, w, {}, want);
+  KK_EXPECT_CLOSE(got, want, kGemm);
+}
+
+// The rounding is really done: a bf16 weight gives the product of the rounded input (== f32 products on a
+// pre-rounded input, to accumulation noise), and that differs from the unrounded input's by far more than
+// accumulation noise (a bf16 ulp is 2^-8 relative: ~1e-3 on these O(1) outputs).
+TEST(Bf16Products, LinearRoundsTheActivation) {
+  Tensor x = random_tensor({4, 30, 64}, 6);
+  Tensor w = random_weights({48, 64}, 64, 7, DType::BF16);
+  const Tensor widened = w.to(DType::F32);
+  Tensor bf16 = Tensor::empty({4, 30, 48}), unrounded = Tensor::empty({4, 30, 48}),
+         prerounded = Tensor::empty({4, 30, 48});
+  fast().linear(x, w, {}, bf16);
+  fast().linear(x, widened, {}, unrounded);
+  fast().linear(pre_rounded(x), widened, {}, prerounded);
+  KK_EXPECT_CLOSE(bf16, prerounded, kGemm);
+  EXPECT_GT(max_abs_difference(bf16, unrounded), 1e-3);
+  // The reference keeps the same rule.
+  Tensor want = Tensor::empty({4, 30, 48}), want_unrounded = Tensor::empty({4, 30, 48});
+  ref().linear(x, w, {}, want);
+  ref().linear(x, widened, {}, want_unrounded);
+  KK_EXPECT_CLOSE(want, prerounded, kGemm);
+  EXPECT_GT(max_abs_difference(want, want_unrounded), 1e-3);
+}
+
+// f16 weights are widened exactly on the CPU: their products stay f32 (the activation is not rounded).
+TEST(Bf16Products, F16WeightsDoNotRoundTheActivation) {
+  Tensor x = random_tensor({3, 40}, 8);
+  Tensor w = random_weights({24, 40}, 40, 9, DType::F16);
+  Tensor got = Tensor::empty({3, 24}), widened = Tensor::empty({3, 24});
+  fast().linear(x, w, {}, got);
+  fast().linear(x, w.to(DType::F32), {}, widened);
+  KK_EXPECT_CLOSE(got, widened, Tolerance{0, 0});
+}
+
+// ---- conv2d ----
+
+struct ConvCase {
+  int64_t batch, in, height, width, out, kernel;
+  Conv2dParams params;
+  bool bias = true;
+};
+
+Shape conv_output(const ConvCase& c) {
+  const Conv2dParams& p = c.params;
+  return {c.batch, c.out, (c.height + p.pad_top + p.pad_bottom - c.kernel) / p.stride + 1,
+          (c.width + p.pad_left + p.pad_right - c.kernel) / p.stride + 1};
+}
+
+class Bf16Conv2d : public ::testing::TestWithParam<ConvCase> {};
+
+void expect_conv_matches_reference(const ConvCase& c, uint32_t seed) {
+  Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, seed);
+  Tensor w = random_weights({c.out, c.in, c.kernel, c.kernel}, c.in * c.kernel * c.kernel, seed + 1, DType::BF16);
+  Tensor b = c.bias ? random_tensor({c.out}, seed + 2) : Tensor();
+  Tensor got = Tensor::empty(conv_output(c)), want = Tensor::empty(conv_output(c));
+  fast().conv2d(x, w, b, c.params, got);
+  ref().conv2d(x, w, b, c.params, want);
+  KK_EXPECT_CLOSE(got, want, kGemm);
+}
+
+TEST_P(Bf16Conv2d, MatchesReference) { expect_conv_matches_reference(GetParam(), 12); }
+
+// The bounded-scratch paths (see test_cpu_ops' SmallScratch): weight panels, several im2col tiles, Winograd's
+// U panels and V chunks.
+TEST_P(Bf16Conv2d, MatchesReferenceInBoundedScratch) {
+  const cpu::ScratchLimits saved = cpu::scratch_limits();
+  cpu::ScratchLimits& l = cpu::scratch_limits();
+  l.weight_panel = 700;
+  l.im2col = 3000;
+  l.winograd_weights = 16 * 32 * 20;
+  l.winograd_inputs = 16 * 512 * 12;
+  expect_conv_matches_reference(GetParam(), 22);
+  cpu::scratch_limits() = saved;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, Bf16Conv2d,
+    ::testing::Values(ConvCase{1, 3, 7, 5, 4, 3, Conv2dParams::symmetric(1)},
+                      ConvCase{2, 5, 9, 8, 6, 3, Conv2dParams::symmetric(1, 2)},   // 3x3 stride 2
+                      ConvCase{1, 4, 9, 9, 3, 3, Conv2dParams{2, 0, 1, 0, 1}},     // asymmetric (VAE downsampler)
+                      ConvCase{2, 7, 5, 6, 3, 1, Conv2dParams{}, false},           // 1x1
+                      ConvCase{2, 40, 12, 12, 24, 1, Conv2dParams{}},              // 1x1, UNet-like channels
+                      ConvCase{1, 4, 6, 6, 5, 1, Conv2dParams::symmetric(0, 2)},   // 1x1 strided
+                      ConvCase{1, 3, 6, 7, 2, 2, Conv2dParams{1, 1, 0, 0, 1}},
+                      // Winograd-eligible: odd sizes, no padding, asymmetric padding, batch 2.
+                      ConvCase{1, 32, 33, 35, 40, 3, Conv2dParams::symmetric(1)},
+                      ConvCase{1, 32, 34, 34, 32, 3, Conv2dParams{}},
+                      ConvCase{2, 48, 32, 32, 32, 3, Conv2dParams{1, 0, 1, 0, 1}, false},
+                      // TAESD-like: 64 channels, Winograd (32x32) and im2col (16x16: too few tiles), stride 2.
+                      ConvCase{1, 64, 32, 32, 64, 3, Conv2dParams::symmetric(1)},
+                      ConvCase{1, 64, 16, 16, 64, 3, Conv2dParams::symmetric(1)},
+                      ConvCase{1, 64, 32, 32, 64, 3, Conv2dParams::symmetric(1, 2), false}));
+
+// As for linear: through Winograd, im2col and the 1x1 path, the result is the pre-rounded input's, and not
+// the unrounded one's.
+TEST(Bf16Products, Conv2dRoundsTheActivation) {
+  const ConvCase cases[] = {{1, 32, 32, 32, 32, 3, Conv2dParams::symmetric(1)},     // Winograd
+                            {1, 16, 12, 12, 16, 3, Conv2dParams::symmetric(1, 2)},  // im2col
+                            {1, 32, 16, 16, 24, 1, Conv2dParams{}}};                // 1x1
+  for (const ConvCase& c : cases) {
+    Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, 40);
+    Tensor w = random_weights({c.out, c.in, c.kernel, c.kernel}, c.in * c.kernel * c.kernel, 41, DType::BF16);
+    const Tensor widened = w.to(DType::F32);
+    Tensor bf16 = Tensor::empty(conv_output(c)), unrounded = Tensor::empty(conv_output(c)),
+           prerounded = Tensor::empty(conv_output(c));
+    fast().conv2d(x, w, {}, c.params, bf16);
+    fast().conv2d(x, widened, {}, c.params, unrounded);
+    fast().conv2d(pre_rounded(x), widened, {}, c.params, prerounded);
+    KK_EXPECT_CLOSE(bf16, prerounded, kGemm, "kernel " + std::to_string(c.kernel));
+    EXPECT_GT(max_abs_difference(bf16, unrounded), 1e-3) << "kernel " << c.kernel;
+  }
+}
+
+// ---- attention ----
+
+struct AttentionCase {
+  int64_t batch, q_len, kv_len;
+  int heads;
+  int64_t head_dim, value_dim;
+  bool causal;
+};
+
+std::ostream& operator<<(std::ostream& out, const AttentionCase& c) {
+  return out << "b" << c.batch << " tq" << c.q_len << " tk" << c.kv_len << " h" << c.heads << " d" << c.head_dim
+             << " dv" << c.value_dim << (c.causal ? " causal" : "");
+}
+
+struct Strategy {
+  AttentionStrategy strategy;
+  int slice_size;
+  const char* name;
+};
+constexpr Strategy kStrategies[] = {{AttentionStrategy::Full, 0, "full"},
+                                    {AttentionStrategy::Sliced, 0, "sliced(1)"},
+                                    {AttentionStrategy::Sliced, 3, "sliced(3)"},
+                                    {AttentionStrategy::Flash, 0, "flash"},
+                                    {AttentionStrategy::Auto, 0, "auto"}};
+
+// Both backends round the same q, k, v; the probabilities e^(s − k·ln 2) are computed in f32 by the CPU
+// (fast_exp, a few ulp) and in double by the reference, then rounded. Where that f32 error straddles a
+// rounding tie, one probability rounds the other way: about 2^-16·(a few) of them. Such a flip moves an output
+// by at most one ulp of the precision times p/sum·|v| <= ulp·max|v|. So: every output within that bound, and
+// all but 2 % within the f32 tolerance of test_attention (1e-5). Measured on these cases: at most 0.2 % of
+// the outputs (bf16; f16's finer ulp flips more often: 0.8 %) are beyond it, while a kernel that rounds q, k,
+// v but not the probabilities puts 80-98 % of them beyond.
+::testing::AssertionResult attention_close(const Tensor& got, const Tensor& want, const Tensor& v, DType precision) {
+  const double ulp = precision == DType::BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
+  double v_max = 0;
+  for (int64_t i = 0; i < v.numel(); ++i) v_max = std::max(v_max, double(std::abs(v.f32()[i])));
+  int64_t beyond_f32 = 0;
+  double worst = 0;
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    const double g = got.f32()[i], w = want.f32()[i], diff = std::abs(g - w);
+    worst = std::max(worst, diff);
+    if (!(diff <= ulp * v_max)) return ::testing::AssertionFailure() << "element " << i << ": " << g << " vs " << w;
+    if (diff > 1e-5 + 1e-5 * std::abs(w)) ++beyond_f32;
+  }
+  if (beyond_f32 * 50 > got.numel())
+    return ::testing::AssertionFailure() << beyond_f32 << " of " << got.numel() << " outputs beyond f32 noise (worst "
+                                         << worst << ")";
+  return ::testing::AssertionSuccess() << beyond_f32 << " flips";
+}
+
+class ReducedAttention : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(ReducedAttention, EveryStrategyMatchesReference) {
+  const AttentionCase& c = GetParam();
+  const int64_t qw = c.heads * c.head_dim, vw = c.heads * c.value_dim;
+  Tensor q = random_tensor({c.batch, c.q_len, qw}, 31, 2.0f);
+  Tensor k = random_tensor({c.batch, c.kv_len, qw}, 32, 2.0f);
+  Tensor v = random_tensor({c.batch, c.kv_len, vw}, 33);
+  for (const DType precision : {DType::BF16, DType::F16}) {
+    AttentionParams p;
+    p.heads = c.heads;
+    p.scale = 1.0f / std::sqrt(float(c.head_dim));
+    p.causal = c.causal;
+    p.precision = precision;
+    Tensor want = Tensor::empty({c.batch, c.q_len, vw});
+    ref().attention(q, k, v, p, want);
+    for (const Strategy& s : kStrategies) {
+      p.strategy = s.strategy;
+      p.slice_size = s.slice_size;
+      Tensor got = Tensor::full({c.batch, c.q_len, vw}, 1e30f);
+      fast().attention(q, k, v, p, got);
+      EXPECT_TRUE(attention_close(got, want, v, precision)) << s.name << " " << dtype_name(precision);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ReducedAttention,
+                         ::testing::Values(AttentionCase{1, 1, 1, 1, 1, 1, false},
+                                           AttentionCase{2, 33, 77, 3, 8, 8, false},     // cross-attention
+                                           AttentionCase{2, 300, 300, 2, 16, 16, false},  // several query tiles
+                                           AttentionCase{1, 77, 77, 4, 8, 8, true},      // CLIP
+                                           AttentionCase{2, 300, 300, 2, 5, 7, true},    // causal over tiles
+                                           AttentionCase{1, 200, 1100, 2, 8, 8, false},  // several key tiles
+                                           AttentionCase{1, 700, 700, 1, 4, 6, true},
+                                           AttentionCase{1, 130, 1030, 2, 40, 40, false}));  // SD head dim
+
+TEST(ReducedAttention, ReadsSlicesOfAFusedProjection) {
+  const int64_t batch = 2, tokens = 600, heads = 3, dim = 8, width = heads * dim;
+  Tensor qkv = random_tensor({batch, tokens, 3 * width}, 34, 2.0f);
+  TensorView q = qkv.view().narrow(2, 0, width), k = qkv.view().narrow(2, width, width),
+             v = qkv.view().narrow(2, 2 * width, width);
+  Tensor dense_v = Tensor::empty({batch, tokens, width});
+  ref().copy(v, dense_v);
+  AttentionParams p;
+  p.heads = int(heads);
+  p.scale = 0.3f;
+  p.precision = DType::BF16;
+  Tensor want = Tensor::empty({batch, tokens, width});
+  ref().attention(q, k, v, p, want);
+  for (const Strategy& s : kStrategies) {
+    p.strategy = s.strategy;
+    p.slice_size = s.slice_size;
+    Tensor got = Tensor::empty({batch, tokens, width});
+    fast().attention(q, k, v, p, got);
+    EXPECT_TRUE(attention_close(got, want, dense_v, DType::BF16)) << s.name;
+  }
+}
+
+// Rounding skipped would show: bf16 attention differs from f32 attention on the same inputs, and still
+// differs (by the probabilities' rounding) from f32 attention on pre-rounded q, k, v — by far more than f32
+// noise, and by less than the bf16 rounding of its operands can move it.
+TEST(ReducedAttention, RoundsOperandsAndProbabilities) {
+  Tensor q = random_tensor({1, 256, 64}, 50, 2.0f), k = random_tensor({1, 700, 64}, 51, 2.0f);
+  Tensor v = random_tensor({1, 700, 64}, 52);
+  for (const Strategy& s : kStrategies) {
+    AttentionParams p;
+    p.heads = 2;
+    p.scale = 0.125f;
+    p.strategy = s.strategy;
+    p.slice_size = s.slice_size;
+    Tensor f32 = Tensor::empty({1, 256, 64}), prerounded = Tensor::empty({1, 256, 64}),
+           bf16 = Tensor::empty({1, 256, 64});
+    fast().attention(q, k, v, p, f32);
+    fast().attention(pre_rounded(q), pre_rounded(k), pre_rounded(v), p, prerounded);
+    p.precision = DType::BF16;
+    fast().attention(q, k, v, p, bf16);
+    EXPECT_GT(max_abs_difference(bf16, f32), 1e-3) << s.name;
+    EXPECT_GT(max_abs_difference(bf16, prerounded), 1e-4) << s.name;
+    EXPECT_LT(max_abs_difference(bf16, f32), 0.1) << s.name;
+  }
+}
+
+TEST(ReducedAttention, PrecisionMustBeAFloatType) {
+  Tensor q = random_tensor({1, 4, 8}, 53);
+  AttentionParams p;
+  p.precision = DType::I64;
+  Tensor out = Tensor::empty({1, 4, 8});
+  for (Backend* backend : {&fast(), &ref()}) {
+    try {
+      backend->attention(q, q, q, p, out);
+      ADD_FAILURE() << backend->name() << " accepted precision I64";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("precision must be F32, BF16 or F16"), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kakusan
