@@ -7,6 +7,9 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(kakusan_modules core io backend nn tokenizer schedulers models pipeline)
+if(KAKUSAN_HAVE_CUDA)
+  list(APPEND kakusan_modules cuda)
+endif()
 list(TRANSFORM kakusan_modules PREPEND kakusan_ OUTPUT_VARIABLE kakusan_module_targets)
 
 # The modules' own objects (compiled once, position-independent); linking the module targets too brings their

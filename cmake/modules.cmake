@@ -4,6 +4,8 @@
 function(kakusan_module name)
   cmake_parse_arguments(ARG "" "" "DEPS" ${ARGN})
   file(GLOB_RECURSE sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${name}/*.cpp)
+  # src/backend/cuda is a library of its own (kakusan_cuda, cmake/cuda.cmake), built only with CUDA.
+  list(FILTER sources EXCLUDE REGEX "/src/backend/cuda/")
   set(target kakusan_${name})
   if(sources)
     add_library(${target} STATIC ${sources})

@@ -158,6 +158,10 @@ class Backend : public DeviceAllocator {
   virtual int64_t attention_scratch_bytes(const AttentionParams&, int64_t /*tokens*/, int64_t /*keys*/) const {
     return 0;
   }
+
+  // A device backend's memory for the memory planner: what its device has free plus what the backend already
+  // holds (weights, arenas, pooled blocks); -1 on host backends, planned against the machine's memory.
+  virtual int64_t device_memory_limit() const { return -1; }
 };
 
 // The argument checks of upload and download, shared with device backends' overrides: placements, shapes,

@@ -5,6 +5,9 @@
 #include <mutex>
 
 #include "core/error.h"
+#ifdef KAKUSAN_HAVE_CUDA
+#include "backend/cuda/cuda_registration.h"
+#endif
 
 namespace kakusan {
 
@@ -23,6 +26,9 @@ struct Registry {
       KK_CHECK(index == 0, "device reference:", index, ": there is one reference device");
       return reference_backend();
     };
+#ifdef KAKUSAN_HAVE_CUDA
+    factories["cuda"] = cuda_backend_factory();
+#endif
   }
 };
 

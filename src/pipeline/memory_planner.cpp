@@ -90,7 +90,9 @@ MemoryEstimate MemoryPlanner::plan(GenerateParams& p, const Shape& latents_shape
   result.memory.estimated_vae_arena = e.decoding.arena;
   result.memory.estimated_vae_encoder_arena = e.image_encoding.arena;
   if (p.memory_policy == GenerateParams::MemoryPolicy::Off) return e;
-  const int64_t limit = p.max_memory > 0 ? p.max_memory : available_memory_bytes();
+  // On a device (CUDA) the device's memory, else the machine's.
+  const int64_t device_limit = backend_.device_memory_limit();
+  const int64_t limit = p.max_memory > 0 ? p.max_memory : device_limit >= 0 ? device_limit : available_memory_bytes();
   if (limit <= 0 || e.peak() <= limit) return e;
   const std::string first_estimate = e.describe();
 
@@ -150,7 +152,10 @@ MemoryEstimate MemoryPlanner::plan(GenerateParams& p, const Shape& latents_shape
                           format_megabytes(std::max({bytes_.text_encoder, bytes_.unet, bytes_.vae})));
   }
   fail("not enough memory: the run needs about ", first_estimate, " but the limit is ", format_megabytes(limit),
-       p.max_memory > 0 ? " (max_memory)" : " (MemAvailable)", "; ", would_fit);
+       p.max_memory > 0     ? std::string(" (max_memory)")
+       : device_limit >= 0  ? str_cat(" (free on ", backend_.name(), ")")
+                            : std::string(" (MemAvailable)"),
+       "; ", would_fit);
 }
 
 }  // namespace kakusan

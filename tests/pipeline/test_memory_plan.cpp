@@ -12,8 +12,10 @@
 
 #include "core/error.h"
 #include "kakusan/pipeline.h"
+#include "backend/registry.h"
 #include "pipeline/memory_plan.h"
 #include "support/golden.h"
+#include "support/separate_heap_backend.h"
 
 namespace kakusan {
 namespace {
@@ -83,6 +85,27 @@ TEST(MemoryPlan, RefusesWithTheEstimateAndWhatWouldFit) {
   // Auto cannot make it fit either: still a clean refusal, never a crash.
   p.memory_policy = GenerateParams::MemoryPolicy::Auto;
   EXPECT_THROW(tiny_pipeline().generate(p), Error);
+}
+
+// On a device backend the limit is the device's memory (Backend::device_memory_limit: the CUDA backend's
+// free plus held bytes), not the machine's, and the refusal names the device.
+TEST(MemoryPlan, OnADeviceThePlanIsAgainstTheDevicesMemory) {
+  KK_REQUIRE_GOLDEN();
+  static auto* device = new testing::SeparateHeapBackend(cpu_backend());  // outlives the pipeline
+  device->set_device_memory_limit(1'000'000);
+  register_backend("small-device", [](int) -> Backend& { return *device; });
+  LoadOptions load;
+  load.device = "small-device";
+  StableDiffusionPipeline pipe = StableDiffusionPipeline::load(tiny_model().string(), load);
+  GenerateParams p = small_params();
+  p.memory_policy = GenerateParams::MemoryPolicy::Refuse;
+  try {
+    pipe.generate(p);
+    FAIL() << "a run over the device's memory was not refused";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("the limit is 1 MB (free on separate-heap)"), std::string::npos) << message;
+  }
 }
 
 // Just below the estimate with full attention, Auto switches to flash attention (the same numbers to float

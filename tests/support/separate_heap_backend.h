@@ -61,6 +61,9 @@ class SeparateHeapBackend final : public Backend {
   void copy(const TensorView& x, const TensorView& y) override;
   size_t scratch_bytes() const override { return inner_.scratch_bytes(); }
   void release_scratch() override { inner_.release_scratch(); }
+  // What it tells the memory planner its device has (-1, the default: nothing, as a host backend).
+  int64_t device_memory_limit() const override { return device_memory_limit_; }
+  void set_device_memory_limit(int64_t bytes) { device_memory_limit_ = bytes; }
 
  private:
   class Operands;
@@ -68,6 +71,7 @@ class SeparateHeapBackend final : public Backend {
   Backend& inner_;
   mutable std::mutex mutex_;
   std::map<uintptr_t, size_t> blocks_;  // base address -> bytes
+  int64_t device_memory_limit_ = -1;
 };
 
 }  // namespace kakusan::testing

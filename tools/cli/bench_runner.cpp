@@ -12,6 +12,11 @@
 
 #include "backend/cpu/peak_flops.h"
 #include "backend/profiling_backend.h"
+#include "backend/registry.h"
+#include "backend/staged_tensor.h"
+#ifdef KAKUSAN_HAVE_CUDA
+#include "backend/cuda/cuda_registration.h"
+#endif
 #include "core/arena.h"
 #include "core/cpu_time.h"
 #include "core/clock.h"
@@ -23,6 +28,7 @@
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "nn/context.h"
+#include "nn/upload_weights.h"
 #include "pipeline/denoise.h"
 #include "pipeline/generators.h"
 #include "pipeline/memory_plan.h"
@@ -80,6 +86,22 @@ Timing median_of(int repeats, Fn&& fn) {
   for (int i = 0; i < repeats; ++i) runs.push_back(timed(fn));
   std::sort(runs.begin(), runs.end(), [](const Timing& a, const Timing& b) { return a.wall < b.wall; });
   return runs[runs.size() / 2];
+}
+
+// A host tensor on `be` (itself on a host backend).
+Tensor on_backend(Backend& be, Tensor host) {
+  if (be.device().is_host()) return host;
+  Tensor device = be.empty(host.shape(), host.dtype());
+  be.upload(host, device);
+  return device;
+}
+
+// Waits for the work that produces `out` (device backends run asynchronously; download synchronises), so
+// that a timed region ends when the GPU is done, not when the last op was enqueued.
+void finish(Backend& be, const TensorView& out) {
+  if (be.device().is_host() || out.numel() == 0) return;
+  Tensor one = Tensor::empty({1}, out.dtype);
+  be.download(out.as_strided({1}, {1}), one);
 }
 
 // A fixed prompt as CLIP token ids, [2 * batch, T] with CFG ([batch, T], conditional only, without): the
@@ -148,6 +170,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   KK_CHECK(options.batch >= 1, "--batch must be at least 1, got ", options.batch);
   KK_CHECK(options.steps >= 0, "--steps must be positive, got ", options.steps);
   KK_CHECK(options.threads >= 0, "--threads must be positive, got ", options.threads);
+  Backend& be = backend_for_device(options.device);  // first: no usable device fails before any work
   if (options.threads > 0) set_num_threads(options.threads);
 
   // Everything cheap and checkable first: folder, components, configs, sizes, scheduler.
@@ -197,7 +220,8 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   AttentionParams attention;
   attention.strategy = options.attention;
   attention.precision = attention_precision(options.weight_dtype);  // every component's matrices are in it
-  ProfilingBackend counter(cpu_backend());
+  r.device = options.device;
+  ProfilingBackend counter(be);
   RssTracker rss;
   // An arena reserved at the size a dry pass of `run` (on the NullBackend: no compute, no memory touched)
   // measured, as the pipeline's planner does: growing it during a real pass would leave the peak RSS of
@@ -207,12 +231,12 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     Arena dry_arena;
     Context dry{null, dry_arena, attention};
     run(dry);
-    return std::make_unique<Arena>(dry_arena.peak_bytes());
+    return std::make_unique<Arena>(be, dry_arena.peak_bytes());
   };
   // The kernels' scratch after a phase, in MB, then given back as the pipeline does between phases.
-  auto end_scratch = [] {
-    const double mb = double(cpu_backend().scratch_bytes()) / 1e6;
-    cpu_backend().release_scratch();
+  auto end_scratch = [&be] {
+    const double mb = double(be.scratch_bytes()) / 1e6;
+    be.release_scratch();
     return mb;
   };
   const bool do_cfg = options.guidance > 1.0;  // as the pipeline: CFG iff guidance_scale > 1
@@ -230,17 +254,23 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     KK_CHECK(text_encoder->config().hidden_size == unet_config.cross_attention_dim, "the text encoder's hidden "
              "size ", text_encoder->config().hidden_size, " differs from the UNet's cross_attention_dim ",
              unet_config.cross_attention_dim);
-    const Tensor ids = fixed_token_ids(text_encoder->config(), options.batch, do_cfg);
-    const std::unique_ptr<Arena> arena_owner = sized_arena([&](Context& dry) { text_encoder->forward(dry, ids); });
+    upload_weights(*text_encoder, be);
+    const Tensor host_ids = fixed_token_ids(text_encoder->config(), options.batch, do_cfg);
+    const Tensor ids = on_backend(be, host_ids.clone());
+    const std::unique_ptr<Arena> arena_owner =
+        sized_arena([&](Context& dry) { text_encoder->forward(dry, host_ids); });
     Arena& arena = *arena_owner;
     Context counting{counter, arena, attention};
     counter.reset();
     text_encoder->forward(counting, ids);
     r.text_encoder.flops = counter.total_flops();
     arena.reset();
-    Context ctx{cpu_backend(), arena, attention};
+    Context ctx{be, arena, attention};
     say("text encoder: timing");
-    const Timing t = median_of(3, [&] { prompt_embeds = text_encoder->forward(ctx, ids); });
+    const Timing t = median_of(3, [&] {
+      prompt_embeds = text_encoder->forward(ctx, ids);
+      finish(be, prompt_embeds);
+    });
     r.text_encoder.seconds = t.wall;
     r.text_encoder.cpu_seconds = t.cpu;
     r.text_encoder.arena_mb = double(arena.peak_bytes()) / 1e6;
@@ -260,8 +290,10 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     std::unique_ptr<Autoencoder> vae;
     r.vae_encode.load_seconds =
         timed([&] { vae = load_autoencoder(vae_dir, options.weight_dtype).model; }).wall;
-    Tensor image = Tensor::empty({options.batch, 3, height, width});
-    for (int64_t i = 0; i < image.numel(); ++i) image.f32()[i] = float(i % 509) / 254.5f - 1.0f;
+    upload_weights(*vae, be);
+    Tensor host_image = Tensor::empty({options.batch, 3, height, width});
+    for (int64_t i = 0; i < host_image.numel(); ++i) host_image.f32()[i] = float(i % 509) / 254.5f - 1.0f;
+    const Tensor image = on_backend(be, std::move(host_image));
     Generator dry_draws(0);
     const std::unique_ptr<Arena> arena_owner =
         sized_arena([&](Context& dry) { vae->encode_latents(dry, image, {}, dry_draws); });
@@ -272,11 +304,14 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     vae->encode_latents(counting, image, {}, dry_draws);
     r.vae_encode.flops = counter.total_flops();
     arena.reset();
-    Context ctx{cpu_backend(), arena, attention};
+    Context ctx{be, arena, attention};
     say("vae encode: timing an encode");
-    const Timing encode =
-        timed([&] { image_latents = vae->encode_latents(ctx, image, {}, generators.shared()); });
-    cpu_backend().scale(image_latents, vae->scaling_factor(), image_latents);
+    const Timing encode = timed([&] {
+      image_latents = vae->encode_latents(ctx, image, {}, generators.shared());
+      finish(be, image_latents);
+    });
+    be.scale(image_latents, vae->scaling_factor(), image_latents);
+    image_latents = host_copy(be, image_latents);  // the scheduler's add_noise runs on the host
     r.vae_encode.seconds = encode.wall;
     r.vae_encode.cpu_seconds = encode.cpu;
     r.vae_encode.arena_mb = double(arena.peak_bytes()) / 1e6;
@@ -291,13 +326,15 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     r.unet_step.load_seconds = timed([&] {
       unet.emplace(UNet2DConditionModel::load(folder.component_dir("unet"), options.weight_dtype));
     }).wall;
-    Tensor model_input = Tensor::empty({cfg_batch, unet_config.in_channels, height / scale, width / scale});
+    upload_weights(*unet, be);
+    Tensor host_input = Tensor::empty({cfg_batch, unet_config.in_channels, height / scale, width / scale});
     if (do_cfg)
-      duplicate_batch(latents, model_input);
+      duplicate_batch(latents, host_input);
     else
-      convert_into(latents, model_input);
-    Tensor t = Tensor::full({1}, 981.0f);
-    Tensor noise_pred = Tensor::empty({cfg_batch, unet_config.out_channels, height / scale, width / scale});
+      convert_into(latents, host_input);
+    const Tensor model_input = on_backend(be, std::move(host_input));
+    const Tensor t = on_backend(be, Tensor::full({1}, 981.0f));
+    Tensor noise_pred = be.empty({cfg_batch, unet_config.out_channels, height / scale, width / scale});
     const std::unique_ptr<Arena> arena_owner =
         sized_arena([&](Context& dry) { unet->forward(dry, model_input, t, prompt_embeds, noise_pred); });
     Arena& arena = *arena_owner;
@@ -307,10 +344,14 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     unet->forward(counting, model_input, t, prompt_embeds, noise_pred);
     r.unet_step.flops = counter.total_flops();
     arena.reset();
-    Context ctx{cpu_backend(), arena, attention};
+    Context ctx{be, arena, attention};
     if (options.steps == 0) {
       say("unet: timing one step");
-      const Timing step = timed([&] { unet->forward(ctx, model_input, t, prompt_embeds, noise_pred); });
+      // A GPU step takes milliseconds: the median of several, each waited for.
+      const Timing step = median_of(be.device().is_host() ? 1 : 10, [&] {
+        unet->forward(ctx, model_input, t, prompt_embeds, noise_pred);
+        finish(be, noise_pred);
+      });
       r.unet_step.seconds = step.wall;
       r.unet_step.cpu_seconds = step.cpu;
     } else {
@@ -334,12 +375,15 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       };
       const NoiseModel timed_unet = [&](const TensorView& input, const TensorView& timestep,
                                         const TensorView& prediction) {
-        const Timing step = timed([&] { unet->forward(ctx, input, timestep, prompt_embeds, prediction); });
+        const Timing step = timed([&] {
+          unet->forward(ctx, input, timestep, prompt_embeds, prediction);
+          finish(be, prediction);
+        });
         unet_total.wall += step.wall;
         unet_total.cpu += step.cpu;
       };
       loop = timed([&] {
-        latents = denoise(cpu_backend(), *scheduler, generators, std::move(latents), timed_unet, denoising);
+        latents = denoise(be, *scheduler, generators, std::move(latents), timed_unet, denoising);
       });
       r.unet_calls = int(timesteps.size()) - denoising.first_step;
       r.unet_step.seconds = unet_total.wall / r.unet_calls;
@@ -348,6 +392,9 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       r.total.cpu_seconds = loop.cpu;
     }
     r.unet_step.arena_mb = double(arena.peak_bytes()) / 1e6;
+#ifdef KAKUSAN_HAVE_CUDA
+    if (const auto gpu = cuda_memory(be)) r.gpu_used_mb = double(gpu->device_used_bytes) / 1e6;
+#endif
     r.unet_step.scratch_mb = end_scratch();
     r.unet_step.peak_rss_mb = rss.end_phase();
   }
@@ -360,8 +407,10 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     std::unique_ptr<Autoencoder> vae;
     r.vae_decode.load_seconds =
         timed([&] { vae = load_autoencoder(vae_dir, options.weight_dtype).model; }).wall;
-    Tensor z = latents.clone();
-    for (int64_t i = 0; i < z.numel(); ++i) z.f32()[i] /= vae->scaling_factor();
+    upload_weights(*vae, be);
+    Tensor host_z = latents.clone();
+    for (int64_t i = 0; i < host_z.numel(); ++i) host_z.f32()[i] /= vae->scaling_factor();
+    const Tensor z = on_backend(be, std::move(host_z));
     const std::unique_ptr<Arena> arena_owner = sized_arena([&](Context& dry) { vae->decode(dry, z, {}); });
     Arena& arena = *arena_owner;
     Context counting{counter, arena, attention};
@@ -370,9 +419,9 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     vae->decode(counting, z, {});
     r.vae_decode.flops = counter.total_flops();
     arena.reset();
-    Context ctx{cpu_backend(), arena, attention};
+    Context ctx{be, arena, attention};
     say("vae: timing a decode");
-    const Timing decode = timed([&] { vae->decode(ctx, z, {}); });
+    const Timing decode = timed([&] { finish(be, vae->decode(ctx, z, {})); });
     r.vae_decode.seconds = decode.wall;
     r.vae_decode.cpu_seconds = decode.cpu;
     r.vae_decode.arena_mb = double(arena.peak_bytes()) / 1e6;
@@ -397,6 +446,9 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
                          r.vae_decode.load_seconds;
   r.peak_rss_mb = rss.overall();
   r.total.peak_rss_mb = r.peak_rss_mb;
+#ifdef KAKUSAN_HAVE_CUDA
+  if (const auto gpu = cuda_memory(be)) r.gpu_peak_mb = double(gpu->peak_bytes) / 1e6;
+#endif
   r.rss_per_phase = rss.per_phase();
   return r;
 }
@@ -499,6 +551,9 @@ std::string bench_json(const BenchResult& r) {
   j["attention"] = r.attention;
   j["threads"] = r.threads;
   j["load_average"] = r.load_average;
+  j["device"] = r.device;
+  if (r.gpu_peak_mb >= 0) j["gpu_peak_mb"] = r.gpu_peak_mb;
+  if (r.gpu_used_mb >= 0) j["gpu_used_mb"] = r.gpu_used_mb;
   return j.dump();
 }
 

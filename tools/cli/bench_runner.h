@@ -21,6 +21,7 @@ namespace kakusan {
 
 struct BenchOptions {
   std::string model;             // a model folder or hub id (resolved offline)
+  std::string device = "cpu";    // where the models run (backend_for_device): cpu, reference, cuda[:N]
   int height = 0, width = 0;     // 0: the UNet's sample_size x the VAE's scale factor
   int steps = 0;                 // > 0: also run a whole denoising loop of this many steps and time it
   int batch = 1;                 // images per prompt; the UNet runs 2 x batch with classifier-free guidance
@@ -62,6 +63,9 @@ struct BenchResult {
   double load_average = -1;     // 1-minute load average when the bench started (-1: unknown)
   double strength = 0;          // > 0: image-to-image (vae_encode was measured)
   PhaseFigures text_encoder, vae_encode, unet_step, vae_decode, total;
+  std::string device = "cpu";
+  double gpu_peak_mb = -1;      // CUDA: the most the backend's allocator held (weights, arenas, scratch)
+  double gpu_used_mb = -1;      // CUDA: the device's used memory at the UNet's end (context and pool too)
   double peak_rss_mb = 0;
   bool rss_per_phase = true;    // false: the kernel cannot reset the high-water mark, figures are cumulative
 };

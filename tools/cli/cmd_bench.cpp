@@ -1,6 +1,6 @@
 // kakusan bench: the speed and memory of one Stable Diffusion run on this machine, phase by phase.
 //
-//   kakusan bench --model DIR [--height H --width W] [--steps N] [--batch B] [--dtype fp32|fp16|bf16]
+//   kakusan bench --model DIR [--height H --width W] [--steps N] [--batch B] [--dtype fp32|fp16|bf16] [--device D]
 //                 [--threads T] [--scheduler NAME] [--guidance G] [--vae DIR] [--attention auto|full|sliced|flash]
 //                 [--strength S]
 //
@@ -22,13 +22,15 @@ namespace {
 
 struct BenchCliOptions {
   BenchOptions bench;
-  std::string dtype = "fp32";
+  std::string dtype;  // empty: fp16 on CUDA, fp32 elsewhere
   std::string attention = "auto";
 };
 
 int run_bench_command(BenchCliOptions& o) {
+  // Not given: fp16 on a CUDA device (the tutorial's torch_dtype=torch.float16), fp32 elsewhere.
+  if (o.dtype.empty()) o.dtype = o.bench.device.rfind("cuda", 0) == 0 ? "fp16" : "fp32";
   o.bench.weight_dtype = o.dtype == "fp16" ? DType::F16 : o.dtype == "bf16" ? DType::BF16 : DType::F32;
-  notice_bf16_speed(o.bench.weight_dtype == DType::BF16, "cpu");
+  notice_bf16_speed(o.bench.weight_dtype == DType::BF16, o.bench.device);
   static const std::map<std::string, AttentionStrategy> strategies{{"auto", AttentionStrategy::Auto},
                                                                    {"full", AttentionStrategy::Full},
                                                                    {"sliced", AttentionStrategy::Sliced},
@@ -62,7 +64,10 @@ const bool registered = register_command({
                      "guidance_scale of the loop (default 7.5); <= 1 runs without classifier-free guidance");
       app.add_option("--vae", o->bench.vae, "A VAE folder (AutoencoderKL or AutoencoderTiny, e.g. TAESD) or model "
                      "folder replacing the model's vae/");
-      app.add_option("--dtype", o->dtype, "Weights in memory; bf16 also computes the products in bf16")
+      app.add_option("--device", o->bench.device, "Where the models run: cpu (default), reference, cuda[:N] if built "
+                     "in (with cuda the JSON adds gpu_peak_mb and gpu_used_mb)");
+      app.add_option("--dtype", o->dtype, "Weights in memory; bf16 also computes the products in bf16 (default: fp16 "
+                     "with --device cuda, fp32 elsewhere)")
           ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
       app.add_option("--threads", o->bench.threads, "Threads (default: all cores)")->check(CLI::PositiveNumber);
       app.add_option("--scheduler", o->bench.scheduler, "Scheduler class or alias for --steps (default: the "

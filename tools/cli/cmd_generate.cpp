@@ -67,7 +67,7 @@ struct GenerateOptions {
   std::string scheduler;
   std::vector<std::string> scheduler_options;
   std::string attention_slicing = "off";
-  std::string dtype = "fp32";
+  std::string dtype;  // empty: fp16 on a CUDA device, fp32 elsewhere
   std::string device = "cpu";
   std::string variant;
   int threads = 0;
@@ -168,7 +168,10 @@ AttentionOptions parse_attention_slicing(const std::string& text) {
   return attention;
 }
 
-WeightDType parse_dtype(const std::string& text) {
+WeightDType parse_dtype(const std::string& text, const std::string& device) {
+  // Not given: fp16 on a CUDA device (the tutorial's pipe.to("cuda") with torch_dtype=torch.float16), fp32
+  // elsewhere.
+  if (text.empty()) return device.rfind("cuda", 0) == 0 ? WeightDType::F16 : WeightDType::F32;
   if (text == "fp32") return WeightDType::F32;
   if (text == "fp16") return WeightDType::F16;
   if (text == "bf16") return WeightDType::BF16;
@@ -204,7 +207,7 @@ Request build_request(const GenerateOptions& o) {
     auto [file, token] = split_file_suffix(e);
     r.load.embeddings.push_back({std::move(file), std::move(token)});
   }
-  r.load.dtype = parse_dtype(o.dtype);
+  r.load.dtype = parse_dtype(o.dtype, o.device);
   r.load.device = o.device;
   r.load.variant = o.variant;
   r.load.scheduler = o.scheduler;
@@ -381,9 +384,10 @@ const bool registered = register_command({
       repeatable("--scheduler-option", o->scheduler_options, "scheduler config override key=value (repeatable)");
       app.add_option("--attention-slicing", o->attention_slicing, "auto, a slice size, or off")->capture_default_str();
       app.add_option("--device", o->device, "where the models run: cpu (default), reference, cuda[:N] if built in");
-      app.add_option("--dtype", o->dtype, "weights in memory: fp32, fp16 (prefers fp16 variant files) or bf16 "
-                     "(torch_dtype=torch.bfloat16: products in bf16 too)")
-          ->capture_default_str();
+      app.add_option("--dtype", o->dtype,
+                     "weights in memory: fp32, fp16 (prefers fp16 variant files) or bf16 "
+                     "(torch_dtype=torch.bfloat16: products in bf16 too); default: fp16 with --device cuda, as "
+                     "diffusers' torch_dtype=torch.float16, fp32 elsewhere");
       app.add_option("--variant", o->variant, "weight file variant to read (e.g. fp16)");
       app.add_option("--threads", o->threads, "threads (0 = all cores)")->capture_default_str();
       app.add_option("--output", o->output, "PNG path; image i > 0 goes to <stem>-<i>.png")->capture_default_str();

@@ -1,0 +1,122 @@
+// CudaBackend: the Backend on one NVIDIA GPU (cuBLASLt GEMMs, cuDNN convolutions, the kernels of *.cu).
+//
+// Everything runs in order on one stream: ops enqueue and return (no host synchronisation inside an op,
+// except embedding, which reads back whether every id was in range), download synchronises. Memory comes
+// from the device's stream-ordered pool (cudaMallocAsync), which keeps freed blocks for reuse; the backend
+// counts its live and peak bytes. Ops are serialised by a mutex, so two pipelines may share the device.
+//
+// Products take their weight's precision (backend.h): with f16 / bf16 weights, linear and conv2d convert the
+// activation to that dtype in scratch and multiply on the tensor cores with f32 accumulation; f32 weights
+// multiply in true f32 (no TF32), so fp32 runs match the CPU's goldens.
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include "backend/backend.h"
+#include "backend/cuda/kernels.h"
+
+namespace kakusan::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int index);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  const char* name() const override { return name_.c_str(); }
+  Device device() const override { return Device::backend(index_); }
+  void* allocate(size_t bytes) override;
+  void deallocate(void* p, size_t bytes) override;
+  void upload(const TensorView& host, const TensorView& dst) override;
+  void download(const TensorView& src, const TensorView& host) override;
+
+  void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) override;
+  void conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
+              const TensorView& y) override;
+  void group_norm(const TensorView& x, int groups, const TensorView& gamma, const TensorView& beta, float eps,
+                  Activation act, const TensorView& y) override;
+  void layer_norm(const TensorView& x, const TensorView& gamma, const TensorView& beta, float eps,
+                  const TensorView& y) override;
+  void attention(const TensorView& q, const TensorView& k, const TensorView& v, const AttentionParams& p,
+                 const TensorView& out) override;
+  void activation(const TensorView& x, Activation act, const TensorView& y) override;
+  void add(const TensorView& a, const TensorView& b, const TensorView& y) override;
+  void geglu(const TensorView& x, const TensorView& y) override;
+  void resize_nearest(const TensorView& x, const TensorView& y) override;
+  void scale(const TensorView& x, float alpha, const TensorView& y) override;
+  void divide(const TensorView& x, float divisor, const TensorView& y) override;
+  void cfg_combine(const TensorView& noise_pred, float guidance, const TensorView& out) override;
+  void timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift,
+                          const TensorView& y) override;
+  void embedding(const TensorView& table, const TensorView& ids, const TensorView& y) override;
+  void gaussian_sample(const TensorView& moments, const TensorView& noise, const TensorView& y) override;
+  void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) override;
+  void copy(const TensorView& x, const TensorView& y) override;
+  size_t scratch_bytes() const override;
+  void release_scratch() override;
+  // cudaMemGetInfo's free bytes plus what this backend's pool already reserved (its tensors, arenas and
+  // freed blocks it keeps for reuse).
+  int64_t device_memory_limit() const override;
+
+  struct GemmPlan;  // cuBLASLt descriptors and algorithm for one shape (plans.h)
+  struct ConvPlan;  // cuDNN descriptors and algorithm for one shape (plans.h)
+
+  // Waits for every op enqueued so far (timing, tests).
+  void synchronize();
+  // Device memory: what this backend holds now and at most (tensors, arenas and scratch), and the device's
+  // free and total bytes (cudaMemGetInfo).
+  size_t live_bytes() const;
+  size_t peak_bytes() const;
+  void reset_peak();
+  void memory_info(size_t& free, size_t& total);
+
+ private:
+  // Scratch buffers, one per purpose so that an op's operands never share one; each grows to the largest
+  // size asked and stays (stream order makes reuse by the next op safe).
+  enum Slot { kInput, kWeight, kOutput, kBias, kOperand2, kWorkspace, kSlotCount };
+
+  struct Guard;  // the op mutex + this device current on the calling thread
+
+  void* scratch(Slot slot, size_t bytes);
+  void require_mine(const char* op, const char* what, const TensorView& v) const;
+  // v as dense memory of `dtype`: v itself when it already is, else a converted copy in `slot`.
+  const void* dense(const TensorView& v, DType dtype, Slot slot);
+  // Converts any view into a contiguous destination of the same shape on this device.
+  void copy_into(const TensorView& x, void* dst, DType dst_dtype);
+  GemmPlan& gemm_plan(int64_t m, int64_t n, int64_t k, DType dtype, bool bias, const void* ptrs[4]);
+  ConvPlan& conv_plan(const int64_t dims[11], DType dtype);
+
+  int index_;
+  std::string name_;
+  cudaStream_t stream_ = nullptr;
+  cublasLtHandle_t blas_ = nullptr;
+  cudnnHandle_t dnn_ = nullptr;
+  mutable std::mutex mutex_;
+  struct Buffer {
+    void* p = nullptr;
+    size_t bytes = 0;
+  };
+  Buffer slots_[kSlotCount];
+  unsigned long long* bad_id_ = nullptr;  // embedding's out-of-range report (device memory)
+  std::map<std::tuple<int64_t, int64_t, int64_t, int, bool, int>, std::unique_ptr<GemmPlan>> gemm_plans_;
+  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                      int64_t, int>,
+           std::unique_ptr<ConvPlan>>
+      conv_plans_;
+  mutable std::mutex memory_mutex_;
+  size_t live_ = 0, peak_ = 0;
+};
+
+// The backend of device `index` (made on first use; throws when that device cannot be used).
+CudaBackend& cuda_backend(int index);
+
+}  // namespace kakusan::cuda
