@@ -79,6 +79,9 @@ class Backend : public DeviceAllocator {
 
   // Whether activations can be computed in `dtype` (see the contract above).
   virtual bool supports_compute_dtype(DType dtype) const { return dtype == DType::F32; }
+  // Whether an f16 weight makes an f16 product here (f16 arithmetic, as on CUDA) or is widened to f32 (the CPU
+  // backends): the contract above. The pipeline's attention follows the same rule.
+  virtual bool has_f16_products() const { return false; }
 
   // y[M, N] = x[M, K] · w[N, K]ᵀ + bias[N]. x and y may have leading dims (M = numel / K). bias may be empty.
   virtual void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) = 0;

@@ -27,7 +27,7 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
   const int64_t latents_bytes = latents_shape.numel() * f32;
   const int64_t latent_tokens = latents_shape[2] * latents_shape[3];
   {
-    const AttentionParams attention = attention_params(p.attention, dtypes_.text_encoder);
+    const AttentionParams attention = attention_params(p.attention, dtypes_.text_encoder, backend_);
     Arena arena;
     Context ctx{null, arena, attention};
     const Tensor ids = Tensor::zeros({int64_t(p.prompt.size()) * chunks, tokens}, DType::I64);
@@ -36,7 +36,7 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
                   2 * embeds_bytes + backend_.attention_scratch_bytes(attention, tokens, tokens)};
   }
   {
-    const AttentionParams attention = attention_params(p.attention, dtypes_.unet);
+    const AttentionParams attention = attention_params(p.attention, dtypes_.unet, backend_);
     Arena arena;
     Context ctx{null, arena, attention};
     const UNet2DConditionConfig& unet_config = unet_.config();
@@ -51,7 +51,7 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
                        backend_.attention_scratch_bytes(attention, latent_tokens, latent_tokens)};
   }
   {
-    const AttentionParams attention = attention_params(p.attention, dtypes_.vae);
+    const AttentionParams attention = attention_params(p.attention, dtypes_.vae, backend_);
     Arena arena;
     Context ctx{null, arena, attention};
     const Tensor z = Tensor::empty(latents_shape);
@@ -67,7 +67,7 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
     // The VAE encoder on the input image(s): the whole batch at once with one generator, one image at a time
     // with a generator per image. Beside its arena: the preprocessed image, masked image and mask, the image
     // latents and the noise.
-    const AttentionParams attention = attention_params(p.attention, dtypes_.vae);
+    const AttentionParams attention = attention_params(p.attention, dtypes_.vae, backend_);
     Arena arena;
     Context ctx{null, arena, attention};
     const int64_t scale = vae_.downscale_factor();

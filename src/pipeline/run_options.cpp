@@ -2,11 +2,14 @@
 
 namespace kakusan {
 
-DType attention_precision(DType weights) { return weights == DType::BF16 ? DType::BF16 : DType::F32; }
+DType attention_precision(DType weights, const Backend& backend) {
+  if (weights == DType::BF16) return DType::BF16;
+  return weights == DType::F16 && backend.has_f16_products() ? DType::F16 : DType::F32;
+}
 
-AttentionParams attention_params(const AttentionOptions& options, DType weights) {
+AttentionParams attention_params(const AttentionOptions& options, DType weights, const Backend& backend) {
   AttentionParams params;
-  params.precision = attention_precision(weights);
+  params.precision = attention_precision(weights, backend);
   switch (options.mode) {
     case AttentionOptions::Mode::Auto: params.strategy = AttentionStrategy::Auto; break;
     case AttentionOptions::Mode::Full: params.strategy = AttentionStrategy::Full; break;

@@ -7,13 +7,13 @@
 
 namespace kakusan {
 
-// The precision of a component's attention products, from the dtype its weight matrices are held in
-// (backend.h: products take the precision of their weight). bf16 weights: bf16, as torch_dtype=torch.bfloat16
-// computes attention. f16 weights: f32, since the CPU has no f16 arithmetic and fp16 there only saves memory
-// (a backend with f16 arithmetic would map F16 to F16 here).
-DType attention_precision(DType weights);
+// The precision of a component's attention products on `backend`, from the dtype its weight matrices are held
+// in (backend.h: products take the precision of their weight). bf16 weights: bf16, as torch_dtype=torch.bfloat16
+// computes attention. f16 weights: f16 where the backend has f16 products (CUDA), else f32 (the CPU has no f16
+// arithmetic; fp16 there only saves memory).
+DType attention_precision(DType weights, const Backend& backend);
 // The attention of a component whose matrices are `weights` (strategy and slicing from `options`).
-AttentionParams attention_params(const AttentionOptions& options, DType weights);
+AttentionParams attention_params(const AttentionOptions& options, DType weights, const Backend& backend);
 VaeMemoryOptions vae_memory_options(const GenerateParams& params);
 
 }  // namespace kakusan

@@ -247,9 +247,9 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   // reset(), so a growing arena held several times its peak) and freed when the phase ends, so the text
   // encoder's, UNet's and VAE's activations are never held at the same time (nor between calls).
   // Each phase's attention computes its products in its component's weight precision.
-  const AttentionParams text_attention = attention_params(p.attention, dtypes.text_encoder);
-  const AttentionParams unet_attention = attention_params(p.attention, dtypes.unet);
-  const AttentionParams vae_attention = attention_params(p.attention, dtypes.vae);
+  const AttentionParams text_attention = attention_params(p.attention, dtypes.text_encoder, run_on);
+  const AttentionParams unet_attention = attention_params(p.attention, dtypes.unet, run_on);
+  const AttentionParams vae_attention = attention_params(p.attention, dtypes.vae, run_on);
   result.warnings.insert(result.warnings.begin(), load_warnings.begin(), load_warnings.end());
   result.warnings.insert(result.warnings.end(), tagged.warnings.begin(), tagged.warnings.end());
 

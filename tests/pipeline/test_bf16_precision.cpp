@@ -13,16 +13,17 @@
 namespace kakusan {
 namespace {
 
-// Attention's products follow the component's weights: bf16 for bf16 matrices; f16 and f32 matrices keep
-// f32 products (fp16 on the CPU saves memory only, as before).
+// Attention's products follow the component's weights: bf16 for bf16 matrices; f16 matrices give f16
+// products only where the backend has f16 arithmetic (CUDA) — on the CPU fp16 saves memory only, as before.
 TEST(Bf16Precision, AttentionFollowsTheWeights) {
-  EXPECT_EQ(attention_params({}, DType::BF16).precision, DType::BF16);
-  EXPECT_EQ(attention_params({}, DType::F16).precision, DType::F32);
-  EXPECT_EQ(attention_params({}, DType::F32).precision, DType::F32);
+  const Backend& cpu = cpu_backend();
+  EXPECT_EQ(attention_params({}, DType::BF16, cpu).precision, DType::BF16);
+  EXPECT_EQ(attention_params({}, DType::F16, cpu).precision, DType::F32);
+  EXPECT_EQ(attention_params({}, DType::F32, cpu).precision, DType::F32);
   AttentionOptions sliced;
   sliced.mode = AttentionOptions::Mode::Sliced;
   sliced.slice_size = 3;
-  const AttentionParams p = attention_params(sliced, DType::BF16);
+  const AttentionParams p = attention_params(sliced, DType::BF16, cpu);
   EXPECT_EQ(p.strategy, AttentionStrategy::Sliced);
   EXPECT_EQ(p.slice_size, 3);
 }
@@ -33,13 +34,16 @@ class PrecisionRecorder final : public Backend {
  public:
   std::set<DType> attention_precisions, weight_dtypes;
   int attention_calls = 0;
+  bool f16_products = false;  // stands in for a backend with f16 arithmetic (CUDA)
   void reset() {
     attention_precisions.clear();
     weight_dtypes.clear();
     attention_calls = 0;
+    f16_products = false;
   }
 
   const char* name() const override { return "precision-recorder"; }
+  bool has_f16_products() const override { return f16_products; }
   void linear(const TensorView& x, const TensorView& w, const TensorView& b, const TensorView& y) override {
     weight_dtypes.insert(w.dtype);
     cpu().linear(x, w, b, y);
@@ -102,9 +106,10 @@ PrecisionRecorder& recorder() {
 
 // One step of case b's settings on the recorder: which precisions the text encoder's, UNet's and VAE's
 // attention got, and which weight dtypes the products saw.
-PrecisionRecorder& record_run(WeightDType dtype) {
+PrecisionRecorder& record_run(WeightDType dtype, bool f16_products = false) {
   PrecisionRecorder& r = recorder();
   r.reset();
+  r.f16_products = f16_products;
   LoadOptions load;
   load.device = "precision-recorder";
   load.dtype = dtype;
@@ -131,6 +136,15 @@ TEST(Bf16Precision, ThePipelineSetsItForEveryPhase) {
   PrecisionRecorder& fp32 = record_run(WeightDType::Auto);  // the kit stores fp32
   EXPECT_EQ(fp32.attention_precisions, std::set<DType>{DType::F32});
   EXPECT_EQ(fp32.weight_dtypes, std::set<DType>{DType::F32});
+}
+
+// On a backend with f16 arithmetic (CUDA), fp16 weights make the attention f16 too (the tutorial's fp16).
+TEST(Bf16Precision, Fp16AttentionWhereTheBackendHasF16Products) {
+  KK_REQUIRE_GOLDEN();
+  PrecisionRecorder& fp16 = record_run(WeightDType::F16, /*f16_products=*/true);
+  EXPECT_GT(fp16.attention_calls, 0);
+  EXPECT_EQ(fp16.attention_precisions, std::set<DType>{DType::F16});
+  EXPECT_EQ(fp16.weight_dtypes, std::set<DType>{DType::F16});
 }
 
 }  // namespace

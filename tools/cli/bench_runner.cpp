@@ -219,7 +219,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
 
   AttentionParams attention;
   attention.strategy = options.attention;
-  attention.precision = attention_precision(options.weight_dtype);  // every component's matrices are in it
+  attention.precision = attention_precision(options.weight_dtype, be);  // every component's matrices are in it
   r.device = options.device;
   ProfilingBackend counter(be);
   RssTracker rss;

@@ -39,6 +39,7 @@ class CudaBackend final : public Backend {
   void upload(const TensorView& host, const TensorView& dst) override;
   void download(const TensorView& src, const TensorView& host) override;
 
+  bool has_f16_products() const override { return true; }
   void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) override;
   void conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
               const TensorView& y) override;
