@@ -20,7 +20,7 @@ shift || true
 BUILD_DIR="${BUILD_DIR:-build-fuzz}"
 JOBS="${JOBS:-$(nproc)}"
 NICE="${NICE:-0}"
-ALL_TARGETS=(safetensors json_config scheduler_config tokenizer weights formats server_request)
+ALL_TARGETS=(safetensors json_config scheduler_config tokenizer weights formats server_request lora_tags)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 # The fuzz targets parse files and requests only: no CUDA backend (its nvcc build would only add minutes).
