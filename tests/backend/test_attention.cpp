@@ -2,6 +2,7 @@
 // masking, several heads, value width != key width, and q/k/v read as strided slices of a fused projection.
 #include <gtest/gtest.h>
 
+#include "attention_cases.h"
 #include "backend/backend.h"
 #include "random_tensors.h"
 #include "support/golden.h"
@@ -9,33 +10,13 @@
 namespace kakusan {
 namespace {
 
+using testing::AttentionCase;
+using testing::kStrategies;
 using testing::random_tensor;
+using testing::Strategy;
 using testing::Tolerance;
 
 constexpr Tolerance kAttention{1e-5, 1e-5};
-
-struct AttentionCase {
-  int64_t batch, q_len, kv_len;
-  int heads;
-  int64_t head_dim, value_dim;
-  bool causal;
-};
-
-std::ostream& operator<<(std::ostream& out, const AttentionCase& c) {
-  return out << "b" << c.batch << " tq" << c.q_len << " tk" << c.kv_len << " h" << c.heads << " d" << c.head_dim
-             << " dv" << c.value_dim << (c.causal ? " causal" : "");
-}
-
-struct Strategy {
-  AttentionStrategy strategy;
-  int slice_size;
-  const char* name;
-};
-constexpr Strategy kStrategies[] = {{AttentionStrategy::Full, 0, "full"},
-                                    {AttentionStrategy::Sliced, 0, "sliced(1)"},
-                                    {AttentionStrategy::Sliced, 3, "sliced(3)"},
-                                    {AttentionStrategy::Flash, 0, "flash"},
-                                    {AttentionStrategy::Auto, 0, "auto"}};
 
 class CpuAttention : public ::testing::TestWithParam<AttentionCase> {};
 

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "attention_cases.h"
 #include "backend/backend.h"
 #include "backend/cpu/scratch.h"
 #include "random_tensors.h"
@@ -14,7 +15,10 @@
 namespace kakusan {
 namespace {
 
+using testing::AttentionCase;
+using testing::kStrategies;
 using testing::random_tensor;
+using testing::Strategy;
 using testing::random_weights;
 using testing::Tolerance;
 
@@ -206,29 +210,6 @@ TEST(Bf16Products, Conv2dRoundsTheActivation) {
 }
 
 // ---- attention ----
-
-struct AttentionCase {
-  int64_t batch, q_len, kv_len;
-  int heads;
-  int64_t head_dim, value_dim;
-  bool causal;
-};
-
-std::ostream& operator<<(std::ostream& out, const AttentionCase& c) {
-  return out << "b" << c.batch << " tq" << c.q_len << " tk" << c.kv_len << " h" << c.heads << " d" << c.head_dim
-             << " dv" << c.value_dim << (c.causal ? " causal" : "");
-}
-
-struct Strategy {
-  AttentionStrategy strategy;
-  int slice_size;
-  const char* name;
-};
-constexpr Strategy kStrategies[] = {{AttentionStrategy::Full, 0, "full"},
-                                    {AttentionStrategy::Sliced, 0, "sliced(1)"},
-                                    {AttentionStrategy::Sliced, 3, "sliced(3)"},
-                                    {AttentionStrategy::Flash, 0, "flash"},
-                                    {AttentionStrategy::Auto, 0, "auto"}};
 
 // Both backends round the same q, k, v; the probabilities e^(s − k·ln 2) are computed in f32 by the CPU
 // (fast_exp, a few ulp) and in double by the reference, then rounded. Where that f32 error straddles a
