@@ -13,45 +13,22 @@
 #include <string>
 #include <vector>
 
+#include "cli_test.h"
 #include "core/cpu_features.h"
 #include "io/png.h"
-#include "support/child_process.h"
 #include "support/golden.h"
 
 namespace kakusan {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::CliRun;
 
 const char* const kNotice = "no bf16 dot-product instructions (AVX512_BF16)";
 
-struct CliRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-class Bf16Cli : public ::testing::Test {
+class Bf16Cli : public testing::CliTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("kakusan_bf16_" + std::to_string(getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "out");
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  CliRun run(const std::vector<std::string>& argv) {
-    testing::ChildProcess child(KAKUSAN_CLI_PATH, argv, dir_);
-    const testing::ChildEnd end = child.wait(std::chrono::minutes(5), std::chrono::milliseconds(10));
-    CliRun r;
-    r.exit_code = end.status && WIFEXITED(*end.status) ? WEXITSTATUS(*end.status) : -1;
-    r.out = child.stdout_text();
-    r.err = child.stderr_text();
-    return r;
-  }
-
-  fs::path out(const char* name) const { return dir_ / "out" / name; }
-  fs::path dir_;
+  CliRun run(const std::vector<std::string>& argv) { return run_cli(argv); }
 };
 
 // diffusers-bf16's largest image error on case b (tests/golden/bf16/diffusers_bf16.json), in 8-bit levels,

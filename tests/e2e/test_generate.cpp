@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "cli_test.h"
 #include "io/png.h"
 #include "io/safetensors.h"
-#include "support/child_process.h"
 #include "support/golden.h"
 #include "support/golden_manifest.h"
 
@@ -20,33 +20,15 @@ namespace kakusan {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::CliRun;
 
-struct CliRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-// A fresh, empty folder per test.
-class GenerateCli : public ::testing::Test {
+// `kakusan generate ...` in a fresh, empty folder per test.
+class GenerateCli : public testing::CliTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("kakusan_e2e_" + std::to_string(getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "out");
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   CliRun run(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {"generate"};
     argv.insert(argv.end(), args.begin(), args.end());
-    testing::ChildProcess child(KAKUSAN_CLI_PATH, argv, dir_);
-    const testing::ChildEnd end = child.wait(std::chrono::minutes(5), std::chrono::milliseconds(10));
-    CliRun r;
-    r.exit_code = end.status && WIFEXITED(*end.status) ? WEXITSTATUS(*end.status) : -1;
-    r.out = child.stdout_text();
-    r.err = child.stderr_text();
-    return r;
+    return run_cli(argv);
   }
 
   std::vector<std::string> files_written() const {
@@ -56,9 +38,7 @@ class GenerateCli : public ::testing::Test {
   }
 
   static std::string model(const char* name = "tiny-sd") { return (*testing::golden_dir() / name).string(); }
-  fs::path out(const char* name) const { return dir_ / "out" / name; }
 
-  fs::path dir_;
 };
 
 int max_pixel_difference(const Image& got, const Image& want, int x0 = 0, int y0 = 0) {

@@ -13,53 +13,33 @@
 #include <string>
 #include <vector>
 
+#include "cli_test.h"
 #include "io/png.h"
 #include "io/safetensors.h"
 #include "kakusan/pipeline.h"
-#include "support/child_process.h"
 #include "support/golden.h"
 
 namespace kakusan {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::CliRun;
 
 const fs::path kGoldens = fs::path(KAKUSAN_SOURCE_DIR) / "tests" / "golden" / "img2img";
 
-struct CliRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-class ImageCli : public ::testing::Test {
+class ImageCli : public testing::CliTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("kakusan_i2i_" + std::to_string(getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "out");
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   CliRun run(std::vector<std::string> args) {
     const std::vector<std::string> common = {"generate", "--model", model(), "--prompt", kPrompt, "--steps", "10",
                                              "--seed", "0", "--quiet", "--output", (dir_ / "out" / "x.png").string()};
     args.insert(args.begin(), common.begin(), common.end());
-    testing::ChildProcess child(KAKUSAN_CLI_PATH, args, dir_);
-    const testing::ChildEnd end = child.wait(std::chrono::minutes(5), std::chrono::milliseconds(10));
-    CliRun r;
-    r.exit_code = end.status && WIFEXITED(*end.status) ? WEXITSTATUS(*end.status) : -1;
-    r.out = child.stdout_text();
-    r.err = child.stderr_text();
-    return r;
+    return run_cli(args);
   }
 
-  bool nothing_written() const { return fs::is_empty(dir_ / "out"); }
   static std::string model() { return (*testing::golden_dir() / "tiny-sd").string(); }
   static std::string input(const char* name) { return (kGoldens / name).string(); }
 
   static constexpr const char* kPrompt = "portrait photo of a old warrior chief";
-  fs::path dir_;
 };
 
 GenerateResult api_result(const std::string& scheduler, double strength, bool mask) {
