@@ -6,7 +6,10 @@
 //
 // Precision (AttentionParams::precision): q, k and v are rounded to f16/bf16 as they enter shared memory, and
 // the probabilities before P·V; scores, m, l and the accumulator stay f32 (the sum takes the unrounded
-// probabilities, as torch's softmax does before its output is cast).
+// probabilities, as torch's softmax does before its output is cast). In reduced precision the running "max"
+// is the exponent k of a power-of-two shift (k = ceil(max · log2 e), backend/precision.h): rounding commutes
+// with rescaling by a power of two, so the rounded probabilities e^(s − k·ln 2) are the reference's and the
+// CPU's whatever the tile size.
 //
 // This is the portable CUDA-core kernel (no tensor cores): correct on every architecture, and the baseline
 // a tensor-core (mma / wgmma) version must match.
@@ -76,12 +79,15 @@ __global__ void __launch_bounds__(BQ* kRowThreads)
     // The row's four threads are consecutive lanes of one warp.
     tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
     tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-    const float m_new = fmaxf(m, tile_max);
-    const float alpha = expf(m - m_new);
+    const bool reduced = s.precision != kF32;
+    const float m_new = fmaxf(m, reduced ? ceilf(tile_max * 1.44269504088896341f) : tile_max);
+    const float shift = reduced ? m_new * 0.693147180559945309f : m_new;
+    // Reduced: m and m_new are integers, the rescale an exact power of two (none before the first tile).
+    const float alpha = !reduced ? expf(m - m_new) : m == -FLT_MAX ? 0.0f : ldexpf(1.0f, int(m - m_new));
     float tile_sum = 0.0f;
 #pragma unroll
     for (int i = 0; i < BK / kRowThreads; ++i) {
-      const float p = expf(scores[i] - m_new);  // masked: exp(-inf) = 0
+      const float p = expf(scores[i] - shift);  // masked: exp(-inf) = 0
       tile_sum += p;
       ps[r * BK + g + kRowThreads * i] = round_to(p, s.precision);
     }
@@ -106,7 +112,7 @@ __global__ void __launch_bounds__(BQ* kRowThreads)
 
   if (query < s.q_len) {
     float* o = out + ((b * s.q_len + query) * s.heads + h) * Dv;
-    const float inv = 1.0f / l;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // no keys (kv_len 0): zeros, as the reference writes
 #pragma unroll
     for (int i = 0; i < MAXD / kRowThreads; ++i) {
       const int64_t d = g + kRowThreads * i;
@@ -123,9 +129,20 @@ cudaError_t launch(const float* q, const float* k, const float* v, float* out, c
   if (const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
       e != cudaSuccess)
     return e;
-  const dim3 grid(unsigned((s.q_len + BQ - 1) / BQ), unsigned(s.batch * s.heads));
-  kernel<<<grid, BQ * kRowThreads, bytes, stream>>>(q, k, v, out, s);
-  return cudaGetLastError();
+  // grid.y counts (batch, head) pairs and may not pass 65535: launch whole batches in chunks that fit.
+  constexpr int64_t kMaxGridY = 65535;
+  if (s.heads > kMaxGridY) return cudaErrorInvalidConfiguration;
+  const int64_t per_launch = kMaxGridY / s.heads;
+  for (int64_t b0 = 0; b0 < s.batch; b0 += per_launch) {
+    AttentionShape part = s;
+    part.batch = min(per_launch, s.batch - b0);
+    const dim3 grid(unsigned((s.q_len + BQ - 1) / BQ), unsigned(part.batch * s.heads));
+    kernel<<<grid, BQ * kRowThreads, bytes, stream>>>(q + b0 * s.q_batch_stride, k + b0 * s.k_batch_stride,
+                                                      v + b0 * s.v_batch_stride,
+                                                      out + b0 * s.q_len * s.heads * s.value_dim, part);
+    if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
 }
 
 }  // namespace
