@@ -28,17 +28,6 @@ std::vector<LoraAdapter> open_adapters(const std::vector<LoadOptions::Lora>& lor
   return adapters;
 }
 
-// The dtype the model keeps its matrices in (as the pipeline loads it).
-DType model_dtype(WeightDType requested, const WeightSource& weights) {
-  switch (requested) {
-    case WeightDType::F32: return DType::F32;
-    case WeightDType::F16: return DType::F16;
-    case WeightDType::BF16: return DType::BF16;
-    case WeightDType::Auto: break;
-  }
-  return stored_matrix_dtype(weights);
-}
-
 // Passes only the parameters named in `names` on to `inner`: the one weight walk, restricted to the weights a
 // LoRA change touches.
 class OnlyNamed final : public WeightVisitor {
@@ -93,7 +82,7 @@ void LoraSet::prepare(ModelSources& sources, const LoadOptions& options) {
   const std::vector<LoraAdapter> adapters = open_adapters(options.loras);
   for (auto [part, source] : {std::pair{&unet_, &sources.unet}, std::pair{&text_encoder_, &sources.text_encoder}}) {
     part->base = source->weights;
-    part->dtype = model_dtype(options.dtype, *source->weights);
+    part->dtype = matrix_dtype(options.dtype, *source->weights);
     Rebinding merged = remerge(part->base, part->component, adapters, part->dtype);
     source->weights = merged.source;
     part->touched = std::move(merged.touched);

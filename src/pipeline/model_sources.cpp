@@ -63,6 +63,16 @@ ModelSources open_single_file(const std::filesystem::path& file, const LoadOptio
 
 }  // namespace
 
+DType matrix_dtype(WeightDType requested, const WeightSource& weights) {
+  switch (requested) {
+    case WeightDType::F32: return DType::F32;
+    case WeightDType::F16: return DType::F16;
+    case WeightDType::BF16: return DType::BF16;
+    case WeightDType::Auto: break;
+  }
+  return stored_matrix_dtype(weights);
+}
+
 ModelSources open_model_sources(const std::string& model, const LoadOptions& options) {
   std::string variant = options.variant;
   if (variant.empty() && options.dtype == WeightDType::F16) variant = "fp16";

@@ -25,4 +25,8 @@ struct ModelSources {
 // Error naming what is missing.
 ModelSources open_model_sources(const std::string& model, const LoadOptions& options);
 
+// The dtype a component's matrices are loaded in: the requested one, or (Auto) as its files store them. The
+// loader and the LoRA merge (which must write its copies in that dtype) both ask here.
+DType matrix_dtype(WeightDType requested, const WeightSource& weights);
+
 }  // namespace kakusan

@@ -44,21 +44,6 @@ namespace kakusan {
 
 namespace {
 
-std::optional<DType> weight_dtype(WeightDType requested) {
-  switch (requested) {
-    case WeightDType::Auto: return std::nullopt;  // as stored
-    case WeightDType::F32: return DType::F32;
-    case WeightDType::F16: return DType::F16;
-    case WeightDType::BF16: return DType::BF16;
-  }
-  return std::nullopt;
-}
-
-// The dtype a component's matrices are loaded in: the requested one, or (Auto) as its files store them.
-DType matrix_dtype(WeightDType requested, const WeightSource& weights) {
-  return weight_dtype(requested).value_or(stored_matrix_dtype(weights));
-}
-
 // A component through the one weight walk, its matrices in `dtype`; its mapped files join `resident`, whose
 // pages are then dropped (loading touched only the headers and converted tensors; nothing stays resident).
 template <typename Model, typename Config>
