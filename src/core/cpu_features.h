@@ -5,8 +5,9 @@
 
 namespace kakusan {
 
-// The bf16 dot-product instructions (AVX512_BF16: vdpbf16ps), which make bf16 products twice as fast as
-// fp32 FMAs. Without them bf16 runs at fp32 speed.
+// The bf16 dot-product instructions (AVX512_BF16: vdpbf16ps). Without them bf16 runs at fp32 speed; with
+// them it may still (where vdpbf16ps is slower than fp32 FMAs, as on the development machine: bench_ops
+// measures both rates).
 bool cpu_has_avx512_bf16();
 
 }  // namespace kakusan

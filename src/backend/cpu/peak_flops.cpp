@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/cpu_time.h"
 
 namespace kakusan {
@@ -88,7 +89,7 @@ __attribute__((target("avx512f,avx512bf16"))) double dpbf16_peak_one_thread(doub
 
 double measure_bf16_dot_peak_gflops(double seconds) {
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (__builtin_cpu_supports("avx512bf16")) return dpbf16_peak_one_thread(seconds);
+  if (cpu_has_avx512_bf16()) return dpbf16_peak_one_thread(seconds);
 #endif
   (void)seconds;
   return 0;
