@@ -11,8 +11,9 @@
 // with rescaling by a power of two, so the rounded probabilities e^(s − k·ln 2) are the reference's and the
 // CPU's whatever the tile size.
 //
-// This is the portable CUDA-core kernel (no tensor cores): correct on every architecture, and the baseline
-// a tensor-core (mma / wgmma) version must match.
+// This is the portable CUDA-core kernel (no tensor cores): correct on every architecture, the one f32
+// precision and the widest heads take, and the baseline the tensor-core kernel (attention_mma.cu) matches.
+// attention_dispatch.cpp picks between them and splits the (batch, head) pairs over launches.
 #include <cfloat>
 
 #include "backend/cuda/device_util.cuh"
@@ -129,27 +130,15 @@ cudaError_t launch(const float* q, const float* k, const float* v, float* out, c
   if (const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
       e != cudaSuccess)
     return e;
-  // grid.y counts (batch, head) pairs and may not pass 65535: launch whole batches in chunks that fit.
-  constexpr int64_t kMaxGridY = 65535;
-  if (s.heads > kMaxGridY) return cudaErrorInvalidConfiguration;
-  const int64_t per_launch = kMaxGridY / s.heads;
-  for (int64_t b0 = 0; b0 < s.batch; b0 += per_launch) {
-    AttentionShape part = s;
-    part.batch = min(per_launch, s.batch - b0);
-    const dim3 grid(unsigned((s.q_len + BQ - 1) / BQ), unsigned(part.batch * s.heads));
-    kernel<<<grid, BQ * kRowThreads, bytes, stream>>>(q + b0 * s.q_batch_stride, k + b0 * s.k_batch_stride,
-                                                      v + b0 * s.v_batch_stride,
-                                                      out + b0 * s.q_len * s.heads * s.value_dim, part);
-    if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  }
-  return cudaSuccess;
+  const dim3 grid(unsigned((s.q_len + BQ - 1) / BQ), unsigned(s.batch * s.heads));
+  kernel<<<grid, BQ * kRowThreads, bytes, stream>>>(q, k, v, out, s);
+  return cudaGetLastError();
 }
 
 }  // namespace
 
-cudaError_t launch_attention(const float* q, const float* k, const float* v, float* out, const AttentionShape& s,
-                             cudaStream_t stream) {
-  if (s.batch * s.heads * s.q_len == 0) return cudaSuccess;
+cudaError_t launch_attention_cuda_cores(const float* q, const float* k, const float* v, float* out,
+                                        const AttentionShape& s, cudaStream_t stream) {
   const int64_t width = s.head_dim > s.value_dim ? s.head_dim : s.value_dim;
   // Tiles sized so that shared memory stays under the 99 KB a block may take on sm_86/89.
   if (width <= 64) return launch<64, 64, 64>(q, k, v, out, s, stream);

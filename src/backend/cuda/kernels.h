@@ -60,9 +60,9 @@ cudaError_t launch_group_norm(const float* x, float* y, int64_t batch, int64_t c
 cudaError_t launch_layer_norm(const float* x, float* y, int64_t rows, int64_t cols, const void* gamma,
                               Dt gamma_dtype, const void* beta, Dt beta_dtype, float eps, cudaStream_t stream);
 
-// attention.cu: q [B, Tq, H·D], k [B, Tk, H·D], v [B, Tk, H·Dv] with element strides for batch and token
-// (the last dimension contiguous), out [B, Tq, H·Dv] contiguous. precision: kF32, kF16 or kBF16 (q, k, v and
-// the probabilities are rounded to it before their products).
+// Attention: q [B, Tq, H·D], k [B, Tk, H·D], v [B, Tk, H·Dv] with element strides for batch and token (the
+// last dimension contiguous), out [B, Tq, H·Dv] contiguous. precision: kF32, kF16 or kBF16 (q, k, v and the
+// probabilities are rounded to it before their products).
 struct AttentionShape {
   int64_t batch, q_len, kv_len, heads, head_dim, value_dim;
   int64_t q_batch_stride, q_token_stride, k_batch_stride, k_token_stride, v_batch_stride, v_token_stride;
@@ -70,9 +70,33 @@ struct AttentionShape {
   bool causal;
   Dt precision;
 };
-// The largest head_dim / value_dim the kernel takes.
+// The largest head_dim / value_dim attention takes (the CUDA-core kernel's limit).
 constexpr int64_t kMaxAttentionHeadDim = 512;
+// The largest the tensor-core kernel takes (its f32 accumulator lives in registers).
+constexpr int64_t kMaxMmaAttentionHeadDim = 160;
+// grid.y's limit: each launch covers at most this many (batch, head) pairs.
+constexpr int64_t kMaxAttentionGridY = 65535;
+
+// attention_dispatch.cpp: the entry. Picks the kernel (attention_kernel_for) and launches it over whole
+// batches in chunks of attention_batches_per_launch.
 cudaError_t launch_attention(const float* q, const float* k, const float* v, float* out, const AttentionShape& s,
                              cudaStream_t stream);
+
+// Which kernel launch_attention runs. TensorCores (attention_mma.cu: mma.sync, f32 accumulation) takes f16 and
+// bf16 precision with head_dim and value_dim multiples of 8 up to kMaxMmaAttentionHeadDim, q/k/v 16-byte
+// aligned with strides in multiples of 4 elements (it reads rows as float4) and out 8-byte aligned; everything
+// else, f32 precision always (no TF32), goes to CudaCores (attention.cu). Host code: runs without a GPU.
+enum class AttentionKernel { CudaCores, TensorCores };
+AttentionKernel attention_kernel_for(const AttentionShape& s, const float* q, const float* k, const float* v,
+                                     const float* out);
+// Whole batches per launch so that batch · heads stays within grid.y; 0 when one batch alone has too many heads.
+int64_t attention_batches_per_launch(const AttentionShape& s);
+
+// One launch each over all of s (s.batch · s.heads <= kMaxAttentionGridY, q_len >= 1); launch_attention calls
+// them. The tensor-core one also needs attention_kernel_for(s, ...) == TensorCores.
+cudaError_t launch_attention_cuda_cores(const float* q, const float* k, const float* v, float* out,
+                                        const AttentionShape& s, cudaStream_t stream);
+cudaError_t launch_attention_mma(const float* q, const float* k, const float* v, float* out, const AttentionShape& s,
+                                 cudaStream_t stream);
 
 }  // namespace kakusan::cuda
