@@ -18,6 +18,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <functional>
+#include <sstream>
 #include <string>
 
 #include "backend/cuda/kernels.h"
@@ -109,10 +112,14 @@ struct Case {
 };
 
 std::string describe(const Case& c, DType precision) {
-  return "B" + std::to_string(c.batch) + " Tq" + std::to_string(c.q_len) + " Tk" + std::to_string(c.kv_len) + " H" +
-         std::to_string(c.heads) + " D" + std::to_string(c.dim) + (c.causal ? " causal " : " ") +
-         std::string(dtype_name(precision));
+  std::ostringstream out;  // (operator+ chains of std::string trip a GCC 12 -Wrestrict false positive)
+  out << "B" << c.batch << " Tq" << c.q_len << " Tk" << c.kv_len << " H" << c.heads << " D" << c.dim
+      << (c.causal ? " causal " : " ") << dtype_name(precision);
+  return out.str();
 }
+
+// A device tensor's address (TensorView::f32() is for host memory only).
+float* device_f32(const TensorView& t) { return static_cast<float*>(t.data); }
 
 class CudaAttention : public CudaTest {
  protected:
@@ -145,7 +152,8 @@ class CudaAttention : public CudaTest {
     const AttentionShape s{c.batch, c.q_len, c.kv_len, c.heads, c.dim, c.dim, q.strides[0], q.strides[1],
                            k.strides[0], k.strides[1], v.strides[0], v.strides[1], p.scale, c.causal,
                            cuda::Dt(precision)};
-    ASSERT_EQ(cuda::attention_kernel_for(s, q.f32(), k.f32(), v.f32(), got.f32()), AttentionKernel::TensorCores);
+    ASSERT_EQ(cuda::attention_kernel_for(s, device_f32(q), device_f32(k), device_f32(v), device_f32(got)),
+              AttentionKernel::TensorCores);
     gpu().attention(q, k, v, p, got);
     expect_within_rounding(down(got), want, v_max(kv_src, k_at + width, width), precision);
   }
@@ -171,7 +179,7 @@ class CudaAttention : public CudaTest {
 
 TEST_F(CudaAttention, EverySdHeadWidthCausalAndNotInF16AndBf16) {
   for (DType precision : {DType::F16, DType::BF16}) {
-    check({2, 300, 300, 8, 40, false}, precision);  // SD1.x self-attention (a 64-token tail)
+    check({2, 300, 300, 8, 40, false}, precision);  // SD1.x self-attention (a partial last tile)
     check({2, 300, 77, 8, 40, false}, precision);   // cross-attention on the text
     check({2, 200, 77, 5, 64, false}, precision);   // SD2.x
     check({2, 70, 77, 8, 80, false}, precision);
@@ -210,6 +218,57 @@ TEST_F(CudaAttention, NoKeysGivesZeros) {
   Tensor got = poisoned({1, 5, 80});
   gpu().attention(q, kv.view().narrow(2, 0, 80), kv.view().narrow(2, 80, 80), p, got);
   KK_EXPECT_CLOSE(down(got), Tensor::zeros({1, 5, 80}), (testing::Tolerance{0, 0}));
+}
+
+// The SD1.5 UNet's attention calls at 512x512 with CFG (batch 2, 8 heads): the tensor-core kernel against the
+// CUDA-core one in f16 (the same contract, so the same bound as against the reference, which would take
+// minutes at these sizes), each timed with events; the milliseconds go to the test's properties
+// (--gtest_output=json) and one line each on stdout, for the device check's log.
+TEST_F(CudaAttention, Sd15ShapesMatchTheCudaCoreKernelAndAreTimed) {
+  const Case cases[] = {{2, 4096, 4096, 8, 40, false}, {2, 4096, 77, 8, 40, false}, {2, 1024, 1024, 8, 80, false},
+                        {2, 1024, 77, 8, 80, false},   {2, 256, 256, 8, 160, false}, {2, 256, 77, 8, 160, false},
+                        {2, 64, 64, 8, 160, false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(describe(c, DType::F16));
+    const int64_t width = c.heads * c.dim;
+    const Tensor q_host = random_tensor({c.batch, c.q_len, width}, 24);
+    const Tensor k_host = random_tensor({c.batch, c.kv_len, width}, 25), v_host = random_tensor(k_host.shape(), 26);
+    const Tensor q = up(q_host), k = up(k_host), v = up(v_host);
+    Tensor mma = poisoned({c.batch, c.q_len, width}), cores = poisoned({c.batch, c.q_len, width});
+    const AttentionShape s{c.batch, c.q_len, c.kv_len, c.heads, c.dim, c.dim, c.q_len * width, width,
+                           c.kv_len * width, width, c.kv_len * width, width, 1.0f / std::sqrt(float(c.dim)),
+                           false, cuda::kF16};
+    const float *qp = device_f32(q), *kp = device_f32(k), *vp = device_f32(v);
+    ASSERT_EQ(cuda::attention_kernel_for(s, qp, kp, vp, device_f32(mma)), AttentionKernel::TensorCores);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the uploads (on the backend's stream) are done
+    // Milliseconds per call, the mean of 10 after one warm-up, on the default stream.
+    auto time = [](const std::function<cudaError_t()>& launch) {
+      cudaEvent_t start, stop;
+      cudaEventCreate(&start);
+      cudaEventCreate(&stop);
+      EXPECT_EQ(launch(), cudaSuccess);
+      cudaEventRecord(start, nullptr);
+      for (int i = 0; i < 10; ++i) launch();
+      cudaEventRecord(stop, nullptr);
+      EXPECT_EQ(cudaEventSynchronize(stop), cudaSuccess);
+      float ms = 0;
+      cudaEventElapsedTime(&ms, start, stop);
+      cudaEventDestroy(start);
+      cudaEventDestroy(stop);
+      return ms / 10;
+    };
+    const float mma_ms = time([&] { return cuda::launch_attention(qp, kp, vp, device_f32(mma), s, nullptr); });
+    const float cores_ms = time(
+        [&] { return cuda::launch_attention_cuda_cores(qp, kp, vp, device_f32(cores), s, nullptr); });
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    expect_within_rounding(down(mma), down(cores), v_max(v_host, 0, width), DType::F16);
+    std::ostringstream name;
+    name << "tq" << c.q_len << "_tk" << c.kv_len << "_d" << c.dim;
+    RecordProperty("mma_ms_" + name.str(), std::to_string(mma_ms));
+    RecordProperty("cuda_cores_ms_" + name.str(), std::to_string(cores_ms));
+    std::printf("{\"measurement\": \"attention_f16\", \"shape\": \"%s\", \"mma_ms\": %.4f, \"cuda_cores_ms\": %.4f}\n",
+                describe(c, DType::F16).c_str(), mma_ms, cores_ms);
+  }
 }
 
 }  // namespace
