@@ -136,6 +136,7 @@ PY
   grep '^{"case"' "$LOGS/test_cuda.log" | python3 -c 'import json,sys
 for line in sys.stdin:
     d = json.loads(line); print(json.dumps({"measurement": "fp16_image_deviation", **d}))' | tee -a "$RESULTS"
+  grep '^{"measurement": "attention_f16"' "$LOGS/test_cuda.log" | tee -a "$RESULTS"  # tensor vs CUDA cores, ms
   python3 - "$LOGS/test_cuda.json" "$rc" "$((SECONDS - t0))" <<'PY' | tee -a "$RESULTS"
 import json, sys
 path, rc, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
