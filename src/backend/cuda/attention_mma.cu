@@ -1,30 +1,33 @@
 // Attention on the tensor cores (mma.sync.m16n8k16, f16 or bf16 operands, f32 accumulation; sm_80 and later),
 // for f16/bf16 precision and head widths that are multiples of 8 up to 160 (attention_kernel_for says which
-// shapes come here). The algorithm is attention.cu's (FlashAttention-2's online softmax); this file only maps
-// it onto warp-level matrix products.
+// shapes come here; the VAE's 512-wide head stays on attention.cu: its accumulator would not fit in registers).
+// The algorithm is attention.cu's (FlashAttention-2's online softmax); this file only maps it onto warp-level
+// matrix products.
 //
 // Tiling. A block of four warps takes kBQ = 64 queries of one (batch, head), one 16-row slab per warp, and
 // walks the keys in tiles of BK (64, or 32 for the widest heads, to bound registers). q, k and v arrive as f32
-// rows (strided views allowed); each 8-element chunk is rounded to the precision as it is stored to shared
-// memory, so the rounding happens once per element. Head widths are padded with zeros to DP, a multiple of 16
-// (the mma's k), and rows past q_len / kv_len are zeros: padded dims add nothing to a score, padded keys are
-// masked and have zero values (a masked probability is 0, and 0 · garbage could be NaN). Shared rows hold
-// DP + 8 halves, which makes the fragment loads below free of bank conflicts (a row is 4 banks mod 8 apart).
+// rows (strided views allowed, read as float4); each 8-element chunk is rounded to the precision as it is
+// stored to shared memory. (Every query block reads and rounds all of K and V again, in f32: an f16 copy made
+// once would halve that traffic, at the price of scratch memory the planner would have to count.) Head widths
+// are padded with zeros to DP, a multiple of 16 (the mma's k), and rows past q_len / kv_len are zeros: padded
+// dims add nothing to a score, padded keys are masked and have zero values (a masked probability is 0, and 0 ·
+// garbage could be NaN). Shared rows hold DP + 8 halves, which makes the fragment loads below free of bank
+// conflicts (a row is 4 banks mod 8 apart).
 //
-// Fragments (PTX's m16n8k16 layouts; lane = 4·g + t). S = Q·Kᵀ: A is Q (rows g, g+8, dims 2t.. and 2t+8..),
-// B is Kᵀ (dims 2t.., 2t+8.. of key g), both plain 32-bit loads from the row-major tiles. The f32 S
-// accumulator of two adjacent 8-key tiles is, element for element, the A fragment of P for a 16-key step, so
-// P never leaves registers. O += P·V: B is V (keys 2t.., key-major), read with ldmatrix.trans from the
-// row-major V tile. Each thread holds two query rows (g and g + 8) of its warp's slab; the four lanes of a
-// row combine their max and sum with shuffles.
+// Fragments (PTX's m16n8k16 layouts; lane = 4·g + t). S = Q·Kᵀ: A is Q (rows g, g+8, dims 2t.. and 2t+8..), B
+// is Kᵀ (dims 2t.., 2t+8.. of key g), both plain 32-bit loads from the row-major tiles. The f32 S accumulator
+// of two adjacent 8-key tiles is, element for element, the A fragment of P for a 16-key step, so P never leaves
+// registers. O += P·V: B is V (keys 2t.., key-major), read with ldmatrix.trans from the row-major V tile. Each
+// thread holds two query rows (g and g + 8) of its warp's slab; the four lanes of a row combine their max and
+// sum with shuffles.
 //
-// The contract (backend.h, precision.h) as attention.cu keeps it: q, k, v and the probabilities rounded to
-// the precision (f32 -> f16/bf16 conversion rounds to nearest even), scores accumulated in f32 by the tensor
-// cores, the running max kept as the power-of-two exponent k = ceil(max · log2 e), probabilities e^(s − k·ln 2)
-// computed in f32 (expf, as attention.cu) and rounded before P·V, the f32 row sum taken from the unrounded ones,
-// and the accumulator divided by that sum at the end. Rescaling by 2^(k_old − k_new) is exact, so the numbers
-// are the reference's up to f32 summation order (and the rare probability that this order moves across an f16
-// or bf16 rounding boundary).
+// The contract (backend.h, precision.h) as attention.cu keeps it: q, k, v and the probabilities rounded to the
+// precision (f32 -> f16/bf16 conversion rounds to nearest even), scores accumulated in f32 by the tensor cores,
+// the running max kept as the power-of-two exponent k = ceil(max · log2 e), probabilities e^(s − k·ln 2)
+// computed in f32 (expf, as attention.cu) and rounded before P·V, the f32 row sum taken from the unrounded
+// ones, and the accumulator divided by that sum at the end. Rescaling by 2^(k_old − k_new) is exact, so the
+// numbers are the reference's up to f32 summation order (and the rare probability that this order moves across
+// an f16 or bf16 rounding boundary).
 #include <cfloat>
 #include <cstdint>
 
