@@ -151,14 +151,16 @@ __global__ void __launch_bounds__(kBlockThreads)
       }
     }
 
-    // Scale and mask, then each row's tile max over its four lanes.
+    // Scale and mask, then each row's tile max over its four lanes. Only a tile that reaches past kv_len or
+    // (causal) past the warp's first query has keys to mask: the others skip the 64-bit compares.
+    const bool some_masked = k0 + BK > s.kv_len || (s.causal && k0 + BK - 1 > q0 + warp * 16);
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int j = 0; j < BK / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int64_t key = k0 + j * 8 + 2 * t + (e & 1);
-        const bool masked = key >= s.kv_len || (s.causal && key > query[e / 2]);
+        const bool masked = some_masked && (key >= s.kv_len || (s.causal && key > query[e / 2]));
         sc[j][e] = masked ? -INFINITY : sc[j][e] * s.scale;
         tile_max[e / 2] = fmaxf(tile_max[e / 2], sc[j][e]);
       }
