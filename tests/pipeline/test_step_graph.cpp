@@ -95,6 +95,18 @@ TEST(Capture, MemoryFreedWhileCapturingMakesTheCaptureUnusable) {
   be.abort_capture();
 }
 
+TEST(Capture, AGraphDeclinesToReplayOnceTheScratchWasGivenBack) {
+  SeparateHeapBackend be;
+  const Tensor a = device_full(be, {4}, 1.0f);
+  const Tensor b = device_full(be, {4}, 0.0f);
+  ASSERT_TRUE(be.begin_capture());
+  be.scale(a, 2.0f, b);
+  const std::unique_ptr<OpGraph> graph = be.end_capture();
+  be.release_scratch();
+  EXPECT_FALSE(graph->replay());
+  EXPECT_EQ(first(be, b), 0.0f) << "a declined replay runs nothing";
+}
+
 TEST(Capture, HostBackendsDoNotCapture) {
   EXPECT_FALSE(cpu_backend().begin_capture());
   EXPECT_THROW(cpu_backend().end_capture(), Error);
@@ -163,6 +175,18 @@ TEST(StepGraph, NewOperandsRunEagerlyThenCaptureAgain) {
   EXPECT_EQ(graph.eager_calls(), 2);
   EXPECT_EQ(graph.captures(), 2);
   EXPECT_EQ(graph.replays(), 2);
+}
+
+TEST(StepGraph, AGraphThatDeclinesIsWarmedUpAndCapturedAgain) {
+  SeparateHeapBackend be;
+  Arena arena(be, 1 << 20);
+  StepGraph graph(be, ArenaModel{be, arena}, arena_layout(arena));
+  run_steps(be, std::ref(graph), 6, [&](int step) {
+    if (step == 3) be.release_scratch();  // another pipeline on the device gave the scratch back
+  });
+  EXPECT_EQ(graph.eager_calls(), 2);  // steps 0 and 3 (the declined replay)
+  EXPECT_EQ(graph.captures(), 2);     // steps 1 and 4
+  EXPECT_EQ(graph.replays(), 2);      // steps 2 and 5
 }
 
 TEST(StepGraph, OnAHostBackendEveryCallIsEager) {

@@ -154,11 +154,15 @@ void SeparateHeapBackend::download(const TensorView& src, const TensorView& host
 // The recorded ops, run again by replay().
 class SeparateHeapBackend::Recording final : public OpGraph {
  public:
-  Recording(SeparateHeapBackend& backend, std::vector<std::function<void()>> ops)
-      : backend_(backend), ops_(std::move(ops)) {}
+  Recording(SeparateHeapBackend& backend, std::vector<std::function<void()>> ops, uint64_t scratch_generation)
+      : backend_(backend), ops_(std::move(ops)), scratch_generation_(scratch_generation) {}
 
   bool replay() override {
     KK_CHECK(!backend_.capturing_here(), backend_.name(), ": cannot replay a graph while capturing another");
+    {
+      const std::lock_guard lock(backend_.mutex_);
+      if (scratch_generation_ != backend_.scratch_generation_) return false;
+    }
     for (const auto& op : ops_) op();
     const std::lock_guard lock(backend_.mutex_);
     backend_.replayed_ops_ += int64_t(ops_.size());
@@ -168,6 +172,7 @@ class SeparateHeapBackend::Recording final : public OpGraph {
  private:
   SeparateHeapBackend& backend_;
   std::vector<std::function<void()>> ops_;
+  uint64_t scratch_generation_;
 };
 
 bool SeparateHeapBackend::capturing_here() const {
@@ -204,15 +209,26 @@ bool SeparateHeapBackend::begin_capture() {
 std::unique_ptr<OpGraph> SeparateHeapBackend::end_capture() {
   std::vector<std::function<void()>> ops;
   std::string broken;
+  uint64_t generation = 0;
   {
     const std::lock_guard lock(mutex_);
     KK_CHECK(capturing_ == std::this_thread::get_id(), name(), ": end_capture without begin_capture on this thread");
     capturing_ = {};
     ops = std::exchange(recorded_, {});
     broken = std::exchange(broken_, {});
+    generation = scratch_generation_;
   }
   KK_CHECK(broken.empty(), name(), ": the capture cannot be replayed: ", broken);
-  return std::make_unique<Recording>(*this, std::move(ops));
+  return std::make_unique<Recording>(*this, std::move(ops), generation);
+}
+
+void SeparateHeapBackend::release_scratch() {
+  {
+    const std::lock_guard lock(mutex_);
+    if (capturing_ == std::this_thread::get_id()) return;  // the capture uses it (as on a GPU)
+    ++scratch_generation_;
+  }
+  inner_.release_scratch();
 }
 
 void SeparateHeapBackend::abort_capture() noexcept {

@@ -9,7 +9,7 @@
 //
 // It captures as a device does (CUDA graphs, backend.h): between begin_capture() and end_capture() each op
 // of the capturing thread is recorded, its operands by value (views: addresses and shapes), and NOT run;
-// replay() runs the recorded ops again on those addresses. So a step replayed after its memory moved reads
+// replay() runs the recorded ops again on those addresses (until release_scratch()). So a step replayed after its memory moved reads
 // and writes the old places, and memory freed since fails the heap check: tests see what a GPU would do.
 #pragma once
 
@@ -75,7 +75,9 @@ class SeparateHeapBackend final : public Backend {
   void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) override;
   void copy(const TensorView& x, const TensorView& y) override;
   size_t scratch_bytes() const override { return inner_.scratch_bytes(); }
-  void release_scratch() override { inner_.release_scratch(); }
+  // Also makes every graph recorded so far decline to replay, as a GPU backend's graphs do once the scratch
+  // buffers they write are given back.
+  void release_scratch() override;
   // What it tells the memory planner its device has (-1, the default: nothing, as a host backend).
   int64_t device_memory_limit() const override { return device_memory_limit_; }
   void set_device_memory_limit(int64_t bytes) { device_memory_limit_ = bytes; }
@@ -96,6 +98,7 @@ class SeparateHeapBackend final : public Backend {
   std::vector<std::function<void()>> recorded_;
   std::string broken_;                        // why the capture cannot be replayed (empty: it can)
   int64_t replayed_ops_ = 0;
+  uint64_t scratch_generation_ = 0;           // bumped by release_scratch()
   std::map<uintptr_t, size_t> blocks_;  // base address -> bytes
   int64_t device_memory_limit_ = -1;
 };
