@@ -4,9 +4,12 @@
 // graphs on give the image of graphs off, bit for bit (the same kernels in the same order).
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <memory>
+#include <thread>
 
 #include "cuda_test.h"
 #include "core/error.h"
@@ -35,6 +38,29 @@ TEST_F(CudaGraphs, ACapturedOpRunsOnlyOnReplayAndReadsItsInputsThen) {
   gpu().upload(Tensor::full({1000}, 5.0f), x);
   ASSERT_TRUE(graph->replay());
   EXPECT_EQ(down(y).f32()[0], 15.0f);
+}
+
+// Two pipelines may share the device: while one thread captures, another's ops wait, and never land in the graph.
+TEST_F(CudaGraphs, AnotherThreadsOpsWaitForTheCaptureAndStayOutOfIt) {
+  const Tensor x = up(Tensor::full({1000}, 1.0f));
+  const Tensor y = up(Tensor::full({1000}, 0.0f));
+  const Tensor z = up(Tensor::full({1000}, 0.0f));
+  ASSERT_TRUE(gpu().begin_capture());
+  std::atomic<bool> done = false;
+  std::thread other([&] {
+    gpu().scale(x, 7.0f, z);
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(done) << "another thread's op ran during the capture";
+  gpu().scale(x, 2.0f, y);
+  const std::unique_ptr<OpGraph> graph = gpu().end_capture();
+  other.join();
+  EXPECT_EQ(down(z).f32()[0], 7.0f);
+  gpu().upload(Tensor::full({1000}, 0.0f), z);
+  ASSERT_TRUE(graph->replay());
+  EXPECT_EQ(down(y).f32()[0], 2.0f);
+  EXPECT_EQ(down(z).f32()[0], 0.0f) << "the other thread's op is in the graph";
 }
 
 TEST_F(CudaGraphs, WhatCannotBeCapturedIsRefusedAndTheBackendKeepsWorking) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
 
 #include "backend/staged_tensor.h"
 #include "core/arena.h"
@@ -105,6 +106,22 @@ TEST(Capture, AGraphDeclinesToReplayOnceTheScratchWasGivenBack) {
   be.release_scratch();
   EXPECT_FALSE(graph->replay());
   EXPECT_EQ(first(be, b), 0.0f) << "a declined replay runs nothing";
+}
+
+TEST(Capture, OnlyTheCapturingThreadsOpsAreRecorded) {
+  SeparateHeapBackend be;
+  const Tensor a = device_full(be, {4}, 1.0f);
+  const Tensor b = device_full(be, {4}, 0.0f);
+  const Tensor c = device_full(be, {4}, 0.0f);
+  ASSERT_TRUE(be.begin_capture());
+  std::thread([&] { be.scale(a, 7.0f, c); }).join();  // runs at once (a GPU backend makes it wait instead)
+  be.scale(a, 2.0f, b);
+  const std::unique_ptr<OpGraph> graph = be.end_capture();
+  EXPECT_EQ(first(be, c), 7.0f);
+  set_all(be, c, 0.0f);
+  ASSERT_TRUE(graph->replay());
+  EXPECT_EQ(first(be, b), 2.0f);
+  EXPECT_EQ(first(be, c), 0.0f);
 }
 
 TEST(Capture, HostBackendsDoNotCapture) {
