@@ -148,7 +148,7 @@ TEST_P(CudaGraphsGolden, GraphsOnGiveTheImageOfGraphsOff) {
   std::printf("{\"graphs_case\": \"%s\", \"graphs_vs_eager_max_abs\": %.3g, \"eager_vs_eager_max_abs\": %.3g}\n",
               c.id.c_str(), graphs, spread);
   EXPECT_LE(graphs, spread) << c.name;
-  EXPECT_EQ(max_difference(eager.latents, replayed.latents) == 0, max_difference(eager.latents, eager_again.latents) == 0)
+  EXPECT_LE(max_difference(eager.latents, replayed.latents), max_difference(eager.latents, eager_again.latents))
       << c.name << ": latents";
 }
 
