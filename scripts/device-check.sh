@@ -9,10 +9,11 @@
 #   there, on the GPU machine:   scripts/device-check.sh
 #       prints `nvidia-smi -L`, then one JSON line per measurement: the cuda tests (the kit's pipeline cases
 #       on the GPU in fp32 and fp16, every op against the reference), a random SD1.5 made there in fp16,
-#       `kakusan bench --device cuda` at 512x512 batch 1 (50 steps) and batch 8 (20 steps), and diffusers'
-#       UNet on the same folder (fp16, SDPA, eager) when torch and diffusers import. Logs go to
+#       `kakusan bench --device cuda` at 512x512 batch 1 (50 steps) and batch 8 (20 steps) with CUDA graphs,
+#       batch 1 (20 steps) without them, and diffusers' UNet on the same folder (fp16, SDPA, eager) when torch
+#       and diffusers import. Logs go to
 #       $KAKUSAN_DEVICE_WORK/logs, and with $OUT set (the device tool) results.jsonl, test_cuda.log/.json
-#       and logs.tar.gz are copied there. Each step has its own time limit (570 s in all, for a hang; the expected
+#       and logs.tar.gz are copied there. Each step has its own time limit (630 s in all, for a hang; the expected
 #       total is under 6 minutes): give the device tool's run a timeout_s of 600.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -137,6 +138,9 @@ PY
 for line in sys.stdin:
     d = json.loads(line); print(json.dumps({"measurement": "fp16_image_deviation", **d}))' | tee -a "$RESULTS"
   grep '^{"measurement": "attention_f16"' "$LOGS/test_cuda.log" | tee -a "$RESULTS"  # tensor vs CUDA cores, ms
+  grep '^{"graphs_case"' "$LOGS/test_cuda.log" | python3 -c 'import json,sys
+for line in sys.stdin:
+    d = json.loads(line); print(json.dumps({"measurement": "cuda_graphs_vs_eager", **d}))' | tee -a "$RESULTS"
   python3 - "$LOGS/test_cuda.json" "$rc" "$((SECONDS - t0))" <<'PY' | tee -a "$RESULTS"
 import json, sys
 path, rc, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -170,8 +174,10 @@ PY
   fi
 
   # 3. kakusan on the GPU: the tutorial's 512x512 image (50 steps) and its batch of 8 (20 steps).
+  #    CUDA graphs are on (the default: the UNet step captured once and replayed); one line without, to compare.
   bench kakusan_bench_b1_50steps 100 --height 512 --width 512 --batch 1 --steps 50
   bench kakusan_bench_b8_20steps 130 --height 512 --width 512 --batch 8 --steps 20
+  bench kakusan_bench_b1_20steps_graphs_off 60 --height 512 --width 512 --batch 1 --steps 20 --cuda-graphs off
 
   # 4. diffusers' UNet on the same folder, in the same run.
   if compgen -G "$W/whl/*.whl" >/dev/null && ! python3 -c "import diffusers" 2>/dev/null; then

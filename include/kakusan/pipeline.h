@@ -189,6 +189,11 @@ struct GenerateParams {
   // dropped after each block, so one block's weights are resident at a time (the page cache keeps the file;
   // each step faults them back in). Like diffusers' enable_sequential_cpu_offload; the results are identical.
   bool stream_unet_weights = false;
+  // CUDA graphs (the tutorial's torch.compile row): on a device backend the UNet step is captured once (its
+  // second step, after a warm-up step) and replayed for the rest of the loop, one launch instead of ~1000.
+  // Same kernels in the same order: the images are identical. Not with stream_unet_weights (host work inside
+  // the step); the host backends ignore it.
+  bool cuda_graphs = true;
   // The memory planner: before any work, the run's peak memory is estimated (weights in their dtype +
   // activations for this batch, size and attention mode) and compared with `max_memory` (bytes; 0 = the
   // machine's available memory). Auto: when it will not fit, turn on the memory levers (flash attention

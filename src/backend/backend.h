@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "core/allocator.h"
 #include "core/tensor.h"
@@ -61,6 +62,17 @@ struct AttentionParams {
   // The probabilities rounded are e^(s − k·ln 2) before normalisation (k: the row max rounded up to a power
   // of two, so tiled kernels round the same numbers), divided by their f32 sum after P·V (precision.h).
   DType precision = DType::F32;
+};
+
+// A recorded sequence of ops (a CUDA graph): see Backend::begin_capture. It must not outlive its backend.
+class OpGraph {
+ public:
+  virtual ~OpGraph() = default;
+  // Runs the recorded ops again, in their order, on the addresses they were recorded with (reading whatever
+  // those hold now). False when it cannot because the backend's own buffers it used were replaced since (its
+  // kernels' scratch grew or was given back): nothing ran, and the caller runs the ops eagerly (which sizes
+  // the scratch again) before capturing anew.
+  [[nodiscard]] virtual bool replay() = 0;
 };
 
 class Backend : public DeviceAllocator {
@@ -161,6 +173,21 @@ class Backend : public DeviceAllocator {
   virtual int64_t attention_scratch_bytes(const AttentionParams&, int64_t /*tokens*/, int64_t /*keys*/) const {
     return 0;
   }
+
+  // Capture (CUDA graphs): a step of ~1000 small ops recorded once and replayed costs one launch, not 1000.
+  // begin_capture(): from here to end_capture(), the ops this thread calls are RECORDED, NOT EXECUTED (as
+  // CUDA stream capture): operands are taken as they are (addresses, shapes, parameters) and results exist
+  // only once the graph is replayed. False: this backend does not capture (the host backends) and ops keep
+  // running. While capturing, nothing may allocate or free this backend's memory, grow its scratch, or wait
+  // for the device (upload, download, embedding): such a call throws Error, after which the caller calls
+  // abort_capture(). A device backend makes other threads' ops wait until the capture ends, so they never
+  // land in it. begin, end and abort are called on the same thread.
+  virtual bool begin_capture() { return false; }
+  // Ends this thread's capture and returns the graph. Throws Error, the capture abandoned, when what was
+  // recorded cannot be replayed (memory freed while capturing, an op the device could not capture).
+  virtual std::unique_ptr<OpGraph> end_capture();
+  // Abandons this thread's capture, if any (after an error): nothing recorded runs.
+  virtual void abort_capture() noexcept {}
 
   // A device backend's memory for the memory planner: what its device has free plus what the backend already
   // holds (weights, arenas, pooled blocks); -1 on host backends, planned against the machine's memory.

@@ -1,4 +1,4 @@
-// The host side of Backend's memory interface: a host backend's upload and download are copies.
+// The host side of Backend's memory interface (upload and download are copies) and the default capture seam.
 #include "backend/backend.h"
 
 namespace kakusan {
@@ -28,6 +28,10 @@ void Backend::upload(const TensorView& host, const TensorView& dst) {
 void Backend::download(const TensorView& src, const TensorView& host) {
   check_download(*this, src, host);
   convert_into(src, host);
+}
+
+std::unique_ptr<OpGraph> Backend::end_capture() {
+  fail(name(), ": end_capture without a capture begun on this thread (this backend does not capture)");
 }
 
 void check_upload(const Backend& be, const TensorView& host, const TensorView& dst) {

@@ -73,6 +73,19 @@ void Arena::release(const Mark& m) {
   used_ = m.used;
 }
 
+uint64_t Arena::layout_hash() const {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over 64-bit words
+  auto mix = [&h](uint64_t v) { h = (h ^ v) * 0x100000001b3ull; };
+  for (const Chunk& c : chunks_) {
+    mix(reinterpret_cast<uintptr_t>(c.data));
+    mix(c.size);
+  }
+  mix(in_use_);
+  mix(in_use_ == 0 ? 0 : chunks_[in_use_ - 1].offset);
+  mix(used_);
+  return h;
+}
+
 void Arena::reset() {
   used_ = 0;
   if (chunks_.size() > 1) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "core/allocator.h"
@@ -40,6 +41,11 @@ class Arena {
   // Frees everything; if several chunks were needed, replaces them with one block of the peak size.
   void reset();
   void reserve(size_t bytes);
+
+  // Where the next allocations land: the chunks' addresses and sizes and the position in them, hashed. Equal
+  // values before two passes that allocate alike mean both get the same addresses (what a replayed graph of
+  // the pass relies on).
+  uint64_t layout_hash() const;
 
   size_t used_bytes() const { return used_; }
   size_t peak_bytes() const { return peak_; }

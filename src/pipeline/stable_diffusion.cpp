@@ -36,6 +36,7 @@
 #include "pipeline/prepare_timesteps.h"
 #include "pipeline/prompt_encoder.h"
 #include "pipeline/run_options.h"
+#include "pipeline/step_graph.h"
 #include "pipeline/textual_inversion.h"
 #include "pipeline/weight_residency.h"
 #include "schedulers/scheduler.h"
@@ -284,9 +285,16 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
     Arena arena(run_on, size_t(plan.denoising.arena));
     Context ctx{run_on, arena, unet_attention};
     if (p.stream_unet_weights) ctx.after_block = [&] { unet_weights.drop_pages(); };
-    const NoiseModel unet_model = [&](const TensorView& input, const TensorView& t, const TensorView& noise_pred) {
+    const NoiseModel unet_call = [&](const TensorView& input, const TensorView& t, const TensorView& noise_pred) {
       unet->forward(ctx, input, t, prompts.embeds, noise_pred);
     };
+    // Replayed only while the arena and the prompt embeddings keep their places (step_graph.h).
+    StepGraph graph(run_on, unet_call, [&](StepKey& key) {
+      key.push_back(arena.layout_hash());
+      add_to_key(key, prompts.embeds);
+    });
+    const bool replay = p.cuda_graphs && !p.stream_unet_weights;
+    const NoiseModel unet_model = replay ? NoiseModel(std::ref(graph)) : unet_call;
     DenoiseOptions denoising;
     denoising.classifier_free_guidance = do_cfg;
     denoising.guidance_scale = p.guidance_scale;
@@ -304,6 +312,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
     }
     latents = denoise(run_on, *scheduler, generators, std::move(latents), unet_model, denoising, model_input);
     result.memory.unet_arena = int64_t(arena.peak_bytes());
+    if (!graph.gave_up().empty()) result.warnings.push_back("cuda graphs: the step ran eagerly: " + graph.gave_up());
   }
   end_phase(run_on, unet_weights, result.memory.unet_scratch);
   result.latents.assign(latents.f32(), latents.f32() + latents.numel());

@@ -144,6 +144,19 @@ TEST(BenchCli, StrengthTimesAnImageToImageRunWithItsEncoder) {
   EXPECT_NE(bad.err.find("--strength"), std::string::npos) << bad.err;
 }
 
+// --cuda-graphs is in the JSON (on by default); the CPU does not capture, so nothing is replayed there.
+TEST(BenchCli, CudaGraphsSettingIsReported) {
+  KK_REQUIRE_GOLDEN();
+  for (const char* setting : {"on", "off"}) {
+    const BenchRun r = run_bench({"--model", tiny_model(), "--threads", "2", "--steps", "2", "--cuda-graphs", setting});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_TRUE(r.json.is_object()) << r.out;
+    EXPECT_EQ(r.json["cuda_graphs"], std::string(setting) == "on") << setting;
+    EXPECT_EQ(r.json["graph_replays"], 0) << setting;
+    EXPECT_FALSE(r.json.contains("graph_gave_up")) << setting;
+  }
+}
+
 // The fast recipe's flags: LCM, guidance 1 (no CFG: the UNet runs the batch alone) and a TAESD as the VAE.
 TEST(BenchCli, LcmWithoutGuidanceAndATinyVae) {
   KK_REQUIRE_GOLDEN();
@@ -169,6 +182,7 @@ TEST(BenchCli, BadRequestsExitTwoWithAMessage) {
   const std::pair<std::vector<std::string>, const char*> cases[] = {
       {{"--model", tiny_model(), "--dtype", "fp8"}, "--dtype"},
       {{"--model", tiny_model(), "--attention", "fast"}, "--attention"},
+      {{"--model", tiny_model(), "--cuda-graphs", "maybe"}, "--cuda-graphs"},
       {{"--model", tiny_model(), "--height", "60"}, "multiples of 8"},
       {{"--model", tiny_model(), "--steps", "2", "--scheduler", "nonsense"}, "unknown scheduler"},
       {{"--model", "/nonexistent/kakusan-model"}, "/nonexistent/kakusan-model"},

@@ -23,12 +23,13 @@ using testing::Tolerance;
 // The proof that no model or pipeline code touches activations or weights behind the backend's back: every
 // case also runs on a backend whose memory is a separate, scrambled heap (the fast CPU kernels inside).
 const char* const kSeparateHeap = "separate-heap";
+testing::SeparateHeapBackend& separate_heap() {
+  // Never destroyed: the cached pipelines below hold its memory until the process ends.
+  static auto* backend = new testing::SeparateHeapBackend(cpu_backend());
+  return *backend;
+}
 const bool separate_heap_registered = [] {
-  register_backend(kSeparateHeap, [](int) -> Backend& {
-    // Never destroyed: the cached pipelines below hold its memory until the process ends.
-    static auto* backend = new testing::SeparateHeapBackend(cpu_backend());
-    return *backend;
-  });
+  register_backend(kSeparateHeap, [](int) -> Backend& { return separate_heap(); });
   return true;
 }();
 
@@ -141,6 +142,35 @@ TEST_P(PipelineGolden, MatchesDiffusersOnASeparateHeapDevice) {
   check_case(GetParam(), kSeparateHeap);
 }
 
+// CUDA graphs' path on the CPU (the cases above run it too, graphs being on by default): on the separate heap
+// the UNet step is recorded on the loop's second step and replayed after, the same ops in the same order, so
+// the result is the one of running every step, bit for bit.
+GenerateResult generate_on_separate_heap(StableDiffusionPipeline& pipe, GenerateParams params, bool graphs,
+                                         int& steps) {
+  params.cuda_graphs = graphs;
+  steps = 0;
+  params.callback_on_step_end = [&steps](const StepInfo&) { return ++steps > 0; };
+  return pipe.generate(params);
+}
+
+void expect_graphs_change_nothing(StableDiffusionPipeline& pipe, const GenerateParams& params) {
+  int steps = 0;
+  const GenerateResult eager = generate_on_separate_heap(pipe, params, false, steps);
+  const int64_t replayed_before = separate_heap().replayed_ops();
+  const GenerateResult replayed = generate_on_separate_heap(pipe, params, true, steps);
+  EXPECT_EQ(replayed.latents, eager.latents);
+  EXPECT_EQ(replayed.image_tensor, eager.image_tensor);
+  EXPECT_EQ(replayed.warnings, eager.warnings);
+  if (steps >= 2) {
+    EXPECT_GT(separate_heap().replayed_ops(), replayed_before) << "the step was never replayed";
+  }
+}
+
+TEST_P(PipelineGolden, GraphsOnGiveTheSameResultAsGraphsOff) {
+  KK_REQUIRE_GOLDEN();
+  expect_graphs_change_nothing(pipeline_for(GetParam(), kSeparateHeap), GetParam().params);
+}
+
 INSTANTIATE_TEST_SUITE_P(Kit, PipelineGolden, ::testing::ValuesIn(testing::load_pipeline_cases()),
                          [](const ::testing::TestParamInfo<PipelineCase>& info) { return info.param.name; });
 
@@ -151,6 +181,22 @@ TEST(PipelineGoldenCases, CoverTheWholeKit) {
   for (const PipelineCase& c : testing::load_pipeline_cases()) names.push_back(c.name.substr(0, c.name.find('_')));
   for (const char* expected : {"a", "b", "c", "c2", "d", "d2", "e", "f", "g", "h", "i", "j", "k", "k2", "l", "m"})
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << "case " << expected;
+}
+
+// The graph lives for one denoising loop: a call at another size captures its own.
+TEST(PipelineGraphs, AnotherSizeBetweenCallsCapturesAgain) {
+  KK_REQUIRE_GOLDEN();
+  LoadOptions load;
+  load.device = kSeparateHeap;
+  StableDiffusionPipeline pipe = StableDiffusionPipeline::load((*testing::golden_dir() / "tiny-sd").string(), load);
+  GenerateParams params;
+  params.prompt = {"portrait photo of a old warrior chief"};
+  params.num_inference_steps = 4;
+  params.seeds = {0};
+  for (int size : {64, 48, 64}) {
+    params.height = params.width = size;
+    expect_graphs_change_nothing(pipe, params);
+  }
 }
 
 }  // namespace

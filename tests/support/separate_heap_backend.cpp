@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <new>
+#include <utility>
 #include <vector>
 
 #include "core/large_alloc.h"
@@ -94,6 +95,7 @@ SeparateHeapBackend::~SeparateHeapBackend() {
 }
 
 void* SeparateHeapBackend::allocate(size_t bytes) {
+  refuse_while_capturing("allocate", bytes);
   void* p = allocate_large(bytes);
   if (p == nullptr) return nullptr;
   const std::lock_guard lock(mutex_);
@@ -105,6 +107,10 @@ void SeparateHeapBackend::deallocate(void* p, size_t bytes) {
   if (p == nullptr) return;
   {
     const std::lock_guard lock(mutex_);
+    // Memory freed while capturing may be reused before the graph replays: the capture is unusable (CUDA
+    // would record a free node, run again at every replay).
+    if (capturing_ == std::this_thread::get_id() && broken_.empty())
+      broken_ = str_cat("a block of ", bytes, " bytes was freed while capturing");
     const auto it = blocks_.find(reinterpret_cast<uintptr_t>(p));
     KK_ASSERT(it != blocks_.end() && it->second == bytes);
     blocks_.erase(it);
@@ -130,6 +136,7 @@ bool SeparateHeapBackend::owns(const void* p, size_t bytes) const {
 
 void SeparateHeapBackend::upload(const TensorView& host, const TensorView& dst) {
   check_upload(*this, host, dst);
+  refuse_while_capturing("upload", dst.nbytes());
   KK_CHECK(owns(dst.data, dst.nbytes()), name(), " upload: the destination lies outside this backend's heap");
   Tensor converted = Tensor::empty(dst.shape, dst.dtype);
   convert_into(host, converted);
@@ -139,117 +146,247 @@ void SeparateHeapBackend::upload(const TensorView& host, const TensorView& dst) 
 
 void SeparateHeapBackend::download(const TensorView& src, const TensorView& host) {
   check_download(*this, src, host);
+  refuse_while_capturing("download", host.nbytes());
   Operands o(*this, "download");
   convert_into(o.in("source", src), host);
 }
 
+// The recorded ops, run again by replay().
+class SeparateHeapBackend::Recording final : public OpGraph {
+ public:
+  Recording(SeparateHeapBackend& backend, std::vector<std::function<void()>> ops, uint64_t scratch_generation)
+      : backend_(backend), ops_(std::move(ops)), scratch_generation_(scratch_generation) {}
+
+  bool replay() override {
+    KK_CHECK(!backend_.capturing_here(), backend_.name(), ": cannot replay a graph while capturing another");
+    {
+      const std::lock_guard lock(backend_.mutex_);
+      if (scratch_generation_ != backend_.scratch_generation_) return false;
+    }
+    for (const auto& op : ops_) op();
+    const std::lock_guard lock(backend_.mutex_);
+    backend_.replayed_ops_ += int64_t(ops_.size());
+    return true;
+  }
+
+ private:
+  SeparateHeapBackend& backend_;
+  std::vector<std::function<void()>> ops_;
+  uint64_t scratch_generation_;
+};
+
+bool SeparateHeapBackend::capturing_here() const {
+  const std::lock_guard lock(mutex_);
+  return capturing_ == std::this_thread::get_id();
+}
+
+void SeparateHeapBackend::refuse_while_capturing(const char* what, size_t bytes) const {
+  if (!capturing_here()) return;
+  fail(name(), ": cannot ", what, bytes ? str_cat(" (", bytes, " bytes)") : std::string(),
+       " while capturing a graph: a captured step may only run ops on memory that already exists");
+}
+
+void SeparateHeapBackend::run(std::function<void()> op) {
+  {
+    const std::lock_guard lock(mutex_);
+    if (capturing_ == std::this_thread::get_id()) {
+      recorded_.push_back(std::move(op));
+      return;
+    }
+  }
+  op();
+}
+
+bool SeparateHeapBackend::begin_capture() {
+  const std::lock_guard lock(mutex_);
+  KK_CHECK(capturing_ == std::thread::id(), name(), ": begin_capture while a capture is in progress");
+  capturing_ = std::this_thread::get_id();
+  recorded_.clear();
+  broken_.clear();
+  return true;
+}
+
+std::unique_ptr<OpGraph> SeparateHeapBackend::end_capture() {
+  std::vector<std::function<void()>> ops;
+  std::string broken;
+  uint64_t generation = 0;
+  {
+    const std::lock_guard lock(mutex_);
+    KK_CHECK(capturing_ == std::this_thread::get_id(), name(), ": end_capture without begin_capture on this thread");
+    capturing_ = {};
+    ops = std::exchange(recorded_, {});
+    broken = std::exchange(broken_, {});
+    generation = scratch_generation_;
+  }
+  KK_CHECK(broken.empty(), name(), ": the capture cannot be replayed: ", broken);
+  return std::make_unique<Recording>(*this, std::move(ops), generation);
+}
+
+void SeparateHeapBackend::release_scratch() {
+  {
+    const std::lock_guard lock(mutex_);
+    if (capturing_ == std::this_thread::get_id()) return;  // the capture uses it (as on a GPU)
+    ++scratch_generation_;
+  }
+  inner_.release_scratch();
+}
+
+void SeparateHeapBackend::abort_capture() noexcept {
+  const std::lock_guard lock(mutex_);
+  if (capturing_ != std::this_thread::get_id()) return;
+  capturing_ = {};
+  recorded_.clear();
+  broken_.clear();
+}
+
+int64_t SeparateHeapBackend::replayed_ops() const {
+  const std::lock_guard lock(mutex_);
+  return replayed_ops_;
+}
+
 void SeparateHeapBackend::linear(const TensorView& x, const TensorView& w, const TensorView& bias,
                                  const TensorView& y) {
-  Operands o(*this, "linear");
-  inner_.linear(o.in("x", x), o.in("weight", w), o.optional("bias", bias), o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "linear");
+    inner_.linear(o.in("x", x), o.in("weight", w), o.optional("bias", bias), o.out("y", y));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::conv2d(const TensorView& x, const TensorView& w, const TensorView& bias,
                                  const Conv2dParams& p, const TensorView& y) {
-  Operands o(*this, "conv2d");
-  inner_.conv2d(o.in("x", x), o.in("weight", w), o.optional("bias", bias), p, o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "conv2d");
+    inner_.conv2d(o.in("x", x), o.in("weight", w), o.optional("bias", bias), p, o.out("y", y));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::group_norm(const TensorView& x, int groups, const TensorView& gamma,
                                      const TensorView& beta, float eps, Activation act, const TensorView& y) {
-  Operands o(*this, "group_norm");
-  inner_.group_norm(o.in("x", x), groups, o.optional("gamma", gamma), o.optional("beta", beta), eps, act,
-                    o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "group_norm");
+    inner_.group_norm(o.in("x", x), groups, o.optional("gamma", gamma), o.optional("beta", beta), eps, act,
+                      o.out("y", y));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::layer_norm(const TensorView& x, const TensorView& gamma, const TensorView& beta,
                                      float eps, const TensorView& y) {
-  Operands o(*this, "layer_norm");
-  inner_.layer_norm(o.in("x", x), o.optional("gamma", gamma), o.optional("beta", beta), eps, o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "layer_norm");
+    inner_.layer_norm(o.in("x", x), o.optional("gamma", gamma), o.optional("beta", beta), eps, o.out("y", y));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::attention(const TensorView& q, const TensorView& k, const TensorView& v,
                                     const AttentionParams& p, const TensorView& out) {
-  Operands o(*this, "attention");
-  inner_.attention(o.in("q", q), o.in("k", k), o.in("v", v), p, o.out("out", out));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "attention");
+    inner_.attention(o.in("q", q), o.in("k", k), o.in("v", v), p, o.out("out", out));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::activation(const TensorView& x, Activation act, const TensorView& y) {
-  Operands o(*this, "activation");
-  inner_.activation(o.in("x", x), act, o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "activation");
+    inner_.activation(o.in("x", x), act, o.out("y", y));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::add(const TensorView& a, const TensorView& b, const TensorView& y) {
-  Operands o(*this, "add");
-  inner_.add(o.in("a", a), o.in("b", b), o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "add");
+    inner_.add(o.in("a", a), o.in("b", b), o.out("y", y));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::geglu(const TensorView& x, const TensorView& y) {
-  Operands o(*this, "geglu");
-  inner_.geglu(o.in("x", x), o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "geglu");
+    inner_.geglu(o.in("x", x), o.out("y", y));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::resize_nearest(const TensorView& x, const TensorView& y) {
-  Operands o(*this, "resize_nearest");
-  inner_.resize_nearest(o.in("x", x), o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "resize_nearest");
+    inner_.resize_nearest(o.in("x", x), o.out("y", y));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::scale(const TensorView& x, float alpha, const TensorView& y) {
-  Operands o(*this, "scale");
-  inner_.scale(o.in("x", x), alpha, o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "scale");
+    inner_.scale(o.in("x", x), alpha, o.out("y", y));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::divide(const TensorView& x, float divisor, const TensorView& y) {
-  Operands o(*this, "divide");
-  inner_.divide(o.in("x", x), divisor, o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "divide");
+    inner_.divide(o.in("x", x), divisor, o.out("y", y));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::cfg_combine(const TensorView& noise_pred, float guidance, const TensorView& out) {
-  Operands o(*this, "cfg_combine");
-  inner_.cfg_combine(o.in("noise_pred", noise_pred), guidance, o.out("out", out));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "cfg_combine");
+    inner_.cfg_combine(o.in("noise_pred", noise_pred), guidance, o.out("out", out));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift,
                                              const TensorView& y) {
-  Operands o(*this, "timestep_embedding");
-  inner_.timestep_embedding(o.in("timesteps", timesteps), flip_sin_to_cos, freq_shift, o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "timestep_embedding");
+    inner_.timestep_embedding(o.in("timesteps", timesteps), flip_sin_to_cos, freq_shift, o.out("y", y));
+    o.finish();
+  });
 }
 
+// As on a GPU, where embedding reads back whether every id was in range: it cannot be captured.
 void SeparateHeapBackend::embedding(const TensorView& table, const TensorView& ids, const TensorView& y) {
-  Operands o(*this, "embedding");
-  inner_.embedding(o.in("table", table), o.in("ids", ids), o.out("y", y));
-  o.finish();
+  refuse_while_capturing("embedding (it waits for the device to check the ids)");
+  run([=, this] {
+    Operands o(*this, "embedding");
+    inner_.embedding(o.in("table", table), o.in("ids", ids), o.out("y", y));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::gaussian_sample(const TensorView& moments, const TensorView& noise, const TensorView& y) {
-  Operands o(*this, "gaussian_sample");
-  inner_.gaussian_sample(o.in("moments", moments), o.in("noise", noise), o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "gaussian_sample");
+    inner_.gaussian_sample(o.in("moments", moments), o.in("noise", noise), o.out("y", y));
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) {
-  Operands o(*this, "blend_tiles");
-  inner_.blend_tiles(o.in("a", a), o.out("b", b), extent, vertical);
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "blend_tiles");
+    inner_.blend_tiles(o.in("a", a), o.out("b", b), extent, vertical);
+    o.finish();
+  });
 }
 
 void SeparateHeapBackend::copy(const TensorView& x, const TensorView& y) {
-  Operands o(*this, "copy");
-  inner_.copy(o.in("x", x), o.out("y", y));
-  o.finish();
+  run([=, this] {
+    Operands o(*this, "copy");
+    inner_.copy(o.in("x", x), o.out("y", y));
+    o.finish();
+  });
 }
 
 }  // namespace kakusan::testing

@@ -6,12 +6,21 @@
 // upload() and download() are the only ways in and out. Every op first checks that each operand is a view
 // of this heap (else it throws, naming the op and the operand), unscrambles the operands into host
 // temporaries, runs the inner backend (the reference by default) on them and scrambles the results back.
+//
+// It captures as a device does (CUDA graphs, backend.h): between begin_capture() and end_capture() each op
+// of the capturing thread is recorded, its operands by value (views: addresses and shapes), and NOT run;
+// replay() runs the recorded ops again on those addresses (until release_scratch()). So a step replayed after its memory moved reads
+// and writes the old places, and memory freed since fails the heap check: tests see what a GPU would do.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "backend/backend.h"
 
@@ -31,6 +40,12 @@ class SeparateHeapBackend final : public Backend {
   void upload(const TensorView& host, const TensorView& dst) override;
   void download(const TensorView& src, const TensorView& host) override;
   bool supports_compute_dtype(DType dtype) const override { return inner_.supports_compute_dtype(dtype); }
+
+  bool begin_capture() override;
+  std::unique_ptr<OpGraph> end_capture() override;
+  void abort_capture() noexcept override;
+  // How many recorded ops graphs have run again, in all (tests check that replay really ran).
+  int64_t replayed_ops() const;
 
   // Bytes of this heap in use (tensors and arena chunks).
   size_t live_bytes() const;
@@ -60,16 +75,30 @@ class SeparateHeapBackend final : public Backend {
   void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) override;
   void copy(const TensorView& x, const TensorView& y) override;
   size_t scratch_bytes() const override { return inner_.scratch_bytes(); }
-  void release_scratch() override { inner_.release_scratch(); }
+  // Also makes every graph recorded so far decline to replay, as a GPU backend's graphs do once the scratch
+  // buffers they write are given back.
+  void release_scratch() override;
   // What it tells the memory planner its device has (-1, the default: nothing, as a host backend).
   int64_t device_memory_limit() const override { return device_memory_limit_; }
   void set_device_memory_limit(int64_t bytes) { device_memory_limit_ = bytes; }
 
  private:
   class Operands;
+  class Recording;
+
+  // Runs `op` now, or records it when this thread is capturing.
+  void run(std::function<void()> op);
+  // Throws when this thread is capturing: `what` (an allocation, a transfer) cannot be recorded.
+  void refuse_while_capturing(const char* what, size_t bytes = 0) const;
+  bool capturing_here() const;
 
   Backend& inner_;
   mutable std::mutex mutex_;
+  std::thread::id capturing_;                 // the thread recording now (none: not capturing)
+  std::vector<std::function<void()>> recorded_;
+  std::string broken_;                        // why the capture cannot be replayed (empty: it can)
+  int64_t replayed_ops_ = 0;
+  uint64_t scratch_generation_ = 0;           // bumped by release_scratch()
   std::map<uintptr_t, size_t> blocks_;  // base address -> bytes
   int64_t device_memory_limit_ = -1;
 };

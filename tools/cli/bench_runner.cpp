@@ -34,6 +34,7 @@
 #include "pipeline/memory_plan.h"
 #include "pipeline/prepare_timesteps.h"
 #include "pipeline/run_options.h"
+#include "pipeline/step_graph.h"
 #include "schedulers/scheduler.h"
 
 namespace kakusan {
@@ -345,11 +346,21 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     r.unet_step.flops = counter.total_flops();
     arena.reset();
     Context ctx{be, arena, attention};
+    // With cuda_graphs the step is captured on its second pass and replayed after, as in the pipeline.
+    const NoiseModel unet_call = [&](const TensorView& input, const TensorView& timestep, const TensorView& out) {
+      unet->forward(ctx, input, timestep, prompt_embeds, out);
+    };
+    StepGraph graph(be, unet_call, [&](StepKey& key) {
+      key.push_back(arena.layout_hash());
+      add_to_key(key, prompt_embeds);
+    });
+    const NoiseModel unet_step = options.cuda_graphs ? NoiseModel(std::ref(graph)) : unet_call;
     if (options.steps == 0) {
       say("unet: timing one step");
-      // A GPU step takes milliseconds: the median of several, each waited for.
+      // A GPU step takes milliseconds: the median of several, each waited for (with graphs: the first eager,
+      // the second captured, the rest replayed).
       const Timing step = median_of(be.device().is_host() ? 1 : 10, [&] {
-        unet->forward(ctx, model_input, t, prompt_embeds, noise_pred);
+        unet_step(model_input, t, noise_pred);
         finish(be, noise_pred);
       });
       r.unet_step.seconds = step.wall;
@@ -376,7 +387,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       const NoiseModel timed_unet = [&](const TensorView& input, const TensorView& timestep,
                                         const TensorView& prediction) {
         const Timing step = timed([&] {
-          unet->forward(ctx, input, timestep, prompt_embeds, prediction);
+          unet_step(input, timestep, prediction);
           finish(be, prediction);
         });
         unet_total.wall += step.wall;
@@ -392,6 +403,10 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       r.total.cpu_seconds = loop.cpu;
     }
     r.unet_step.arena_mb = double(arena.peak_bytes()) / 1e6;
+    r.cuda_graphs = options.cuda_graphs;
+    r.graph_replays = graph.captures() + graph.replays();
+    r.graph_gave_up = graph.gave_up();
+    if (!r.graph_gave_up.empty()) say("unet: cuda graphs given up: " + r.graph_gave_up);
 #ifdef KAKUSAN_HAVE_CUDA
     if (const auto gpu = cuda_memory(be)) r.gpu_used_mb = double(gpu->device_used_bytes) / 1e6;
 #endif
@@ -554,6 +569,9 @@ std::string bench_json(const BenchResult& r) {
   j["device"] = r.device;
   if (r.gpu_peak_mb >= 0) j["gpu_peak_mb"] = r.gpu_peak_mb;
   if (r.gpu_used_mb >= 0) j["gpu_used_mb"] = r.gpu_used_mb;
+  j["cuda_graphs"] = r.cuda_graphs;
+  j["graph_replays"] = r.graph_replays;
+  if (!r.graph_gave_up.empty()) j["graph_gave_up"] = r.graph_gave_up;
   return j.dump();
 }
 

@@ -34,6 +34,8 @@ struct BenchOptions {
   // > 0: an image-to-image run at this strength: a VAE encode phase (a synthetic image, sampled from the
   // latent distribution) and a loop that starts where get_timesteps puts it.
   double strength = 0;
+  // Capture the UNet step once and replay it (CUDA graphs; the host backends run every step eagerly).
+  bool cuda_graphs = true;
 };
 
 // Without `steps`, the total is estimated for this many UNet steps.
@@ -66,6 +68,9 @@ struct BenchResult {
   std::string device = "cpu";
   double gpu_peak_mb = -1;      // CUDA: the most the backend's allocator held (weights, arenas, scratch)
   double gpu_used_mb = -1;      // CUDA: the device's used memory at the UNet's end (context and pool too)
+  bool cuda_graphs = true;      // asked for
+  int graph_replays = 0;        // UNet passes that ran as a replayed graph
+  std::string graph_gave_up;    // why capturing was given up (empty: it was not)
   double peak_rss_mb = 0;
   bool rss_per_phase = true;    // false: the kernel cannot reset the high-water mark, figures are cumulative
 };

@@ -2,7 +2,7 @@
 //
 //   kakusan bench --model DIR [--height H --width W] [--steps N] [--batch B] [--dtype fp32|fp16|bf16] [--device D]
 //                 [--threads T] [--scheduler NAME] [--guidance G] [--vae DIR] [--attention auto|full|sliced|flash]
-//                 [--strength S]
+//                 [--strength S] [--cuda-graphs on|off]
 //
 // Prints a table (text encoder, [VAE encode with --strength,] one UNet step of the CFG batch, VAE decode,
 // total: seconds, CPU seconds,
@@ -24,6 +24,7 @@ struct BenchCliOptions {
   BenchOptions bench;
   std::string dtype;  // empty: fp16 on CUDA, fp32 elsewhere
   std::string attention = "auto";
+  std::string cuda_graphs = "on";
 };
 
 int run_bench_command(BenchCliOptions& o) {
@@ -36,6 +37,7 @@ int run_bench_command(BenchCliOptions& o) {
                                                                    {"sliced", AttentionStrategy::Sliced},
                                                                    {"flash", AttentionStrategy::Flash}};
   o.bench.attention = strategies.at(o.attention);
+  o.bench.cuda_graphs = o.cuda_graphs == "on";
   const BenchResult result = run_bench(o.bench, [](std::string_view line) {
     std::fprintf(stderr, "bench: %.*s\n", int(line.size()), line.data());
   });
@@ -77,6 +79,9 @@ const bool registered = register_command({
                      "runs int(steps x strength) steps (default 0: text-to-image)");
       app.add_option("--attention", o->attention, "Attention kernel")
           ->check(CLI::IsMember({"auto", "full", "sliced", "flash"}));
+      app.add_option("--cuda-graphs", o->cuda_graphs, "Capture the UNet step as a CUDA graph on its second pass "
+                     "and replay it (default on; the JSON's graph_replays counts the replayed passes)")
+          ->check(CLI::IsMember({"on", "off"}));
       return [o] { return run_bench_command(*o); };
     },
 });

@@ -80,6 +80,7 @@ struct GenerateOptions {
   bool vae_tiling = false;
   int vae_tile_size = 0;
   bool low_memory = false;
+  bool no_cuda_graphs = false;
   std::string memory = "auto";
   std::string max_memory;
   bool quiet = false;
@@ -242,6 +243,7 @@ Request build_request(const GenerateOptions& o) {
   g.mask_paths = o.masks;
   g.strength = o.strength;
   r.params = generate_params(g);
+  r.params.cuda_graphs = !o.no_cuda_graphs;
   const GenerateParams& p = r.params;
   take_lora_tags(p.prompt, p.negative_prompt, r.load.lora_dir);  // bad or unknown tags: before loading
 
@@ -410,6 +412,8 @@ const bool registered = register_command({
                      "VAE tiling, streamed UNet weights, smaller VAE tiles until it fits), refuse, or off (no check)")
           ->capture_default_str();
       app.add_option("--max-memory", o->max_memory, "memory limit, e.g. 2G or 1500M (default: MemAvailable)");
+      app.add_flag("--no-cuda-graphs", o->no_cuda_graphs,
+                   "run every UNet step's kernels one by one instead of replaying a CUDA graph of the step");
       app.add_flag("--quiet,-q", o->quiet, "no progress bar");
       repeatable("--image", o->images,
                  "image-to-image: input PNG (its size rounded down to a multiple of 8, unless --height/--width "

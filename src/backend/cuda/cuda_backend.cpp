@@ -42,7 +42,11 @@ CudaBackend::~CudaBackend() {
   cudaStreamDestroy(stream_);
 }
 
+// The op mutex keeps another thread's capture from recording this allocation (it waits for the capture's end).
 void* CudaBackend::allocate(size_t bytes) {
+  std::lock_guard op(mutex_);
+  KK_CHECK(capturing_ == std::thread::id(), name_, ": cannot allocate ", bytes, " bytes while capturing a CUDA "
+           "graph (a captured step may only use memory that exists: run it once eagerly first)");
   if (cudaSetDevice(index_) != cudaSuccess) return nullptr;
   void* p = nullptr;
   if (cudaMallocAsync(&p, bytes, stream_) != cudaSuccess) {
@@ -57,6 +61,12 @@ void* CudaBackend::allocate(size_t bytes) {
 
 void CudaBackend::deallocate(void* p, size_t bytes) {
   if (p == nullptr) return;
+  std::lock_guard op(mutex_);
+  if (capturing_ != std::thread::id()) {  // this thread's capture: a free node would free it at every replay
+    deferred_frees_.emplace_back(p, bytes);
+    if (capture_broken_.empty()) capture_broken_ = str_cat(bytes, " bytes of device memory were freed while capturing");
+    return;
+  }
   cudaSetDevice(index_);
   cudaFreeAsync(p, stream_);  // stream-ordered: after every op already enqueued on the memory
   std::lock_guard lock(memory_mutex_);
@@ -80,6 +90,7 @@ void CudaBackend::reset_peak() {
 
 void CudaBackend::memory_info(size_t& free, size_t& total) {
   Guard guard(*this);
+  refuse_while_capturing("memory_info");
   check(cudaMemGetInfo(&free, &total), "memory info");
 }
 
@@ -96,12 +107,16 @@ int64_t CudaBackend::device_memory_limit() const {
 
 void CudaBackend::synchronize() {
   Guard guard(*this);
+  refuse_while_capturing("synchronize");
   check(cudaStreamSynchronize(stream_), "synchronize");
 }
 
 void* CudaBackend::scratch(Slot slot, size_t bytes) {
   Buffer& b = slots_[slot];
   if (b.bytes >= bytes) return b.p;
+  KK_CHECK(capturing_ == std::thread::id(), name_, ": a scratch buffer would grow from ", b.bytes, " to ", bytes,
+           " bytes while capturing a CUDA graph (run the step once eagerly first)");
+  ++scratch_generation_;  // graphs that used the old buffer must not replay
   if (b.p) deallocate(b.p, b.bytes);
   b = {};
   void* p = allocate(bytes);
@@ -120,11 +135,18 @@ size_t CudaBackend::scratch_bytes() const {
 void CudaBackend::release_scratch() {
   std::unique_lock lock(mutex_, std::try_to_lock);
   if (!lock.owns_lock()) return;  // an op runs on another thread: its buffers stay
+  if (capturing_ != std::thread::id()) return;  // the graph being captured uses them
   cudaSetDevice(index_);
+  ++scratch_generation_;
   for (Buffer& b : slots_) {
     deallocate(b.p, b.bytes);
     b = {};
   }
+}
+
+void CudaBackend::refuse_while_capturing(const char* what) const {
+  KK_CHECK(capturing_ == std::thread::id(), name_, " ", what, ": not while capturing a CUDA graph (it waits for "
+           "the device)");
 }
 
 void CudaBackend::require_mine(const char* op, const char* what, const TensorView& v) const {
@@ -168,6 +190,7 @@ const void* CudaBackend::dense(const TensorView& v, DType dtype, Slot slot) {
 void CudaBackend::upload(const TensorView& host, const TensorView& dst) {
   check_upload(*this, host, dst);
   Guard guard(*this);
+  refuse_while_capturing("upload");
   if (host.is_contiguous() && host.dtype == dst.dtype) {
     check(cudaMemcpyAsync(dst.data, host.data, dst.nbytes(), cudaMemcpyHostToDevice, stream_), "upload");
     return;
@@ -181,6 +204,7 @@ void CudaBackend::upload(const TensorView& host, const TensorView& dst) {
 void CudaBackend::download(const TensorView& src, const TensorView& host) {
   check_download(*this, src, host);
   Guard guard(*this);
+  refuse_while_capturing("download");
   const void* from = dense(src, host.dtype, kOutput);
   check(cudaMemcpyAsync(host.data, from, host.nbytes(), cudaMemcpyDeviceToHost, stream_), "download");
   check(cudaStreamSynchronize(stream_), "download");

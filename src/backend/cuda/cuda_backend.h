@@ -5,6 +5,12 @@
 // from the device's stream-ordered pool (cudaMallocAsync), which keeps freed blocks for reuse; the backend
 // counts its live and peak bytes. Ops are serialised by a mutex, so two pipelines may share the device.
 //
+// Capture (backend.h; cuda_graph.cpp) is CUDA stream capture of that stream, thread-local: the capturing
+// thread holds the op mutex (recursive) from begin_capture to end_capture, so another thread's ops and
+// allocations wait instead of landing in the graph. Allocating, freeing, growing scratch and synchronising
+// are refused while capturing; a graph records the scratch buffers it used and declines to replay once they
+// have been replaced.
+//
 // Products take their weight's precision (backend.h): with f16 / bf16 weights, linear and conv2d convert the
 // activation to that dtype in scratch and multiply on the tensor cores with f32 accumulation; f32 weights
 // multiply in true f32 (no TF32), so fp32 runs match the CPU's goldens.
@@ -14,7 +20,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
@@ -64,6 +73,9 @@ class CudaBackend final : public Backend {
   void copy(const TensorView& x, const TensorView& y) override;
   size_t scratch_bytes() const override;
   void release_scratch() override;
+  bool begin_capture() override;
+  std::unique_ptr<OpGraph> end_capture() override;
+  void abort_capture() noexcept override;
   // cudaMemGetInfo's free bytes plus what this backend's pool already reserved (its tensors, arenas and
   // freed blocks it keeps for reuse).
   int64_t device_memory_limit() const override;
@@ -86,6 +98,13 @@ class CudaBackend final : public Backend {
   enum Slot { kInput, kWeight, kOutput, kBias, kOperand2, kWorkspace, kSlotCount };
 
   struct Guard;  // the op mutex + this device current on the calling thread
+  class Graph;   // an instantiated CUDA graph (cuda_graph.cpp)
+
+  // With the op mutex held: throws when this thread is capturing, for what cannot be captured.
+  void refuse_while_capturing(const char* what) const;
+  // Ends the capture state (the stream's capture already ended): frees what was freed meanwhile, lets other
+  // threads in again.
+  void finish_capture();
 
   void* scratch(Slot slot, size_t bytes);
   void require_mine(const char* op, const char* what, const TensorView& v) const;
@@ -101,7 +120,14 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t blas_ = nullptr;
   cudnnHandle_t dnn_ = nullptr;
-  mutable std::mutex mutex_;
+  mutable std::recursive_mutex mutex_;
+  // Capture state, under mutex_: the capturing thread (none: not capturing) holds capture_lock_ until the
+  // capture ends; frees asked for meanwhile wait in deferred_frees_ (a free would be recorded in the graph).
+  std::thread::id capturing_;
+  std::unique_lock<std::recursive_mutex> capture_lock_;
+  std::vector<std::pair<void*, size_t>> deferred_frees_;
+  std::string capture_broken_;     // why the capture cannot be replayed (empty: it can)
+  uint64_t scratch_generation_ = 0;  // changes whenever a scratch buffer is replaced or given back
   struct Buffer {
     void* p = nullptr;
     size_t bytes = 0;

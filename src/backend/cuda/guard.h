@@ -8,7 +8,7 @@
 namespace kakusan::cuda {
 
 struct CudaBackend::Guard {
-  std::lock_guard<std::mutex> lock;
+  std::lock_guard<std::recursive_mutex> lock;  // recursive: a capturing thread holds it already
   explicit Guard(CudaBackend& be) : lock(be.mutex_) { check(cudaSetDevice(be.index_), "select device"); }
 };
 

@@ -177,6 +177,7 @@ void CudaBackend::embedding(const TensorView& table, const TensorView& ids, cons
   for (const auto& [what, t] : {std::pair{"table", table}, {"ids", ids}, {"y", y}}) require_mine("embedding", what, t);
   require_contiguous("embedding", "y", y);
   Guard guard(*this);
+  refuse_while_capturing("embedding");
   const auto* id_data = static_cast<const int64_t*>(dense(ids, DType::I64, kInput));
   check(cudaMemsetAsync(bad_id_, 0xFF, sizeof(*bad_id_), stream_), "embedding");
   check(launch_embedding(table.data, Dt(table.dtype), table.strides[0], table.strides[1], rows, table.dim(1), id_data,
