@@ -63,6 +63,9 @@ using ProgressCallback = std::function<void(const Progress&)>;
 // the weights already are host memory: Model is what the CPU always does (a component's file pages dropped
 // after its phase) and Sequential is GenerateParams::stream_unet_weights.
 enum class Offload { None, Model, Sequential };
+// "none", "model", "sequential" (the CLI's --offload and the C API's spelling); another name is an Error.
+Offload offload_from_name(std::string_view name);
+const char* offload_name(Offload offload);
 
 struct LoadOptions {
   // Where the models run, as diffusers' pipe.to(device): "cpu" (the default), "reference" (plain loops, for

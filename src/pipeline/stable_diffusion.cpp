@@ -248,7 +248,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   // block by block for Sequential; on the host, Sequential is stream_unet_weights (the pages dropped per block).
   const bool on_device = !run_on.device().is_host();
   keep_resident(run_offload == Offload::None);
-  if (!on_device) p.stream_unet_weights = run_offload == Offload::Sequential;
+  p.stream_unet_weights = !on_device && run_offload == Offload::Sequential;  // on a device: blockwise uploads
   // A phase's component on the device while the phase runs (nothing to do when resident or on the host).
   auto phase_weights = [&run_on](auto& component) {
     DeviceWeights held(run_on);

@@ -28,6 +28,7 @@
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "nn/context.h"
+#include "nn/device_weights.h"
 #include "nn/upload_weights.h"
 #include "pipeline/denoise.h"
 #include "pipeline/generators.h"
@@ -86,6 +87,18 @@ Timing median_of(int repeats, Fn&& fn) {
   for (int i = 0; i < repeats; ++i) runs.push_back(timed(fn));
   std::sort(runs.begin(), runs.end(), [](const Timing& a, const Timing& b) { return a.wall < b.wall; });
   return runs[runs.size() / 2];
+}
+
+// A phase's component on `be`: uploaded for good (offload none, as the pipeline at load), else a device copy
+// held for the phase (model offload; with sequential offload the text encoder and VAE too, as the pipeline).
+template <typename Module>
+DeviceWeights phase_weights(Module& module, Backend& be, Offload offload) {
+  DeviceWeights held(be);
+  if (offload == Offload::None)
+    upload_weights(module, be);
+  else
+    held.add_module(module);
+  return held;
 }
 
 // A host tensor on `be` (itself on a host backend).
@@ -221,6 +234,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   attention.strategy = options.attention;
   attention.precision = attention_precision(options.weight_dtype, be);  // every component's matrices are in it
   r.device = options.device;
+  r.offload = options.offload;
   ProfilingBackend counter(be);
   RssTracker rss;
   // An arena reserved at the size a dry pass of `run` (on the NullBackend: no compute, no memory touched)
@@ -254,7 +268,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     KK_CHECK(text_encoder->config().hidden_size == unet_config.cross_attention_dim, "the text encoder's hidden "
              "size ", text_encoder->config().hidden_size, " differs from the UNet's cross_attention_dim ",
              unet_config.cross_attention_dim);
-    upload_weights(*text_encoder, be);
+    const DeviceWeights held = phase_weights(*text_encoder, be, options.offload);
     const Tensor host_ids = fixed_token_ids(text_encoder->config(), options.batch, do_cfg);
     const Tensor ids = on_backend(be, host_ids.clone());
     const std::unique_ptr<Arena> arena_owner =
@@ -290,7 +304,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     std::unique_ptr<Autoencoder> vae;
     r.vae_encode.load_seconds =
         timed([&] { vae = load_autoencoder(vae_dir, options.weight_dtype).model; }).wall;
-    upload_weights(*vae, be);
+    const DeviceWeights held = phase_weights(*vae, be, options.offload);
     Tensor host_image = Tensor::empty({options.batch, 3, height, width});
     for (int64_t i = 0; i < host_image.numel(); ++i) host_image.f32()[i] = float(i % 509) / 254.5f - 1.0f;
     const Tensor image = on_backend(be, std::move(host_image));
@@ -326,7 +340,20 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     r.unet_step.load_seconds = timed([&] {
       unet.emplace(UNet2DConditionModel::load(folder.component_dir("unet"), options.weight_dtype));
     }).wall;
-    upload_weights(*unet, be);
+    // Sequential offload: each pass uploads the UNet's blocks one at a time (that time is in the step's).
+    std::optional<BlockByBlockWeights<UNet2DConditionModel>> blockwise;
+    std::optional<DeviceWeights> held;
+    if (options.offload == Offload::Sequential)
+      blockwise.emplace(be, *unet);
+    else
+      held.emplace(phase_weights(*unet, be, options.offload));
+    auto run_unet = [&](Context& c, const TensorView& input, const TensorView& timestep, const TensorView& out) {
+      if (blockwise) {
+        blockwise->begin_pass();
+        c.after_block = [&] { blockwise->after_block(); };
+      }
+      unet->forward(c, input, timestep, prompt_embeds, out);
+    };
     Tensor host_input = Tensor::empty({cfg_batch, unet_config.in_channels, height / scale, width / scale});
     if (do_cfg)
       duplicate_batch(latents, host_input);
@@ -341,7 +368,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     Context counting{counter, arena, attention};
     counter.reset();
     say("unet: counting FLOPs (first pass)");
-    unet->forward(counting, model_input, t, prompt_embeds, noise_pred);
+    run_unet(counting, model_input, t, noise_pred);
     r.unet_step.flops = counter.total_flops();
     arena.reset();
     Context ctx{be, arena, attention};
@@ -349,7 +376,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       say("unet: timing one step");
       // A GPU step takes milliseconds: the median of several, each waited for.
       const Timing step = median_of(be.device().is_host() ? 1 : 10, [&] {
-        unet->forward(ctx, model_input, t, prompt_embeds, noise_pred);
+        run_unet(ctx, model_input, t, noise_pred);
         finish(be, noise_pred);
       });
       r.unet_step.seconds = step.wall;
@@ -376,7 +403,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
       const NoiseModel timed_unet = [&](const TensorView& input, const TensorView& timestep,
                                         const TensorView& prediction) {
         const Timing step = timed([&] {
-          unet->forward(ctx, input, timestep, prompt_embeds, prediction);
+          run_unet(ctx, input, timestep, prediction);
           finish(be, prediction);
         });
         unet_total.wall += step.wall;
@@ -407,7 +434,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     std::unique_ptr<Autoencoder> vae;
     r.vae_decode.load_seconds =
         timed([&] { vae = load_autoencoder(vae_dir, options.weight_dtype).model; }).wall;
-    upload_weights(*vae, be);
+    const DeviceWeights held = phase_weights(*vae, be, options.offload);
     Tensor host_z = latents.clone();
     for (int64_t i = 0; i < host_z.numel(); ++i) host_z.f32()[i] /= vae->scaling_factor();
     const Tensor z = on_backend(be, std::move(host_z));
@@ -552,6 +579,7 @@ std::string bench_json(const BenchResult& r) {
   j["threads"] = r.threads;
   j["load_average"] = r.load_average;
   j["device"] = r.device;
+  j["offload"] = offload_name(r.offload);
   if (r.gpu_peak_mb >= 0) j["gpu_peak_mb"] = r.gpu_peak_mb;
   if (r.gpu_used_mb >= 0) j["gpu_used_mb"] = r.gpu_used_mb;
   return j.dump();
