@@ -171,6 +171,27 @@ TEST(Offload, LoraChangesReachTheDevice) {
   }
 }
 
+// Image-to-image adds the VAE encoder's phase: the VAE goes up for it, and the result is the same.
+TEST(Offload, ImageToImageGivesTheSameResult) {
+  KK_REQUIRE_GOLDEN();
+  PipelineCase c;
+  c.model = tiny_model();
+  GenerateParams p;
+  p.prompt = {"a red apple"};
+  p.num_inference_steps = 4;
+  p.seeds = {0};
+  std::vector<uint8_t> rgb(64 * 64 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = uint8_t(i * 7 % 251);
+  p.image = {Image{64, 64, rgb}};
+  const GenerateResult want = load_on_heap(c, Offload::None).generate(p);
+  for (Offload offload : {Offload::Model, Offload::Sequential}) {
+    SCOPED_TRACE(offload_name(offload));
+    const GenerateResult got = load_on_heap(c, offload).generate(p);
+    EXPECT_EQ(got.latents, want.latents);
+    EXPECT_EQ(got.image_tensor, want.image_tensor);
+  }
+}
+
 GenerateParams planner_params() {
   GenerateParams p;
   p.prompt = {"a red apple"};
