@@ -134,9 +134,14 @@ struct StableDiffusionPipeline::Impl {
     }
     if (resident) return;
     resident.emplace(*backend);
-    resident->text_encoder.add_module(prompt_encoder->text_encoder());
-    resident->unet.add_module(*unet);
-    resident->vae.add_module(*vae);
+    try {
+      resident->text_encoder.add_module(prompt_encoder->text_encoder());
+      resident->unet.add_module(*unet);
+      resident->vae.add_module(*vae);
+    } catch (...) {  // out of device memory: nothing stays up, the error says what did not fit
+      resident.reset();
+      throw;
+    }
     for (const ResidentWeights* w : {&text_encoder_weights, &unet_weights, &vae_weights}) w->drop_pages();
   }
 
