@@ -52,5 +52,15 @@ TEST_F(OffloadCli, OnTheCpuEveryModeGivesTheSameImage) {
   EXPECT_EQ(read("sequential.png"), none);
 }
 
+// bench runs each mode (on the CPU the weights stay host memory) and says which in its JSON.
+TEST_F(OffloadCli, BenchReportsTheOffloadInItsJson) {
+  KK_REQUIRE_GOLDEN();
+  for (const char* mode : {"model", "sequential"}) {
+    const testing::CliRun r = run_cli({"bench", "--model", model(), "--threads", "2", "--offload", mode});
+    ASSERT_EQ(r.exit_code, 0) << mode << ": " << r.err;
+    EXPECT_NE(r.out.find(std::string("\"offload\":\"") + mode + "\""), std::string::npos) << r.out;
+  }
+}
+
 }  // namespace
 }  // namespace kakusan
