@@ -9,6 +9,7 @@
 
 #include "backend/registry.h"
 #include "core/error.h"
+#include "kakusan/kakusan.h"
 #include "kakusan/pipeline.h"
 #include "models/autoencoder.h"
 #include "models/clip_text_model.h"
@@ -269,6 +270,24 @@ TEST(OffloadPlan, TheBackendsScratchIsCounted) {
   const int64_t with = pipe.generate(planner_params()).memory.estimated_peak;
   heap().set_reports_linear_scratch(false);
   EXPECT_GT(with, without);
+}
+
+// The C API's load field: a bad name is refused with the message, a good one loads.
+TEST(OffloadCApi, TheLoadParamsFieldIsChecked) {
+  KK_REQUIRE_GOLDEN();
+  kakusan_load_params lp = kakusan_default_load_params();
+  EXPECT_EQ(lp.offload, nullptr);
+  lp.offload = "foo";
+  EXPECT_EQ(kakusan_load(tiny_model().c_str(), &lp), nullptr);
+  EXPECT_NE(std::string(kakusan_last_error()).find("offload \"foo\" is not none, model or sequential"),
+            std::string::npos)
+      << kakusan_last_error();
+  lp.offload = "sequential";
+  kakusan_context* ctx = kakusan_load(tiny_model().c_str(), &lp);
+  EXPECT_NE(ctx, nullptr) << kakusan_last_error();
+  kakusan_free(ctx);
+  EXPECT_THROW(offload_from_name("Model"), Error);
+  EXPECT_EQ(offload_from_name("model"), Offload::Model);
 }
 
 }  // namespace
