@@ -97,8 +97,8 @@ struct StableDiffusionPipeline::Impl {
   std::optional<std::filesystem::path> lora_dir;
   Offload offload = Offload::None;         // LoadOptions::offload; a run may raise it (the memory planner)
   // On a device backend, the components' device copies while runs keep all weights on the device (offload
-  // None): made at load, given back for a run with offload and before a LoRA change (whose merged weights
-  // are bound on the host), made again by the next run without. The host tensors stay in the models' stead
+  // None): made at load, given back for a run with offload and (the text encoder's and UNet's) before a LoRA
+  // change, whose merged weights are bound on the host; made again by the next run without. The host tensors stay in the models' stead
   // meanwhile (mapped views, or owned converted / merged copies). Declared after the models: released first.
   struct Resident {
     explicit Resident(Backend& backend) : text_encoder(backend), unet(backend), vae(backend) {}
@@ -126,14 +126,15 @@ struct StableDiffusionPipeline::Impl {
     return MemoryPlanner(*backend, prompt_encoder->text_encoder(), *unet, *vae, component_bytes, dtypes);
   }
 
-  // Every component's weights on the device from now on (true), or in host memory between phases (false).
+  // Every component's weights on the device from now on (true: what is not up yet goes up), or in host memory
+  // between phases (false).
   void keep_resident(bool yes) {
     if (!yes || backend->device().is_host()) {
       resident.reset();
       return;
     }
-    if (resident) return;
-    resident.emplace(*backend);
+    if (!resident) resident.emplace(*backend);
+    const int64_t before = resident->text_encoder.bytes() + resident->unet.bytes() + resident->vae.bytes();
     try {
       resident->text_encoder.add_module(prompt_encoder->text_encoder());
       resident->unet.add_module(*unet);
@@ -142,6 +143,7 @@ struct StableDiffusionPipeline::Impl {
       resident.reset();
       throw;
     }
+    if (resident->text_encoder.bytes() + resident->unet.bytes() + resident->vae.bytes() == before) return;
     for (const ResidentWeights* w : {&text_encoder_weights, &unet_weights, &vae_weights}) w->drop_pages();
   }
 
@@ -225,7 +227,10 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   p.prompt = std::move(tagged.prompts);
   p.negative_prompt = std::move(tagged.negative_prompts);
   const std::vector<LoadOptions::Lora> wanted_loras = loras.with(tagged.loras);
-  if (!loras.is_current(wanted_loras)) keep_resident(false);  // merged weights are bound on the host
+  if (resident && !loras.is_current(wanted_loras)) {  // merged weights are bound on the host
+    resident->text_encoder.release();
+    resident->unet.release();
+  }
   if (loras.use(wanted_loras, *unet, prompt_encoder->text_encoder())) measure_weights();
   // Image-to-image and inpainting take their size from the image (rounded down to a multiple of 8) unless
   // height / width are given.
