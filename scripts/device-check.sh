@@ -10,10 +10,10 @@
 #       prints `nvidia-smi -L`, then one JSON line per measurement: the cuda tests (the kit's pipeline cases
 #       on the GPU in fp32 and fp16, every op against the reference), a random SD1.5 made there in fp16,
 #       `kakusan bench --device cuda` at 512x512 batch 1 (50 steps) and batch 8 (20 steps) with CUDA graphs,
-#       batch 1 (20 steps) without them, and diffusers' UNet on the same folder (fp16, SDPA, eager) when torch
-#       and diffusers import. Logs go to
+#       batch 1 (20 steps) without them, batch 1 with --offload model (one step), and diffusers' UNet on the
+#       same folder (fp16, SDPA, eager) when torch and diffusers import. Logs go to
 #       $KAKUSAN_DEVICE_WORK/logs, and with $OUT set (the device tool) results.jsonl, test_cuda.log/.json
-#       and logs.tar.gz are copied there. Each step has its own time limit (630 s in all, for a hang; the expected
+#       and logs.tar.gz are copied there. Each step has its own time limit (590 s in all, for a hang; the expected
 #       total is under 6 minutes): give the device tool's run a timeout_s of 600.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -175,9 +175,12 @@ PY
 
   # 3. kakusan on the GPU: the tutorial's 512x512 image (50 steps) and its batch of 8 (20 steps).
   #    CUDA graphs are on (the default: the UNet step captured once and replayed); one line without, to compare.
-  bench kakusan_bench_b1_50steps 100 --height 512 --width 512 --batch 1 --steps 50
-  bench kakusan_bench_b8_20steps 130 --height 512 --width 512 --batch 8 --steps 20
-  bench kakusan_bench_b1_20steps_graphs_off 60 --height 512 --width 512 --batch 1 --steps 20 --cuda-graphs off
+  bench kakusan_bench_b1_50steps 80 --height 512 --width 512 --batch 1 --steps 50
+  bench kakusan_bench_b8_20steps 100 --height 512 --width 512 --batch 8 --steps 20
+  bench kakusan_bench_b1_20steps_graphs_off 50 --height 512 --width 512 --batch 1 --steps 20 --cuda-graphs off
+  # --offload model (enable_model_cpu_offload): one UNet step timed, each phase's weights uploaded for it; its
+  # gpu_peak_mb against the first line's.
+  bench kakusan_bench_b1_offload_model 30 --height 512 --width 512 --batch 1 --offload model
 
   # 4. diffusers' UNet on the same folder, in the same run.
   if compgen -G "$W/whl/*.whl" >/dev/null && ! python3 -c "import diffusers" 2>/dev/null; then
@@ -187,7 +190,7 @@ PY
   if python3 -c "import torch, diffusers" 2>"$LOGS/diffusers_import.log"; then
     for batch in 1 8; do
       t0=$SECONDS
-      if ! timeout 50 python3 "$ROOT/bench/diffusers_unet.py" --model "$W/sd15" --batch "$batch" \
+      if ! timeout 45 python3 "$ROOT/bench/diffusers_unet.py" --model "$W/sd15" --batch "$batch" \
           --repeats $((batch == 1 ? 50 : 20)) 2>"$LOGS/diffusers_b$batch.err" | tee -a "$RESULTS"; then
         emit measurement="diffusers_unet_step_b$batch" error="$(tail -2 "$LOGS/diffusers_b$batch.err" | tr '\n' ' ')"
       fi

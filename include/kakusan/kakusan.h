@@ -72,6 +72,9 @@ struct kakusan_load_params {
   const char * const * embedding_files;
   const char * const * embedding_tokens; /* n_embeddings tokens (NULL entries allowed), or NULL = each file's own */
   int n_embeddings;
+  /* Where the weights wait between uses on a GPU (diffusers' offload levers): NULL or "none" (all on the GPU),
+     "model" (only the running component: enable_model_cpu_offload), "sequential" (the UNet block by block). */
+  const char * offload;
 };
 
 struct kakusan_params {

@@ -54,6 +54,19 @@ struct Progress {
 // Called when a phase starts (done == 0) and after every unit of it.
 using ProgressCallback = std::function<void(const Progress&)>;
 
+// Where the weights live between uses, as diffusers' offload levers. On a device backend (CUDA): None keeps
+// every component's weights on the device from load on (pipe.to("cuda")); Model keeps them in host memory and
+// uploads each component when its phase starts, freeing it when the phase ends, so only the running component
+// is on the device (enable_model_cpu_offload); Sequential does the same for the text encoder and the VAE and
+// uploads the UNet block by block, one block on the device at a time (enable_sequential_cpu_offload's idea at
+// block granularity). The results are identical; the uploads cost time every generate(). On a host backend
+// the weights already are host memory: Model is what the CPU always does (a component's file pages dropped
+// after its phase) and Sequential is GenerateParams::stream_unet_weights.
+enum class Offload { None, Model, Sequential };
+// "none", "model", "sequential" (the CLI's --offload and the C API's spelling); another name is an Error.
+Offload offload_from_name(std::string_view name);
+const char* offload_name(Offload offload);
+
 struct LoadOptions {
   // Where the models run, as diffusers' pipe.to(device): "cpu" (the default), "reference" (plain loops, for
   // checking), "cuda" / "cuda:N" where the CUDA backend is built in. Weights go to the device at load.
@@ -96,6 +109,7 @@ struct LoadOptions {
   std::map<std::string, std::string> scheduler_options;
   int num_threads = 0;  // 0 = all cores
   ProgressCallback progress;
+  Offload offload = Offload::None;  // see Offload; the memory planner may raise it for a run (MemoryPolicy::Auto)
 };
 
 // Attention memory lever, as diffusers' enable_attention_slicing / memory-efficient attention. Every mode
@@ -188,6 +202,7 @@ struct GenerateParams {
   // Low-memory mode's lever: the UNet's weights are read from the mapped file block by block and their pages
   // dropped after each block, so one block's weights are resident at a time (the page cache keeps the file;
   // each step faults them back in). Like diffusers' enable_sequential_cpu_offload; the results are identical.
+  // On a device backend it means Offload::Sequential for this run.
   bool stream_unet_weights = false;
   // CUDA graphs (the tutorial's torch.compile row): on a device backend the UNet step is captured once (its
   // second step, after a warm-up step) and replayed for the rest of the loop, one launch instead of ~1000.
@@ -197,8 +212,8 @@ struct GenerateParams {
   // The memory planner: before any work, the run's peak memory is estimated (weights in their dtype +
   // activations for this batch, size and attention mode) and compared with `max_memory` (bytes; 0 = the
   // machine's available memory). Auto: when it will not fit, turn on the memory levers (flash attention
-  // instead of full/sliced, VAE slicing, VAE tiling, streamed UNet weights, 256-pixel VAE tiles) until it
-  // does, with a warning, else refuse; Refuse: throw kakusan::Error with the estimate and what would fit;
+  // instead of full/sliced, VAE slicing, VAE tiling, streamed UNet weights — on a device backend model then
+  // sequential offload instead —, 256-pixel VAE tiles) until it does, with a warning, else refuse; Refuse: throw kakusan::Error with the estimate and what would fit;
   // Off: no check.
   enum class MemoryPolicy { Auto, Refuse, Off } memory_policy = MemoryPolicy::Auto;
   int64_t max_memory = 0;

@@ -73,6 +73,19 @@ class OpGraph {
   // kernels' scratch grew or was given back): nothing ran, and the caller runs the ops eagerly (which sizes
   // the scratch again) before capturing anew.
   [[nodiscard]] virtual bool replay() = 0;
+// The kernel scratch a phase holds, for the memory planner. A device backend keeps one scratch buffer per
+// purpose (a converted activation, a padded input, a convolution workspace), each grown to the largest size an
+// op asked and kept until release_scratch() at the phase's end, so a phase holds, per buffer, its largest
+// request: the planner's dry pass reports every linear / conv2d / attention call to the backend's tally_*
+// functions below, which say what each buffer would need.
+class ScratchTally {
+ public:
+  static constexpr int kBuffers = 8;
+  void need(int buffer, int64_t bytes);  // buffer in [0, kBuffers)
+  int64_t total() const;
+
+ private:
+  int64_t largest_[kBuffers] = {};
 };
 
 class Backend : public DeviceAllocator {
@@ -188,6 +201,15 @@ class Backend : public DeviceAllocator {
   virtual std::unique_ptr<OpGraph> end_capture();
   // Abandons this thread's capture, if any (after an error): nothing recorded runs.
   virtual void abort_capture() noexcept {}
+  // The scratch buffers a call of these operands would grow (ScratchTally; the operands' shapes, dtypes and
+  // strides are the real run's, their memory is the dry pass's). Nothing on backends whose scratch the
+  // planner's fixed allowance covers (the CPU's).
+  virtual void tally_linear_scratch(const TensorView& /*x*/, const TensorView& /*w*/, const TensorView& /*bias*/,
+                                    ScratchTally&) const {}
+  virtual void tally_conv2d_scratch(const TensorView& /*x*/, const TensorView& /*w*/, const TensorView& /*bias*/,
+                                    const Conv2dParams&, const TensorView& /*y*/, ScratchTally&) const {}
+  virtual void tally_attention_scratch(const TensorView& /*q*/, const TensorView& /*k*/, const TensorView& /*v*/,
+                                       const AttentionParams&, ScratchTally&) const {}
 
   // A device backend's memory for the memory planner: what its device has free plus what the backend already
   // holds (weights, arenas, pooled blocks); -1 on host backends, planned against the machine's memory.

@@ -1,5 +1,8 @@
-// The host side of Backend's memory interface (upload and download are copies) and the default capture seam.
+// The host side of Backend's memory interface (upload and download are copies), the default capture seam
+// and the planner's ScratchTally.
 #include "backend/backend.h"
+
+#include <algorithm>
 
 namespace kakusan {
 
@@ -40,6 +43,17 @@ void check_upload(const Backend& be, const TensorView& host, const TensorView& d
 
 void check_download(const Backend& be, const TensorView& src, const TensorView& host) {
   check_transfer("download", be, src, be.device(), host, Device::host());
+}
+
+void ScratchTally::need(int buffer, int64_t bytes) {
+  KK_ASSERT(buffer >= 0 && buffer < kBuffers);
+  largest_[buffer] = std::max(largest_[buffer], bytes);
+}
+
+int64_t ScratchTally::total() const {
+  int64_t sum = 0;
+  for (int64_t bytes : largest_) sum += bytes;
+  return sum;
 }
 
 }  // namespace kakusan

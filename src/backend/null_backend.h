@@ -8,20 +8,31 @@
 
 namespace kakusan {
 
-// A Backend whose ops do nothing (outputs keep whatever the arena held): for dry sizing passes.
+// A Backend whose ops do nothing (outputs keep whatever the arena held): for dry sizing passes. Given the
+// backend the real run will use and a tally, it reports each linear, conv2d and attention call to that
+// backend's tally_*_scratch (the kernel scratch the run will hold).
 class NullBackend final : public Backend {
  public:
+  NullBackend() = default;
+  NullBackend(const Backend& planned, ScratchTally& tally) : planned_(&planned), tally_(&tally) {}
+
   const char* name() const override { return "null"; }
   void upload(const TensorView&, const TensorView&) override {}
   void download(const TensorView&, const TensorView&) override {}
-  void linear(const TensorView&, const TensorView&, const TensorView&, const TensorView&) override {}
-  void conv2d(const TensorView&, const TensorView&, const TensorView&, const Conv2dParams&,
-              const TensorView&) override {}
+  void linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView&) override {
+    if (planned_) planned_->tally_linear_scratch(x, w, bias, *tally_);
+  }
+  void conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
+              const TensorView& y) override {
+    if (planned_) planned_->tally_conv2d_scratch(x, w, bias, p, y, *tally_);
+  }
   void group_norm(const TensorView&, int, const TensorView&, const TensorView&, float, Activation,
                   const TensorView&) override {}
   void layer_norm(const TensorView&, const TensorView&, const TensorView&, float, const TensorView&) override {}
-  void attention(const TensorView&, const TensorView&, const TensorView&, const AttentionParams&,
-                 const TensorView&) override {}
+  void attention(const TensorView& q, const TensorView& k, const TensorView& v, const AttentionParams& p,
+                 const TensorView&) override {
+    if (planned_) planned_->tally_attention_scratch(q, k, v, p, *tally_);
+  }
   void activation(const TensorView&, Activation, const TensorView&) override {}
   void add(const TensorView&, const TensorView&, const TensorView&) override {}
   void geglu(const TensorView&, const TensorView&) override {}
@@ -34,6 +45,10 @@ class NullBackend final : public Backend {
   void gaussian_sample(const TensorView&, const TensorView&, const TensorView&) override {}
   void blend_tiles(const TensorView&, const TensorView&, int64_t, bool) override {}
   void copy(const TensorView&, const TensorView&) override {}
+
+ private:
+  const Backend* planned_ = nullptr;
+  ScratchTally* tally_ = nullptr;
 };
 
 }  // namespace kakusan

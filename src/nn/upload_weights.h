@@ -10,6 +10,10 @@
 
 namespace kakusan {
 
+// `param` (checked against `shape`; `name` for errors) copied into `backend`'s memory, or an undefined tensor
+// when it already is there. The one step of upload_weights and of DeviceWeights (device_weights.h).
+Tensor device_copy_of(Backend& backend, const std::string& name, const Tensor& param, const Shape& shape);
+
 class WeightUploader final : public WeightVisitor {
  public:
   explicit WeightUploader(Backend& backend) : backend_(backend) {}

@@ -130,6 +130,7 @@ kakusan_context* kakusan_load(const char* model, const kakusan_load_params* para
       if (p.embedding_tokens != nullptr && p.embedding_tokens[i] != nullptr) token = p.embedding_tokens[i];
       options.embeddings.push_back({file, token});
     }
+    if (p.offload != nullptr) options.offload = kakusan::offload_from_name(p.offload);
     ctx = new kakusan_context{kakusan::StableDiffusionPipeline::load(model, options)};
   });
   return ctx;

@@ -6,7 +6,6 @@
 #include "io/weight_overlay.h"
 #include "models/lora_merge.h"
 #include "models/model_folder_load.h"
-#include "nn/upload_weights.h"
 
 namespace kakusan {
 
@@ -58,18 +57,13 @@ Rebinding remerge(const std::shared_ptr<const WeightSource>& base, const char* c
 }
 
 template <typename Model>
-void rebind(Model& model, const Rebinding& next, const std::set<std::string>& previous, DType dtype,
-            Backend& backend) {
+void rebind(Model& model, const Rebinding& next, const std::set<std::string>& previous, DType dtype) {
   std::set<std::string> names = previous;
   names.insert(next.touched.begin(), next.touched.end());
   WeightLoader loader(*next.source, dtype);
   OnlyNamed only(loader, names);
   model.visit(only);
   KK_ASSERT(loader.bound_all());  // the names come from the source the model was loaded from
-  if (backend.device().is_host()) return;
-  WeightUploader uploader(backend);
-  OnlyNamed upload_only(uploader, names);
-  model.visit(upload_only);
 }
 
 }  // namespace
@@ -96,33 +90,35 @@ std::vector<LoadOptions::Lora> LoraSet::with(const std::vector<LoadOptions::Lora
 }
 
 template <typename Model>
-void LoraSet::rebind_part(Model& model, Part& part, const std::vector<LoraAdapter>& adapters, Backend& backend) {
-  rebind(model, Rebinding{part.base, {}}, part.touched, part.dtype, backend);
+void LoraSet::rebind_part(Model& model, Part& part, const std::vector<LoraAdapter>& adapters) {
+  rebind(model, Rebinding{part.base, {}}, part.touched, part.dtype);
   part.touched.clear();
   Rebinding next = remerge(part.base, part.component, adapters, part.dtype);
-  rebind(model, next, {}, part.dtype, backend);
+  rebind(model, next, {}, part.dtype);
   part.touched = std::move(next.touched);
 }
 
 void LoraSet::rebind_all(UNet2DConditionModel& unet, ClipTextModel& text_encoder,
-                         const std::vector<LoraAdapter>& adapters, Backend& backend) {
-  rebind_part(unet, unet_, adapters, backend);
-  rebind_part(text_encoder, text_encoder_, adapters, backend);
+                         const std::vector<LoraAdapter>& adapters) {
+  rebind_part(unet, unet_, adapters);
+  rebind_part(text_encoder, text_encoder_, adapters);
 }
 
+bool LoraSet::is_current(const std::vector<LoadOptions::Lora>& wanted) const { return same_set(wanted, current_); }
+
 bool LoraSet::use(const std::vector<LoadOptions::Lora>& wanted, UNet2DConditionModel& unet,
-                  ClipTextModel& text_encoder, Backend& backend) {
-  if (same_set(wanted, current_)) return false;
+                  ClipTextModel& text_encoder) {
+  if (is_current(wanted)) return false;
   const std::vector<LoraAdapter> adapters = open_adapters(wanted);  // an unreadable file changes nothing
   try {
-    rebind_all(unet, text_encoder, adapters, backend);
+    rebind_all(unet, text_encoder, adapters);
   } catch (const Error&) {
     // The previous set merged before, so it merges again; should its files have gone meanwhile, no LoRA at all
     // (and current_ says so).
     try {
-      rebind_all(unet, text_encoder, open_adapters(current_), backend);
+      rebind_all(unet, text_encoder, open_adapters(current_));
     } catch (const Error&) {
-      rebind_all(unet, text_encoder, {}, backend);
+      rebind_all(unet, text_encoder, {});
       current_.clear();
     }
     throw;

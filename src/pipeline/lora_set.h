@@ -13,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "backend/backend.h"
 #include "kakusan/pipeline.h"
 #include "models/lora_merge.h"
 #include "models/clip_text_model.h"
@@ -31,12 +30,16 @@ class LoraSet {
   // The load-time LoRAs followed by `extra` (a generation's tags).
   std::vector<LoadOptions::Lora> with(const std::vector<LoadOptions::Lora>& extra) const;
 
+  // Whether the models' weights are those of `wanted` already.
+  bool is_current(const std::vector<LoadOptions::Lora>& wanted) const;
+
   // Makes the models' weights those of `wanted`; false when they already were (nothing done). The weights the
   // previous set touched get their mapped views back first, which frees their copies, so the old and the new
   // merged copies are never held at once. Throws Error (a bad file, a layer that fits nothing, a merged value
   // out of range) with the previous set in place again (merged anew: an error costs time, not memory).
-  bool use(const std::vector<LoadOptions::Lora>& wanted, UNet2DConditionModel& unet, ClipTextModel& text_encoder,
-           Backend& backend);
+  // The models' parameters must be their host tensors (no device copy held: DeviceWeights released); the
+  // merged weights are what a device copy made afterwards holds.
+  bool use(const std::vector<LoadOptions::Lora>& wanted, UNet2DConditionModel& unet, ClipTextModel& text_encoder);
 
   const std::vector<LoadOptions::Lora>& current() const { return current_; }
 
@@ -49,9 +52,8 @@ class LoraSet {
   };
   // `part`'s touched weights back to their unmerged views, then those of `adapters` merged and bound.
   template <typename Model>
-  static void rebind_part(Model& model, Part& part, const std::vector<LoraAdapter>& adapters, Backend& backend);
-  void rebind_all(UNet2DConditionModel& unet, ClipTextModel& text_encoder, const std::vector<LoraAdapter>& adapters,
-                  Backend& backend);
+  static void rebind_part(Model& model, Part& part, const std::vector<LoraAdapter>& adapters);
+  void rebind_all(UNet2DConditionModel& unet, ClipTextModel& text_encoder, const std::vector<LoraAdapter>& adapters);
 
   Part unet_{"unet", nullptr, DType::F32, {}}, text_encoder_{"text_encoder", nullptr, DType::F32, {}};
   std::vector<LoadOptions::Lora> load_loras_;

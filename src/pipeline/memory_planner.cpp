@@ -12,10 +12,22 @@
 
 namespace kakusan {
 
-MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& latents_shape,
+Offload run_offload(const GenerateParams& p, Offload loaded) {
+  return p.stream_unet_weights ? Offload::Sequential : loaded;
+}
+
+int64_t MemoryPlanner::phase_weights(int64_t own, Offload offload) const {
+  const bool all_on_device = !backend_.device().is_host() && offload == Offload::None;
+  return all_on_device ? bytes_.text_encoder + bytes_.unet + bytes_.vae : own;
+}
+
+MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, Offload offload, const Shape& latents_shape,
                                        int64_t unet_batch) const {
   const VaeMemoryOptions vae_memory = vae_memory_options(p);
-  NullBackend null;
+  offload = run_offload(p, offload);
+  const int64_t unet_weights = offload != Offload::Sequential   ? bytes_.unet
+                               : backend_.device().is_host() ? bytes_.unet_streamed
+                                                             : bytes_.unet_blockwise;
   MemoryEstimate e;
   e.overhead = kMemoryOverheadBytes;
   const int64_t f32 = sizeof(float);
@@ -29,15 +41,19 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
   {
     const AttentionParams attention = attention_params(p.attention, dtypes_.text_encoder, backend_);
     Arena arena;
+    ScratchTally scratch;  // the backend's kernel scratch, reported by the dry pass
+    NullBackend null(backend_, scratch);
     Context ctx{null, arena, attention};
     const Tensor ids = Tensor::zeros({int64_t(p.prompt.size()) * chunks, tokens}, DType::I64);
     text_encoder_.forward(ctx, ids);
-    e.encoding = {bytes_.text_encoder, int64_t(arena.peak_bytes()),
-                  2 * embeds_bytes + backend_.attention_scratch_bytes(attention, tokens, tokens)};
+    e.encoding = {phase_weights(bytes_.text_encoder, offload), int64_t(arena.peak_bytes()),
+                  2 * embeds_bytes + backend_.attention_scratch_bytes(attention, tokens, tokens) + scratch.total()};
   }
   {
     const AttentionParams attention = attention_params(p.attention, dtypes_.unet, backend_);
     Arena arena;
+    ScratchTally scratch;  // the backend's kernel scratch, reported by the dry pass
+    NullBackend null(backend_, scratch);
     Context ctx{null, arena, attention};
     const UNet2DConditionConfig& unet_config = unet_.config();
     Tensor input = Tensor::empty({unet_batch, unet_config.in_channels, latents_shape[2], latents_shape[3]});
@@ -46,13 +62,15 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
     const Tensor t = Tensor::full({1}, 999.0f);
     unet_.forward(ctx, input, t, embeds, noise_pred);
     // latents, the CFG input, noise_pred, the guided prediction and the scheduler's history (a few latents).
-    e.denoising = {p.stream_unet_weights ? bytes_.unet_streamed : bytes_.unet, int64_t(arena.peak_bytes()),
+    e.denoising = {phase_weights(unet_weights, offload), int64_t(arena.peak_bytes()),
                    embeds_bytes + 8 * latents_bytes +
-                       backend_.attention_scratch_bytes(attention, latent_tokens, latent_tokens)};
+                       backend_.attention_scratch_bytes(attention, latent_tokens, latent_tokens) + scratch.total()};
   }
   {
     const AttentionParams attention = attention_params(p.attention, dtypes_.vae, backend_);
     Arena arena;
+    ScratchTally scratch;  // the backend's kernel scratch, reported by the dry pass
+    NullBackend null(backend_, scratch);
     Context ctx{null, arena, attention};
     const Tensor z = Tensor::empty(latents_shape);
     const Tensor decoded = vae_.decode(ctx, z, vae_memory);
@@ -60,8 +78,9 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
     const int64_t image_bytes = int64_t(decoded.nbytes());
     const int64_t tile_side = vae_.tile_latent_size(vae_memory);  // latent pixels per tile side
     const int64_t vae_tokens = vae_memory.tiling ? std::min(latent_tokens, tile_side * tile_side) : latent_tokens;
-    e.decoding = {bytes_.vae, int64_t(arena.peak_bytes()),
-                  3 * image_bytes + image_bytes / 4 + backend_.attention_scratch_bytes(attention, vae_tokens, vae_tokens)};
+    e.decoding = {phase_weights(bytes_.vae, offload), int64_t(arena.peak_bytes()),
+                  3 * image_bytes + image_bytes / 4 +
+                      backend_.attention_scratch_bytes(attention, vae_tokens, vae_tokens) + scratch.total()};
   }
   if (!p.image.empty()) {
     // The VAE encoder on the input image(s): the whole batch at once with one generator, one image at a time
@@ -69,6 +88,8 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
     // latents and the noise.
     const AttentionParams attention = attention_params(p.attention, dtypes_.vae, backend_);
     Arena arena;
+    ScratchTally scratch;  // the backend's kernel scratch, reported by the dry pass
+    NullBackend null(backend_, scratch);
     Context ctx{null, arena, attention};
     const int64_t scale = vae_.downscale_factor();
     const int64_t batch = p.seeds.size() > 1 ? 1 : int64_t(p.image.size());
@@ -77,14 +98,16 @@ MemoryEstimate MemoryPlanner::estimate(const GenerateParams& p, const Shape& lat
     vae_.encode_latents(ctx, image, vae_memory, dry_draws);
     const int64_t pixels = latents_shape[2] * latents_shape[3] * scale * scale;
     const int64_t pixels_bytes = int64_t(p.image.size()) * 7 * pixels * f32;  // image 3 + masked 3 + mask 1
-    e.image_encoding = {bytes_.vae, int64_t(arena.peak_bytes()), pixels_bytes + 4 * latents_bytes};
+    e.image_encoding = {phase_weights(bytes_.vae, offload), int64_t(arena.peak_bytes()),
+                        pixels_bytes + 4 * latents_bytes + scratch.total()};
   }
   return e;
 }
 
-MemoryEstimate MemoryPlanner::plan(GenerateParams& p, const Shape& latents_shape, int64_t unet_batch,
-                                   GenerateResult& result) const {
-  MemoryEstimate e = estimate(p, latents_shape, unet_batch);
+MemoryEstimate MemoryPlanner::plan(GenerateParams& p, Offload& offload, const Shape& latents_shape,
+                                   int64_t unet_batch, GenerateResult& result) const {
+  offload = run_offload(p, offload);
+  MemoryEstimate e = estimate(p, offload, latents_shape, unet_batch);
   result.memory.estimated_peak = e.peak();
   result.memory.estimated_unet_arena = e.denoising.arena;
   result.memory.estimated_vae_arena = e.decoding.arena;
@@ -98,20 +121,27 @@ MemoryEstimate MemoryPlanner::plan(GenerateParams& p, const Shape& latents_shape
 
   // The levers, least costly first. VAE tiling blends tile seams (the image changes slightly, as with
   // diffusers' enable_vae_tiling); the others change nothing beyond float rounding.
+  // On a device, offloading (the uploads cost time every run) comes after the levers that cost little; on the
+  // host, streaming the UNet's pages is sequential offload's counterpart.
   GenerateParams adapted = p;
   adapted.memory_policy = GenerateParams::MemoryPolicy::Off;
+  Offload adapted_offload = offload;
+  const bool device = !backend_.device().is_host();
   std::vector<std::string> levers;
   auto pull = [&](bool applies, const char* name, auto&& apply) {
     if (!applies || e.peak() <= limit) return;
     apply(adapted);
     levers.push_back(name);
-    e = estimate(adapted, latents_shape, unet_batch);
+    e = estimate(adapted, adapted_offload, latents_shape, unet_batch);
   };
+  auto offload_to = [&](Offload o) { return [&adapted_offload, o](GenerateParams&) { adapted_offload = o; }; };
   pull(p.attention.mode == AttentionOptions::Mode::Full || p.attention.mode == AttentionOptions::Mode::Sliced,
        "flash attention", [](GenerateParams& q) { q.attention.mode = AttentionOptions::Mode::Flash; });
   pull(!p.vae_slicing && latents_shape[0] > 1, "VAE slicing", [](GenerateParams& q) { q.vae_slicing = true; });
   pull(!p.vae_tiling, "VAE tiling", [](GenerateParams& q) { q.vae_tiling = true; });
-  pull(!p.stream_unet_weights, "streamed UNet weights", [](GenerateParams& q) { q.stream_unet_weights = true; });
+  pull(device && offload == Offload::None, "model offload", offload_to(Offload::Model));
+  pull(offload != Offload::Sequential, device ? "sequential offload" : "streamed UNet weights",
+       offload_to(Offload::Sequential));
   pull(p.vae_tile_size == 0 || p.vae_tile_size > kLowMemoryVaeTile, "256-pixel VAE tiles",
        [](GenerateParams& q) { q.vae_tile_size = kLowMemoryVaeTile; });
   std::string lever_list;
@@ -124,12 +154,12 @@ MemoryEstimate MemoryPlanner::plan(GenerateParams& p, const Shape& latents_shape
     p.attention = adapted.attention;
     p.vae_slicing = adapted.vae_slicing;
     p.vae_tiling = adapted.vae_tiling;
-    p.stream_unet_weights = adapted.stream_unet_weights;
     p.vae_tile_size = adapted.vae_tile_size;
+    offload = adapted_offload;
     result.memory.estimated_peak = e.peak();
     result.memory.estimated_unet_arena = e.denoising.arena;
     result.memory.estimated_vae_arena = e.decoding.arena;
-  result.memory.estimated_vae_encoder_arena = e.image_encoding.arena;
+    result.memory.estimated_vae_encoder_arena = e.image_encoding.arena;
     return e;
   }
   // Refuse, saying what would fit: the levers, or failing that the largest square image that fits with them.
@@ -140,7 +170,7 @@ MemoryEstimate MemoryPlanner::plan(GenerateParams& p, const Shape& latents_shape
     const int64_t scale = vae_.downscale_factor();
     for (int64_t side = std::max(latents_shape[2], latents_shape[3]) * scale / 64 * 64; side >= 64; side -= 64) {
       const Shape smaller{latents_shape[0], latents_shape[1], side / scale, side / scale};
-      const MemoryEstimate small = estimate(adapted, smaller, unet_batch);
+      const MemoryEstimate small = estimate(adapted, adapted_offload, smaller, unet_batch);
       if (small.peak() <= limit) {
         would_fit = str_cat("a ", side, "x", side, " image would fit (", format_megabytes(small.peak()),
                             lever_list.empty() ? "" : " with ", lever_list, ")");

@@ -17,13 +17,17 @@ namespace kakusan {
 // Weight bytes of each component as held in memory.
 struct ComponentBytes {
   int64_t text_encoder = 0, unet = 0, vae = 0;
-  int64_t unet_streamed = 0;  // resident with stream_unet_weights: the largest block's mapped bytes + the rest
+  int64_t unet_streamed = 0;   // resident with stream_unet_weights: the largest block's mapped bytes + the rest
+  int64_t unet_blockwise = 0;  // on a device with Offload::Sequential: the largest block's bytes + the rest
 };
 
 // The dtype each component's weight matrices are held in: its products take that precision (backend.h).
 struct ComponentDTypes {
   DType text_encoder = DType::F32, unet = DType::F32, vae = DType::F32;
 };
+
+// The offload a run uses: stream_unet_weights asks for sequential offload, else the pipeline's.
+Offload run_offload(const GenerateParams& p, Offload loaded);
 
 class MemoryPlanner {
  public:
@@ -34,14 +38,21 @@ class MemoryPlanner {
       : backend_(backend), text_encoder_(text_encoder), unet_(unet), vae_(vae), bytes_(bytes), dtypes_(dtypes) {}
 
   // The peak of a run with these levers; `latents_shape` [B, C, h, w], the UNet runs `unet_batch` images.
-  MemoryEstimate estimate(const GenerateParams& p, const Shape& latents_shape, int64_t unet_batch) const;
+  // `offload` says which weights a device holds during each phase (all of them with None); on a host backend
+  // every phase holds its own component's (the pages of the others are dropped), and Sequential means
+  // stream_unet_weights.
+  MemoryEstimate estimate(const GenerateParams& p, Offload offload, const Shape& latents_shape,
+                          int64_t unet_batch) const;
   // Estimates the run (the dry pass also sizes the phases' arenas), compares the estimate with the limit and,
-  // with MemoryPolicy::Auto, turns levers on in `p` until it fits (with a warning in `result`); throws Error
-  // when it does not fit and may not adapt. Fills result.memory's estimates.
-  MemoryEstimate plan(GenerateParams& p, const Shape& latents_shape, int64_t unet_batch,
+  // with MemoryPolicy::Auto, turns levers on in `p` and `offload` until it fits (with a warning in `result`);
+  // throws Error when it does not fit and may not adapt. Fills result.memory's estimates.
+  MemoryEstimate plan(GenerateParams& p, Offload& offload, const Shape& latents_shape, int64_t unet_batch,
                       GenerateResult& result) const;
 
  private:
+  // Weight bytes held during the phase of component `own` (bytes_.text_encoder, .unet or .vae).
+  int64_t phase_weights(int64_t own, Offload offload) const;
+
   const Backend& backend_;
   const ClipTextModel& text_encoder_;
   const UNet2DConditionModel& unet_;

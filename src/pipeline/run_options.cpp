@@ -28,4 +28,19 @@ VaeMemoryOptions vae_memory_options(const GenerateParams& params) {
   return memory;
 }
 
+Offload offload_from_name(std::string_view name) {
+  for (Offload o : {Offload::None, Offload::Model, Offload::Sequential})
+    if (name == offload_name(o)) return o;
+  fail("offload \"", name, "\" is not none, model or sequential");
+}
+
+const char* offload_name(Offload offload) {
+  switch (offload) {
+    case Offload::None: return "none";
+    case Offload::Model: return "model";
+    case Offload::Sequential: return "sequential";
+  }
+  return "none";
+}
+
 }  // namespace kakusan

@@ -20,7 +20,7 @@
 #include "models/model_folder_load.h"
 #include "models/unet_2d_condition.h"
 #include "nn/context.h"
-#include "nn/upload_weights.h"
+#include "nn/device_weights.h"
 #include "pipeline/decode.h"
 #include "pipeline/denoise.h"
 #include "pipeline/encode_prompt.h"
@@ -96,6 +96,16 @@ struct StableDiffusionPipeline::Impl {
   bool half_pipeline = false;              // loaded with dtype F16 (diffusers' torch_dtype=torch.float16)
   LoraSet loras;                           // the LoRAs fused now: --lora plus the last prompt's tags
   std::optional<std::filesystem::path> lora_dir;
+  Offload offload = Offload::None;         // LoadOptions::offload; a run may raise it (the memory planner)
+  // On a device backend, the components' device copies while runs keep all weights on the device (offload
+  // None): made at load, given back for a run with offload and (the text encoder's and UNet's) before a LoRA
+  // change, whose merged weights are bound on the host; made again by the next run without. The host tensors stay in the models' stead
+  // meanwhile (mapped views, or owned converted / merged copies). Declared after the models: released first.
+  struct Resident {
+    explicit Resident(Backend& backend) : text_encoder(backend), unet(backend), vae(backend) {}
+    DeviceWeights text_encoder, unet, vae;
+  };
+  std::optional<Resident> resident;
 
   std::unique_ptr<Scheduler> make_configured_scheduler() const {
     return make_scheduler(scheduler_spec, scheduler_source, scheduler_options);
@@ -117,6 +127,27 @@ struct StableDiffusionPipeline::Impl {
     return MemoryPlanner(*backend, prompt_encoder->text_encoder(), *unet, *vae, component_bytes, dtypes);
   }
 
+  // Every component's weights on the device from now on (true: what is not up yet goes up), or in host memory
+  // between phases (false).
+  void keep_resident(bool yes) {
+    if (!yes || backend->device().is_host()) {
+      resident.reset();
+      return;
+    }
+    if (!resident) resident.emplace(*backend);
+    const int64_t before = resident->text_encoder.bytes() + resident->unet.bytes() + resident->vae.bytes();
+    try {
+      resident->text_encoder.add_module(prompt_encoder->text_encoder());
+      resident->unet.add_module(*unet);
+      resident->vae.add_module(*vae);
+    } catch (...) {  // out of device memory: nothing stays up, the error says what did not fit
+      resident.reset();
+      throw;
+    }
+    if (resident->text_encoder.bytes() + resident->unet.bytes() + resident->vae.bytes() == before) return;
+    for (const ResidentWeights* w : {&text_encoder_weights, &unet_weights, &vae_weights}) w->drop_pages();
+  }
+
   // A UNet that takes cat([latents, mask, masked-image latents]) (runwayml/stable-diffusion-inpainting's 9).
   bool inpainting_unet() const { return unet->config().in_channels == 2 * int64_t(vae->latent_channels()) + 1; }
   int vae_scale_factor() const { return vae->downscale_factor(); }
@@ -126,7 +157,8 @@ struct StableDiffusionPipeline::Impl {
     component_bytes.text_encoder = weight_bytes(prompt_encoder->text_encoder());
     component_bytes.unet = weight_bytes(*unet);
     component_bytes.vae = weight_bytes(*vae);
-    component_bytes.unet_streamed = streamed_weight_bytes(*unet, unet_weights);
+    component_bytes.unet_streamed = block_by_block_bytes(*unet, &unet_weights);
+    component_bytes.unet_blockwise = block_by_block_bytes(*unet, nullptr);
   }
 
   void load(const std::string& model, const LoadOptions& options);
@@ -143,6 +175,7 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   set_scheduler(options.scheduler.empty() ? sources.scheduler_class : options.scheduler, options.scheduler_options);
   const std::string& vae_dir = sources.vae_origin;
   if (options.num_threads > 0) set_num_threads(options.num_threads);
+  offload = options.offload;
 
   half_pipeline = options.dtype == WeightDType::F16;
   dtypes = {matrix_dtype(options.dtype, *sources.text_encoder.weights),
@@ -159,21 +192,19 @@ void StableDiffusionPipeline::Impl::load(const std::string& model, const LoadOpt
   report_progress(options.progress, Phase::Loading, 1, total, "tokenizer");
   ClipTextModel text_encoder = load_component<ClipTextModel, ClipTextConfig>(sources.text_encoder, dtypes.text_encoder,
                                                                              "CLIPTextModel", text_encoder_weights);
-  upload_weights(text_encoder, *backend);
   prompt_encoder.emplace(std::move(tokenizer), std::move(text_encoder), std::move(expansions));
   report_progress(options.progress, Phase::Loading, 2, total, "text_encoder");
   unet.emplace(load_component<UNet2DConditionModel, UNet2DConditionConfig>(sources.unet, dtypes.unet,
                                                                           "UNet2DConditionModel", unet_weights));
-  upload_weights(*unet, *backend);
   report_progress(options.progress, Phase::Loading, 3, total, "unet");
   // AutoencoderKL or AutoencoderTiny, by the VAE config's _class_name.
   const WeightSource& vae_source = *sources.vae.weights;
   vae = load_autoencoder_from(sources.vae.config, vae_source, dtypes.vae);
   vae_weights.add(vae_source);
   vae_weights.drop_pages();
-  upload_weights(*vae, *backend);
-  report_progress(options.progress, Phase::Loading, 4, total, "vae");
   measure_weights();
+  keep_resident(offload == Offload::None);  // the weights go to a device at load, unless offloaded
+  report_progress(options.progress, Phase::Loading, 4, total, "vae");
   // Text-to-image feeds the UNet the latents alone (the default model input), and steps with its prediction;
   // an inpainting UNet takes the mask and the masked image's latents too.
   const int64_t latent_channels = vae->latent_channels();
@@ -196,7 +227,12 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   PromptLoras tagged = take_lora_tags(p.prompt, p.negative_prompt, lora_dir);
   p.prompt = std::move(tagged.prompts);
   p.negative_prompt = std::move(tagged.negative_prompts);
-  if (loras.use(loras.with(tagged.loras), *unet, prompt_encoder->text_encoder(), *backend)) measure_weights();
+  const std::vector<LoadOptions::Lora> wanted_loras = loras.with(tagged.loras);
+  if (resident && !loras.is_current(wanted_loras)) {  // merged weights are bound on the host
+    resident->text_encoder.release();
+    resident->unet.release();
+  }
+  if (loras.use(wanted_loras, *unet, prompt_encoder->text_encoder())) measure_weights();
   // Image-to-image and inpainting take their size from the image (rounded down to a multiple of 8) unless
   // height / width are given.
   const bool from_image = !p.image.empty();
@@ -217,7 +253,19 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   const bool do_cfg = p.guidance_scale > 1.0;
   const int64_t unet_batch = do_cfg ? 2 * num_images : num_images;
   GenerateResult result;
-  const MemoryEstimate plan = memory_planner().plan(p, latents_shape, unet_batch, result);
+  Offload run_offload = offload;
+  const MemoryEstimate plan = memory_planner().plan(p, run_offload, latents_shape, unet_batch, result);
+  // Where each phase finds its weights: a device holds them all (None) or uploads each phase's own, the UNet's
+  // block by block for Sequential; on the host, Sequential is stream_unet_weights (the pages dropped per block).
+  const bool on_device = !run_on.device().is_host();
+  keep_resident(run_offload == Offload::None);
+  p.stream_unet_weights = !on_device && run_offload == Offload::Sequential;  // on a device: blockwise uploads
+  // A phase's component on the device while the phase runs (nothing to do when resident or on the host).
+  auto phase_weights = [&run_on](auto& component) {
+    DeviceWeights held(run_on);
+    held.add_module(component);
+    return held;
+  };
   InspectTensor inspect;
   if (p.inspect)
     inspect = [&p, &run_on](std::string_view name, const TensorView& t) {
@@ -242,8 +290,11 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   // 1. Encode the input prompt: [uncond..., cond...] with classifier-free guidance.
   const PromptBatch batch{p.prompt, p.negative_prompt, p.num_images_per_prompt, do_cfg, p.clip_skip,
                           p.prompt_syntax == PromptSyntax::A1111};
-  const EncodedPrompts prompts = encode_prompt({run_on, text_attention, plan.encoding.arena}, *prompt_encoder, batch,
-                                               p.progress, result.memory.text_encoder_arena);
+  const EncodedPrompts prompts = [&] {
+    const DeviceWeights held = phase_weights(prompt_encoder->text_encoder());
+    return encode_prompt({run_on, text_attention, plan.encoding.arena}, *prompt_encoder, batch, p.progress,
+                         result.memory.text_encoder_arena);
+  }();
   end_phase(run_on, text_encoder_weights, result.memory.text_encoder_scratch);
   result.warnings.insert(result.warnings.end(), prompts.warnings.begin(), prompts.warnings.end());
   if (inspect) inspect("prompt_embeds", prompts.embeds);
@@ -270,6 +321,7 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
     latents = prepare_latents(latents_shape, generators, p.latents, scheduler->init_noise_sigma(), keep_init_noise);
   } else {
     const ImageRequest request{p.image, p.mask_image, size, effective_strength(p), inpainting_unet(), p.latents};
+    const DeviceWeights held = phase_weights(*vae);
     report_progress(p.progress, Phase::Encoding, 0, 1, "image");
     from = prepare_image_latents({run_on, vae_attention, plan.image_encoding.arena}, *vae, *scheduler, generators,
                                  request, latents_shape, p.num_inference_steps, vae_memory_options(p), keep_init_noise,
@@ -284,16 +336,26 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   {
     Arena arena(run_on, size_t(plan.denoising.arena));
     Context ctx{run_on, arena, unet_attention};
+    std::optional<BlockByBlockWeights<UNet2DConditionModel>> blockwise;
+    std::optional<DeviceWeights> whole;
+    if (on_device && run_offload == Offload::Sequential) {
+      blockwise.emplace(run_on, *unet);
+      ctx.after_block = [&] { blockwise->after_block(); };
+    } else {
+      whole.emplace(phase_weights(*unet));
+    }
     if (p.stream_unet_weights) ctx.after_block = [&] { unet_weights.drop_pages(); };
     const NoiseModel unet_call = [&](const TensorView& input, const TensorView& t, const TensorView& noise_pred) {
+      if (blockwise) blockwise->begin_pass();
       unet->forward(ctx, input, t, prompts.embeds, noise_pred);
     };
-    // Replayed only while the arena and the prompt embeddings keep their places (step_graph.h).
+    // Replayed only while the arena and the prompt embeddings keep their places (step_graph.h); not when host
+    // code runs within the step (streamed pages, blockwise uploads).
     StepGraph graph(run_on, unet_call, [&](StepKey& key) {
       key.push_back(arena.layout_hash());
       add_to_key(key, prompts.embeds);
     });
-    const bool replay = p.cuda_graphs && !p.stream_unet_weights;
+    const bool replay = p.cuda_graphs && !p.stream_unet_weights && !blockwise;
     const NoiseModel unet_model = replay ? NoiseModel(std::ref(graph)) : unet_call;
     DenoiseOptions denoising;
     denoising.classifier_free_guidance = do_cfg;
@@ -320,9 +382,12 @@ GenerateResult StableDiffusionPipeline::Impl::generate(const GenerateParams& par
   if (p.output_type == OutputType::Latent) return result;
 
   // 5. Decode: vae.decode(latents / scaling_factor), then (x / 2 + 0.5) clamped, NHWC.
-  report_progress(p.progress, Phase::Decoding, 0, 1);
-  const Tensor images = decode({run_on, vae_attention, plan.decoding.arena}, *vae, latents, vae_memory_options(p),
-                               result.memory.vae_arena);
+  const Tensor images = [&] {
+    const DeviceWeights held = phase_weights(*vae);
+    report_progress(p.progress, Phase::Decoding, 0, 1);
+    return decode({run_on, vae_attention, plan.decoding.arena}, *vae, latents, vae_memory_options(p),
+                  result.memory.vae_arena);
+  }();
   end_phase(run_on, vae_weights, result.memory.vae_scratch);
   report_progress(p.progress, Phase::Decoding, 1, 1);
   result.images = images_from_nhwc(images);

@@ -49,19 +49,22 @@ int64_t weight_bytes(Model& model) {
   return counter.bytes;
 }
 
-// Bytes of a block-streamed model (the UNet with stream_unet_weights) resident at once: streaming releases only
-// mapped pages, block by block, so owned copies stay, and so do mapped weights outside the blocks once touched
-// (time embedding, conv_in/out: small); of the blocks, the largest one's mapped bytes.
+// Bytes of a block model (the UNet) held at once when its blocks' weights are released block by block: all the
+// weights outside the blocks, plus the largest block's releasable bytes. With `mapped` (stream_unet_weights on
+// the host) a block releases only its mapped pages — owned copies stay, and so do mapped weights outside the
+// blocks once touched (time embedding, conv_in/out: small); without (sequential offload on a device) a block's
+// device copy releases all of its bytes.
 template <typename BlockModel>
-int64_t streamed_weight_bytes(BlockModel& model, const ResidentWeights& mapped) {
-  ByteCounter whole(&mapped);
+int64_t block_by_block_bytes(BlockModel& model, const ResidentWeights* mapped) {
+  ByteCounter whole(mapped);
   model.visit(whole);
   int64_t largest_block = 0, in_blocks = 0;
   for (size_t i = 0; i < model.num_blocks(); ++i) {
-    ByteCounter block(&mapped);
+    ByteCounter block(mapped);
     model.visit_block(i, block);
-    largest_block = std::max(largest_block, block.mapped_bytes);
-    in_blocks += block.mapped_bytes;
+    const int64_t released = mapped != nullptr ? block.mapped_bytes : block.bytes;
+    largest_block = std::max(largest_block, released);
+    in_blocks += released;
   }
   return (whole.bytes - in_blocks) + largest_block;
 }

@@ -100,6 +100,8 @@ void* SeparateHeapBackend::allocate(size_t bytes) {
   if (p == nullptr) return nullptr;
   const std::lock_guard lock(mutex_);
   blocks_[reinterpret_cast<uintptr_t>(p)] = bytes;
+  live_ += bytes;
+  peak_ = std::max(peak_, live_);
   return p;
 }
 
@@ -114,6 +116,7 @@ void SeparateHeapBackend::deallocate(void* p, size_t bytes) {
     const auto it = blocks_.find(reinterpret_cast<uintptr_t>(p));
     KK_ASSERT(it != blocks_.end() && it->second == bytes);
     blocks_.erase(it);
+    live_ -= bytes;
   }
   free_large(p, bytes);
 }
@@ -123,6 +126,21 @@ size_t SeparateHeapBackend::live_bytes() const {
   size_t n = 0;
   for (const auto& [base, bytes] : blocks_) n += bytes;
   return n;
+}
+
+size_t SeparateHeapBackend::peak_bytes() const {
+  const std::lock_guard lock(mutex_);
+  return peak_;
+}
+
+void SeparateHeapBackend::reset_peak() {
+  const std::lock_guard lock(mutex_);
+  peak_ = live_;
+}
+
+void SeparateHeapBackend::tally_linear_scratch(const TensorView& x, const TensorView&, const TensorView&,
+                                               ScratchTally& tally) const {
+  if (reports_linear_scratch_) tally.need(0, x.numel() * int64_t(dtype_size(DType::F16)));
 }
 
 bool SeparateHeapBackend::owns(const void* p, size_t bytes) const {

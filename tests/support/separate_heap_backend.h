@@ -47,8 +47,10 @@ class SeparateHeapBackend final : public Backend {
   // How many recorded ops graphs have run again, in all (tests check that replay really ran).
   int64_t replayed_ops() const;
 
-  // Bytes of this heap in use (tensors and arena chunks).
+  // Bytes of this heap in use (tensors and arena chunks), and the most since reset_peak().
   size_t live_bytes() const;
+  size_t peak_bytes() const;
+  void reset_peak();
   // Whether [p, p + bytes) lies inside one block of this heap.
   bool owns(const void* p, size_t bytes) const;
 
@@ -81,6 +83,11 @@ class SeparateHeapBackend final : public Backend {
   // What it tells the memory planner its device has (-1, the default: nothing, as a host backend).
   int64_t device_memory_limit() const override { return device_memory_limit_; }
   void set_device_memory_limit(int64_t bytes) { device_memory_limit_ = bytes; }
+  // Whether it tells the memory planner that linear keeps an f16 copy of its input in scratch buffer 0, as
+  // CudaBackend's f16 GEMMs do (off by default: no scratch, as a host backend).
+  void tally_linear_scratch(const TensorView& x, const TensorView& w, const TensorView& bias,
+                            ScratchTally& tally) const override;
+  void set_reports_linear_scratch(bool on) { reports_linear_scratch_ = on; }
 
  private:
   class Operands;
@@ -101,6 +108,8 @@ class SeparateHeapBackend final : public Backend {
   uint64_t scratch_generation_ = 0;           // bumped by release_scratch()
   std::map<uintptr_t, size_t> blocks_;  // base address -> bytes
   int64_t device_memory_limit_ = -1;
+  size_t live_ = 0, peak_ = 0;
+  bool reports_linear_scratch_ = false;
 };
 
 }  // namespace kakusan::testing

@@ -28,6 +28,7 @@
 #include "models/clip_text_model.h"
 #include "models/unet_2d_condition.h"
 #include "nn/context.h"
+#include "nn/device_weights.h"
 #include "nn/upload_weights.h"
 #include "pipeline/denoise.h"
 #include "pipeline/generators.h"
@@ -87,6 +88,18 @@ Timing median_of(int repeats, Fn&& fn) {
   for (int i = 0; i < repeats; ++i) runs.push_back(timed(fn));
   std::sort(runs.begin(), runs.end(), [](const Timing& a, const Timing& b) { return a.wall < b.wall; });
   return runs[runs.size() / 2];
+}
+
+// A phase's component on `be`: uploaded for good (offload none, as the pipeline at load), else a device copy
+// held for the phase (model offload; with sequential offload the text encoder and VAE too, as the pipeline).
+template <typename Module>
+DeviceWeights phase_weights(Module& module, Backend& be, Offload offload) {
+  DeviceWeights held(be);
+  if (offload == Offload::None)
+    upload_weights(module, be);
+  else
+    held.add_module(module);
+  return held;
 }
 
 // A host tensor on `be` (itself on a host backend).
@@ -222,6 +235,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
   attention.strategy = options.attention;
   attention.precision = attention_precision(options.weight_dtype, be);  // every component's matrices are in it
   r.device = options.device;
+  r.offload = options.offload;
   ProfilingBackend counter(be);
   RssTracker rss;
   // An arena reserved at the size a dry pass of `run` (on the NullBackend: no compute, no memory touched)
@@ -255,7 +269,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     KK_CHECK(text_encoder->config().hidden_size == unet_config.cross_attention_dim, "the text encoder's hidden "
              "size ", text_encoder->config().hidden_size, " differs from the UNet's cross_attention_dim ",
              unet_config.cross_attention_dim);
-    upload_weights(*text_encoder, be);
+    const DeviceWeights held = phase_weights(*text_encoder, be, options.offload);
     const Tensor host_ids = fixed_token_ids(text_encoder->config(), options.batch, do_cfg);
     const Tensor ids = on_backend(be, host_ids.clone());
     const std::unique_ptr<Arena> arena_owner =
@@ -291,7 +305,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     std::unique_ptr<Autoencoder> vae;
     r.vae_encode.load_seconds =
         timed([&] { vae = load_autoencoder(vae_dir, options.weight_dtype).model; }).wall;
-    upload_weights(*vae, be);
+    const DeviceWeights held = phase_weights(*vae, be, options.offload);
     Tensor host_image = Tensor::empty({options.batch, 3, height, width});
     for (int64_t i = 0; i < host_image.numel(); ++i) host_image.f32()[i] = float(i % 509) / 254.5f - 1.0f;
     const Tensor image = on_backend(be, std::move(host_image));
@@ -327,7 +341,20 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     r.unet_step.load_seconds = timed([&] {
       unet.emplace(UNet2DConditionModel::load(folder.component_dir("unet"), options.weight_dtype));
     }).wall;
-    upload_weights(*unet, be);
+    // Sequential offload: each pass uploads the UNet's blocks one at a time (that time is in the step's).
+    std::optional<BlockByBlockWeights<UNet2DConditionModel>> blockwise;
+    std::optional<DeviceWeights> held;
+    if (options.offload == Offload::Sequential)
+      blockwise.emplace(be, *unet);
+    else
+      held.emplace(phase_weights(*unet, be, options.offload));
+    auto run_unet = [&](Context& c, const TensorView& input, const TensorView& timestep, const TensorView& out) {
+      if (blockwise) {
+        blockwise->begin_pass();
+        c.after_block = [&] { blockwise->after_block(); };
+      }
+      unet->forward(c, input, timestep, prompt_embeds, out);
+    };
     Tensor host_input = Tensor::empty({cfg_batch, unet_config.in_channels, height / scale, width / scale});
     if (do_cfg)
       duplicate_batch(latents, host_input);
@@ -342,19 +369,20 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     Context counting{counter, arena, attention};
     counter.reset();
     say("unet: counting FLOPs (first pass)");
-    unet->forward(counting, model_input, t, prompt_embeds, noise_pred);
+    run_unet(counting, model_input, t, noise_pred);
     r.unet_step.flops = counter.total_flops();
     arena.reset();
     Context ctx{be, arena, attention};
-    // With cuda_graphs the step is captured on its second pass and replayed after, as in the pipeline.
+    // With cuda_graphs the step is captured on its second pass and replayed after, as in the pipeline (not with
+    // sequential offload, whose uploads within the step cannot be captured).
     const NoiseModel unet_call = [&](const TensorView& input, const TensorView& timestep, const TensorView& out) {
-      unet->forward(ctx, input, timestep, prompt_embeds, out);
+      run_unet(ctx, input, timestep, out);
     };
     StepGraph graph(be, unet_call, [&](StepKey& key) {
       key.push_back(arena.layout_hash());
       add_to_key(key, prompt_embeds);
     });
-    const NoiseModel unet_step = options.cuda_graphs ? NoiseModel(std::ref(graph)) : unet_call;
+    const NoiseModel unet_step = options.cuda_graphs && !blockwise ? NoiseModel(std::ref(graph)) : unet_call;
     if (options.steps == 0) {
       say("unet: timing one step");
       // A GPU step takes milliseconds: the median of several, each waited for (with graphs: the first eager,
@@ -422,7 +450,7 @@ BenchResult run_bench(const BenchOptions& options, const std::function<void(std:
     std::unique_ptr<Autoencoder> vae;
     r.vae_decode.load_seconds =
         timed([&] { vae = load_autoencoder(vae_dir, options.weight_dtype).model; }).wall;
-    upload_weights(*vae, be);
+    const DeviceWeights held = phase_weights(*vae, be, options.offload);
     Tensor host_z = latents.clone();
     for (int64_t i = 0; i < host_z.numel(); ++i) host_z.f32()[i] /= vae->scaling_factor();
     const Tensor z = on_backend(be, std::move(host_z));
@@ -567,6 +595,7 @@ std::string bench_json(const BenchResult& r) {
   j["threads"] = r.threads;
   j["load_average"] = r.load_average;
   j["device"] = r.device;
+  j["offload"] = offload_name(r.offload);
   if (r.gpu_peak_mb >= 0) j["gpu_peak_mb"] = r.gpu_peak_mb;
   if (r.gpu_used_mb >= 0) j["gpu_used_mb"] = r.gpu_used_mb;
   j["cuda_graphs"] = r.cuda_graphs;

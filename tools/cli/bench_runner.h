@@ -16,6 +16,7 @@
 
 #include "backend/backend.h"
 #include "core/dtype.h"
+#include "kakusan/pipeline.h"
 
 namespace kakusan {
 
@@ -36,6 +37,10 @@ struct BenchOptions {
   double strength = 0;
   // Capture the UNet step once and replay it (CUDA graphs; the host backends run every step eagerly).
   bool cuda_graphs = true;
+  // Device backends: none uploads each phase's component for good (as the pipeline at load); model holds a
+  // device copy for the phase; sequential too, the UNet's block by block within each pass. Every mode loads one
+  // component per phase (the bench never holds the three at once), so none and model hold the same memory.
+  Offload offload = Offload::None;
 };
 
 // Without `steps`, the total is estimated for this many UNet steps.
@@ -66,6 +71,7 @@ struct BenchResult {
   double strength = 0;          // > 0: image-to-image (vae_encode was measured)
   PhaseFigures text_encoder, vae_encode, unet_step, vae_decode, total;
   std::string device = "cpu";
+  Offload offload = Offload::None;
   double gpu_peak_mb = -1;      // CUDA: the most the backend's allocator held (weights, arenas, scratch)
   double gpu_used_mb = -1;      // CUDA: the device's used memory at the UNet's end (context and pool too)
   bool cuda_graphs = true;      // asked for

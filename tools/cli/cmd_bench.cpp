@@ -2,7 +2,7 @@
 //
 //   kakusan bench --model DIR [--height H --width W] [--steps N] [--batch B] [--dtype fp32|fp16|bf16] [--device D]
 //                 [--threads T] [--scheduler NAME] [--guidance G] [--vae DIR] [--attention auto|full|sliced|flash]
-//                 [--strength S] [--cuda-graphs on|off]
+//                 [--strength S] [--cuda-graphs on|off] [--offload none|model|sequential]
 //
 // Prints a table (text encoder, [VAE encode with --strength,] one UNet step of the CFG batch, VAE decode,
 // total: seconds, CPU seconds,
@@ -16,6 +16,7 @@
 #include "bench_runner.h"
 #include "bf16_notice.h"
 #include "command.h"
+#include "offload_option.h"
 
 namespace kakusan::cli {
 namespace {
@@ -25,10 +26,12 @@ struct BenchCliOptions {
   std::string dtype;  // empty: fp16 on CUDA, fp32 elsewhere
   std::string attention = "auto";
   std::string cuda_graphs = "on";
+  std::string offload = "none";
 };
 
 int run_bench_command(BenchCliOptions& o) {
   // Not given: fp16 on a CUDA device (the tutorial's torch_dtype=torch.float16), fp32 elsewhere.
+  o.bench.offload = offload_from_name(o.offload);
   if (o.dtype.empty()) o.dtype = o.bench.device.rfind("cuda", 0) == 0 ? "fp16" : "fp32";
   o.bench.weight_dtype = o.dtype == "fp16" ? DType::F16 : o.dtype == "bf16" ? DType::BF16 : DType::F32;
   notice_bf16_speed(o.bench.weight_dtype == DType::BF16, o.bench.device);
@@ -71,6 +74,7 @@ const bool registered = register_command({
       app.add_option("--dtype", o->dtype, "Weights in memory; bf16 also computes the products in bf16 (default: fp16 "
                      "with --device cuda, fp32 elsewhere)")
           ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+      app.add_option("--offload", o->offload, kOffloadHelp)->capture_default_str();
       app.add_option("--threads", o->bench.threads, "Threads (default: all cores)")->check(CLI::PositiveNumber);
       app.add_option("--scheduler", o->bench.scheduler, "Scheduler class or alias for --steps (default: the "
                      "model's)");

@@ -6,7 +6,7 @@
 //     [--steps N] [--guidance G] [--height H] [--width W] [--seed S1 [--seed S2 ...]]
 //     [--num-images-per-prompt K] [--eta E] [--scheduler ClassName|alias] [--scheduler-option key=value ...]
 //     [--attention-slicing auto|N|off] [--dtype fp32|fp16|bf16] [--threads N] [--output out.png] [--grid ROWSxCOLS]
-//     [--save-tensors out.safetensors] [--clip-skip N] [--memory auto|refuse|off] [--max-memory 2G] [--quiet]
+//     [--save-tensors out.safetensors] [--clip-skip N] [--offload none|model|sequential] [--memory auto|refuse|off] [--max-memory 2G] [--quiet]
 //     [--generator cpu|cuda] [--cuda-sm-count N] [--cuda-threads-per-sm N] [--device cpu|reference|cuda[:N]]
 //     [--prompt-syntax diffusers|a1111] [--image in.png [--mask-image mask.png] [--strength S]]
 //     [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...]
@@ -30,6 +30,7 @@
 
 #include "bf16_notice.h"
 #include "command.h"
+#include "offload_option.h"
 #include "core/error.h"
 #include "core/philox_generator.h"
 #include "io/image.h"
@@ -81,6 +82,7 @@ struct GenerateOptions {
   int vae_tile_size = 0;
   bool low_memory = false;
   bool no_cuda_graphs = false;
+  std::string offload = "none";
   std::string memory = "auto";
   std::string max_memory;
   bool quiet = false;
@@ -215,6 +217,7 @@ Request build_request(const GenerateOptions& o) {
   r.load.scheduler_options = parse_scheduler_options(o.scheduler_options);
   KK_CHECK(o.threads >= 0, "--threads must be >= 0 but is ", o.threads);
   r.load.num_threads = o.threads;
+  r.load.offload = offload_from_name(o.offload);
 
   GenerateRequest g;
   g.prompts = o.prompts;
@@ -407,9 +410,11 @@ const bool registered = register_command({
       app.add_flag("--low-memory", o->low_memory,
                    "least memory: stream the UNet's weights block by block from the model file, and decode "
                    "the image in 256-pixel VAE tiles (about 1 GB at 512x512 with fp16 weights)");
+      app.add_option("--offload", o->offload, kOffloadHelp)->capture_default_str();
       app.add_option("--memory", o->memory,
                      "when the estimated peak exceeds the limit: auto (turn on flash attention, VAE slicing, "
-                     "VAE tiling, streamed UNet weights, smaller VAE tiles until it fits), refuse, or off (no check)")
+                     "VAE tiling, streamed UNet weights — on a GPU model, then sequential offload —, smaller VAE "
+                     "tiles until it fits), refuse, or off (no check)")
           ->capture_default_str();
       app.add_option("--max-memory", o->max_memory, "memory limit, e.g. 2G or 1500M (default: MemAvailable)");
       app.add_flag("--no-cuda-graphs", o->no_cuda_graphs,

@@ -2,7 +2,7 @@
 // /health, /metrics and a page at /). See src/server/http_server.h.
 //
 //   kakusan serve --model DIR [--host 127.0.0.1] [--port 7860] [--device cpu|cuda[:N]] [--dtype fp32|fp16|bf16]
-//     [--threads N] [--lora FILE[:SCALE] ...] [--lora-dir DIR]
+//     [--offload none|model|sequential] [--threads N] [--lora FILE[:SCALE] ...] [--lora-dir DIR]
 //     [--scheduler NAME] [--queue-size N] [--max-pixels N] [--max-steps N] [--max-batch N] [--max-body BYTES]
 //     [--api-key KEY | env KAKUSAN_API_KEY] [--retry-after SECONDS]
 //
@@ -14,6 +14,7 @@
 
 #include "bf16_notice.h"
 #include "command.h"
+#include "offload_option.h"
 #include "core/error.h"
 #include "pipeline/file_arguments.h"
 #include "server/http_server.h"
@@ -24,6 +25,7 @@ namespace {
 struct ServeFlags {
   server::ServeOptions serve;
   std::string dtype = "fp32";
+  std::string offload = "none";
   int threads = 0;
   int64_t max_body = 1 << 20;
   std::vector<std::string> loras;  // FILE[:SCALE]
@@ -36,6 +38,7 @@ int run_serve(ServeFlags& f) {
   o.service.load.dtype = dtypes.at(f.dtype);
   notice_bf16_speed(f.dtype == "bf16", o.service.load.device);
   o.service.load.num_threads = f.threads;
+  o.service.load.offload = offload_from_name(f.offload);
   for (const std::string& lora : f.loras) o.service.load.loras.push_back(parse_lora_argument(lora));
   o.max_body_bytes = size_t(f.max_body);
   if (o.api_key.empty())
@@ -60,6 +63,7 @@ const bool registered = register_command({
       app.add_option("--dtype", f->dtype, "weights in memory")
           ->capture_default_str()
           ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+      app.add_option("--offload", f->offload, kOffloadHelp)->capture_default_str();
       app.add_option("--threads", f->threads, "threads (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
       app.add_option("--scheduler", o.service.load.scheduler, "default scheduler (class name or alias)");
       app.add_option("--lora", f->loras, "LoRA FILE[:SCALE] fused into the model for every request (repeatable)")

@@ -20,8 +20,6 @@
 namespace kakusan::cuda {
 namespace {
 
-constexpr size_t kConvWorkspaceLimit = size_t(256) << 20;
-
 cudnnDataType_t dnn_type(DType t) {
   switch (t) {
     case DType::F16: return CUDNN_DATA_HALF;

@@ -80,6 +80,29 @@ class CudaBackend final : public Backend {
   // freed blocks it keeps for reuse).
   int64_t device_memory_limit() const override;
 
+  // The scratch each op grows (for the memory planner, through the tally_* overrides): the rules of linear.cpp,
+  // conv2d.cpp and attention in ops.cpp, kept beside each other in scratch_plan.cpp. Static, so that they are
+  // testable without a GPU.
+  static void linear_scratch(const TensorView& x, const TensorView& w, const TensorView& bias, ScratchTally& tally);
+  static void conv2d_scratch(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
+                             const TensorView& y, ScratchTally& tally);
+  static void attention_scratch(const TensorView& q, const TensorView& k, const TensorView& v, ScratchTally& tally);
+  void tally_linear_scratch(const TensorView& x, const TensorView& w, const TensorView& bias,
+                            ScratchTally& tally) const override {
+    linear_scratch(x, w, bias, tally);
+  }
+  void tally_conv2d_scratch(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
+                            const TensorView& y, ScratchTally& tally) const override {
+    conv2d_scratch(x, w, bias, p, y, tally);
+  }
+  void tally_attention_scratch(const TensorView& q, const TensorView& k, const TensorView& v, const AttentionParams&,
+                               ScratchTally& tally) const override {
+    attention_scratch(q, k, v, tally);
+  }
+  // cuBLASLt's workspace for every GEMM, and the most cuDNN's chosen convolution algorithm may take.
+  static constexpr size_t kGemmWorkspace = size_t(32) << 20;
+  static constexpr size_t kConvWorkspaceLimit = size_t(256) << 20;
+
   struct GemmPlan;  // cuBLASLt descriptors and algorithm for one shape (plans.h)
   struct ConvPlan;  // cuDNN descriptors and algorithm for one shape (plans.h)
 
@@ -96,6 +119,7 @@ class CudaBackend final : public Backend {
   // Scratch buffers, one per purpose so that an op's operands never share one; each grows to the largest
   // size asked and stays (stream order makes reuse by the next op safe).
   enum Slot { kInput, kWeight, kOutput, kBias, kOperand2, kWorkspace, kSlotCount };
+  static_assert(kSlotCount <= ScratchTally::kBuffers);
 
   struct Guard;  // the op mutex + this device current on the calling thread
   class Graph;   // an instantiated CUDA graph (cuda_graph.cpp)

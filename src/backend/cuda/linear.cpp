@@ -12,8 +12,6 @@
 namespace kakusan::cuda {
 namespace {
 
-constexpr size_t kGemmWorkspace = size_t(32) << 20;
-
 cudaDataType_t blas_type(DType t) {
   switch (t) {
     case DType::F16: return CUDA_R_16F;
@@ -65,7 +63,7 @@ bool choose_algorithm(cublasLtHandle_t handle, CudaBackend::GemmPlan& plan, int 
   const Libraries& l = lib();
   cublasLtMatmulPreference_t pref = nullptr;
   check(l.cublasLtMatmulPreferenceCreate(&pref), "linear plan");
-  const uint64_t workspace = kGemmWorkspace;
+  const uint64_t workspace = CudaBackend::kGemmWorkspace;
   const uint32_t align_bytes = uint32_t(align);
   cublasStatus_t status = l.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                                  &workspace, sizeof(workspace));
