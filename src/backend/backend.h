@@ -73,6 +73,8 @@ class OpGraph {
   // kernels' scratch grew or was given back): nothing ran, and the caller runs the ops eagerly (which sizes
   // the scratch again) before capturing anew.
   [[nodiscard]] virtual bool replay() = 0;
+};
+
 // The kernel scratch a phase holds, for the memory planner. A device backend keeps one scratch buffer per
 // purpose (a converted activation, a padded input, a convolution workspace), each grown to the largest size an
 // op asked and kept until release_scratch() at the phase's end, so a phase holds, per buffer, its largest
@@ -201,6 +203,7 @@ class Backend : public DeviceAllocator {
   virtual std::unique_ptr<OpGraph> end_capture();
   // Abandons this thread's capture, if any (after an error): nothing recorded runs.
   virtual void abort_capture() noexcept {}
+
   // The scratch buffers a call of these operands would grow (ScratchTally; the operands' shapes, dtypes and
   // strides are the real run's, their memory is the dry pass's). Nothing on backends whose scratch the
   // planner's fixed allowance covers (the CPU's).
