@@ -38,8 +38,8 @@ struct BenchOptions {
   // Capture the UNet step once and replay it (CUDA graphs; the host backends run every step eagerly).
   bool cuda_graphs = true;
   // Device backends: none uploads each phase's component for good (as the pipeline at load); model holds a
-  // device copy for the phase; sequential too, the UNet's block by block within each pass. Every mode loads one
-  // component per phase (the bench never holds the three at once), so none and model hold the same memory.
+  // device copy for the phase; sequential too, the UNet's block by block within each pass. The host loads one
+  // component per phase; with none the device keeps each one to the end, as a pipeline holds all three.
   Offload offload = Offload::None;
 };
 
