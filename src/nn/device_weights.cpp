@@ -12,9 +12,26 @@ void DeviceWeights::Swapper::tensor(const std::string& name, Tensor& param, cons
   owner_.held_.push_back({&param, std::exchange(param, std::move(copy))});
 }
 
+void DeviceWeights::drop_host_copies(const std::function<bool(const Tensor&)>& owned) {
+  for (Held& h : held_)
+    if (!h.dropped && owned(h.host)) {
+      h.host = Tensor();
+      h.dropped = true;
+    }
+}
+
 void DeviceWeights::release() {
-  for (auto it = held_.rbegin(); it != held_.rend(); ++it) *it->param = std::move(it->host);
-  held_.clear();
+  while (!held_.empty()) {
+    Held& h = held_.back();
+    if (h.dropped) {
+      Tensor host = Tensor::empty(h.param->shape(), h.param->dtype());
+      backend_->download(*h.param, host);
+      h.host = std::move(host);
+    }
+    bytes_ -= int64_t(h.param->nbytes());
+    *h.param = std::move(h.host);
+    held_.pop_back();
+  }
   bytes_ = 0;
 }
 

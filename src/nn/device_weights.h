@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -25,7 +26,12 @@ namespace kakusan {
 class DeviceWeights {
  public:
   explicit DeviceWeights(Backend& backend) : backend_(&backend) {}
-  ~DeviceWeights() { release(); }
+  ~DeviceWeights() {
+    try {
+      release();
+    } catch (...) {  // a failed download while tearing down: that parameter is left empty
+    }
+  }
   DeviceWeights(DeviceWeights&& other) noexcept
       : backend_(other.backend_), held_(std::exchange(other.held_, {})), bytes_(std::exchange(other.bytes_, 0)) {}
   DeviceWeights& operator=(DeviceWeights&&) = delete;
@@ -45,7 +51,13 @@ class DeviceWeights {
     add([&](WeightVisitor& v) { module.visit(v); });
   }
 
-  // Frees the device copies and gives the model its host tensors back (in reverse order of upload).
+  // Frees the host tensors `owned` picks (copies this process made: converted, realigned or merged weights, as
+  // opposed to views of a mapped file, whose pages cost nothing once dropped), so that a weight kept on the
+  // device for long (offload none) is not held twice; release() downloads those back.
+  void drop_host_copies(const std::function<bool(const Tensor&)>& owned);
+
+  // Frees the device copies and gives the model its host tensors back (in reverse order of upload; a dropped
+  // one downloaded from its device copy, bit for bit).
   void release();
 
   // Bytes of the device copies held now.
@@ -63,7 +75,8 @@ class DeviceWeights {
   };
   struct Held {
     Tensor* param;  // the model's parameter, now the device copy
-    Tensor host;    // what it was
+    Tensor host;    // what it was (empty once dropped)
+    bool dropped = false;
   };
 
   Backend* backend_;

@@ -131,6 +131,8 @@ struct StableDiffusionPipeline::Impl {
   // between phases (false).
   void keep_resident(bool yes) {
     if (!yes || backend->device().is_host()) {
+      if (resident)  // converted or merged weights come back from the device (their host copies were dropped)
+        for (DeviceWeights* w : {&resident->text_encoder, &resident->unet, &resident->vae}) w->release();
       resident.reset();
       return;
     }
@@ -145,6 +147,12 @@ struct StableDiffusionPipeline::Impl {
       throw;
     }
     if (resident->text_encoder.bytes() + resident->unet.bytes() + resident->vae.bytes() == before) return;
+    // The host keeps no second copy: mapped pages are dropped, owned copies freed (downloaded when given back).
+    const auto owned = [this](const Tensor& t) {
+      return !text_encoder_weights.contains(t.data()) && !unet_weights.contains(t.data()) &&
+             !vae_weights.contains(t.data());
+    };
+    for (DeviceWeights* w : {&resident->text_encoder, &resident->unet, &resident->vae}) w->drop_host_copies(owned);
     for (const ResidentWeights* w : {&text_encoder_weights, &unet_weights, &vae_weights}) w->drop_pages();
   }
 

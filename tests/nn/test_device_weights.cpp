@@ -67,6 +67,24 @@ TEST(DeviceWeights, SwapsEachParameterForADeviceCopyAndBack) {
   EXPECT_TRUE(l.weight.device().is_host());
 }
 
+TEST(DeviceWeights, DroppedHostCopiesComeBackFromTheDeviceBitForBit) {
+  SeparateHeapBackend heap;
+  Linear l = filled_linear(3, 5, 1.5f);
+  l.weight.f32()[7] = -0.1f;  // not a value a fill would restore
+  const void* kept_bias = l.bias.data();
+  DeviceWeights held(heap);
+  held.add_module(l);
+  // The weight is an owned copy (dropped), the bias stands for a mapped view (kept).
+  held.drop_host_copies([&](const Tensor& t) { return t.data() != kept_bias; });
+  held.release();
+  EXPECT_EQ(heap.live_bytes(), 0u);
+  EXPECT_EQ(held.bytes(), 0);
+  ASSERT_TRUE(l.weight.device().is_host());
+  EXPECT_EQ(l.bias.data(), kept_bias);
+  for (int64_t i = 0; i < l.weight.numel(); ++i) EXPECT_EQ(l.weight.f32()[i], i == 7 ? -0.1f : 1.5f) << i;
+  EXPECT_EQ(l.weight.shape(), (Shape{5, 3}));
+}
+
 TEST(DeviceWeights, DoesNothingOnAHostBackend) {
   NullBackend host;
   Linear l = filled_linear(2, 2, 1);

@@ -259,6 +259,23 @@ TEST(OffloadPlan, AutoOffloadsWhenTheRunWouldNotFitOtherwise) {
   }
 }
 
+// Converted weights (an fp32 model loaded in fp16) kept on the device have no host copy: a run that offloads
+// brings them back from the device, bit for bit, and the next resident run is the same again.
+TEST(OffloadPlan, ConvertedWeightsComeBackFromTheDevice) {
+  KK_REQUIRE_GOLDEN();
+  PipelineCase c;
+  c.model = tiny_model();
+  c.load.dtype = WeightDType::F16;
+  StableDiffusionPipeline pipe = load_on_heap(c, Offload::None);
+  const GenerateResult resident = pipe.generate(planner_params());
+  const int64_t offloaded_peak = load_on_heap(c, Offload::Model).generate(planner_params()).memory.estimated_peak;
+  GenerateParams p = planner_params();
+  p.memory_policy = GenerateParams::MemoryPolicy::Auto;
+  p.max_memory = (resident.memory.estimated_peak + offloaded_peak) / 2;
+  EXPECT_EQ(pipe.generate(p).latents, resident.latents);
+  EXPECT_EQ(pipe.generate(planner_params()).latents, resident.latents);
+}
+
 // A backend that keeps scratch beside the arenas (as CudaBackend's f16 copies of GEMM inputs) gets it counted.
 TEST(OffloadPlan, TheBackendsScratchIsCounted) {
   KK_REQUIRE_GOLDEN();
