@@ -294,6 +294,22 @@ TEST(ReducedAttention, ReadsSlicesOfAFusedProjection) {
   }
 }
 
+// No keys at all (an empty context): zeros in every precision, on both backends (not 0/0).
+TEST(ReducedAttention, NoKeysGivesZeros) {
+  Tensor q = random_tensor({1, 5, 16}, 35);
+  Tensor kv = Tensor::empty({1, 0, 16});
+  for (Backend* be : {&ref(), &fast()})
+    for (const DType precision : {DType::F32, DType::BF16, DType::F16}) {
+      AttentionParams p;
+      p.heads = 2;
+      p.precision = precision;
+      Tensor got = Tensor::full({1, 5, 16}, 1e30f);
+      be->attention(q, kv, kv, p, got);
+      for (int64_t i = 0; i < got.numel(); ++i)
+        ASSERT_EQ(got.f32()[i], 0.0f) << be->name() << " " << dtype_name(precision) << " element " << i;
+    }
+}
+
 // Rounding skipped would show: bf16 attention differs from f32 attention on the same inputs, and still
 // differs (by the probabilities' rounding) from f32 attention on pre-rounded q, k, v — by far more than f32
 // noise, and by less than the bf16 rounding of its operands can move it.

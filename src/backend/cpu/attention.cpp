@@ -274,7 +274,9 @@ void attention(const AttentionDims& d, const TensorView& q, const TensorView& k,
   DenseOutput o(out, Slot::Output);
   const Problem pr{d, p, rows_of(q, Slot::Input), rows_of(k, Slot::Input2), rows_of(v, Slot::Input3),
                    o.data(), d.q_len * d.heads * d.value_dim, d.heads * d.value_dim};
-  if (d.batch * d.heads * d.q_len > 0) {
+  if (d.kv_len == 0) {  // no keys: zeros in every precision (the reduced ones would divide 0 by a 0 sum)
+    std::fill(o.data(), o.data() + d.batch * d.q_len * d.heads * d.value_dim, 0.0f);
+  } else if (d.batch * d.heads * d.q_len > 0) {
     switch (p.strategy) {
       case AttentionStrategy::Full: full(pr); break;
       case AttentionStrategy::Sliced: sliced(pr); break;

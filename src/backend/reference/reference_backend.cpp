@@ -211,7 +211,7 @@ class ReferenceBackend final : public Backend {
           // f32: the normalised softmax. Reduced precision: e^(s − k·ln 2) rounded, divided by the sum of the
           // unrounded values after the product (precision.h says why the shift is a power of two).
           double norm = 1;
-          if (reduced) {
+          if (reduced && keys > 0) {  // no keys: zeros, as in f32
             const double max = *std::max_element(scores.begin(), scores.begin() + keys);
             const double shift = double(softmax_shift_exponent(float(max))) * std::log(2.0);
             norm = 0;
