@@ -228,16 +228,29 @@ TEST(OffloadPlan, TheEstimateCountsWhereTheWeightsLive) {
 
 // With max_memory between the two estimates, Auto turns model offload on, says so, and the result is the same;
 // Refuse names it as what would fit.
+// A pipeline resident on the heap device after one run, and Auto params whose max_memory lies between that
+// run's estimate and model offload's.
+struct BetweenEstimates {
+  StableDiffusionPipeline pipe;
+  GenerateResult resident;
+  int64_t offloaded_peak;
+  GenerateParams p;
+};
+
+BetweenEstimates between_estimates(const PipelineCase& c) {
+  BetweenEstimates b{load_on_heap(c, Offload::None), {}, 0, planner_params()};
+  b.resident = b.pipe.generate(planner_params());
+  b.offloaded_peak = load_on_heap(c, Offload::Model).generate(planner_params()).memory.estimated_peak;
+  b.p.memory_policy = GenerateParams::MemoryPolicy::Auto;
+  b.p.max_memory = (b.resident.memory.estimated_peak + b.offloaded_peak) / 2;
+  return b;
+}
+
 TEST(OffloadPlan, AutoOffloadsWhenTheRunWouldNotFitOtherwise) {
   KK_REQUIRE_GOLDEN();
   PipelineCase c;
   c.model = tiny_model();
-  StableDiffusionPipeline pipe = load_on_heap(c, Offload::None);
-  const GenerateResult resident = pipe.generate(planner_params());
-  const int64_t offloaded_peak = load_on_heap(c, Offload::Model).generate(planner_params()).memory.estimated_peak;
-  GenerateParams p = planner_params();
-  p.memory_policy = GenerateParams::MemoryPolicy::Auto;
-  p.max_memory = (resident.memory.estimated_peak + offloaded_peak) / 2;
+  auto [pipe, resident, offloaded_peak, p] = between_estimates(c);
   const size_t live_resident = heap().live_bytes();
   const GenerateResult adapted = pipe.generate(p);
   EXPECT_EQ(adapted.memory.estimated_peak, offloaded_peak);
@@ -266,13 +279,10 @@ TEST(OffloadPlan, ConvertedWeightsComeBackFromTheDevice) {
   PipelineCase c;
   c.model = tiny_model();
   c.load.dtype = WeightDType::F16;
-  StableDiffusionPipeline pipe = load_on_heap(c, Offload::None);
-  const GenerateResult resident = pipe.generate(planner_params());
-  const int64_t offloaded_peak = load_on_heap(c, Offload::Model).generate(planner_params()).memory.estimated_peak;
-  GenerateParams p = planner_params();
-  p.memory_policy = GenerateParams::MemoryPolicy::Auto;
-  p.max_memory = (resident.memory.estimated_peak + offloaded_peak) / 2;
-  EXPECT_EQ(pipe.generate(p).latents, resident.latents);
+  auto [pipe, resident, offloaded_peak, p] = between_estimates(c);
+  const GenerateResult offloaded = pipe.generate(p);
+  EXPECT_EQ(offloaded.memory.estimated_peak, offloaded_peak) << "the run did not offload";
+  EXPECT_EQ(offloaded.latents, resident.latents);
   EXPECT_EQ(pipe.generate(planner_params()).latents, resident.latents);
 }
 
