@@ -104,6 +104,10 @@ class Backend : public DeviceAllocator {
   virtual void upload(const TensorView& host, const TensorView& dst);
   virtual void download(const TensorView& src, const TensorView& host);
 
+  // Waits until every op and transfer enqueued so far has finished (a device backend's ops return once
+  // enqueued; a host backend's have finished by then).
+  virtual void synchronize() {}
+
   // Whether activations can be computed in `dtype` (see the contract above).
   virtual bool supports_compute_dtype(DType dtype) const { return dtype == DType::F32; }
   // Whether an f16 weight makes an f16 product here (f16 arithmetic, as on CUDA) or is widened to f32 (the CPU

@@ -55,6 +55,7 @@ class ProfilingBackend final : public Backend {
   void gaussian_sample(const TensorView& moments, const TensorView& noise, const TensorView& y) override;
   void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) override;
   void copy(const TensorView& x, const TensorView& y) override;
+  void synchronize() override { inner_.synchronize(); }
   size_t scratch_bytes() const override { return inner_.scratch_bytes(); }
   void release_scratch() override { inner_.release_scratch(); }
 

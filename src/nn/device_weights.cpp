@@ -13,6 +13,7 @@ void DeviceWeights::Swapper::tensor(const std::string& name, Tensor& param, cons
 }
 
 void DeviceWeights::drop_host_copies(const std::function<bool(const Tensor&)>& owned) {
+  backend_->synchronize();  // every upload has read its host tensor
   for (Held& h : held_)
     if (!h.dropped && owned(h.host)) {
       h.host = Tensor();

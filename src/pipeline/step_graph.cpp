@@ -44,11 +44,11 @@ void StepGraph::operator()(const TensorView& input, const TensorView& t, const T
 }
 
 bool StepGraph::capture(const TensorView& input, const TensorView& t, const TensorView& noise_pred) {
-  if (!backend_.begin_capture()) {
-    can_capture_ = false;
-    return false;
-  }
   try {
+    if (!backend_.begin_capture()) {
+      can_capture_ = false;
+      return false;
+    }
     model_(input, t, noise_pred);
     graph_ = backend_.end_capture();
   } catch (const Error& e) {

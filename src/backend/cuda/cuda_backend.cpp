@@ -67,8 +67,9 @@ void CudaBackend::deallocate(void* p, size_t bytes) {
     if (capture_broken_.empty()) capture_broken_ = str_cat(bytes, " bytes of device memory were freed while capturing");
     return;
   }
-  cudaSetDevice(index_);
-  cudaFreeAsync(p, stream_);  // stream-ordered: after every op already enqueued on the memory
+  // Stream-ordered: after every op already enqueued on the memory. A failure here (the context being torn
+  // down) is not left for the next launch check to report as its own.
+  if (cudaSetDevice(index_) != cudaSuccess || cudaFreeAsync(p, stream_) != cudaSuccess) cudaGetLastError();
   std::lock_guard lock(memory_mutex_);
   live_ -= std::min(live_, bytes);
 }

@@ -106,8 +106,7 @@ class CudaBackend final : public Backend {
   struct GemmPlan;  // cuBLASLt descriptors and algorithm for one shape (plans.h)
   struct ConvPlan;  // cuDNN descriptors and algorithm for one shape (plans.h)
 
-  // Waits for every op enqueued so far (timing, tests).
-  void synchronize();
+  void synchronize() override;
   // Device memory: what this backend holds now and at most (tensors, arenas and scratch), and the device's
   // free and total bytes (cudaMemGetInfo).
   size_t live_bytes() const;

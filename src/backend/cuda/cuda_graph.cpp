@@ -74,6 +74,7 @@ std::unique_ptr<OpGraph> CudaBackend::end_capture() {
   cudaGraphExec_t exec = nullptr;
   const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
+  if (made != cudaSuccess) cudaGetLastError();  // not left for the next launch check to report as its own
   check(made, "instantiate graph");
   return std::make_unique<Graph>(*this, exec, generation);
 }
