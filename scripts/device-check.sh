@@ -175,7 +175,7 @@ PY
 
   # 3. kakusan on the GPU: the tutorial's 512x512 image (50 steps) and its batch of 8 (20 steps).
   #    CUDA graphs are on (the default: the UNet step captured once and replayed); one line without, to compare.
-  bench kakusan_bench_b1_50steps 80 --height 512 --width 512 --batch 1 --steps 50
+  bench kakusan_bench_b1_50steps 80 --height 512 --width 512 --batch 1 --steps 50 --profile
   bench kakusan_bench_b8_20steps 100 --height 512 --width 512 --batch 8 --steps 20
   bench kakusan_bench_b1_20steps_graphs_off 50 --height 512 --width 512 --batch 1 --steps 20 --cuda-graphs off
   # --offload model (enable_model_cpu_offload): one UNet step timed, each phase's weights uploaded for it; its

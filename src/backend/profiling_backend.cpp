@@ -23,9 +23,12 @@ std::string shapes(std::initializer_list<const TensorView*> views) {
 
 template <typename Fn>
 void ProfilingBackend::timed(const std::string& key, double flops, Fn&& fn) {
+  const bool device = !inner_.device().is_host();
+  if (device) inner_.synchronize();
   const auto wall0 = std::chrono::steady_clock::now();
   const double cpu0 = process_cpu_seconds();
   fn();
+  if (device) inner_.synchronize();
   Entry& e = entries_[key];
   ++e.calls;
   e.cpu_s += process_cpu_seconds() - cpu0;
@@ -33,15 +36,24 @@ void ProfilingBackend::timed(const std::string& key, double flops, Fn&& fn) {
   e.flops += flops;
 }
 
+std::vector<ProfilingBackend::Row> ProfilingBackend::rows() const {
+  std::vector<Row> rows;
+  for (const auto& [key, e] : entries_) {
+    rows.push_back(e);
+    rows.back().op = key;
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.wall_s > b.wall_s; });
+  return rows;
+}
+
 std::string ProfilingBackend::report() const {
-  std::vector<std::pair<std::string, Entry>> rows(entries_.begin(), entries_.end());
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.wall_s > b.second.wall_s; });
+  const std::vector<Row> rows = this->rows();
   double total = 0;
-  for (const auto& r : rows) total += r.second.wall_s;
+  for (const Row& r : rows) total += r.wall_s;
   std::string out = "| op shapes | calls | wall ms | cpu ms | share | GFLOP/s (wall) |\n|---|---|---|---|---|---|\n";
   char line[512];
-  for (const auto& [key, e] : rows) {
-    std::snprintf(line, sizeof line, "| %s | %lld | %.2f | %.2f | %.1f%% | %s |\n", key.c_str(), (long long)e.calls,
+  for (const Row& e : rows) {
+    std::snprintf(line, sizeof line, "| %s | %lld | %.2f | %.2f | %.1f%% | %s |\n", e.op.c_str(), (long long)e.calls,
                   e.wall_s * 1e3, e.cpu_s * 1e3, total > 0 ? 100.0 * e.wall_s / total : 0.0,
                   e.flops > 0 ? std::to_string(int(e.flops / e.wall_s / 1e9)).c_str() : "-");
     out += line;

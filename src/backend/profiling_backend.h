@@ -1,10 +1,14 @@
 // A Backend that forwards every call to another one and records, per op and shape, the number of calls, the
 // wall and process-CPU time and the FLOPs of the heavy ops: to see where a model's forward pass spends its
-// time (bench_op_profile prints report()). Not thread-safe: one caller thread at a time, as models run.
+// time (bench_op_profile and `kakusan bench --profile` print report()). Around a device backend, whose ops
+// return once enqueued, each op is timed from an idle device to its end (synchronize() before and after): the
+// device time of each op, plus a synchronisation's latency. Not thread-safe: one caller thread at a time, as
+// models run.
 #pragma once
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 
@@ -18,6 +22,13 @@ class ProfilingBackend final : public Backend {
 
   // A markdown table, most expensive (op, shape) first, with each row's share of the total.
   std::string report() const;
+  struct Row {
+    std::string op;  // op name and shapes
+    int64_t calls = 0;
+    double wall_s = 0, cpu_s = 0, flops = 0;
+  };
+  // The same rows, most expensive first.
+  std::vector<Row> rows() const;
   void reset() { entries_.clear(); }
   // The FLOPs counted since the last reset() (the heavy ops: linear, conv2d, attention).
   double total_flops() const {
@@ -60,10 +71,7 @@ class ProfilingBackend final : public Backend {
   void release_scratch() override { inner_.release_scratch(); }
 
  private:
-  struct Entry {
-    int64_t calls = 0;
-    double wall_s = 0, cpu_s = 0, flops = 0;
-  };
+  using Entry = Row;
   template <typename Fn>
   void timed(const std::string& key, double flops, Fn&& fn);
 

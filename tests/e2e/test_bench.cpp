@@ -157,6 +157,33 @@ TEST(BenchCli, CudaGraphsSettingIsReported) {
   }
 }
 
+// --profile: one more UNet pass op by op; the JSON's rows are the costliest first, the UNet's heavy ops are
+// among them, and their times add up to at most the total it reports.
+TEST(BenchCli, ProfileReportsTheUNetsOpsCostliestFirst) {
+  KK_REQUIRE_GOLDEN();
+  const BenchRun r = run_bench({"--model", tiny_model(), "--threads", "2", "--profile"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(r.json.is_object()) << r.out;
+  ASSERT_TRUE(r.json.contains("op_profile")) << r.out;
+  const auto& rows = r.json["op_profile"];
+  ASSERT_FALSE(rows.empty());
+  double sum = 0, previous = 1e300;
+  bool conv = false, attention = false;
+  for (const auto& row : rows) {
+    const double ms = row["ms"];
+    EXPECT_LE(ms, previous) << row.dump();
+    EXPECT_GE(row["calls"].get<int>(), 1) << row.dump();
+    previous = ms;
+    sum += ms;
+    conv = conv || row["op"].get<std::string>().rfind("conv2d ", 0) == 0;
+    attention = attention || row["op"].get<std::string>().rfind("attention ", 0) == 0;
+  }
+  EXPECT_TRUE(conv && attention) << rows.dump();
+  EXPECT_LE(sum, r.json["op_profile_ms"].get<double>() * (1 + 1e-9));
+  EXPECT_NE(r.err.find("unet op profile:"), std::string::npos);
+  EXPECT_FALSE(run_bench({"--model", tiny_model(), "--threads", "2"}).json.contains("op_profile"));
+}
+
 // The fast recipe's flags: LCM, guidance 1 (no CFG: the UNet runs the batch alone) and a TAESD as the VAE.
 TEST(BenchCli, LcmWithoutGuidanceAndATinyVae) {
   KK_REQUIRE_GOLDEN();

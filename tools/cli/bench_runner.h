@@ -13,6 +13,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "backend/backend.h"
 #include "core/dtype.h"
@@ -37,6 +38,8 @@ struct BenchOptions {
   double strength = 0;
   // Capture the UNet step once and replay it (CUDA graphs; the host backends run every step eagerly).
   bool cuda_graphs = true;
+  // After the timing, one more UNet pass op by op (ProfilingBackend; on a device each op waited for).
+  bool profile = false;
   // Device backends: none uploads each phase's component for good (as the pipeline at load); model holds a
   // device copy for the phase; sequential too, the UNet's block by block within each pass. The host loads one
   // component per phase; with none the device keeps each one to the end, as a pipeline holds all three.
@@ -77,6 +80,14 @@ struct BenchResult {
   bool cuda_graphs = true;      // asked for
   int graph_replays = 0;        // UNet passes that ran as a replayed graph
   std::string graph_gave_up;    // why capturing was given up (empty: it was not)
+  // With profile: the UNet pass's (op, shapes) rows, most expensive first, and the pass's sum of op times.
+  struct OpRow {
+    std::string op;
+    int64_t calls = 0;
+    double ms = 0;
+  };
+  std::vector<OpRow> op_profile;
+  double op_profile_ms = 0;
   double peak_rss_mb = 0;
   bool rss_per_phase = true;    // false: the kernel cannot reset the high-water mark, figures are cumulative
 };

@@ -2,7 +2,7 @@
 //
 //   kakusan bench --model DIR [--height H --width W] [--steps N] [--batch B] [--dtype fp32|fp16|bf16] [--device D]
 //                 [--threads T] [--scheduler NAME] [--guidance G] [--vae DIR] [--attention auto|full|sliced|flash]
-//                 [--strength S] [--cuda-graphs on|off] [--offload none|model|sequential]
+//                 [--strength S] [--cuda-graphs on|off] [--offload none|model|sequential] [--profile]
 //
 // Prints a table (text encoder, [VAE encode with --strength,] one UNet step of the CFG batch, VAE decode,
 // total: seconds, CPU seconds,
@@ -86,6 +86,9 @@ const bool registered = register_command({
       app.add_option("--cuda-graphs", o->cuda_graphs, "Capture the UNet step as a CUDA graph on its second pass "
                      "and replay it (default on; the JSON's graph_replays counts the replayed passes)")
           ->check(CLI::IsMember({"on", "off"}));
+      app.add_flag("--profile", o->bench.profile, "After the timing, run one more UNet pass op by op and report "
+                   "each (op, shapes) row's time (on a GPU each op is waited for): a table on stderr, the costliest "
+                   "rows in the JSON's op_profile");
       return [o] { return run_bench_command(*o); };
     },
 });
