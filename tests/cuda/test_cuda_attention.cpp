@@ -96,6 +96,13 @@ TEST(CudaAttentionDispatch, EverythingElseTakesTheCudaCores) {
   EXPECT_EQ(kernel_for(odd_stride), AttentionKernel::CudaCores);
 }
 
+TEST(CudaAttentionDispatch, OnlyCudaCoresInTheEnvironmentKeepsTheTensorCoresOff) {
+  EXPECT_TRUE(cuda::tensor_core_attention_allowed(nullptr));
+  EXPECT_TRUE(cuda::tensor_core_attention_allowed(""));
+  EXPECT_TRUE(cuda::tensor_core_attention_allowed("auto"));
+  EXPECT_FALSE(cuda::tensor_core_attention_allowed("cuda-cores"));
+}
+
 TEST(CudaAttentionDispatch, BatchesPerLaunchKeepPairsWithinGridY) {
   AttentionShape s = fused(100000, 1, 8, 64, false, cuda::kF16);
   EXPECT_EQ(cuda::attention_batches_per_launch(s), 8191);  // 8191 · 8 = 65528 pairs

@@ -2,6 +2,8 @@
 // (batch, head) pairs within grid.y. Host code only, so that the choice is tested without a GPU.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 
 #include "backend/cuda/kernels.h"
 
@@ -25,6 +27,10 @@ AttentionKernel attention_kernel_for(const AttentionShape& s, const float* q, co
   return tensor_cores ? AttentionKernel::TensorCores : AttentionKernel::CudaCores;
 }
 
+bool tensor_core_attention_allowed(const char* env_value) {
+  return env_value == nullptr || std::string_view(env_value) != "cuda-cores";
+}
+
 int64_t attention_batches_per_launch(const AttentionShape& s) {
   return s.heads > kMaxAttentionGridY ? 0 : std::max<int64_t>(1, kMaxAttentionGridY / std::max<int64_t>(1, s.heads));
 }
@@ -35,7 +41,8 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, flo
   if (std::max(s.head_dim, s.value_dim) > kMaxAttentionHeadDim) return cudaErrorInvalidValue;
   const int64_t per_launch = attention_batches_per_launch(s);
   if (per_launch == 0) return cudaErrorInvalidConfiguration;
-  const bool mma = attention_kernel_for(s, q, k, v, out) == AttentionKernel::TensorCores;
+  static const bool allowed = tensor_core_attention_allowed(std::getenv("KAKUSAN_CUDA_ATTENTION"));
+  const bool mma = allowed && attention_kernel_for(s, q, k, v, out) == AttentionKernel::TensorCores;
   for (int64_t b0 = 0; b0 < s.batch; b0 += per_launch) {
     AttentionShape part = s;
     part.batch = std::min(per_launch, s.batch - b0);

@@ -89,6 +89,10 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, flo
 enum class AttentionKernel { CudaCores, TensorCores };
 AttentionKernel attention_kernel_for(const AttentionShape& s, const float* q, const float* k, const float* v,
                                      const float* out);
+// The diagnostic switch KAKUSAN_CUDA_ATTENTION=cuda-cores (read once per process) keeps every shape on the CUDA-core
+// kernel, so that a GPU run can tell a tensor-core fault from the rest; this says whether an environment value
+// allows the tensor cores (null: unset).
+bool tensor_core_attention_allowed(const char* env_value);
 // Whole batches per launch so that batch · heads stays within grid.y; 0 when one batch alone has too many heads.
 int64_t attention_batches_per_launch(const AttentionShape& s);
 
