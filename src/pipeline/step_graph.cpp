@@ -22,10 +22,15 @@ StepGraph::StepGraph(Backend& backend, NoiseModel model, std::function<void(Step
 StepGraph::~StepGraph() = default;
 
 void StepGraph::operator()(const TensorView& input, const TensorView& t, const TensorView& noise_pred) {
-  StepKey key;
-  for (const TensorView* v : {&input, &t, &noise_pred}) add_to_key(key, *v);
-  if (layout_) layout_(key);
-  if (graph_ && key == graph_key_) {
+  if (!can_capture_) {  // a host backend, or capturing given up for this loop: nothing to compare
+    model_(input, t, noise_pred);
+    ++eager_;
+    return;
+  }
+  key_.clear();  // one buffer for every step's key: nothing allocated per step once it has grown
+  for (const TensorView* v : {&input, &t, &noise_pred}) add_to_key(key_, *v);
+  if (layout_) layout_(key_);
+  if (graph_ && key_ == graph_key_) {
     if (graph_->replay()) {
       ++replays_;
       return;
@@ -34,13 +39,13 @@ void StepGraph::operator()(const TensorView& input, const TensorView& t, const T
     warm_key_.clear();
   }
   graph_.reset();
-  if (can_capture_ && key == warm_key_ && capture(input, t, noise_pred)) {
-    graph_key_ = std::move(key);
+  if (key_ == warm_key_ && capture(input, t, noise_pred)) {
+    std::swap(graph_key_, key_);
     return;
   }
   model_(input, t, noise_pred);
   ++eager_;
-  warm_key_ = std::move(key);
+  std::swap(warm_key_, key_);
 }
 
 bool StepGraph::capture(const TensorView& input, const TensorView& t, const TensorView& noise_pred) {

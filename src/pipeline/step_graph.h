@@ -52,6 +52,7 @@ class StepGraph {
   NoiseModel model_;
   std::function<void(StepKey&)> layout_;
   std::unique_ptr<OpGraph> graph_;
+  StepKey key_;        // this step's key (a buffer reused from step to step)
   StepKey graph_key_;  // the key the graph was captured with
   StepKey warm_key_;   // the key of the last eager call: the next call with it captures
   bool can_capture_ = true;
