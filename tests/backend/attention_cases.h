@@ -2,10 +2,12 @@
 // test_bf16_products): every strategy must give the same numbers.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <ostream>
 
 #include "backend/backend.h"
+#include "random_tensors.h"
 
 namespace kakusan::testing {
 
@@ -19,6 +21,25 @@ struct AttentionCase {
 inline std::ostream& operator<<(std::ostream& out, const AttentionCase& c) {
   return out << "b" << c.batch << " tq" << c.q_len << " tk" << c.kv_len << " h" << c.heads << " d" << c.head_dim
              << " dv" << c.value_dim << (c.causal ? " causal" : "");
+}
+
+// The case's q, k and v (random, seeded: scores of a few units, so the softmax is neither flat nor one-hot).
+struct AttentionInputs {
+  Tensor q, k, v;
+};
+inline AttentionInputs random_attention_inputs(const AttentionCase& c) {
+  const int64_t qw = c.heads * c.head_dim, vw = c.heads * c.value_dim;
+  return {random_tensor({c.batch, c.q_len, qw}, 31, 2.0f), random_tensor({c.batch, c.kv_len, qw}, 32, 2.0f),
+          random_tensor({c.batch, c.kv_len, vw}, 33)};
+}
+
+// diffusers' scale (head_dim^-0.5), the case's heads and mask; f32 precision, the default strategy.
+inline AttentionParams attention_params_for(const AttentionCase& c) {
+  AttentionParams p;
+  p.heads = c.heads;
+  p.scale = 1.0f / std::sqrt(float(c.head_dim));
+  p.causal = c.causal;
+  return p;
 }
 
 struct Strategy {

@@ -11,7 +11,9 @@ namespace kakusan {
 namespace {
 
 using testing::AttentionCase;
+using testing::attention_params_for;
 using testing::kStrategies;
+using testing::random_attention_inputs;
 using testing::random_tensor;
 using testing::Strategy;
 using testing::Tolerance;
@@ -22,14 +24,9 @@ class CpuAttention : public ::testing::TestWithParam<AttentionCase> {};
 
 TEST_P(CpuAttention, EveryStrategyMatchesReference) {
   const AttentionCase& c = GetParam();
-  const int64_t qw = c.heads * c.head_dim, vw = c.heads * c.value_dim;
-  Tensor q = random_tensor({c.batch, c.q_len, qw}, 31, 2.0f);
-  Tensor k = random_tensor({c.batch, c.kv_len, qw}, 32, 2.0f);
-  Tensor v = random_tensor({c.batch, c.kv_len, vw}, 33);
-  AttentionParams p;
-  p.heads = c.heads;
-  p.scale = 1.0f / std::sqrt(float(c.head_dim));
-  p.causal = c.causal;
+  const int64_t vw = c.heads * c.value_dim;
+  const auto [q, k, v] = random_attention_inputs(c);
+  AttentionParams p = attention_params_for(c);
   Tensor want = Tensor::empty({c.batch, c.q_len, vw});
   reference_backend().attention(q, k, v, p, want);
   Tensor first;

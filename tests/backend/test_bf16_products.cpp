@@ -9,6 +9,7 @@
 #include "attention_cases.h"
 #include "backend/backend.h"
 #include "backend/cpu/scratch.h"
+#include "linear_cases.h"
 #include "random_tensors.h"
 #include "support/golden.h"
 
@@ -16,7 +17,11 @@ namespace kakusan {
 namespace {
 
 using testing::AttentionCase;
+using testing::attention_params_for;
 using testing::kStrategies;
+using testing::LinearCase;
+using testing::linear_fast_and_reference;
+using testing::random_attention_inputs;
 using testing::random_tensor;
 using testing::Strategy;
 using testing::random_weights;
@@ -41,49 +46,27 @@ double max_abs_difference(const Tensor& a, const Tensor& b) {
 
 // ---- linear ----
 
-struct LinearCase {
-  Shape x;
-  int64_t out;
-  bool bias;
-};
-
 class Bf16Linear : public ::testing::TestWithParam<LinearCase> {};
 
 TEST_P(Bf16Linear, MatchesReference) {
-  const LinearCase& c = GetParam();
-  const int64_t in = c.x.dim(-1);
-  Tensor x = random_tensor(c.x, 1);
-  Tensor w = random_weights({c.out, in}, in, 2, DType::BF16);
-  Tensor b = c.bias ? random_tensor({c.out}, 3) : Tensor();
-  Shape ys = c.x;
-  ys[ys.rank() - 1] = c.out;
-  Tensor got = Tensor::empty(ys), want = Tensor::empty(ys);
-  fast().linear(x, w, b, got);
-  ref().linear(x, w, b, want);
+  const auto [got, want] = linear_fast_and_reference(GetParam(), 1);
   KK_EXPECT_CLOSE(got, want, kGemm);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Linear,
-                         ::testing::Values(LinearCase{{1, 1}, 1, true}, LinearCase{{7, 13}, 5, true},
-                                           LinearCase{{2, 77, 32}, 37, false},  // leading dims
-                                           LinearCase{{3, 9, 40}, 64, true}, LinearCase{{2, 5, 33}, 19, false},
-                                           LinearCase{{2, 300, 96}, 80, true}));
+                         ::testing::Values(LinearCase{{1, 1}, 1, DType::BF16, true},
+                                           LinearCase{{7, 13}, 5, DType::BF16, true},
+                                           LinearCase{{2, 77, 32}, 37, DType::BF16, false},  // leading dims
+                                           LinearCase{{3, 9, 40}, 64, DType::BF16, true},
+                                           LinearCase{{2, 5, 33}, 19, DType::BF16, false},
+                                           LinearCase{{2, 300, 96}, 80, DType::BF16, true}));
 
 // Rows rounded in blocks (and bf16 weights converted in panels) when the scratch bounds are small.
 TEST_P(Bf16Linear, MatchesReferenceInBoundedScratch) {
   const cpu::ScratchLimits saved = cpu::scratch_limits();
   cpu::scratch_limits().rounded_input = 100;  // blocks of 1..100 rows
   cpu::scratch_limits().weight_panel = 700;
-  const LinearCase& c = GetParam();
-  const int64_t in = c.x.dim(-1);
-  Tensor x = random_tensor(c.x, 11);
-  Tensor w = random_weights({c.out, in}, in, 12, DType::BF16);
-  Tensor b = c.bias ? random_tensor({c.out}, 13) : Tensor();
-  Shape ys = c.x;
-  ys[ys.rank() - 1] = c.out;
-  Tensor got = Tensor::empty(ys), want = Tensor::empty(ys);
-  fast().linear(x, w, b, got);
-  ref().linear(x, w, b, want);
+  const auto [got, want] = linear_fast_and_reference(GetParam(), 11);
   cpu::scratch_limits() = saved;
   KK_EXPECT_CLOSE(got, want, kGemm);
 }
@@ -240,15 +223,10 @@ class ReducedAttention : public ::testing::TestWithParam<AttentionCase> {};
 
 TEST_P(ReducedAttention, EveryStrategyMatchesReference) {
   const AttentionCase& c = GetParam();
-  const int64_t qw = c.heads * c.head_dim, vw = c.heads * c.value_dim;
-  Tensor q = random_tensor({c.batch, c.q_len, qw}, 31, 2.0f);
-  Tensor k = random_tensor({c.batch, c.kv_len, qw}, 32, 2.0f);
-  Tensor v = random_tensor({c.batch, c.kv_len, vw}, 33);
+  const int64_t vw = c.heads * c.value_dim;
+  const auto [q, k, v] = random_attention_inputs(c);
   for (const DType precision : {DType::BF16, DType::F16}) {
-    AttentionParams p;
-    p.heads = c.heads;
-    p.scale = 1.0f / std::sqrt(float(c.head_dim));
-    p.causal = c.causal;
+    AttentionParams p = attention_params_for(c);
     p.precision = precision;
     Tensor want = Tensor::empty({c.batch, c.q_len, vw});
     ref().attention(q, k, v, p, want);

@@ -7,12 +7,15 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/scratch.h"
+#include "linear_cases.h"
 #include "random_tensors.h"
 #include "support/golden.h"
 
 namespace kakusan {
 namespace {
 
+using testing::LinearCase;
+using testing::linear_fast_and_reference;
 using testing::random_tensor;
 using testing::random_weights;
 using testing::Tolerance;
@@ -23,26 +26,10 @@ constexpr Tolerance kElementwise{2e-6, 2e-6};
 Backend& fast() { return cpu_backend(); }
 Backend& ref() { return reference_backend(); }
 
-struct LinearCase {
-  Shape x;
-  int64_t out;
-  DType weight_dtype;
-  bool bias;
-};
-
 class CpuLinear : public ::testing::TestWithParam<LinearCase> {};
 
 TEST_P(CpuLinear, MatchesReference) {
-  const LinearCase& c = GetParam();
-  const int64_t in = c.x.dim(-1);
-  Tensor x = random_tensor(c.x, 1);
-  Tensor w = random_weights({c.out, in}, in, 2, c.weight_dtype);
-  Tensor b = c.bias ? random_tensor({c.out}, 3) : Tensor();
-  Shape ys = c.x;
-  ys[ys.rank() - 1] = c.out;
-  Tensor got = Tensor::empty(ys), want = Tensor::empty(ys);
-  fast().linear(x, w, b, got);
-  ref().linear(x, w, b, want);
+  const auto [got, want] = linear_fast_and_reference(GetParam(), 1);
   KK_EXPECT_CLOSE(got, want, kGemm);
 }
 

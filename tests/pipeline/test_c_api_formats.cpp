@@ -9,6 +9,7 @@
 
 #include "io/png.h"
 #include "io/scratch_dir.h"
+#include "c_api_params.h"
 #include "kakusan/kakusan.h"
 #include "single_file_builder.h"
 #include "support/child_process.h"
@@ -51,12 +52,7 @@ TEST(CApiFormats, SingleFileLorasTagsAndEmbeddingsAsTheCli) {
   const std::string prompt = "a <kk-two> warrior <lora:lora_kohya:0.7>";
   const char* prompts[] = {prompt.c_str()};
   const uint64_t seeds[] = {5};
-  kakusan_params p = kakusan_default_params();
-  p.prompts = prompts;
-  p.n_prompts = 1;
-  p.seeds = seeds;
-  p.n_seeds = 1;
-  p.num_inference_steps = 4;
+  kakusan_params p = testing::one_image_params(prompts, seeds, 4);
   kakusan_images* out = nullptr;
   ASSERT_EQ(kakusan_generate(ctx, &p, &out), KAKUSAN_OK) << kakusan_last_error();
   int width = 0, height = 0;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "io/safetensors.h"
+#include "c_api_params.h"
 #include "kakusan/kakusan.h"
 #include "support/golden.h"
 
@@ -32,12 +33,7 @@ TEST(CApiImageToImage, InpaintsLikeDiffusersAndRejectsBadStrength) {
   const char* prompts[] = {"portrait photo of a old warrior chief"};
   const uint64_t seeds[] = {0};
   const std::string image = (kGoldens / "input_64x64.png").string(), mask = (kGoldens / "mask_64x64.png").string();
-  kakusan_params p = kakusan_default_params();
-  p.prompts = prompts;
-  p.n_prompts = 1;
-  p.seeds = seeds;
-  p.n_seeds = 1;
-  p.num_inference_steps = 10;
+  kakusan_params p = testing::one_image_params(prompts, seeds, 10);
   p.image = image.c_str();
   p.mask_image = mask.c_str();
   kakusan_images* out = nullptr;

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "c_api_params.h"
 #include "kakusan/kakusan.h"
 #include "kakusan/pipeline.h"
 #include "pipeline/generators.h"
@@ -111,12 +112,7 @@ TEST(CudaGeneratorParams, CApiPassesTheKind) {
   ASSERT_NE(ctx, nullptr) << kakusan_last_error();
   const char* prompts[] = {"a"};
   const uint64_t seeds[] = {0};
-  kakusan_params p = kakusan_default_params();
-  p.prompts = prompts;
-  p.n_prompts = 1;
-  p.seeds = seeds;
-  p.n_seeds = 1;
-  p.num_inference_steps = 1;
+  kakusan_params p = testing::one_image_params(prompts, seeds, 1);
   p.generator_device = "gpu";
   kakusan_images* out = nullptr;
   EXPECT_NE(kakusan_generate(ctx, &p, &out), KAKUSAN_OK);
