@@ -213,8 +213,8 @@ struct GenerateParams {
   // activations for this batch, size and attention mode) and compared with `max_memory` (bytes; 0 = the
   // machine's available memory). Auto: when it will not fit, turn on the memory levers (flash attention
   // instead of full/sliced, VAE slicing, VAE tiling, streamed UNet weights — on a device backend model then
-  // sequential offload instead —, 256-pixel VAE tiles) until it does, with a warning, else refuse; Refuse: throw kakusan::Error with the estimate and what would fit;
-  // Off: no check.
+  // sequential offload instead —, 256-pixel VAE tiles) until it does, with a warning, else refuse; Refuse:
+  // throw kakusan::Error with the estimate and what would fit; Off: no check.
   enum class MemoryPolicy { Auto, Refuse, Off } memory_policy = MemoryPolicy::Auto;
   int64_t max_memory = 0;
   OutputType output_type = OutputType::Image;

@@ -99,8 +99,9 @@ struct StableDiffusionPipeline::Impl {
   Offload offload = Offload::None;         // LoadOptions::offload; a run may raise it (the memory planner)
   // On a device backend, the components' device copies while runs keep all weights on the device (offload
   // None): made at load, given back for a run with offload and (the text encoder's and UNet's) before a LoRA
-  // change, whose merged weights are bound on the host; made again by the next run without. The host tensors stay in the models' stead
-  // meanwhile (mapped views, or owned converted / merged copies). Declared after the models: released first.
+  // change, whose merged weights are bound on the host; made again by the next run without. Mapped host views
+  // stay; owned copies (converted or merged) are freed and downloaded when given back. Declared after the
+  // models: released first.
   struct Resident {
     explicit Resident(Backend& backend) : text_encoder(backend), unet(backend), vae(backend) {}
     DeviceWeights text_encoder, unet, vae;

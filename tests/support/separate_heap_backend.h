@@ -9,8 +9,9 @@
 //
 // It captures as a device does (CUDA graphs, backend.h): between begin_capture() and end_capture() each op
 // of the capturing thread is recorded, its operands by value (views: addresses and shapes), and NOT run;
-// replay() runs the recorded ops again on those addresses (until release_scratch()). So a step replayed after its memory moved reads
-// and writes the old places, and memory freed since fails the heap check: tests see what a GPU would do.
+// replay() runs the recorded ops again on those addresses (until release_scratch()). So a step replayed after
+// its memory moved reads and writes the old places, and memory freed since fails the heap check: tests see
+// what a GPU would do.
 #pragma once
 
 #include <cstddef>
