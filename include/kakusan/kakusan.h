@@ -107,6 +107,8 @@ struct kakusan_params {
   const char * image;                    /* NULL = text-to-image; else an input PNG: image-to-image */
   const char * mask_image;               /* with image: a mask PNG (white = repaint), inpainting; NULL = none */
   float strength;                        /* with image, in [0, 1]; < 0 (default) = 0.8 img2img, 1.0 inpainting */
+  int disable_cuda_graphs;               /* 1 = on a GPU, launch every UNet step's kernels instead of replaying the
+                                            step as a CUDA graph (the CLI's --no-cuda-graphs); same images */
 };
 
 struct kakusan_load_params kakusan_default_load_params(void);

@@ -172,6 +172,7 @@ int kakusan_generate(kakusan_context* ctx, const kakusan_params* params, kakusan
     if (p.mask_image != nullptr) r.mask_paths = {p.mask_image};
     if (p.strength >= 0.0f || std::isnan(p.strength)) r.strength = double(p.strength);
     kakusan::GenerateParams g = kakusan::generate_params(r);
+    g.cuda_graphs = p.disable_cuda_graphs == 0;
     if (p.callback != nullptr) {
       g.callback_on_step_end = [&p](const kakusan::StepInfo& step) {
         return p.callback(step.step, step.num_steps, step.timestep, p.callback_user_data) != 0;

@@ -5,11 +5,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
+#include "backend/registry.h"
 #include "io/png.h"
 #include "c_api_params.h"
 #include "kakusan/kakusan.h"
 #include "support/golden.h"
+#include "support/separate_heap_backend.h"
 
 namespace kakusan {
 namespace {
@@ -17,14 +20,28 @@ namespace {
 const char* const kCaseBPrompt[] = {"portrait photo of a old warrior chief"};
 const uint64_t kCaseBSeed[] = {0};
 
-// The kit's tiny SD with case b's scheduler, weights in `dtype` (the C API's names; NULL: as stored).
-kakusan_context* load_case_b(const char* dtype) {
+// The kit's tiny SD with case b's scheduler, weights in `dtype` (the C API's names; NULL: as stored), on
+// `device` (NULL: the CPU).
+kakusan_context* load_case_b(const char* dtype, const char* device = nullptr) {
   const std::string model = (*testing::golden_dir() / "tiny-sd").string();
   kakusan_load_params lp = kakusan_default_load_params();
   lp.scheduler = "DPMSolverMultistepScheduler";
   lp.dtype = dtype;
+  lp.device = device;
   return kakusan_load(model.c_str(), &lp);
 }
+
+// A device that captures and replays as a GPU does (support/separate_heap_backend.h), for the C API's
+// CUDA-graph switch.
+const char* const kCapturingDevice = "separate-heap-c-api";
+testing::SeparateHeapBackend& capturing_device() {
+  static auto* backend = new testing::SeparateHeapBackend(cpu_backend());  // outlives every context
+  return *backend;
+}
+const bool capturing_device_registered = [] {
+  register_backend(kCapturingDevice, [](int) -> Backend& { return capturing_device(); });
+  return true;
+}();
 
 // The largest difference, in 8-bit levels, between image 0 of `out` and case b's golden PNG.
 int worst_level_difference_from_case_b(const kakusan_images* out) {
@@ -117,6 +134,35 @@ TEST(CApi, GeneratesCaseB) {
   p.callback_user_data = &seen;
   EXPECT_EQ(kakusan_generate(ctx, &p, &out), KAKUSAN_ERROR_CANCELLED);
   EXPECT_EQ(seen, 0);
+  kakusan_free(ctx);
+}
+
+// kakusan_params::disable_cuda_graphs: by default the UNet step is captured on the loop's second step and
+// replayed after (on a device that captures); 1 runs every step's ops one by one. The same pixels either way.
+TEST(CApi, CudaGraphsAreOnByDefaultAndCanBeTurnedOff) {
+  KK_REQUIRE_GOLDEN();
+  ASSERT_TRUE(capturing_device_registered);
+  EXPECT_EQ(kakusan_default_params().disable_cuda_graphs, 0);
+  kakusan_context* ctx = load_case_b(nullptr, kCapturingDevice);
+  ASSERT_NE(ctx, nullptr) << kakusan_last_error();
+  kakusan_params p = testing::one_image_params(kCaseBPrompt, kCaseBSeed, 4);
+  std::vector<uint8_t> images[2];
+  int64_t replayed[2] = {0, 0};
+  for (int disable : {0, 1}) {
+    p.disable_cuda_graphs = disable;
+    const int64_t before = capturing_device().replayed_ops();
+    kakusan_images* out = nullptr;
+    ASSERT_EQ(kakusan_generate(ctx, &p, &out), KAKUSAN_OK) << kakusan_last_error();
+    replayed[disable] = capturing_device().replayed_ops() - before;
+    int width = 0, height = 0;
+    const uint8_t* rgb = kakusan_images_rgb(out, 0, &width, &height);
+    ASSERT_NE(rgb, nullptr);
+    images[disable].assign(rgb, rgb + size_t(width) * size_t(height) * 3);
+    kakusan_images_free(out);
+  }
+  EXPECT_GT(replayed[0], 0) << "graphs on: the step was never replayed";
+  EXPECT_EQ(replayed[1], 0) << "graphs off: a step was replayed";
+  EXPECT_EQ(images[0], images[1]);
   kakusan_free(ctx);
 }
 

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -78,6 +79,7 @@ TEST(LoadBalanced, TwoReplicasBehindNginxOneKilledHalfway) {
   std::mutex mutex;
   std::vector<double> latencies;
   std::map<int, int> by_status;  // 0: no answer (connection error or timeout)
+  std::map<std::string, int> no_answer;  // why, as the client saw it, with the request's latency
   std::atomic<bool> killed{false};
   const auto start = Clock::now();
   std::vector<std::thread> clients;
@@ -95,6 +97,11 @@ TEST(LoadBalanced, TwoReplicasBehindNginxOneKilledHalfway) {
           std::lock_guard lock(mutex);
           latencies.push_back(seconds);
           ++by_status[r ? r->status : 0];
+          if (!r) {
+            char seconds_text[32];
+            std::snprintf(seconds_text, sizeof seconds_text, " after %.1f s", seconds);
+            ++no_answer[httplib::to_string(r.error()) + seconds_text];
+          }
         }
         if (++finished == kRequests / 2 && !killed.exchange(true)) kill(a.child().pid(), SIGKILL);
       }
@@ -114,7 +121,10 @@ TEST(LoadBalanced, TwoReplicasBehindNginxOneKilledHalfway) {
               "p99 %.3f s, status:count%s\n",
               kRequests, kClients, kRequests / 2, total, kRequests / total, p50, p99, statuses.c_str());
   EXPECT_TRUE(killed);
-  EXPECT_EQ(by_status.count(0), 0u) << "requests without an answer:" << statuses;
+  std::string why;
+  for (const auto& [error, count] : no_answer) why.append("\n  ").append(error).append(" x").append(std::to_string(count));
+  EXPECT_EQ(by_status.count(0), 0u) << "requests without an answer:" << statuses << why << "\nnginx's error.log:\n"
+                                    << testing::read_text(dir / "error.log");
   for (const auto& [status, count] : by_status)
     EXPECT_TRUE(status == 200 || status == 502 || status == 503 || status == 504) << status << " x" << count;
   EXPECT_GE(by_status[200], kRequests * 9 / 10) << statuses;  // the survivor takes the load
