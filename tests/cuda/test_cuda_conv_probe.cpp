@@ -2,7 +2,7 @@
 // convolutions at 512x512 in f16 — the UNet's at batch 2 (CFG), the VAE decoder's at batch 1 — timed through
 // cuDNN in NCHW and in NHWC, so that the first GPU run answers "NHWC or NCHW" by measurement:
 //   nchw_ms / nhwc_ms              the descriptor API, the heuristic's first algorithm in each layout (conv2d.cpp's
-//                                  make_conv_descriptor_plan), f16 in and out, no bias;
+//                                  make_conv_descriptor_plan), f16 in and out, no bias (or cuDNN's refusal);
 //   graph_nchw_ms / graph_nhwc_ms  the graph API with f32 output and the bias fused (conv_graph.cpp), or the
 //                                  reason cuDNN refused it (runtime-fusion engines may want NHWC), and how long
 //                                  making the plan took (it may compile a kernel: that is paid on the first step);
@@ -25,6 +25,7 @@
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/plans.h"
+#include "core/error.h"
 #include "cuda_test.h"
 
 namespace kakusan {
@@ -176,16 +177,26 @@ TEST(CudaConvProbe, Sd15ConvolutionsTimedInNchwAndNhwc) {
       totals[c.model][key] += c.calls * double(ms);
       ++shapes[c.model][key];
     };
+    // A refusal (no algorithm, no engine, a failed run) is a result too: its reason goes on the line.
+    auto refused = [&](const std::string& tag, std::string why) {
+      for (char& ch : why)
+        if (ch == '"' || ch == '\\' || ch == '\n') ch = '\'';
+      line += ", \"" + tag + "\": \"refused: " + why + "\"";
+    };
     for (ConvLayout layout : {ConvLayout::NCHW, ConvLayout::NHWC}) {
       const std::string tag = layout == ConvLayout::NCHW ? "nchw" : "nhwc";
-      const auto plan = cuda::make_conv_descriptor_plan(dnn, s, DType::F16, layout);
-      const float one = 1.0f, zero = 0.0f;
-      column(tag + "_ms", median_ms([&] {
-               EXPECT_EQ(l.cudnnConvolutionForward(dnn, &one, plan->x, x16, plan->w, w16, plan->conv, plan->algo,
-                                                   workspace, plan->workspace, &zero, plan->y, y),
-                         CUDNN_STATUS_SUCCESS);
-             }));
-      line += ", \"" + tag + "_algo\": " + std::to_string(int(plan->algo));
+      try {
+        const auto plan = cuda::make_conv_descriptor_plan(dnn, s, DType::F16, layout);
+        const float one = 1.0f, zero = 0.0f;
+        column(tag + "_ms", median_ms([&] {
+                 EXPECT_EQ(l.cudnnConvolutionForward(dnn, &one, plan->x, x16, plan->w, w16, plan->conv, plan->algo,
+                                                     workspace, plan->workspace, &zero, plan->y, y),
+                           CUDNN_STATUS_SUCCESS);
+               }));
+        line += ", \"" + tag + "_algo\": " + std::to_string(int(plan->algo));
+      } catch (const Error& e) {
+        refused(tag, e.what());
+      }
     }
     for (ConvLayout layout : {ConvLayout::NCHW, ConvLayout::NHWC}) {
       const std::string tag = layout == ConvLayout::NCHW ? "graph_nchw" : "graph_nhwc";
@@ -200,15 +211,17 @@ TEST(CudaConvProbe, Sd15ConvolutionsTimedInNchwAndNhwc) {
       plan_ms += built;
       line += ", \"" + tag + "_plan_ms\": " + json_ms(float(built));
       if (!plan) {
-        for (char& ch : why)
-          if (ch == '"' || ch == '\\') ch = '\'';
-        line += ", \"" + tag + "\": \"refused: " + why + "\"";
+        refused(tag, why);
         continue;
       }
-      column(tag + "_ms", median_ms([&] {
-               cuda::run_conv_graph_plan(dnn, *plan, x16, w16, static_cast<const float*>(bias),
-                                         static_cast<float*>(y), workspace);
-             }));
+      try {
+        column(tag + "_ms", median_ms([&] {
+                 cuda::run_conv_graph_plan(dnn, *plan, x16, w16, static_cast<const float*>(bias),
+                                           static_cast<float*>(y), workspace);
+               }));
+      } catch (const Error& e) {
+        refused(tag, e.what());
+      }
     }
     const int64_t out = s.out_height();
     const int64_t nx = s.batch * s.channels * s.height * s.width, ny = s.batch * s.out_channels * out * out;
