@@ -1,5 +1,5 @@
-// conv2d's two cuDNN paths (conv2d.cpp, conv_graph.cpp). On the CPU: the KAKUSAN_CUDA_CONV switch's parsing and
-// the scratch the planner counts for the graph API's f32 bias. On a GPU: f16/bf16 convolutions through the graph
+// conv2d's two cuDNN paths (conv2d.cpp, conv_graph.cpp). On the CPU: the KAKUSAN_CUDA_CONV switch's parsing, the
+// scratch the planner counts for the graph API's f32 bias, and cuDNN's own validation of the graph's descriptors. On a GPU: f16/bf16 convolutions through the graph
 // API against the reference backend on operands pre-rounded to the weight's dtype, with the contract's tolerance
 // — only the f32 accumulation order differs (the sizes here: K <= 1152 products of O(1) terms, far under 1e-4)
 // — where test_cuda_ops allows the descriptor API's extra output rounding; that every shape here takes the
@@ -13,6 +13,7 @@
 #include <string>
 
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/plans.h"
 #include "core/error.h"
 #include "cuda_test.h"
 #include "random_tensors.h"
@@ -54,6 +55,28 @@ TEST(CudaConvApi, ANarrowConvolutionCountsTheGraphsF32BiasAndTheFallbacksOutput)
   // larger of the graph's f32 copy and the fallback's f16 copy of the f16 bias.
   const int64_t io = 2 * 320 * 64 * 64 * 2;
   EXPECT_EQ(t.total(), io + int64_t(CudaBackend::kConvWorkspaceLimit) + io + 320 * 4);
+}
+
+// cuDNN validates every descriptor as it is finalized, host-side: without a GPU (a null handle) the graph of
+// conv_graph.cpp gets as far as the operation graph's handle, which proves each tensor, the convolution, the
+// pointwise op and their attributes' types and counts acceptable to the installed cuDNN.
+TEST(CudaConvApi, CudnnAcceptsEveryDescriptorOfTheGraphUpToTheHandle) {
+  try {
+    cuda::lib();
+  } catch (const Error& e) {
+    GTEST_SKIP() << e.what();
+  }
+  const cuda::ConvShape shapes[] = {{2, 320, 64, 64, 320, 3, 3, 1, 1, 1}, {1, 4, 33, 33, 8, 3, 3, 0, 0, 2},
+                                    {2, 640, 32, 32, 320, 1, 1, 0, 0, 1}};
+  for (const cuda::ConvShape& s : shapes)
+    for (DType dtype : {DType::F16, DType::BF16})
+      for (bool bias : {true, false})
+        for (cuda::ConvLayout layout : {cuda::ConvLayout::NCHW, cuda::ConvLayout::NHWC}) {
+          std::string why;
+          EXPECT_EQ(cuda::make_conv_graph_plan(nullptr, s, dtype, bias, layout, why), nullptr);
+          EXPECT_EQ(why.rfind("cuda conv2d graph: handle: cuDNN ", 0), 0u)
+              << why << " (" << dtype_name(dtype) << (bias ? ", bias" : "") << ", channels " << s.channels << ")";
+        }
 }
 
 struct Case {
