@@ -107,12 +107,13 @@ run() {
 
   [[ -f "$CARRY/bundle.tar.xz" ]] || { emit measurement=setup error="no $CARRY/bundle.tar.xz: run 'scripts/device-check.sh pack' on the build machine and carry .device-check"; return 1; }
   python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' "$CARRY/bundle.tar.xz" "$W"
-  # cuBLASLt and cuDNN from the machine: the CUDA toolkit's folder and PyTorch's nvidia-* wheels.
+  # cuBLASLt and cuDNN from the machine (and NVRTC, which cuDNN opens for its runtime-fusion engines: the
+  # graph-API convolutions): the CUDA toolkit's folder and PyTorch's nvidia-* wheels.
   local cuda_libs
   cuda_libs=$(python3 - <<'PY' 2>/dev/null
 import importlib, os
 dirs = []
-for name in ("nvidia.cublas", "nvidia.cudnn", "nvidia.cuda_runtime", "nvidia.cu13"):
+for name in ("nvidia.cublas", "nvidia.cudnn", "nvidia.cuda_runtime", "nvidia.cuda_nvrtc", "nvidia.cu13"):
     try:
         module = importlib.import_module(name)
     except ImportError:
