@@ -1,6 +1,7 @@
-// conv2d's two cuDNN paths (conv2d.cpp, conv_graph.cpp). On the CPU: the KAKUSAN_CUDA_CONV switch's parsing, the
-// scratch the planner counts for the graph API's f32 bias, and cuDNN's own validation of the graph's descriptors. On a GPU: f16/bf16 convolutions through the graph
-// API against the reference backend on operands pre-rounded to the weight's dtype, with the contract's tolerance
+// conv2d's two cuDNN paths (conv2d.cpp, conv_graph.cpp). On the CPU: the KAKUSAN_CUDA_CONV switch's parsing,
+// which convolutions are offered to the graph API, the scratch the planner counts for the graph API's f32 bias,
+// and cuDNN's own validation of the graph's descriptors. On a GPU: f16/bf16 convolutions through the graph API
+// against the reference backend on operands pre-rounded to the weight's dtype, with the contract's tolerance
 // — only the f32 accumulation order differs (the sizes here: K <= 1152 products of O(1) terms, far under 1e-4)
 // — where test_cuda_ops allows the descriptor API's extra output rounding; that every shape here takes the
 // graph (else the failure says cuDNN's reason); the descriptor switch; the fallback for misaligned operands;
@@ -43,6 +44,16 @@ TEST(CudaConvApi, TheSwitchParsesAndRefusesUnknownValues) {
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), "KAKUSAN_CUDA_CONV=Descriptor: expected graph (the default) or descriptor");
   }
+}
+
+TEST(CudaConvApi, OnlyAlignedNarrowConvolutionsAreOfferedToTheGraphApi) {
+  alignas(16) static char buffer[64];
+  const void *aligned = buffer, *other = buffer + 32, *shifted = buffer + 2;
+  EXPECT_TRUE(cuda::conv_offers_graph(DType::F16, ConvApi::Graph, {aligned, other, nullptr, aligned}));
+  EXPECT_TRUE(cuda::conv_offers_graph(DType::BF16, ConvApi::Graph, {aligned, other, other, aligned}));
+  EXPECT_FALSE(cuda::conv_offers_graph(DType::F32, ConvApi::Graph, {aligned, other, other, aligned}));
+  EXPECT_FALSE(cuda::conv_offers_graph(DType::F16, ConvApi::Descriptor, {aligned, other, other, aligned}));
+  EXPECT_FALSE(cuda::conv_offers_graph(DType::F16, ConvApi::Graph, {aligned, shifted, nullptr, aligned}));
 }
 
 TEST(CudaConvApi, ANarrowConvolutionCountsTheGraphsF32BiasAndTheFallbacksOutput) {

@@ -150,13 +150,8 @@ void CudaBackend::conv2d(const TensorView& x, const TensorView& w, const TensorV
   const bool narrow = t != DType::F32;
   if (narrow && conv_api_ == ConvApi::Graph) {
     const float* bp = bias.empty() ? nullptr : static_cast<const float*>(dense(bias, DType::F32, kBias));
-    // The graph's tensors promise 16-byte alignment; a view that starts elsewhere takes the descriptor API.
-    const bool aligned = [&] {
-      for (const void* ptr : {xp, wp, static_cast<const void*>(bp), static_cast<const void*>(y.data)})
-        if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return false;
-      return true;
-    }();
-    if (ConvGraphPlan* graph = aligned ? conv_graph_plan(shape, t, bp != nullptr) : nullptr) {
+    const bool offered = conv_offers_graph(t, conv_api_, {xp, wp, bp, y.data});
+    if (ConvGraphPlan* graph = offered ? conv_graph_plan(shape, t, bp != nullptr) : nullptr) {
       void* workspace = graph->workspace ? scratch(kWorkspace, graph->workspace) : nullptr;
       run_conv_graph_plan(dnn_, *graph, xp, wp, bp, static_cast<float*>(y.data), workspace);
       return;
@@ -176,6 +171,13 @@ void CudaBackend::conv2d(const TensorView& x, const TensorView& w, const TensorV
                            static_cast<float*>(y.data), d.batch, d.out_channels, d.out_height * d.out_width, stream_),
           "conv2d bias");
   }
+}
+
+bool conv_offers_graph(DType weight, ConvApi api, std::initializer_list<const void*> operands) {
+  if (weight == DType::F32 || api != ConvApi::Graph) return false;
+  for (const void* p : operands)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;  // a view that starts inside a buffer
+  return true;
 }
 
 ConvApi conv_api_for(const char* env_value) {

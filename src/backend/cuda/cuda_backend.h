@@ -18,6 +18,7 @@
 
 #include <compare>
 #include <cstddef>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -54,6 +55,9 @@ enum class ConvLayout { NCHW, NHWC };
 // output is rounded to f16/bf16 before an f32 bias kernel). f32 convolutions always take the descriptor API.
 enum class ConvApi { Graph, Descriptor };
 ConvApi conv_api_for(const char* env_value);
+// Whether a convolution is offered to the graph API: f16/bf16 weights, `api` Graph, and every operand (null:
+// absent) 16-byte aligned, as the graph's tensors promise. cuDNN may still refuse the shape (then: fallback).
+bool conv_offers_graph(DType weight, ConvApi api, std::initializer_list<const void*> operands);
 
 class CudaBackend final : public Backend {
  public:
