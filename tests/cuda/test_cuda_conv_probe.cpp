@@ -9,9 +9,10 @@
 //   to_f16_ms                      what the NCHW path pays besides: x f32 -> f16 (the activation's conversion);
 //   to_nhwc_ms / from_nhwc_ms      what NHWC would pay instead: x f32 NCHW -> f16 NHWC, y f32 NHWC -> NCHW.
 // Each time is the median of 15 runs after 3 warm-ups, CUDA events on the default stream (a graph-API run
-// includes making its variant pack on the host, as the backend's eager calls do; a CUDA graph replay does not). One JSON line per
-// shape, then per model the sums weighted by the calls per pass ("calls": how many times one UNet pass or one
-// decode makes that convolution). The operands are a constant byte pattern: timing only, nothing is compared.
+// includes making its variant pack on the host, as the backend's eager calls do; a CUDA graph replay does not).
+// One JSON line per shape, then per model the sums weighted by the calls per pass ("calls": how many times one
+// UNet pass or one decode makes that convolution). The operands are a constant byte pattern: timing only,
+// nothing is compared.
 #include <gtest/gtest.h>
 #include <cuda_runtime.h>
 
