@@ -4,8 +4,8 @@
 // against the reference backend on operands pre-rounded to the weight's dtype, with the contract's tolerance
 // — only the f32 accumulation order differs (the sizes here: K <= 1152 products of O(1) terms, far under 1e-4)
 // — where test_cuda_ops allows the descriptor API's extra output rounding; that every shape here takes the
-// graph (else the failure says cuDNN's reason); the descriptor switch; the fallback for misaligned operands;
-// and capture: a planned graph convolution replays, a new plan is refused while capturing.
+// graph (else the failure says cuDNN's reason); the plan-time budget; the descriptor switch; the fallback for
+// misaligned operands; and capture: a planned graph convolution replays, a new plan is refused while capturing.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -32,6 +32,8 @@ using testing::random_weights;
 using testing::Tolerance;
 
 constexpr Tolerance kContract{1e-4, 1e-4};  // f32 sums in another order, nothing else
+// The descriptor API's f16 output rounding on top (test_cuda_ops' bound): one f16 ulp of |conv| < 8.
+constexpr Tolerance kDescriptorF16{8e-3, 1e-3};
 
 TEST(CudaConvApi, TheSwitchParsesAndRefusesUnknownValues) {
   EXPECT_EQ(cuda::conv_api_for(nullptr), ConvApi::Graph);
@@ -162,6 +164,26 @@ TEST_F(CudaConv, EveryShapeHereTakesTheGraphApi) {
   }
 }
 
+// The first step's plan-making is bounded: with the budget spent, a shape never planned takes the descriptor API,
+// counted, saying why.
+TEST_F(CudaConv, OnceThePlanBudgetIsSpentNewShapesTakeTheDescriptorApi) {
+  struct Restore {
+    CudaBackend& backend;
+    ~Restore() { backend.set_conv_graph_plan_budget_ms(CudaBackend::kConvGraphPlanBudgetMs); }
+  } restore{cuda()};
+  cuda().set_conv_graph_plan_budget_ms(0);
+  const Case c{{1, 8, 9, 7}, {8, 8, 3, 3}, Conv2dParams::symmetric(1)};
+  const Tensor x = random_tensor(c.x, 45), w = random_weights(c.w, 72, 46, DType::F16);
+  const Tensor bias = random_weights({8}, 1, 47, DType::F16);
+  const int fallbacks = cuda().conv_graph_fallbacks();
+  Tensor got = poisoned(output_shape(c));
+  gpu().conv2d(up(x), up(w), up(bias), c.p, got);
+  EXPECT_EQ(cuda().conv_graph_fallbacks(), fallbacks + 1);
+  EXPECT_NE(cuda().last_conv_graph_refusal().find("time budget"), std::string::npos)
+      << cuda().last_conv_graph_refusal();
+  KK_EXPECT_CLOSE(down(got), expected(c, x, w, bias, DType::F16), kDescriptorF16);
+}
+
 // Without a bias, the descriptor API's result is its f16 output widened: every element is an f16 value. The
 // graph API's f32 output is not (almost every element has bits below f16's precision).
 TEST_F(CudaConv, TheDescriptorSwitchBringsBackTheOutputRounding) {
@@ -205,7 +227,7 @@ TEST_F(CudaConv, AMisalignedOperandTakesTheDescriptorApi) {
   gpu().conv2d(up(x), shifted, {}, c.p, got);
   EXPECT_EQ(cuda().conv_graph_fallbacks(), fallbacks);
   const Tensor host_w = Tensor::copy_of(w.view().narrow(0, 1, c.w[0] * c.w[1]).reshape(c.w));
-  KK_EXPECT_CLOSE(down(got), expected(c, x, host_w, Tensor(), DType::F16), (Tolerance{8e-3, 1e-3}));
+  KK_EXPECT_CLOSE(down(got), expected(c, x, host_w, Tensor(), DType::F16), kDescriptorF16);
 }
 
 // Capture (docs/cuda.md): a shape planned eagerly replays the same result; a shape never seen is refused while

@@ -5,9 +5,11 @@
 // so the result is rounded once to f16/bf16 before an f32 bias kernel adds the bias — one rounding more than
 // the contract (at most 2^-11 relative for f16, 2^-8 for bf16). f32 weights always take the descriptor API, in
 // true f32 (CUDNN_FMA_MATH: no TF32). Plans are made per shape and dtype on first use (the eager first step;
-// never while capturing a CUDA graph) and cached.
+// never while capturing a CUDA graph) and cached; graph plans within a time budget (kConvGraphPlanBudgetMs).
 // Asymmetric padding (the VAE's (0, 1, 0, 1) downsampling) is done by copying x into a zeroed, padded buffer.
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -106,8 +108,14 @@ CudaBackend::ConvGraphPlan* CudaBackend::conv_graph_plan(const ConvShape& shape,
   if (auto it = conv_graph_plans_.find(key); it != conv_graph_plans_.end()) return it->second.get();
   // Finalizing a plan may compile a kernel (cuDNN's runtime fusion engines) and load it: not inside a capture.
   refuse_while_capturing("conv2d: a new cuDNN graph plan");
-  std::string why;
-  auto plan = make_conv_graph_plan(dnn_, shape, dtype, bias, ConvLayout::NCHW, why);
+  std::string why = "the graph plans' time budget (" + std::to_string(int64_t(conv_graph_plan_budget_ms_)) +
+                    " ms) is spent";
+  std::unique_ptr<ConvGraphPlan> plan;
+  if (conv_graph_plan_ms_ < conv_graph_plan_budget_ms_) {
+    const auto start = std::chrono::steady_clock::now();
+    plan = make_conv_graph_plan(dnn_, shape, dtype, bias, ConvLayout::NCHW, why);
+    conv_graph_plan_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  }
   if (!plan) {
     ++conv_graph_fallbacks_;
     last_conv_graph_refusal_ = std::move(why);

@@ -137,6 +137,12 @@ class CudaBackend final : public Backend {
   int conv_graph_fallbacks() const { return conv_graph_fallbacks_; }
   // cuDNN's reason for the latest refusal (empty: none yet).
   const std::string& last_conv_graph_refusal() const { return last_conv_graph_refusal_; }
+  // Making a graph plan may compile a kernel (cuDNN's runtime-fusion engines, through NVRTC: possibly a second
+  // or more per shape, paid on the first step). Once this backend has spent the budget on plans, shapes not yet
+  // planned take the descriptor API (counted as fallbacks): the first step's cost stays bounded.
+  static constexpr double kConvGraphPlanBudgetMs = 20000;
+  double conv_graph_plan_ms() const { return conv_graph_plan_ms_; }
+  void set_conv_graph_plan_budget_ms(double ms) { conv_graph_plan_budget_ms_ = ms; }  // tests
 
   void synchronize() override;
   // Device memory: what this backend holds now and at most (tensors, arenas and scratch), and the device's
@@ -197,6 +203,7 @@ class CudaBackend final : public Backend {
   std::map<std::tuple<ConvShape, int, bool>, std::unique_ptr<ConvGraphPlan>> conv_graph_plans_;
   ConvApi conv_api_;
   int conv_graph_fallbacks_ = 0;
+  double conv_graph_plan_ms_ = 0, conv_graph_plan_budget_ms_ = kConvGraphPlanBudgetMs;
   std::string last_conv_graph_refusal_;
   mutable std::mutex memory_mutex_;
   size_t live_ = 0, peak_ = 0;
