@@ -11,7 +11,8 @@
 #       on the GPU in fp32 and fp16, every op against the reference), a random SD1.5 made there in fp16,
 #       `kakusan bench --device cuda` at 512x512 batch 1 (50 steps) and batch 8 (20 steps) with CUDA graphs,
 #       batch 1 (20 steps) without them, batch 1 with --offload model (one step), and diffusers' UNet on the
-#       same folder (fp16, SDPA, eager) when torch and diffusers import. Logs go to
+#       same folder (fp16, SDPA, eager) when torch and diffusers import; before them, the convolution layout
+#       probe (NCHW vs NHWC, descriptor vs graph API, per SD1.5 shape). Logs go to
 #       $KAKUSAN_DEVICE_WORK/logs, and with $OUT set (the device tool) results.jsonl, test_cuda.log/.json
 #       and logs.tar.gz are copied there. Each step has its own time limit (600 s in all, for a hang; the expected
 #       total is under 6 minutes): give the device tool's run a timeout_s of 600.
@@ -106,12 +107,13 @@ run() {
 
   [[ -f "$CARRY/bundle.tar.xz" ]] || { emit measurement=setup error="no $CARRY/bundle.tar.xz: run 'scripts/device-check.sh pack' on the build machine and carry .device-check"; return 1; }
   python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' "$CARRY/bundle.tar.xz" "$W"
-  # cuBLASLt and cuDNN from the machine: the CUDA toolkit's folder and PyTorch's nvidia-* wheels.
+  # cuBLASLt and cuDNN from the machine (and NVRTC, which cuDNN opens for its runtime-fusion engines: the
+  # graph-API convolutions): the CUDA toolkit's folder and PyTorch's nvidia-* wheels.
   local cuda_libs
   cuda_libs=$(python3 - <<'PY' 2>/dev/null
 import importlib, os
 dirs = []
-for name in ("nvidia.cublas", "nvidia.cudnn", "nvidia.cuda_runtime", "nvidia.cu13"):
+for name in ("nvidia.cublas", "nvidia.cudnn", "nvidia.cuda_runtime", "nvidia.cuda_nvrtc", "nvidia.cu13"):
     try:
         module = importlib.import_module(name)
     except ImportError:
@@ -132,9 +134,10 @@ PY
   fi
 
   # 1. The cuda tests: golden pipeline cases in fp32 (CPU tolerances) and fp16 (deviation lines), every op.
+  #    The convolution layout probe runs on its own (1b), with its own limit.
   local t0=$SECONDS
-  KAKUSAN_GOLDEN_DIR="$W/golden" timeout 140 "$W/bin/test_cuda" --gtest_output="json:$LOGS/test_cuda.json" \
-    >"$LOGS/test_cuda.log" 2>&1
+  KAKUSAN_GOLDEN_DIR="$W/golden" timeout 120 "$W/bin/test_cuda" --gtest_filter='-CudaConvProbe.*' \
+    --gtest_output="json:$LOGS/test_cuda.json" >"$LOGS/test_cuda.log" 2>&1
   local rc=$?
   grep '^{"case"' "$LOGS/test_cuda.log" | python3 -c 'import json,sys
 for line in sys.stdin:
@@ -165,6 +168,15 @@ except (OSError, ValueError) as e:
 print(json.dumps({"measurement": "cuda_tests", "exit_code": rc, "seconds": seconds, **counts, "failed_tests": failed[:40]}))
 PY
 
+  # 1b. NCHW or NHWC, by measurement: SD1.5's convolutions through cuDNN in both layouts, descriptor and graph API
+  #     (tests/cuda/test_cuda_conv_probe.cpp: one conv_layout_f16 line per shape, a _total line per model).
+  t0=$SECONDS
+  timeout 20 "$W/bin/test_cuda" --gtest_filter='CudaConvProbe.*' >"$LOGS/conv_probe.log" 2>&1
+  rc=$?
+  grep '^{"measurement": "conv_' "$LOGS/conv_probe.log" | tee -a "$RESULTS"
+  emit measurement=conv_probe_run exit_code=$rc seconds=$((SECONDS - t0)) \
+    last_lines="$(grep -v '^{' "$LOGS/conv_probe.log" | tail -3 | tr '\n' ' ')"
+
   # 2. A random SD1.5 in fp16, made here (2 GB: too big to carry).
   t0=$SECONDS
   # (KAKUSAN_DEVICE_MODEL_CONFIG=tiny: a dry run of this script on a machine without a GPU.)
@@ -178,10 +190,10 @@ PY
   # 3. kakusan on the GPU: the tutorial's 512x512 image (50 steps) and its batch of 8 (20 steps).
   #    CUDA graphs are on (the default: the UNet step captured once and replayed); one line without, to compare.
   if ! bench kakusan_bench_b1_50steps 80 --height 512 --width 512 --batch 1 --steps 50 --profile; then
-    # Tell a fault of the tensor-core attention or of graph capture from the rest: the same image on the
-    # CUDA-core attention, every kernel launched eagerly.
-    KAKUSAN_CUDA_ATTENTION=cuda-cores bench kakusan_bench_b1_20steps_cuda_cores_eager 40 --height 512 --width 512 \
-      --batch 1 --steps 20 --cuda-graphs off
+    # Tell a fault of the newer paths from the rest: the same image on the CUDA-core attention and cuDNN's
+    # descriptor-API convolutions, every kernel launched eagerly.
+    KAKUSAN_CUDA_ATTENTION=cuda-cores KAKUSAN_CUDA_CONV=descriptor bench kakusan_bench_b1_20steps_cuda_cores_eager 40 \
+      --height 512 --width 512 --batch 1 --steps 20 --cuda-graphs off
   fi
   bench kakusan_bench_b8_20steps 90 --height 512 --width 512 --batch 8 --steps 20
   bench kakusan_bench_b1_20steps_graphs_off 50 --height 512 --width 512 --batch 1 --steps 20 --cuda-graphs off

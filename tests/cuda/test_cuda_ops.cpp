@@ -8,7 +8,8 @@
 //               gives up to 2e-6 absolute (4e-6 after GEGLU's product with an O(1) hidden value).
 // Narrow products are compared with the reference run on operands already rounded to the weight's dtype, so
 // that only the accumulation order differs, plus for conv2d the one rounding of its output that cuDNN's
-// descriptor API adds (conv2d.cpp): 2^-11 relative for f16, 2^-8 for bf16.
+// descriptor API adds (conv2d.cpp): 2^-11 relative for f16, 2^-8 for bf16. Narrow convolutions take the graph
+// API (no such rounding) unless cuDNN refuses it; test_cuda_conv checks them to the contract's tolerance.
 #include "cuda_test.h"
 #include "random_tensors.h"
 #include "support/golden.h"

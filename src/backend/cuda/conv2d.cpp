@@ -1,24 +1,29 @@
-// conv2d on cuDNN (NCHW), through cuDNN's descriptor API: per shape and dtype one plan (descriptors and the
-// algorithm cuDNN's heuristic ranks first among those that fit the workspace), made on first use.
-//
-// Operands take the weight's dtype: f32 weights convolve in true f32 (CUDNN_FMA_MATH: no TF32), f16/bf16
-// weights on the tensor cores with f32 accumulation (PSEUDO_HALF / PSEUDO_BFLOAT16 configurations). That API
-// writes its output in the operands' dtype, so a narrow convolution's result is rounded once to f16/bf16
-// before the bias is added in f32 — one rounding more than backend.h's contract (at most 2^-11 relative for
-// f16, 2^-8 for bf16); cuDNN's graph API (a float output of half operands) removes it, and is the next step.
+// conv2d on cuDNN (NCHW). f16/bf16 weights: cuDNN's graph API (conv_graph.cpp) — operands in the weight's
+// dtype, f32 accumulation, the bias added in f32 inside the same kernel and an f32 output, backend.h's
+// contract exactly. Where cuDNN refuses that graph for a shape (no engine, a failed finalize), or with
+// KAKUSAN_CUDA_CONV=descriptor, the descriptor API: the same products, but its output is in the operands' dtype,
+// so the result is rounded once to f16/bf16 before an f32 bias kernel adds the bias — one rounding more than
+// the contract (at most 2^-11 relative for f16, 2^-8 for bf16). f32 weights always take the descriptor API, in
+// true f32 (CUDNN_FMA_MATH: no TF32). Plans are made per shape and dtype on first use (the eager first step;
+// never while capturing a CUDA graph) and cached; graph plans within a time budget (kConvGraphPlanBudgetMs).
 // Asymmetric padding (the VAE's (0, 1, 0, 1) downsampling) is done by copying x into a zeroed, padded buffer.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/guard.h"
 #include "backend/cuda/libraries.h"
 #include "backend/cuda/plans.h"
 #include "backend/op_checks.h"
 
-// cuDNN 9 marks the descriptor API deprecated in favour of its graph API; it is still supported and is the
-// short way to a correct convolution.
+// cuDNN 9 marks the descriptor API deprecated in favour of its graph API; it is still supported (here: f32,
+// and the fallback of narrow shapes the graph API refuses).
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
 namespace kakusan::cuda {
-namespace {
 
 cudnnDataType_t dnn_type(DType t) {
   switch (t) {
@@ -28,6 +33,8 @@ cudnnDataType_t dnn_type(DType t) {
   }
 }
 
+namespace {
+
 int to_int(int64_t v, const char* what) {
   KK_CHECK(v >= 0 && v <= INT32_MAX, "cuda conv2d: ", what, " ", v, " exceeds cuDNN's int range");
   return int(v);
@@ -35,40 +42,38 @@ int to_int(int64_t v, const char* what) {
 
 }  // namespace
 
-// dims: batch, in channels, padded height, padded width, out channels, kernel h, kernel w, pad h, pad w,
-// stride, (unused), then the dtype.
-CudaBackend::ConvPlan& CudaBackend::conv_plan(const int64_t dims[11], DType dtype) {
-  auto& slot = conv_plans_[{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], dims[8], dims[9],
-                            dims[10], int(dtype)}];
-  if (slot) return *slot;
-  auto plan = std::make_unique<ConvPlan>();
+std::unique_ptr<CudaBackend::ConvPlan> make_conv_descriptor_plan(cudnnHandle_t dnn, const ConvShape& s, DType dtype,
+                                                                 ConvLayout layout) {
+  auto plan = std::make_unique<CudaBackend::ConvPlan>();
   const cudnnDataType_t t = dnn_type(dtype);
-  const int n = to_int(dims[0], "batch"), c = to_int(dims[1], "channels"), h = to_int(dims[2], "height"),
-            w = to_int(dims[3], "width"), o = to_int(dims[4], "out channels"), kh = to_int(dims[5], "kernel"),
-            kw = to_int(dims[6], "kernel"), ph = int(dims[7]), pw = int(dims[8]), stride = int(dims[9]);
-  check(lib().cudnnCreateTensorDescriptor(&plan->x), "conv2d plan");
-  check(lib().cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, t, n, c, h, w), "conv2d plan");
-  check(lib().cudnnCreateFilterDescriptor(&plan->w), "conv2d plan");
-  check(lib().cudnnSetFilter4dDescriptor(plan->w, t, CUDNN_TENSOR_NCHW, o, c, kh, kw), "conv2d plan");
-  check(lib().cudnnCreateConvolutionDescriptor(&plan->conv), "conv2d plan");
-  check(lib().cudnnSetConvolution2dDescriptor(plan->conv, ph, pw, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
-                                              CUDNN_DATA_FLOAT),
+  const cudnnTensorFormat_t format = layout == ConvLayout::NHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+  const int n = to_int(s.batch, "batch"), c = to_int(s.channels, "channels"), h = to_int(s.height, "height"),
+            w = to_int(s.width, "width"), o = to_int(s.out_channels, "out channels"),
+            kh = to_int(s.kernel_h, "kernel"), kw = to_int(s.kernel_w, "kernel"), ph = int(s.pad_h),
+            pw = int(s.pad_w), stride = int(s.stride);
+  const Libraries& l = lib();
+  check(l.cudnnCreateTensorDescriptor(&plan->x), "conv2d plan");
+  check(l.cudnnSetTensor4dDescriptor(plan->x, format, t, n, c, h, w), "conv2d plan");
+  check(l.cudnnCreateFilterDescriptor(&plan->w), "conv2d plan");
+  check(l.cudnnSetFilter4dDescriptor(plan->w, t, format, o, c, kh, kw), "conv2d plan");
+  check(l.cudnnCreateConvolutionDescriptor(&plan->conv), "conv2d plan");
+  check(l.cudnnSetConvolution2dDescriptor(plan->conv, ph, pw, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
+                                          CUDNN_DATA_FLOAT),
         "conv2d plan");
-  check(lib().cudnnSetConvolutionMathType(plan->conv, dtype == DType::F32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH),
+  check(l.cudnnSetConvolutionMathType(plan->conv, dtype == DType::F32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH),
         "conv2d plan");
   int on = 0, oc = 0, oh = 0, ow = 0;
-  check(lib().cudnnGetConvolution2dForwardOutputDim(plan->conv, plan->x, plan->w, &on, &oc, &oh, &ow), "conv2d plan");
-  check(lib().cudnnCreateTensorDescriptor(&plan->y), "conv2d plan");
-  check(lib().cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, t, on, oc, oh, ow), "conv2d plan");
+  check(l.cudnnGetConvolution2dForwardOutputDim(plan->conv, plan->x, plan->w, &on, &oc, &oh, &ow), "conv2d plan");
+  check(l.cudnnCreateTensorDescriptor(&plan->y), "conv2d plan");
+  check(l.cudnnSetTensor4dDescriptor(plan->y, format, t, on, oc, oh, ow), "conv2d plan");
 
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int returned = 0;
-  check(lib().cudnnGetConvolutionForwardAlgorithm_v7(dnn_, plan->x, plan->w, plan->conv, plan->y,
-                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf),
+  check(l.cudnnGetConvolutionForwardAlgorithm_v7(dnn, plan->x, plan->w, plan->conv, plan->y,
+                                                 CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf),
         "conv2d algorithm");
-  bool chosen = false;
-  for (int i = 0; i < returned && !chosen; ++i) {
-    if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kConvWorkspaceLimit) continue;
+  for (int i = 0; i < returned; ++i) {
+    if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > CudaBackend::kConvWorkspaceLimit) continue;
     // fp32 must stay fp32: the descriptor keeps CUDNN_FMA_MATH (cuDNN's default math would let float
     // convolutions use TF32 on Ampere and later) and tensor-op entries are passed over. Narrow dtypes take the
     // math type cuDNN ranked the algorithm with.
@@ -82,16 +87,40 @@ CudaBackend::ConvPlan& CudaBackend::conv_plan(const int64_t dims[11], DType dtyp
           a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED)
         continue;
     } else {
-      check(lib().cudnnSetConvolutionMathType(plan->conv, perf[i].mathType), "conv2d plan");
+      check(l.cudnnSetConvolutionMathType(plan->conv, perf[i].mathType), "conv2d plan");
     }
     plan->algo = perf[i].algo;
     plan->workspace = perf[i].memory;
-    chosen = true;
+    return plan;
   }
-  KK_CHECK(chosen, "cuda conv2d: cuDNN has no algorithm for x [", n, ", ", c, ", ", h, ", ", w, "], weight [", o, ", ",
-           c, ", ", kh, ", ", kw, "] in ", dtype_name(dtype));
-  slot = std::move(plan);
+  fail("cuda conv2d: cuDNN has no algorithm for x [", n, ", ", c, ", ", h, ", ", w, "], weight [", o, ", ", c, ", ",
+       kh, ", ", kw, "] in ", dtype_name(dtype));
+}
+
+CudaBackend::ConvPlan& CudaBackend::conv_plan(const ConvShape& shape, DType dtype) {
+  auto& slot = conv_plans_[{shape, int(dtype)}];
+  if (!slot) slot = make_conv_descriptor_plan(dnn_, shape, dtype, ConvLayout::NCHW);
   return *slot;
+}
+
+CudaBackend::ConvGraphPlan* CudaBackend::conv_graph_plan(const ConvShape& shape, DType dtype, bool bias) {
+  const auto key = std::tuple{shape, int(dtype), bias};
+  if (auto it = conv_graph_plans_.find(key); it != conv_graph_plans_.end()) return it->second.get();
+  // Finalizing a plan may compile a kernel (cuDNN's runtime fusion engines) and load it: not inside a capture.
+  refuse_while_capturing("conv2d: a new cuDNN graph plan");
+  std::string why = "the graph plans' time budget (" + std::to_string(int64_t(conv_graph_plan_budget_ms_)) +
+                    " ms) is spent";
+  std::unique_ptr<ConvGraphPlan> plan;
+  if (conv_graph_plan_ms_ < conv_graph_plan_budget_ms_) {
+    const auto start = std::chrono::steady_clock::now();
+    plan = make_conv_graph_plan(dnn_, shape, dtype, bias, ConvLayout::NCHW, why);
+    conv_graph_plan_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  }
+  if (!plan) {
+    ++conv_graph_fallbacks_;
+    last_conv_graph_refusal_ = std::move(why);
+  }
+  return (conv_graph_plans_[key] = std::move(plan)).get();
 }
 
 void CudaBackend::conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,
@@ -124,23 +153,46 @@ void CudaBackend::conv2d(const TensorView& x, const TensorView& w, const TensorV
     xp = padded;
   }
   const void* wp = dense(w, t, kWeight);
-  const int64_t dims[11] = {d.batch, d.in_channels, height, width, d.out_channels, d.kernel_h, d.kernel_w,
-                            pad_h, pad_w, p.stride, 0};
-  ConvPlan& plan = conv_plan(dims, t);
+  const ConvShape shape{d.batch, d.in_channels, height, width, d.out_channels, d.kernel_h, d.kernel_w,
+                        pad_h, pad_w, p.stride};
+  const bool narrow = t != DType::F32;
+  if (narrow && conv_api_ == ConvApi::Graph) {
+    const float* bp = bias.empty() ? nullptr : static_cast<const float*>(dense(bias, DType::F32, kBias));
+    const bool offered = conv_offers_graph(t, conv_api_, {xp, wp, bp, y.data});
+    if (ConvGraphPlan* graph = offered ? conv_graph_plan(shape, t, bp != nullptr) : nullptr) {
+      void* workspace = graph->workspace ? scratch(kWorkspace, graph->workspace) : nullptr;
+      run_conv_graph_plan(dnn_, *graph, xp, wp, bp, static_cast<float*>(y.data), workspace);
+      return;
+    }
+  }
+  ConvPlan& plan = conv_plan(shape, t);
   void* workspace = plan.workspace ? scratch(kWorkspace, plan.workspace) : nullptr;
-  void* out = t == DType::F32 ? y.data : scratch(kOutput, size_t(y.numel()) * dtype_size(t));
+  void* out = narrow ? scratch(kOutput, size_t(y.numel()) * dtype_size(t)) : y.data;
   const float one = 1.0f, zero = 0.0f;
   check(lib().cudnnConvolutionForward(dnn_, &one, plan.x, xp, plan.w, wp, plan.conv, plan.algo, workspace,
                                       plan.workspace, &zero, plan.y, out),
         "conv2d");
   // Bias (and, for narrow weights, the widening of the output) in one pass.
-  const bool narrow = t != DType::F32;
   if (narrow || !bias.empty()) {
     const void* bp = bias.empty() ? nullptr : dense(bias, bias.dtype, kBias);
     check(launch_bias_nchw(narrow ? out : nullptr, Dt(t), bp, bias.empty() ? kF32 : Dt(bias.dtype),
                            static_cast<float*>(y.data), d.batch, d.out_channels, d.out_height * d.out_width, stream_),
           "conv2d bias");
   }
+}
+
+bool conv_offers_graph(DType weight, ConvApi api, std::initializer_list<const void*> operands) {
+  if (weight == DType::F32 || api != ConvApi::Graph) return false;
+  for (const void* p : operands)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;  // a view that starts inside a buffer
+  return true;
+}
+
+ConvApi conv_api_for(const char* env_value) {
+  const std::string_view v = env_value ? env_value : "";
+  if (v.empty() || v == "graph") return ConvApi::Graph;
+  if (v == "descriptor") return ConvApi::Descriptor;
+  fail("KAKUSAN_CUDA_CONV=", v, ": expected graph (the default) or descriptor");
 }
 
 }  // namespace kakusan::cuda

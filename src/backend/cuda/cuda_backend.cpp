@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/guard.h"
@@ -15,7 +16,8 @@ namespace kakusan::cuda {
 static_assert(int(DType::F32) == kF32 && int(DType::F16) == kF16 && int(DType::BF16) == kBF16 &&
               int(DType::I64) == kI64, "kernels.h's Dt mirrors kakusan::DType");
 
-CudaBackend::CudaBackend(int index) : index_(index), name_("cuda:" + std::to_string(index)) {
+CudaBackend::CudaBackend(int index)
+    : index_(index), name_("cuda:" + std::to_string(index)), conv_api_(conv_api_for(std::getenv("KAKUSAN_CUDA_CONV"))) {
   check(cudaSetDevice(index), "select device");
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "create stream");
   // Freed blocks stay in the device's pool for the next allocation instead of going back to the driver at
@@ -37,6 +39,7 @@ CudaBackend::~CudaBackend() {
     if (b.p) cudaFreeAsync(b.p, stream_);
   cudaFreeAsync(bad_id_, stream_);
   cudaStreamSynchronize(stream_);
+  conv_graph_plans_.clear();  // execution plans hold on to the handle: released before it
   lib().cudnnDestroy(dnn_);
   lib().cublasLtDestroy(blas_);
   cudaStreamDestroy(stream_);

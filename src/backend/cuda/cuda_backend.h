@@ -16,10 +16,13 @@
 // multiply in true f32 (no TF32), so fp32 runs match the CPU's goldens.
 #pragma once
 
+#include <compare>
 #include <cstddef>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -33,6 +36,28 @@
 #include "backend/cuda/kernels.h"
 
 namespace kakusan::cuda {
+
+// One convolution as cuDNN sees it: x is [batch, channels, height, width] already padded when the padding is
+// asymmetric (then pad_h = pad_w = 0), the weight [out_channels, channels, kernel_h, kernel_w].
+struct ConvShape {
+  int64_t batch, channels, height, width, out_channels, kernel_h, kernel_w, pad_h, pad_w, stride;
+  int64_t out_height() const { return (height + 2 * pad_h - kernel_h) / stride + 1; }
+  int64_t out_width() const { return (width + 2 * pad_w - kernel_w) / stride + 1; }
+  auto operator<=>(const ConvShape&) const = default;
+};
+
+// How a convolution's tensors lie in memory (the weight as [K, C, R, S] or [K, R, S, C]). The backend's
+// tensors are NCHW; NHWC is measured by the layout probe (tests/cuda/test_cuda_conv_probe.cpp).
+enum class ConvLayout { NCHW, NHWC };
+
+// Which cuDNN API computes f16/bf16 convolutions: the graph API (f32 output, bias fused) unless the
+// environment variable KAKUSAN_CUDA_CONV is "descriptor" (a diagnostic: the older descriptor API, whose
+// output is rounded to f16/bf16 before an f32 bias kernel). f32 convolutions always take the descriptor API.
+enum class ConvApi { Graph, Descriptor };
+ConvApi conv_api_for(const char* env_value);
+// Whether a convolution is offered to the graph API: f16/bf16 weights, `api` Graph, and every operand (null:
+// absent) 16-byte aligned, as the graph's tensors promise. cuDNN may still refuse the shape (then: fallback).
+bool conv_offers_graph(DType weight, ConvApi api, std::initializer_list<const void*> operands);
 
 class CudaBackend final : public Backend {
  public:
@@ -103,8 +128,21 @@ class CudaBackend final : public Backend {
   static constexpr size_t kGemmWorkspace = size_t(32) << 20;
   static constexpr size_t kConvWorkspaceLimit = size_t(256) << 20;
 
-  struct GemmPlan;  // cuBLASLt descriptors and algorithm for one shape (plans.h)
-  struct ConvPlan;  // cuDNN descriptors and algorithm for one shape (plans.h)
+  struct GemmPlan;       // cuBLASLt descriptors and algorithm for one shape (plans.h)
+  struct ConvPlan;       // cuDNN descriptors and algorithm for one shape (plans.h)
+  struct ConvGraphPlan;  // a finalized cuDNN graph-API execution plan for one shape (plans.h)
+
+  // f16/bf16 shapes whose graph was refused (no engine, a failed finalize) and which took the descriptor API
+  // instead: each counted once, when its plan was first asked for.
+  int conv_graph_fallbacks() const { return conv_graph_fallbacks_; }
+  // cuDNN's reason for the latest refusal (empty: none yet).
+  const std::string& last_conv_graph_refusal() const { return last_conv_graph_refusal_; }
+  // Making a graph plan may compile a kernel (cuDNN's runtime-fusion engines, through NVRTC: possibly a second
+  // or more per shape, paid on the first step). Once this backend has spent the budget on plans, shapes not yet
+  // planned take the descriptor API (counted as fallbacks): the first step's cost stays bounded.
+  static constexpr double kConvGraphPlanBudgetMs = 20000;
+  double conv_graph_plan_ms() const { return conv_graph_plan_ms_; }
+  void set_conv_graph_plan_budget_ms(double ms) { conv_graph_plan_budget_ms_ = ms; }  // tests
 
   void synchronize() override;
   // Device memory: what this backend holds now and at most (tensors, arenas and scratch), and the device's
@@ -136,7 +174,10 @@ class CudaBackend final : public Backend {
   // Converts any view into a contiguous destination of the same shape on this device.
   void copy_into(const TensorView& x, void* dst, DType dst_dtype);
   GemmPlan& gemm_plan(int64_t m, int64_t n, int64_t k, DType dtype, bool bias, const void* ptrs[4]);
-  ConvPlan& conv_plan(const int64_t dims[11], DType dtype);
+  ConvPlan& conv_plan(const ConvShape& shape, DType dtype);
+  // The graph plan of a narrow convolution, made on first use; nullptr when cuDNN refused the graph (then
+  // remembered, and counted in conv_graph_fallbacks_).
+  ConvGraphPlan* conv_graph_plan(const ConvShape& shape, DType dtype, bool bias);
 
   int index_;
   std::string name_;
@@ -158,10 +199,12 @@ class CudaBackend final : public Backend {
   Buffer slots_[kSlotCount];
   unsigned long long* bad_id_ = nullptr;  // embedding's out-of-range report (device memory)
   std::map<std::tuple<int64_t, int64_t, int64_t, int, bool, int>, std::unique_ptr<GemmPlan>> gemm_plans_;
-  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                      int64_t, int>,
-           std::unique_ptr<ConvPlan>>
-      conv_plans_;
+  std::map<std::pair<ConvShape, int>, std::unique_ptr<ConvPlan>> conv_plans_;
+  std::map<std::tuple<ConvShape, int, bool>, std::unique_ptr<ConvGraphPlan>> conv_graph_plans_;
+  ConvApi conv_api_;
+  int conv_graph_fallbacks_ = 0;
+  double conv_graph_plan_ms_ = 0, conv_graph_plan_budget_ms_ = kConvGraphPlanBudgetMs;
+  std::string last_conv_graph_refusal_;
   mutable std::mutex memory_mutex_;
   size_t live_ = 0, peak_ = 0;
 };

@@ -20,7 +20,9 @@ namespace kakusan::cuda {
   X(cudnnDestroyConvolutionDescriptor) X(cudnnDestroyFilterDescriptor) X(cudnnDestroyTensorDescriptor)       \
   X(cudnnGetConvolution2dForwardOutputDim) X(cudnnGetConvolutionForwardAlgorithm_v7)                         \
   X(cudnnSetConvolution2dDescriptor) X(cudnnSetConvolutionMathType) X(cudnnSetFilter4dDescriptor)            \
-  X(cudnnSetTensor4dDescriptor)
+  X(cudnnSetTensor4dDescriptor) X(cudnnGetVersion)                                                           \
+  X(cudnnBackendCreateDescriptor) X(cudnnBackendDestroyDescriptor) X(cudnnBackendSetAttribute)               \
+  X(cudnnBackendGetAttribute) X(cudnnBackendFinalize) X(cudnnBackendExecute)
 
 // cuDNN 9 marks its descriptor API deprecated in favour of the graph API; it is still supported.
 #pragma GCC diagnostic push

@@ -3,10 +3,13 @@
 //   linear (linear.cpp): a bias that is not dense f32 -> kBias; a weight that is not dense -> kWeight; the
 //     activation converted to the weight's dtype (f16/bf16 models: every call) -> kInput; cuBLASLt's
 //     workspace -> kWorkspace.
-//   conv2d (conv2d.cpp): the input converted to the weight's dtype, or copied into a zero-padded buffer for
-//     asymmetric padding -> kInput; the weight if not dense -> kWeight; cuDNN's workspace -> kWorkspace, at its
-//     cap (the algorithm, and so its workspace, is chosen by cuDNN on the device; the cap bounds it); a narrow
-//     convolution's f16/bf16 output before the bias widens it -> kOutput; the bias if not dense -> kBias.
+//   conv2d (conv2d.cpp, conv_graph.cpp): the input converted to the weight's dtype, or copied into a zero-padded
+//     buffer for asymmetric padding -> kInput; the weight if not dense -> kWeight; cuDNN's workspace (graph or
+//     descriptor plan) -> kWorkspace, at its cap (the engine, and so its workspace, is chosen by cuDNN on the
+//     device; both plan makers skip what exceeds the cap). Narrow weights: the graph API's f32 copy of a bias
+//     that is not dense f32 -> kBias; and since only the device knows whether cuDNN takes the graph, the
+//     descriptor API's fallback too: the f16/bf16 output before the bias widens it -> kOutput, the bias if not
+//     dense -> kBias (the larger of the two rules).
 //   attention (ops.cpp): q, k, v that are not f32 rows with a contiguous last dimension are made dense f32 in
 //     kInput, kWeight, kOperand2.
 // The tallies take the largest request per slot, the slots' growth rule (CudaBackend::scratch).
@@ -52,7 +55,10 @@ void CudaBackend::conv2d_scratch(const TensorView& x, const TensorView& w, const
   dense_need(tally, kWeight, w, t);
   tally.need(kWorkspace, int64_t(kConvWorkspaceLimit));
   const bool narrow = t != DType::F32;
-  if (narrow) tally.need(kOutput, y.numel() * int64_t(dtype_size(t)));
+  if (narrow) {
+    dense_need(tally, kBias, bias, DType::F32);
+    tally.need(kOutput, y.numel() * int64_t(dtype_size(t)));
+  }
   if (narrow || !bias.empty()) dense_need(tally, kBias, bias, bias.dtype);
 }
 
