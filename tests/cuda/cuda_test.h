@@ -31,6 +31,8 @@ class CudaTest : public ::testing::Test {
   }
 
   Backend& gpu() { return *gpu_; }
+  // Another device backend for the test's ops (after CudaTest::SetUp, when not skipped).
+  void use_backend(Backend& backend) { gpu_ = &backend; }
 
   // A device copy of a host tensor, in `dtype` (default: the host's).
   Tensor up(const Tensor& host, std::optional<DType> dtype = std::nullopt) {

@@ -4,7 +4,7 @@
 // against the reference backend on operands pre-rounded to the weight's dtype, with the contract's tolerance
 // — only the f32 accumulation order differs (the sizes here: K <= 1152 products of O(1) terms, far under 1e-4)
 // — where test_cuda_ops allows the descriptor API's extra output rounding; that every shape here takes the
-// graph (else the failure says cuDNN's reason); the plan-time budget; the descriptor switch; the fallback for
+// graph (else the failure says cuDNN's reason); the plan-time budget; the default API and the switch; the fallback for
 // misaligned operands; and capture: a planned graph convolution replays, a new plan is refused while capturing.
 #include <gtest/gtest.h>
 
@@ -36,15 +36,15 @@ constexpr Tolerance kContract{1e-4, 1e-4};  // f32 sums in another order, nothin
 constexpr Tolerance kDescriptorF16{8e-3, 1e-3};
 
 TEST(CudaConvApi, TheSwitchParsesAndRefusesUnknownValues) {
-  EXPECT_EQ(cuda::conv_api_for(nullptr), ConvApi::Graph);
-  EXPECT_EQ(cuda::conv_api_for(""), ConvApi::Graph);
+  EXPECT_EQ(cuda::conv_api_for(nullptr), ConvApi::Descriptor);
+  EXPECT_EQ(cuda::conv_api_for(""), ConvApi::Descriptor);
   EXPECT_EQ(cuda::conv_api_for("graph"), ConvApi::Graph);
   EXPECT_EQ(cuda::conv_api_for("descriptor"), ConvApi::Descriptor);
   try {
     cuda::conv_api_for("Descriptor");
     FAIL() << "an unknown value must be refused";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "KAKUSAN_CUDA_CONV=Descriptor: expected graph (the default) or descriptor");
+    EXPECT_EQ(std::string(e.what()), "KAKUSAN_CUDA_CONV=Descriptor: expected descriptor (the default) or graph");
   }
 }
 
@@ -114,8 +114,15 @@ Shape output_shape(const Case& c) {
           (c.x[3] + c.p.pad_left + c.p.pad_right - c.w[3]) / c.p.stride + 1};
 }
 
+// The tests run on a backend of their own that takes the graph API, whatever KAKUSAN_CUDA_CONV says.
 class CudaConv : public CudaTest {
  public:
+  void SetUp() override {
+    CudaTest::SetUp();
+    if (IsSkipped()) return;
+    static auto* graph = new CudaBackend(0, ConvApi::Graph);  // never destroyed: plans cached for the suite
+    use_backend(*graph);
+  }
   CudaBackend& cuda() { return dynamic_cast<CudaBackend&>(gpu()); }
 
   // The reference's convolution of the operands rounded to `dtype`, in f64 sums.
@@ -185,8 +192,9 @@ TEST_F(CudaConv, OnceThePlanBudgetIsSpentNewShapesTakeTheDescriptorApi) {
 }
 
 // Without a bias, the descriptor API's result is its f16 output widened: every element is an f16 value. The
-// graph API's f32 output is not (almost every element has bits below f16's precision).
-TEST_F(CudaConv, TheDescriptorSwitchBringsBackTheOutputRounding) {
+// graph API's f32 output is not (almost every element has bits below f16's precision). A backend made without
+// KAKUSAN_CUDA_CONV takes the descriptor API; with KAKUSAN_CUDA_CONV=graph, the graph API.
+TEST_F(CudaConv, TheDescriptorApiRoundsTheOutputAndTheSwitchPicksTheGraphApi) {
   const Case c = kCases[0];
   const Tensor x = random_tensor(c.x, 37), w = random_weights(c.w, 72, 38, DType::F16);
   auto f16_values = [](const Tensor& y) {
@@ -195,17 +203,29 @@ TEST_F(CudaConv, TheDescriptorSwitchBringsBackTheOutputRounding) {
     for (int64_t i = 0; i < y.numel(); ++i) same += y.f32()[i] == rounded.f32()[i];
     return same;
   };
-  ::setenv("KAKUSAN_CUDA_CONV", "descriptor", 1);
-  CudaBackend descriptor(0);  // reads the switch when made
+  auto convolve = [&](CudaBackend& backend) {
+    Tensor dx = backend.empty(c.x, DType::F32), dw = backend.empty(c.w, DType::F16);
+    backend.upload(x, dx);
+    backend.upload(w, dw);
+    Tensor dy = backend.empty(output_shape(c), DType::F32);
+    backend.conv2d(dx, dw, {}, c.p, dy);
+    return host_copy(backend, dy);
+  };
+  const char* const saved = std::getenv("KAKUSAN_CUDA_CONV");
+  const std::string saved_value = saved ? saved : "";
   ::unsetenv("KAKUSAN_CUDA_CONV");
-  Tensor dx = descriptor.empty(c.x, DType::F32), dw = descriptor.empty(c.w, DType::F16);
-  descriptor.upload(x, dx);
-  descriptor.upload(w, dw);
-  Tensor dy = descriptor.empty(output_shape(c), DType::F32);
-  descriptor.conv2d(dx, dw, {}, c.p, dy);
-  const Tensor by_descriptor = host_copy(descriptor, dy);
-  EXPECT_EQ(descriptor.conv_graph_fallbacks(), 0);
+  CudaBackend by_default(0);  // reads the switch when made
+  ::setenv("KAKUSAN_CUDA_CONV", "graph", 1);
+  CudaBackend switched(0);
+  if (saved) ::setenv("KAKUSAN_CUDA_CONV", saved_value.c_str(), 1); else ::unsetenv("KAKUSAN_CUDA_CONV");
+
+  const Tensor by_descriptor = convolve(by_default);
+  EXPECT_EQ(by_default.conv_graph_fallbacks(), 0);
   EXPECT_EQ(f16_values(by_descriptor), by_descriptor.numel());
+  KK_EXPECT_CLOSE(by_descriptor, expected(c, x, w, Tensor(), DType::F16), kDescriptorF16);
+
+  const Tensor by_switch = convolve(switched);
+  EXPECT_LT(f16_values(by_switch), by_switch.numel() / 10) << switched.last_conv_graph_refusal();
 
   Tensor got = poisoned(output_shape(c));
   gpu().conv2d(up(x), up(w), {}, c.p, got);

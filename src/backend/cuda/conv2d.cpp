@@ -1,9 +1,9 @@
-// conv2d on cuDNN (NCHW). f16/bf16 weights: cuDNN's graph API (conv_graph.cpp) — operands in the weight's
-// dtype, f32 accumulation, the bias added in f32 inside the same kernel and an f32 output, backend.h's
-// contract exactly. Where cuDNN refuses that graph for a shape (no engine, a failed finalize), or with
-// KAKUSAN_CUDA_CONV=descriptor, the descriptor API: the same products, but its output is in the operands' dtype,
-// so the result is rounded once to f16/bf16 before an f32 bias kernel adds the bias — one rounding more than
-// the contract (at most 2^-11 relative for f16, 2^-8 for bf16). f32 weights always take the descriptor API, in
+// conv2d on cuDNN (NCHW). f16/bf16 weights, by default: the descriptor API — operands in the weight's dtype,
+// f32 accumulation, but its output is in the operands' dtype, so the result is rounded once to f16/bf16 before
+// an f32 bias kernel adds the bias: one rounding more than backend.h's contract (at most 2^-11 relative for
+// f16, 2^-8 for bf16). With KAKUSAN_CUDA_CONV=graph (ConvApi, cuda_backend.h): cuDNN's graph API
+// (conv_graph.cpp) — the bias added in f32 inside the same kernel and an f32 output, the contract exactly;
+// where cuDNN refuses that graph for a shape (no engine, a failed finalize), the descriptor API, counted. f32 weights always take the descriptor API, in
 // true f32 (CUDNN_FMA_MATH: no TF32). Plans are made per shape and dtype on first use (the eager first step;
 // never while capturing a CUDA graph) and cached; graph plans within a time budget (kConvGraphPlanBudgetMs).
 // Asymmetric padding (the VAE's (0, 1, 0, 1) downsampling) is done by copying x into a zeroed, padded buffer.
@@ -190,9 +190,9 @@ bool conv_offers_graph(DType weight, ConvApi api, std::initializer_list<const vo
 
 ConvApi conv_api_for(const char* env_value) {
   const std::string_view v = env_value ? env_value : "";
-  if (v.empty() || v == "graph") return ConvApi::Graph;
-  if (v == "descriptor") return ConvApi::Descriptor;
-  fail("KAKUSAN_CUDA_CONV=", v, ": expected graph (the default) or descriptor");
+  if (v.empty() || v == "descriptor") return ConvApi::Descriptor;
+  if (v == "graph") return ConvApi::Graph;
+  fail("KAKUSAN_CUDA_CONV=", v, ": expected descriptor (the default) or graph");
 }
 
 }  // namespace kakusan::cuda

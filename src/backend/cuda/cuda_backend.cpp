@@ -16,8 +16,10 @@ namespace kakusan::cuda {
 static_assert(int(DType::F32) == kF32 && int(DType::F16) == kF16 && int(DType::BF16) == kBF16 &&
               int(DType::I64) == kI64, "kernels.h's Dt mirrors kakusan::DType");
 
-CudaBackend::CudaBackend(int index)
-    : index_(index), name_("cuda:" + std::to_string(index)), conv_api_(conv_api_for(std::getenv("KAKUSAN_CUDA_CONV"))) {
+CudaBackend::CudaBackend(int index, std::optional<ConvApi> conv_api)
+    : index_(index),
+      name_("cuda:" + std::to_string(index)),
+      conv_api_(conv_api.value_or(conv_api_for(std::getenv("KAKUSAN_CUDA_CONV")))) {
   check(cudaSetDevice(index), "select device");
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "create stream");
   // Freed blocks stay in the device's pool for the next allocation instead of going back to the driver at

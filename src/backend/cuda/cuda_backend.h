@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -50,9 +51,11 @@ struct ConvShape {
 // tensors are NCHW; NHWC is measured by the layout probe (tests/cuda/test_cuda_conv_probe.cpp).
 enum class ConvLayout { NCHW, NHWC };
 
-// Which cuDNN API computes f16/bf16 convolutions: the graph API (f32 output, bias fused) unless the
-// environment variable KAKUSAN_CUDA_CONV is "descriptor" (a diagnostic: the older descriptor API, whose
-// output is rounded to f16/bf16 before an f32 bias kernel). f32 convolutions always take the descriptor API.
+// Which cuDNN API computes f16/bf16 convolutions: the descriptor API (cuDNN's precompiled engines; its output
+// is rounded to f16/bf16 before an f32 bias kernel: one rounding more than backend.h's contract) unless the
+// environment variable KAKUSAN_CUDA_CONV is "graph" (the graph API: f32 output, bias fused; the engines cuDNN
+// offers for it compile at run time, a first-step cost no GPU has measured yet — the device check's layout
+// probe times both, and the default follows that measurement). f32 convolutions always take the descriptor API.
 enum class ConvApi { Graph, Descriptor };
 ConvApi conv_api_for(const char* env_value);
 // Whether a convolution is offered to the graph API: f16/bf16 weights, `api` Graph, and every operand (null:
@@ -61,7 +64,8 @@ bool conv_offers_graph(DType weight, ConvApi api, std::initializer_list<const vo
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int index);
+  // `conv_api`: as KAKUSAN_CUDA_CONV says when not given (tests ask for one).
+  explicit CudaBackend(int index, std::optional<ConvApi> conv_api = std::nullopt);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
