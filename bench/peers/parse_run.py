@@ -2,7 +2,7 @@
 # Turns one contender run of bench/peers/run.sh into one JSON line: the wall time, CPU time and peak RSS that
 # `/usr/bin/time -v` measured for the whole process, plus what the contender itself reported:
 #   json    the last JSON line the program printed (`kakusan bench`, bench/peers/diffusers_cpu.py);
-#   kakusan `kakusan generate`'s progress lines ("denoising 3/20  3.81 s/it"): per-step seconds;
+#   kakusan `kakusan generate`'s progress lines ("denoising 3/20  3.81 s/it", a running mean): per-step seconds;
 #   sdcpp   stable-diffusion.cpp's progress bar ("3/20 - 5.12s/it") and its phase lines ("sampling completed,
 #           taking 101.2s"): per-step seconds.
 # Per-step medians leave out the first step (it includes the first-use allocations of both programs).
@@ -55,11 +55,18 @@ def last_json(text):
     return {}
 
 
-def kakusan_steps(text):
-    steps = {}
+def kakusan_figures(text):
+    # Each progress line gives the phase's running mean (elapsed / steps done, 2 decimals); the differences of
+    # the running totals are the single steps (within +-0.01 s x steps done), the last total the whole loop.
+    totals = {}
     for done, seconds in re.findall(r"denoising\s+(\d+)/\d+\s+([\d.]+) s/it", text):
-        steps[int(done)] = float(seconds)
-    return [steps[k] for k in sorted(steps) if k > 0]
+        if int(done) > 0:
+            totals[int(done)] = int(done) * float(seconds)
+    if not totals:
+        return {}
+    done = sorted(totals)
+    steps = [totals[k] - (totals[done[i - 1]] if i else 0.0) for i, k in enumerate(done)]
+    return {**step_figures(steps), "loop_s": round(totals[done[-1]], 2)}
 
 
 def sdcpp_figures(text):
@@ -98,7 +105,7 @@ def main():
             reported["self_peak_rss_mb"] = reported.pop("peak_rss_mb")
         record["reported"] = reported
     elif args.kind == "kakusan":
-        record.update(step_figures(kakusan_steps(text)))
+        record.update(kakusan_figures(text))
     else:
         record.update(sdcpp_figures(text))
     print(json.dumps(record))

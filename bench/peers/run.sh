@@ -6,13 +6,14 @@
 #   bench/peers/run.sh --kakusan build/kakusan --sdcpp /path/to/sd-cli --python /path/to/venv/bin/python \
 #       --fp16-dir /tmp/sd15-fp16 --fp32-dir /tmp/sd15-fp32 \
 #       --fp16-file /tmp/sd15-fp16.safetensors --fp32-file /tmp/sd15-fp32.safetensors \
-#       [--rounds 3] [--threads 2] [--size 512] [--steps 20] [--sd-steps 4] [--logs DIR] \
+#       [--rounds 3] [--first-round 1] [--threads 2] [--size 512] [--steps 20] [--sd-steps 4] [--logs DIR] \
 #       [--runs "kakusan-fp16-step diffusers-fp32-step sdcpp-f16-step ..."]
 #
 # Runs (the order of --runs is the order within a round):
 #   kakusan-{fp16,fp32}-step     `kakusan bench`: one UNet step of the CFG batch (plus text encoder and VAE)
 #   diffusers-{fp32,bf16}-step   diffusers_cpu.py --mode unet: the median of 3 UNet calls after 1 warm-up
 #   sdcpp-{f16,f32}-step         sd-cli with --sd-steps steps: its per-step times
+#   sdcpp-f16-fa-step            the same with sd-cli's --diffusion-fa (ggml's flash attention in the UNet)
 #   kakusan-{fp16,fp32}-image    `kakusan generate`: a whole image, --steps DPM-Solver++ steps
 #   diffusers-fp32-image         diffusers_cpu.py --mode image: the same
 #   sdcpp-{f16,f32}-image        sd-cli: the same (dpm++2m sampler, discrete schedule)
@@ -20,15 +21,15 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-rounds=3 threads=2 size=512 steps=20 sd_steps=4 logs="" runs=""
+rounds=3 first_round=1 threads=2 size=512 steps=20 sd_steps=4 logs="" runs=""
 kakusan="" sdcpp="" python="" fp16_dir="" fp32_dir="" fp16_file="" fp32_file=""
 prompt="portrait photo of a old warrior chief"
 while (($#)); do
   case "$1" in
     --kakusan) kakusan=$2 ;; --sdcpp) sdcpp=$2 ;; --python) python=$2 ;;
     --fp16-dir) fp16_dir=$2 ;; --fp32-dir) fp32_dir=$2 ;; --fp16-file) fp16_file=$2 ;; --fp32-file) fp32_file=$2 ;;
-    --rounds) rounds=$2 ;; --threads) threads=$2 ;; --size) size=$2 ;; --steps) steps=$2 ;;
-    --sd-steps) sd_steps=$2 ;; --logs) logs=$2 ;; --runs) runs=$2 ;;
+    --rounds) rounds=$2 ;; --first-round) first_round=$2 ;; --threads) threads=$2 ;; --size) size=$2 ;;
+    --steps) steps=$2 ;; --sd-steps) sd_steps=$2 ;; --logs) logs=$2 ;; --runs) runs=$2 ;;
     *) echo "run.sh: unknown option '$1' (see the usage at the top of $0)" >&2; exit 2 ;;
   esac
   shift 2
@@ -71,19 +72,20 @@ command_of() {
            --height "$size" --width "$size" --steps "$steps" --scheduler DPMSolverMultistepScheduler
            --prompt "$prompt" --seed 1 --output "$out.png")
       kind=json ;;
-    sdcpp-f16-step|sdcpp-f32-step|sdcpp-f16-image|sdcpp-f32-image)
-      local file n
+    sdcpp-f16-step|sdcpp-f32-step|sdcpp-f16-fa-step|sdcpp-f16-image|sdcpp-f32-image)
+      local file n fa=()
       [[ $name == sdcpp-f16-* ]] && file=$fp16_file || file=$fp32_file
       [[ $name == *-step ]] && n=$sd_steps || n=$steps
+      [[ $name == *-fa-* ]] && fa=(--diffusion-fa)
       need "$sdcpp" --sdcpp; need "$file" "--fp16-file/--fp32-file"
       cmd=("$sdcpp" -m "$file" -p "$prompt" -H "$size" -W "$size" --steps "$n" --sampling-method dpm++2m
-           --scheduler discrete --cfg-scale 7.5 -s 1 -t "$threads" -o "$out.png")
+           --scheduler discrete --cfg-scale 7.5 -s 1 -t "$threads" -o "$out.png" "${fa[@]}")
       kind=sdcpp ;;
     *) echo "run.sh: unknown run '$name'" >&2; exit 2 ;;
   esac
 }
 
-for ((round = 1; round <= rounds; round++)); do
+for ((round = first_round; round < first_round + rounds; round++)); do
   for name in $runs; do
     out="$logs/$name-$round"
     command_of "$name" "$out"
