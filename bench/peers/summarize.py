@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # Reads the JSON lines of bench/peers/run.sh and prints a Markdown table per run name: every run's figures and
 # their medians. The per-step figure is what each contender reports for one classifier-free-guidance UNet step:
-# `kakusan bench`'s unet_step_s, diffusers_cpu.py's median of its timed calls, sd.cpp's and `kakusan generate`'s
-# per-step median (first step left out). Standard library only.
+# `kakusan bench`'s unet_step_s, diffusers_cpu.py's median of its timed calls (or of its image's steps), sd.cpp's
+# and `kakusan generate`'s per-step median (first step left out). Standard library only.
 #
 #   python3 bench/peers/summarize.py results.jsonl [more.jsonl ...]
 import json
@@ -12,8 +12,9 @@ import sys
 
 def step_seconds(record):
     reported = record.get("reported", {})
-    if "unet_step_s" in reported:
-        return reported["unet_step_s"]
+    for key in ("unet_step_s", "step_s_median"):
+        if key in reported:
+            return reported[key]
     return record.get("step_s_median")
 
 
