@@ -22,12 +22,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <functional>
 #include <sstream>
 #include <string>
 
 #include "backend/cuda/kernels.h"
 #include "cuda_test.h"
+#include "gpu_timing.h"
 #include "random_tensors.h"
 #include "support/golden.h"
 
@@ -258,25 +258,10 @@ TEST_F(CudaAttention, Sd15ShapesMatchTheCudaCoreKernelAndAreTimed) {
     const float *qp = device_f32(q), *kp = device_f32(k), *vp = device_f32(v);
     ASSERT_EQ(cuda::attention_kernel_for(s, qp, kp, vp, device_f32(mma)), AttentionKernel::TensorCores);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the uploads (on the backend's stream) are done
-    // Milliseconds per call, the mean of 10 after one warm-up, on the default stream.
-    auto time = [](const std::function<cudaError_t()>& launch) {
-      cudaEvent_t start, stop;
-      cudaEventCreate(&start);
-      cudaEventCreate(&stop);
-      EXPECT_EQ(launch(), cudaSuccess);
-      cudaEventRecord(start, nullptr);
-      for (int i = 0; i < 10; ++i) launch();
-      cudaEventRecord(stop, nullptr);
-      EXPECT_EQ(cudaEventSynchronize(stop), cudaSuccess);
-      float ms = 0;
-      cudaEventElapsedTime(&ms, start, stop);
-      cudaEventDestroy(start);
-      cudaEventDestroy(stop);
-      return ms / 10;
-    };
-    const float mma_ms = time([&] { return cuda::launch_attention(qp, kp, vp, device_f32(mma), s, nullptr); });
-    const float cores_ms = time(
-        [&] { return cuda::launch_attention_cuda_cores(qp, kp, vp, device_f32(cores), s, nullptr); });
+    const float mma_ms = testing::median_gpu_ms(
+        [&] { EXPECT_EQ(cuda::launch_attention(qp, kp, vp, device_f32(mma), s, nullptr), cudaSuccess); });
+    const float cores_ms = testing::median_gpu_ms(
+        [&] { EXPECT_EQ(cuda::launch_attention_cuda_cores(qp, kp, vp, device_f32(cores), s, nullptr), cudaSuccess); });
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     expect_within_rounding(down(mma), down(cores), v_max(v_host, 0, width), DType::F16);
     std::ostringstream name;

@@ -20,7 +20,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -29,6 +28,7 @@
 #include "backend/cuda/plans.h"
 #include "core/error.h"
 #include "cuda_test.h"
+#include "gpu_timing.h"
 
 namespace kakusan {
 namespace {
@@ -99,34 +99,14 @@ const ProbeCase kCases[] = {
 // shape); later shapes report "not tried", so the probe stays within its limit in the device check.
 constexpr double kPlanBudgetMs = 10000;
 
-// Milliseconds of one run: the median of 15 after 3 warm-ups.
-float median_ms(const std::function<void()>& run) {
-  constexpr int kRuns = 15;
-  for (int i = 0; i < 3; ++i) run();
-  std::vector<cudaEvent_t> events(2 * kRuns);
-  for (cudaEvent_t& e : events) cudaEventCreate(&e);
-  for (int i = 0; i < kRuns; ++i) {
-    cudaEventRecord(events[2 * i], nullptr);
-    run();
-    cudaEventRecord(events[2 * i + 1], nullptr);
-  }
-  EXPECT_EQ(cudaEventSynchronize(events.back()), cudaSuccess);
-  std::vector<float> ms(kRuns);
-  for (int i = 0; i < kRuns; ++i) cudaEventElapsedTime(&ms[i], events[2 * i], events[2 * i + 1]);
-  for (cudaEvent_t& e : events) cudaEventDestroy(e);
-  std::nth_element(ms.begin(), ms.begin() + kRuns / 2, ms.end());
-  return ms[kRuns / 2];
-}
-
 // A [n, c, h, w] tensor's layout for the strided copy, stored NCHW or NHWC.
 cuda::Layout layout_of(int64_t n, int64_t c, int64_t h, int64_t w, ConvLayout layout) {
   cuda::Layout l;
   l.rank = 4;
-  const int64_t shape[4] = {n, c, h, w};
-  const int64_t nchw[4] = {c * h * w, h * w, w, 1}, nhwc[4] = {h * w * c, 1, w * c, c};
+  const std::vector<int64_t> shape{n, c, h, w}, strides = cuda::conv_strides(shape, layout);
   for (int i = 0; i < 4; ++i) {
     l.shape[i] = shape[i];
-    l.strides[i] = layout == ConvLayout::NCHW ? nchw[i] : nhwc[i];
+    l.strides[i] = strides[i];
   }
   return l;
 }
@@ -190,7 +170,7 @@ TEST(CudaConvProbe, Sd15ConvolutionsTimedInNchwAndNhwc) {
       try {
         const auto plan = cuda::make_conv_descriptor_plan(dnn, s, DType::F16, layout);
         const float one = 1.0f, zero = 0.0f;
-        column(tag + "_ms", median_ms([&] {
+        column(tag + "_ms", testing::median_gpu_ms([&] {
                  EXPECT_EQ(l.cudnnConvolutionForward(dnn, &one, plan->x, x16, plan->w, w16, plan->conv, plan->algo,
                                                      workspace, plan->workspace, &zero, plan->y, y),
                            CUDNN_STATUS_SUCCESS);
@@ -217,7 +197,7 @@ TEST(CudaConvProbe, Sd15ConvolutionsTimedInNchwAndNhwc) {
         continue;
       }
       try {
-        column(tag + "_ms", median_ms([&] {
+        column(tag + "_ms", testing::median_gpu_ms([&] {
                  cuda::run_conv_graph_plan(dnn, *plan, x16, w16, static_cast<const float*>(bias),
                                            static_cast<float*>(y), workspace);
                }));
@@ -227,10 +207,10 @@ TEST(CudaConvProbe, Sd15ConvolutionsTimedInNchwAndNhwc) {
     }
     const int64_t out = s.out_height();
     const int64_t nx = s.batch * s.channels * s.height * s.width, ny = s.batch * s.out_channels * out * out;
-    column("to_f16_ms", median_ms([&] {
+    column("to_f16_ms", testing::median_gpu_ms([&] {
              EXPECT_EQ(cuda::launch_convert(x32, cuda::kF32, x16, cuda::kF16, nx, nullptr), cudaSuccess);
            }));
-    column("to_nhwc_ms", median_ms([&] {
+    column("to_nhwc_ms", testing::median_gpu_ms([&] {
              EXPECT_EQ(cuda::launch_strided_copy(x32, cuda::kF32, layout_of(s.batch, s.channels, s.height, s.width,
                                                                             ConvLayout::NCHW),
                                                  x16, cuda::kF16,
@@ -238,7 +218,7 @@ TEST(CudaConvProbe, Sd15ConvolutionsTimedInNchwAndNhwc) {
                                                  nx, nullptr),
                        cudaSuccess);
            }));
-    column("from_nhwc_ms", median_ms([&] {
+    column("from_nhwc_ms", testing::median_gpu_ms([&] {
              EXPECT_EQ(cuda::launch_strided_copy(y, cuda::kF32,
                                                  layout_of(s.batch, s.out_channels, out, out, ConvLayout::NHWC), y2,
                                                  cuda::kF32,

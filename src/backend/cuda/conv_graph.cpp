@@ -27,6 +27,12 @@
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
 namespace kakusan::cuda {
+
+std::vector<int64_t> conv_strides(const std::vector<int64_t>& d, ConvLayout layout) {
+  if (layout == ConvLayout::NCHW) return {d[1] * d[2] * d[3], d[2] * d[3], d[3], 1};
+  return {d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]};
+}
+
 namespace {
 
 // The graph's tensors, as the variant pack names them.
@@ -49,13 +55,6 @@ void set(void* d, cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t 
 }
 
 void finalize(void* d, const char* what) { check(lib().cudnnBackendFinalize(d), what); }
-
-// Strides of a [n, c, h, w] tensor (the graph API always takes dimensions in NCHW order; the strides say how
-// they lie) stored NCHW or NHWC.
-std::vector<int64_t> strides(const std::vector<int64_t>& d, ConvLayout layout) {
-  if (layout == ConvLayout::NCHW) return {d[1] * d[2] * d[3], d[2] * d[3], d[3], 1};
-  return {d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]};
-}
 
 class GraphBuilder {
  public:
@@ -150,10 +149,10 @@ void* build_graph(cudnnHandle_t dnn, const ConvShape& s, DType dtype, bool bias,
   const std::vector<int64_t> x_dims{s.batch, s.channels, s.height, s.width},
       w_dims{s.out_channels, s.channels, s.kernel_h, s.kernel_w},
       y_dims{s.batch, s.out_channels, s.out_height(), s.out_width()}, bias_dims{1, s.out_channels, 1, 1};
-  void* x = b.tensor(kX, narrow, x_dims, strides(x_dims, layout), false);
-  void* w = b.tensor(kW, narrow, w_dims, strides(w_dims, layout), false);
-  void* t = b.tensor(kConvOut, f32, y_dims, strides(y_dims, layout), true);
-  void* y = b.tensor(kY, f32, y_dims, strides(y_dims, layout), false);
+  void* x = b.tensor(kX, narrow, x_dims, conv_strides(x_dims, layout), false);
+  void* w = b.tensor(kW, narrow, w_dims, conv_strides(w_dims, layout), false);
+  void* t = b.tensor(kConvOut, f32, y_dims, conv_strides(y_dims, layout), true);
+  void* y = b.tensor(kY, f32, y_dims, conv_strides(y_dims, layout), false);
 
   void* conv = b.make(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
   const int64_t spatial = 2, pads[2] = {s.pad_h, s.pad_w}, unit[2] = {1, 1}, steps[2] = {s.stride, s.stride};

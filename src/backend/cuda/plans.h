@@ -57,6 +57,10 @@ struct CudaBackend::ConvGraphPlan {
   }
 };
 
+// Strides of a [n, c, h, w] tensor (dimensions always in NCHW order, as the graph API takes them; the strides
+// say how they lie) stored NCHW or NHWC.
+std::vector<int64_t> conv_strides(const std::vector<int64_t>& nchw_dims, ConvLayout layout);
+
 // cuDNN's name for an f32, f16 or bf16 tensor.
 cudnnDataType_t dnn_type(DType t);
 
