@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "backend/registry.h"
 #include "io/png.h"
 #include "c_api_params.h"
 #include "kakusan/kakusan.h"
@@ -34,12 +33,9 @@ kakusan_context* load_case_b(const char* dtype, const char* device = nullptr) {
 // A device that captures and replays as a GPU does (support/separate_heap_backend.h), for the C API's
 // CUDA-graph switch.
 const char* const kCapturingDevice = "separate-heap-c-api";
-testing::SeparateHeapBackend& capturing_device() {
-  static auto* backend = new testing::SeparateHeapBackend(cpu_backend());  // outlives every context
-  return *backend;
-}
+testing::SeparateHeapBackend& capturing_device() { return testing::registered_separate_heap(kCapturingDevice); }
 const bool capturing_device_registered = [] {
-  register_backend(kCapturingDevice, [](int) -> Backend& { return capturing_device(); });
+  capturing_device();
   return true;
 }();
 

@@ -12,7 +12,6 @@
 #include <memory>
 #include <string>
 
-#include "backend/registry.h"
 #include "io/png.h"
 #include "io/safetensors.h"
 #include "kakusan/pipeline.h"
@@ -50,10 +49,7 @@ const fs::path& inpainting_model() {
 // touch the VAE's and UNet's memory only through the backend.
 const char* const kSeparateHeap = "separate-heap-img2img";
 const bool separate_heap_registered = [] {
-  register_backend(kSeparateHeap, [](int) -> Backend& {
-    static auto* backend = new testing::SeparateHeapBackend(cpu_backend());  // outlives the cached pipelines
-    return *backend;
-  });
+  testing::registered_separate_heap(kSeparateHeap);
   return true;
 }();
 

@@ -7,7 +7,6 @@
 #include <map>
 #include <memory>
 
-#include "backend/registry.h"
 #include "io/png.h"
 #include "kakusan/pipeline.h"
 #include "pipeline_cases.h"
@@ -23,13 +22,9 @@ using testing::Tolerance;
 // The proof that no model or pipeline code touches activations or weights behind the backend's back: every
 // case also runs on a backend whose memory is a separate, scrambled heap (the fast CPU kernels inside).
 const char* const kSeparateHeap = "separate-heap";
-testing::SeparateHeapBackend& separate_heap() {
-  // Never destroyed: the cached pipelines below hold its memory until the process ends.
-  static auto* backend = new testing::SeparateHeapBackend(cpu_backend());
-  return *backend;
-}
+testing::SeparateHeapBackend& separate_heap() { return testing::registered_separate_heap(kSeparateHeap); }
 const bool separate_heap_registered = [] {
-  register_backend(kSeparateHeap, [](int) -> Backend& { return separate_heap(); });
+  separate_heap();
   return true;
 }();
 

@@ -1,10 +1,13 @@
 #include "support/separate_heap_backend.h"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <new>
 #include <utility>
 #include <vector>
 
+#include "backend/registry.h"
 #include "core/large_alloc.h"
 
 namespace kakusan::testing {
@@ -405,6 +408,18 @@ void SeparateHeapBackend::copy(const TensorView& x, const TensorView& y) {
     inner_.copy(o.in("x", x), o.out("y", y));
     o.finish();
   });
+}
+
+SeparateHeapBackend& registered_separate_heap(const std::string& kind) {
+  static std::mutex mutex;
+  static std::map<std::string, SeparateHeapBackend*> made;
+  std::lock_guard lock(mutex);
+  SeparateHeapBackend*& backend = made[kind];
+  if (backend == nullptr) {
+    backend = new SeparateHeapBackend(cpu_backend());
+    register_backend(kind, [backend](int) -> Backend& { return *backend; });
+  }
+  return *backend;
 }
 
 }  // namespace kakusan::testing

@@ -113,4 +113,8 @@ class SeparateHeapBackend final : public Backend {
   bool reports_linear_scratch_ = false;
 };
 
+// A SeparateHeapBackend over the fast CPU kernels, registered as device `kind` on first call (the same one for
+// later calls) and never destroyed: pipelines cached by the tests hold its memory until the process ends.
+SeparateHeapBackend& registered_separate_heap(const std::string& kind);
+
 }  // namespace kakusan::testing
