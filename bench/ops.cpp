@@ -6,7 +6,7 @@
 // FLOPs are always those of the direct algorithm, so Winograd convolutions show "effective" rates that can
 // exceed the FMA peak. "bf16w" rows run bf16 weights (activations rounded to bf16: backend.h's precision
 // rule), "attention bf16" rows AttentionParams::precision = BF16, at the same shapes as their fp32 rows.
-//   bench_ops [--threads N] [--filter substring] [--backend cpu|reference]
+//   bench_ops [--threads N] [--filter substring[|substring...]] [--backend cpu|reference]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -72,7 +72,8 @@ Timing time_op(const std::function<void()>& run) {
   return {wall[wall.size() / 2], cpu[cpu.size() / 2]};
 }
 
-// The cases whose "op shape" contains `filter`; inputs are only made for those.
+// The cases whose "op shape" contains `filter` (or one of its '|'-separated alternatives); inputs are only made
+// for those.
 // " f16w" / " bf16w" after an op name whose weights are in that dtype.
 std::string weight_suffix(DType wt) {
   return wt == DType::F16 ? " f16w" : wt == DType::BF16 ? " bf16w" : "";
@@ -81,7 +82,14 @@ std::string weight_suffix(DType wt) {
 std::vector<Case> make_cases(Backend& be, const std::string& filter) {
   std::vector<Case> cases;
   auto wanted = [&](const std::string& op, const std::string& shape) {
-    return filter.empty() || (op + " " + shape).find(filter) != std::string::npos;
+    if (filter.empty()) return true;
+    const std::string name = op + " " + shape;
+    for (size_t begin = 0; begin <= filter.size();) {
+      const size_t end = std::min(filter.find('|', begin), filter.size());
+      if (end > begin && name.find(filter.substr(begin, end - begin)) != std::string::npos) return true;
+      begin = end + 1;
+    }
+    return false;
   };
   auto linear = [&](int64_t m, int64_t k, int64_t n, DType wt = DType::F32) {
     const std::string op = "linear" + weight_suffix(wt);
@@ -172,12 +180,10 @@ std::vector<Case> make_cases(Backend& be, const std::string& filter) {
   linear(8192, 320, 2560);   // GEGLU projection, batch 2
   linear(8192, 1280, 320);   // feed-forward out
   linear(8192, 320, 320);    // q/k/v/out projections
-  linear(8192, 320, 320, DType::F16);
   conv(2, 320, 64, 320, 3, Conv2dParams::symmetric(1));
   conv(2, 640, 32, 640, 3, Conv2dParams::symmetric(1));
   conv(2, 1280, 16, 1280, 3, Conv2dParams::symmetric(1));
   conv(2, 1280, 8, 1280, 3, Conv2dParams::symmetric(1));
-  conv(2, 1280, 16, 1280, 3, Conv2dParams::symmetric(1), DType::F16);
   conv(2, 320, 64, 320, 3, Conv2dParams::symmetric(1, 2));  // downsampler
   conv(2, 320, 64, 320, 1, Conv2dParams{});                  // proj_in / proj_out
   conv(2, 640, 32, 1280, 1, Conv2dParams{});                 // resnet shortcut
@@ -214,6 +220,21 @@ std::vector<Case> make_cases(Backend& be, const std::string& filter) {
   attention(2, 4096, 4096, 8, 40, AttentionStrategy::Flash, "flash", 0, DType::BF16);
   attention(2, 4096, 77, 8, 40, AttentionStrategy::Auto, "auto", 0, DType::BF16);
   attention(2, 1024, 1024, 8, 80, AttentionStrategy::Full, "full", 0, DType::BF16);
+  // fp16 weights (widened to f32 on the CPU) at the UNet's costliest weight shapes, each beside its fp32 row.
+  for (const DType wt : {DType::F32, DType::F16}) {
+    linear(256, 1280, 10240, wt);  // GEGLU projection at 16x16 (batch 2, per sample)
+    linear(256, 5120, 1280, wt);   // feed-forward out at 16x16
+    linear(512, 1280, 1280, wt);   // attention projections at 16x16
+    linear(2048, 640, 640, wt);    // attention projections at 32x32
+    conv(2, 2560, 16, 1280, 3, Conv2dParams::symmetric(1), wt);  // up block resnet (im2col: few tiles)
+    conv(2, 2560, 8, 1280, 3, Conv2dParams::symmetric(1), wt);
+    conv(2, 1280, 16, 1280, 3, Conv2dParams::symmetric(1), wt);
+    conv(2, 1280, 8, 1280, 3, Conv2dParams::symmetric(1), wt);
+    linear(4096, 320, 320, wt);    // attention projections at 64x64 (per sample)
+    conv(2, 640, 32, 640, 3, Conv2dParams::symmetric(1), wt);    // Winograd
+    conv(1, 960, 64, 320, 3, Conv2dParams::symmetric(1), wt);
+    conv(2, 1280, 32, 640, 1, Conv2dParams{}, wt);               // resnet shortcut
+  }
   // TAESD's decoder convolutions (64 channels) at 512x512.
   conv(1, 64, 64, 64, 3, Conv2dParams::symmetric(1));
   conv(1, 64, 128, 64, 3, Conv2dParams::symmetric(1));
@@ -235,7 +256,7 @@ int run(int argc, char** argv) {
     } else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) {
       reference = !std::strcmp(argv[++i], "reference");
     } else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--filter substring] [--backend cpu|reference]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads N] [--filter substring[|substring...]] [--backend cpu|reference]\n", argv[0]);
       return 2;
     }
   }

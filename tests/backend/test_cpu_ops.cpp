@@ -82,6 +82,7 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{1, 4, 9, 9, 3, 3, Conv2dParams{2, 0, 1, 0, 1}},  // VAE encoder downsampler
                       ConvCase{2, 4, 8, 10, 4, 3, Conv2dParams{2, 0, 1, 0, 1}},
                       ConvCase{2, 7, 5, 6, 3, 1, Conv2dParams{}},                // 1x1: direct GEMM
+                      ConvCase{2, 40, 6, 5, 24, 1, Conv2dParams{}, DType::F16},  // ... f16 weight widened
                       ConvCase{1, 4, 6, 6, 5, 1, Conv2dParams::symmetric(0, 2)}, // 1x1 strided: im2col
                       ConvCase{1, 3, 6, 7, 2, 2, Conv2dParams{1, 1, 0, 0, 1}},
                       ConvCase{1, 6, 5, 5, 4, 3, Conv2dParams::symmetric(1), DType::F16, false},
@@ -99,14 +100,15 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{2, 32, 40, 42, 32, 3, Conv2dParams::symmetric(1)},
                       ConvCase{3, 32, 24, 26, 32, 3, Conv2dParams::symmetric(1)}));
 
-// With the scratch bounds shrunk, the same sizes take the bounded paths: f16/bf16 weights converted in
-// panels of output channels (a last panel shorter than the rest), several im2col tiles spanning the batch,
+// With the scratch bounds shrunk, the same sizes take the bounded paths: f16/bf16 weights widened in chunks
+// of input columns (accumulated) and panels of output channels (a last panel shorter than the rest), several
+// im2col tiles spanning the batch,
 // Winograd's U in panels of output channels and V in chunks of input channels.
 class SmallScratch {
  public:
   SmallScratch() : saved_(cpu::scratch_limits()) {
     cpu::ScratchLimits& l = cpu::scratch_limits();
-    l.weight_panel = 700;  // < one row of some of these weights: panels of 1 row
+    l.weight_panel = 700;  // widened weights: chunks of 5 columns, panels spread over the threads
     l.im2col = 3000;
     l.winograd_weights = 16 * 32 * 20;  // 20 output channels of 32 inputs per panel
     l.winograd_inputs = 16 * 512 * 12;  // chunks of 12 input channels (blocks of up to 512 tiles)

@@ -1,7 +1,7 @@
 // conv2d: 3x3 stride-1 convolutions over enough pixels use Winograd (conv2d_winograd.cpp); 1x1 stride-1
 // convolutions are one GEMM per image on NCHW as it is; every other kernel goes through im2col in tiles of
 // output rows (so the column buffer stays a few MB even for the VAE at 512x512) + GEMM. f16 weights are
-// converted a panel of output channels at a time (for_each_weight_panel), never whole. With a bf16 weight the
+// widened a block at a time (for_each_weight_block: chunks of input channels, panels of output channels). With a bf16 weight the
 // input is rounded to bf16 where it is copied (im2col, Winograd's input transform), so 1x1 convolutions
 // then go through im2col too (its tiles bound the rounded copy).
 #include <algorithm>
@@ -75,7 +75,6 @@ void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const T
   const int64_t k = d.in_channels * d.kernel_h * d.kernel_w;
   const bool pointwise = d.kernel_h == 1 && d.kernel_w == 1 && p.stride == 1 && p.pad_top == 0 &&
                          p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0 && precision == DType::F32;
-  const float beta = b != nullptr ? 1.0f : 0.0f;
   float* output = out.data();
   if (b != nullptr) {
     parallel_for(d.batch * d.out_channels, [&](int64_t begin, int64_t end) {
@@ -83,30 +82,45 @@ void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const T
         std::fill(output + i * out_plane, output + (i + 1) * out_plane, b[i % d.out_channels]);
     }, std::max<int64_t>(1, 16384 / std::max<int64_t>(out_plane, 1)));
   }
-  // Weight panels are the outer loop of each pass so an f16 weight is converted once per pass; the images
-  // share each panel.
+  // Chunks of input channels (all of them for a weight used in place) accumulate into the output; the
+  // weight's blocks of each chunk are shared by the images.
+  const int64_t taps = d.kernel_h * d.kernel_w;
+  const int64_t chunk_channels = even_chunk(d.in_channels, weight_chunk_columns(w, k) / taps);
   if (pointwise) {
-    for_each_weight_panel(w, d.out_channels, k, [&](int64_t first, int64_t rows, const float* panel) {
-      for (int64_t n = 0; n < d.batch; ++n)
-        sgemm(false, false, rows, out_plane, k, 1.0f, panel, k, input + n * d.in_channels * in_plane, in_plane,
-              beta, output + (n * d.out_channels + first) * out_plane, out_plane);
-    });
+    for (int64_t c0 = 0; c0 < d.in_channels; c0 += chunk_channels) {
+      const int64_t c1 = std::min(d.in_channels, c0 + chunk_channels);
+      const float beta = b != nullptr || c0 > 0 ? 1.0f : 0.0f;
+      for_each_weight_block(w, d.out_channels, k, c0, c1, [&](const WeightBlock& panel) {
+        for (int64_t n = 0; n < d.batch; ++n)
+          sgemm(false, false, panel.rows, out_plane, c1 - c0, 1.0f, panel.data, panel.ld,
+                input + (n * d.in_channels + c0) * in_plane, in_plane, beta,
+                output + (n * d.out_channels + panel.row0) * out_plane, out_plane);
+      });
+    }
     out.finish();
     return;
   }
-  // Tiles of output rows, the columns of every image at once.
-  const int64_t tile_rows =
-      std::clamp<int64_t>(scratch_limits().im2col / std::max<int64_t>(d.batch * k * d.out_width, 1), 1, d.out_height);
-  float* col = scratch(Slot::Work).floats(size_t(d.batch * k * tile_rows * d.out_width));
+  // Tiles of output rows, the columns of every image at once; in each tile the chunks of input channels, each
+  // unrolled (im2col) and multiplied by its columns of the weight.
+  const int64_t chunk_k = std::min(d.in_channels, chunk_channels) * taps;
+  const int64_t tile_rows = std::clamp<int64_t>(
+      scratch_limits().im2col / std::max<int64_t>(d.batch * chunk_k * d.out_width, 1), 1, d.out_height);
+  float* col = scratch(Slot::Work).floats(size_t(d.batch * chunk_k * tile_rows * d.out_width));
   for (int64_t row0 = 0; row0 < d.out_height; row0 += tile_rows) {
     const int64_t rows = std::min(tile_rows, d.out_height - row0), cols = rows * d.out_width;
-    for (int64_t n = 0; n < d.batch; ++n)
-      im2col(input + n * d.in_channels * in_plane, d, p, row0, rows, precision, col + n * k * cols);
-    for_each_weight_panel(w, d.out_channels, k, [&](int64_t first, int64_t panel_rows, const float* panel) {
+    for (int64_t c0 = 0; c0 < d.in_channels; c0 += chunk_channels) {
+      const int64_t c1 = std::min(d.in_channels, c0 + chunk_channels), kc = (c1 - c0) * taps;
+      ConvDims chunk = d;
+      chunk.in_channels = c1 - c0;
       for (int64_t n = 0; n < d.batch; ++n)
-        sgemm(false, false, panel_rows, cols, k, 1.0f, panel, k, col + n * k * cols, cols, beta,
-              output + (n * d.out_channels + first) * out_plane + row0 * d.out_width, out_plane);
-    });
+        im2col(input + (n * d.in_channels + c0) * in_plane, chunk, p, row0, rows, precision, col + n * kc * cols);
+      const float beta = b != nullptr || c0 > 0 ? 1.0f : 0.0f;
+      for_each_weight_block(w, d.out_channels, k, c0 * taps, c1 * taps, [&](const WeightBlock& panel) {
+        for (int64_t n = 0; n < d.batch; ++n)
+          sgemm(false, false, panel.rows, cols, kc, 1.0f, panel.data, panel.ld, col + n * kc * cols, cols, beta,
+                output + (n * d.out_channels + panel.row0) * out_plane + row0 * d.out_width, out_plane);
+      });
+    }
   }
   out.finish();
 }

@@ -19,24 +19,38 @@ constexpr int64_t kTilesPerBlock = 512;  // most tiles transformed and multiplie
 constexpr int kPoints = 16;              // 4x4 transformed points
 constexpr int64_t kMinTiles = 256;       // tiles (over the batch) below which im2col is faster (measured)
 
-// U[ξ][o][c] for the float32 weights w [out_channels, in_channels, 3, 3].
-void transform_weights(const float* w, int64_t out_channels, int64_t in_channels, float* u) {
+// U[ξ][o][c] for the output channels [o0, o0 + out_channels) of the dense weight w [O, in_channels, 3, 3] (f32,
+// f16 or bf16: widened here, a few kernels at a time on the stack, so no float32 copy of the weight is made).
+void transform_weights(const TensorView& w, int64_t o0, int64_t out_channels, int64_t in_channels, float* u) {
+  constexpr int64_t kKernels = 64;  // 3x3 kernels widened at a time
   const int64_t pairs = out_channels * in_channels;
+  const size_t element = dtype_size(w.dtype);
+  const char* first = static_cast<const char*>(w.data) + o0 * in_channels * 9 * int64_t(element);
   parallel_for(pairs, [&](int64_t begin, int64_t end) {
-    for (int64_t pair = begin; pair < end; ++pair) {
-      const float* g = w + pair * 9;
-      float gg[4][3];  // G·g
-      for (int col = 0; col < 3; ++col) {
-        const float g0 = g[col], g1 = g[3 + col], g2 = g[6 + col];
-        gg[0][col] = g0;
-        gg[1][col] = 0.5f * (g0 + g1 + g2);
-        gg[2][col] = 0.5f * (g0 - g1 + g2);
-        gg[3][col] = g2;
-      }
-      for (int row = 0; row < 4; ++row) {
-        const float u0 = gg[row][0], u1 = gg[row][1], u2 = gg[row][2];
-        const float t[4] = {u0, 0.5f * (u0 + u1 + u2), 0.5f * (u0 - u1 + u2), u2};
-        for (int col = 0; col < 4; ++col) u[int64_t(row * 4 + col) * pairs + pair] = t[col];
+    float widened[kKernels * 9];
+    for (int64_t block = begin; block < end; block += kKernels) {
+      const int64_t count = std::min(kKernels, end - block);
+      const float* kernels = widened;
+      if (w.dtype == DType::F32)
+        kernels = reinterpret_cast<const float*>(first) + block * 9;
+      else
+        widen_to_f32(first + block * 9 * int64_t(element), w.dtype, widened, count * 9);
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t pair = block + i;
+        const float* g = kernels + i * 9;
+        float gg[4][3];  // G·g
+        for (int col = 0; col < 3; ++col) {
+          const float g0 = g[col], g1 = g[3 + col], g2 = g[6 + col];
+          gg[0][col] = g0;
+          gg[1][col] = 0.5f * (g0 + g1 + g2);
+          gg[2][col] = 0.5f * (g0 - g1 + g2);
+          gg[3][col] = g2;
+        }
+        for (int row = 0; row < 4; ++row) {
+          const float u0 = gg[row][0], u1 = gg[row][1], u2 = gg[row][2];
+          const float t[4] = {u0, 0.5f * (u0 + u1 + u2), 0.5f * (u0 - u1 + u2), u2};
+          for (int col = 0; col < 4; ++col) u[int64_t(row * 4 + col) * pairs + pair] = t[col];
+        }
       }
     }
   }, 256);
@@ -214,11 +228,13 @@ void conv2d_winograd(const ConvDims& d, const float* input, const TensorView& we
   float* v = scratch(Slot::Input2).floats(size_t(kPoints * chunk_channels * block_tiles));
   float* m = scratch(Slot::Input3).floats(size_t(kPoints * panel_channels * block_tiles));
   // Panels of output channels outside, blocks of tiles and chunks of input channels inside: each weight is
-  // converted and transformed once (a scalar transform), and the vectorised input transform is redone for
+  // widened and transformed once (a scalar transform), and the vectorised input transform is redone for
   // every panel. With the per-sample blocks this costs a few percent of a 512x512 UNet step against whole U
   // and V (README, Performance).
-  for_each_weight_panel(weight, d.out_channels, d.in_channels * 9, [&](int64_t o0, int64_t rows, const float* w) {
-    transform_weights(w, rows, d.in_channels, u);
+  const TensorView w = weight.is_contiguous() ? weight : dense_f32(weight, Slot::Weight);
+  for (int64_t o0 = 0; o0 < d.out_channels; o0 += panel_channels) {
+    const int64_t rows = std::min(panel_channels, d.out_channels - o0);
+    transform_weights(w, o0, rows, d.in_channels, u);
     ConvDims panel = d;
     panel.out_channels = rows;
     for (int64_t first = 0; first < total; first += block_tiles) {
@@ -236,7 +252,7 @@ void conv2d_winograd(const ConvDims& d, const float* input, const TensorView& we
       transform_output(m, panel, grid, first, count, bias != nullptr ? bias + o0 : nullptr, output, o0,
                        d.out_channels);
     }
-  }, panel_channels);
+  }
 }
 
 }  // namespace kakusan::cpu

@@ -63,28 +63,50 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
   });
 }
 
-void for_each_weight_panel(const TensorView& w, int64_t rows, int64_t k,
-                           const std::function<void(int64_t, int64_t, const float*)>& fn, int64_t max_rows) {
-  KK_ASSERT(w.numel() == rows * k && max_rows > 0);
-  const bool in_place = w.dtype == DType::F32 && w.is_contiguous();
-  const float* whole = in_place ? w.f32() : w.is_contiguous() ? nullptr : dense_f32(w, Slot::Weight).f32();
-  int64_t panel_rows = std::min(rows, max_rows);
-  const int64_t budget = scratch_limits().weight_panel;
-  if (whole == nullptr && panel_rows * k > budget) {
-    const int64_t fit = budget / std::max<int64_t>(k, 1);
-    panel_rows = fit >= kSplitAlign ? fit / kSplitAlign * kSplitAlign : std::max<int64_t>(fit, 1);
+bool weight_in_place(const TensorView& w) { return w.dtype == DType::F32 && w.is_contiguous(); }
+
+int64_t weight_chunk_columns(const TensorView& w, int64_t k) {
+  if (weight_in_place(w)) return k;
+  constexpr int64_t kPanelRows = 128;  // the GEMM's rows per widened panel worth keeping
+  return even_chunk(k, scratch_limits().weight_panel / kPanelRows);
+}
+
+int64_t even_chunk(int64_t total, int64_t most) {
+  if (total <= 0) return 1;
+  most = std::clamp<int64_t>(most, 1, total);
+  const int64_t chunks = (total + most - 1) / most;
+  return (total + chunks - 1) / chunks;
+}
+
+void for_each_weight_block(const TensorView& w, int64_t rows, int64_t k, int64_t k0, int64_t k1,
+                           const std::function<void(const WeightBlock&)>& fn) {
+  KK_ASSERT(w.numel() == rows * k && 0 <= k0 && k0 < k1 && k1 <= k);
+  if (weight_in_place(w)) {
+    fn({0, rows, w.f32() + k0, k});
+    return;
   }
-  float* panel = whole != nullptr ? nullptr : scratch(Slot::Weight).floats(size_t(std::min(rows, panel_rows) * k));
-  const TensorView matrix = whole == nullptr ? w.reshape({rows, k}) : TensorView();
-  for (int64_t first = 0; first < rows; first += panel_rows) {
-    const int64_t n = std::min(panel_rows, rows - first);
-    if (whole != nullptr) {
-      fn(first, n, whole + first * k);
-    } else {
-      copy_strided(matrix.slice0(first, first + n), TensorView(panel, DType::F32, {n, k}));
-      fn(first, n, panel);
+  if (!w.is_contiguous()) {  // a strided view (not a model weight): one dense float32 copy
+    fn({0, rows, dense_f32(w, Slot::Weight).f32() + k0, k});
+    return;
+  }
+  // As many panels as the budget needs, a multiple of the threads, of equal heights.
+  const int64_t cols = k1 - k0, threads = num_threads();
+  const int64_t fit = std::max<int64_t>(1, scratch_limits().weight_panel / cols);
+  int64_t panels = (rows + fit - 1) / fit;
+  panels = std::min(rows, (panels + threads - 1) / threads * threads);
+  const int64_t panel_rows = (rows + panels - 1) / panels;
+  panels = (rows + panel_rows - 1) / panel_rows;
+  const size_t element = dtype_size(w.dtype);
+  parallel_for(panels, [&](int64_t begin, int64_t end) {
+    float* panel = scratch(Slot::Weight).floats(size_t(panel_rows * cols));
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t row0 = p * panel_rows, n = std::min(panel_rows, rows - row0);
+      for (int64_t r = 0; r < n; ++r)
+        widen_to_f32(static_cast<const char*>(w.data) + ((row0 + r) * k + k0) * int64_t(element), w.dtype,
+                     panel + r * cols, cols);
+      fn({row0, n, panel, cols});
     }
-  }
+  });
 }
 
 }  // namespace kakusan::cpu

@@ -15,12 +15,33 @@ namespace kakusan::cpu {
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
-// A weight matrix [rows, k] (f32, f16 or bf16; rows of k contiguous elements) as float32 panels of rows:
-// fn(first_row, panel_rows, panel) for consecutive panels covering all rows. A float32 weight is used in
-// place (one panel, or panels of max_rows); others are converted a panel at a time into this thread's
-// scratch, so an fp16 model never holds a float32 copy of a whole weight (1280x2560x3x3 would be 118 MB).
-void for_each_weight_panel(const TensorView& w, int64_t rows, int64_t k,
-                           const std::function<void(int64_t, int64_t, const float*)>& fn,
-                           int64_t max_rows = INT64_MAX);
+// Rows [row0, row0 + rows) and columns [k0, k1) of a weight matrix as float32: element (r, c) of the block
+// is data[r * ld + c].
+struct WeightBlock {
+  int64_t row0, rows;
+  const float* data;
+  int64_t ld;
+};
+
+// Whether a weight is multiplied in place (dense float32) rather than widened block by block.
+bool weight_in_place(const TensorView& w);
+
+// The columns per chunk a GEMM over the weight should take (callers split k into chunks and accumulate): all
+// k for a weight used in place; for a widened one few enough that a panel of useful height fits the widened
+// panel's scratch (ScratchLimits::weight_panel).
+int64_t weight_chunk_columns(const TensorView& w, int64_t k);
+
+// The size of the fewest equal chunks of at most `most` that cover `total` (the last may be shorter).
+int64_t even_chunk(int64_t total, int64_t most);
+
+// Columns [k0, k1) of a weight matrix [rows, k] (f32, f16 or bf16; rows of k contiguous elements) as float32
+// blocks of rows, for the GEMMs that multiply it: fn(block) for blocks covering all rows. A dense float32
+// weight is one block, in place, handed to fn on the calling thread (fn's GEMMs then use every thread).
+// Others are widened a panel of rows at a time into the scratch of the thread that multiplies it, the panels
+// spread over the threads (fn runs on the panel's thread; its GEMMs stay there): a panel is small enough to
+// stay in that core's L2 cache from its widening to its GEMM, so an fp16 weight is read from memory once, at
+// half float32's bytes, and never held whole as float32 (1280x2560x3x3 would be 118 MB).
+void for_each_weight_block(const TensorView& w, int64_t rows, int64_t k, int64_t k0, int64_t k1,
+                           const std::function<void(const WeightBlock&)>& fn);
 
 }  // namespace kakusan::cpu

@@ -37,11 +37,16 @@ void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const
       }, 1 << 15);
       a = rounded;
     }
-    // Output columns [first, first + rows) come from weight rows [first, first + rows).
-    for_each_weight_panel(w, d.n, d.k, [&](int64_t first, int64_t rows, const float* panel) {
-      sgemm(false, true, m, rows, d.k, 1.0f, a, d.k, panel, d.k, b != nullptr ? 1.0f : 0.0f, o + r0 * d.n + first,
-            d.n);
-    });
+    // Output columns [row0, row0 + rows) come from weight rows [row0, row0 + rows); chunks of k accumulate.
+    const int64_t chunk = weight_chunk_columns(w, d.k);
+    for (int64_t k0 = 0; k0 < d.k; k0 += chunk) {
+      const int64_t k1 = std::min(d.k, k0 + chunk);
+      const float beta = b != nullptr || k0 > 0 ? 1.0f : 0.0f;
+      for_each_weight_block(w, d.n, d.k, k0, k1, [&](const WeightBlock& panel) {
+        sgemm(false, true, m, panel.rows, k1 - k0, 1.0f, a + k0, d.k, panel.data, panel.ld, beta,
+              o + r0 * d.n + panel.row0, d.n);
+      });
+    }
   }
   out.finish();
 }

@@ -1,6 +1,6 @@
 // The fast CPU kernels behind cpu_backend(), one family per file. Arguments are checked by the backend
-// (backend/op_checks.h) before these run. Weights in f16/bf16 are converted to float32 at use, a panel at a
-// time, into reused scratch (for_each_weight_panel in gemm.h), so an fp16 model keeps fp16 memory. Products
+// (backend/op_checks.h) before these run. Weights in f16/bf16 are widened to float32 at use, a block at a
+// time, into reused scratch (for_each_weight_block in gemm.h), so an fp16 model keeps fp16 memory. Products
 // in bf16 (a bf16 weight, AttentionParams::precision) run on the same f32 GEMMs with their activation
 // operands rounded (rounding.h): exact products, f32 sums — and faster here than AVX512_BF16's vdpbf16ps,
 // which this machine runs at half its FMA rate (bench_ops prints both peaks).

@@ -197,6 +197,10 @@ bool copy_transposed(const TensorView& x, const TensorView& y) {
 
 }  // namespace
 
+void widen_to_f32(const void* src, DType dtype, float* dst, int64_t n) {
+  copy_run(src, dtype, 1, dst, DType::F32, 1, n);
+}
+
 void copy_strided(const TensorView& x, const TensorView& y) {
   KK_ASSERT(x.shape == y.shape);
   const int64_t total = x.numel();

@@ -34,7 +34,7 @@ class ScratchBuffer {
 // `winograd_inputs` each of transformed inputs V (a chunk of input channels) and products M. Smaller limits
 // cost speed: each panel redoes the input transform. Tests shrink them to reach the multi-panel paths.
 struct ScratchLimits {
-  int64_t weight_panel = int64_t(1) << 21;      // 8 MB
+  int64_t weight_panel = int64_t(1) << 17;      // 512 KB per thread: a widened panel stays in its core's L2
   int64_t im2col = int64_t(1) << 22;            // 16 MB, as U, whose buffer it shares; f16 weights are
                                                 // converted once per tile (8 MB tiles: +4% UNet time)
   int64_t winograd_weights = int64_t(1) << 22;  // 16 MB
@@ -76,5 +76,8 @@ class DenseOutput {
 
 // Strided copy with dtype conversion (the backend's copy op), threaded over rows.
 void copy_strided(const TensorView& x, const TensorView& y);
+
+// dst[i] = src[i] as float32 for n contiguous elements of `dtype` (f32, f16, bf16), on the calling thread.
+void widen_to_f32(const void* src, DType dtype, float* dst, int64_t n);
 
 }  // namespace kakusan::cpu
