@@ -256,7 +256,8 @@ int run(int argc, char** argv) {
     } else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) {
       reference = !std::strcmp(argv[++i], "reference");
     } else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--filter substring[|substring...]] [--backend cpu|reference]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads N] [--filter substring[|substring...]] [--backend cpu|reference]\n",
+                   argv[0]);
       return 2;
     }
   }

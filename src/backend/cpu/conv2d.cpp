@@ -1,9 +1,9 @@
 // conv2d: 3x3 stride-1 convolutions over enough pixels use Winograd (conv2d_winograd.cpp); 1x1 stride-1
 // convolutions are one GEMM per image on NCHW as it is; every other kernel goes through im2col in tiles of
 // output rows (so the column buffer stays a few MB even for the VAE at 512x512) + GEMM. f16 weights are
-// widened a block at a time (for_each_weight_block: chunks of input channels, panels of output channels). With a bf16 weight the
-// input is rounded to bf16 where it is copied (im2col, Winograd's input transform), so 1x1 convolutions
-// then go through im2col too (its tiles bound the rounded copy).
+// widened a block at a time (for_each_weight_block: chunks of input channels, panels of output channels).
+// With a bf16 weight the input is rounded to bf16 where it is copied (im2col, Winograd's input transform), so
+// 1x1 convolutions then go through im2col too (its tiles bound the rounded copy).
 #include <algorithm>
 #include <cstring>
 

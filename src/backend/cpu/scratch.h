@@ -28,15 +28,15 @@ class ScratchBuffer {
   size_t capacity_ = 0;
 };
 
-// The bounds (in floats) that keep the kernels' scratch small, whatever the tensor sizes: f16 weights are
-// converted in panels of at most `weight_panel` floats, an im2col tile holds at most `im2col` floats, and
+// The bounds (in floats) that keep the kernels' scratch small, whatever the tensor sizes: f16/bf16 weights are
+// widened in blocks of at most `weight_panel` floats per thread, an im2col tile holds at most `im2col` floats, and
 // Winograd holds at most `winograd_weights` of transformed weights U (a panel of output channels) and
 // `winograd_inputs` each of transformed inputs V (a chunk of input channels) and products M. Smaller limits
 // cost speed: each panel redoes the input transform. Tests shrink them to reach the multi-panel paths.
 struct ScratchLimits {
   int64_t weight_panel = int64_t(1) << 17;      // 512 KB per thread: a widened panel stays in its core's L2
-  int64_t im2col = int64_t(1) << 22;            // 16 MB, as U, whose buffer it shares; f16 weights are
-                                                // converted once per tile (8 MB tiles: +4% UNet time)
+  int64_t im2col = int64_t(1) << 22;            // 16 MB, as U, whose buffer it shares; a widened weight is
+                                                // widened once per tile (its chunks of input channels)
   int64_t winograd_weights = int64_t(1) << 22;  // 16 MB
   int64_t winograd_inputs = int64_t(1) << 22;   // 16 MB
   int64_t rounded_input = int64_t(1) << 22;     // 16 MB: a block of a bf16-weight linear's input rows, rounded
