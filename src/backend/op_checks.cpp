@@ -37,7 +37,13 @@ LinearDims check_linear(const TensorView& x, const TensorView& w, const TensorVi
   KK_CHECK(x.rank() >= 1 && x.dim(-1) == k, "linear: x ", x.shape, " must end in in_features ", k);
   KK_CHECK(y.shape == with_last(x.shape, n), "linear: y must have shape ", with_last(x.shape, n), ", got ", y.shape);
   check_param("linear", "bias", bias, n);
-  return {k == 0 ? 0 : x.numel() / k, n, k};
+  return {linear_rows(x), n, k};
+}
+
+int64_t linear_rows(const TensorView& x) {
+  int64_t rows = 1;
+  for (int i = 0; i + 1 < x.rank(); ++i) rows *= x.dim(i);
+  return rows;
 }
 
 ConvDims check_conv2d(const TensorView& x, const TensorView& w, const TensorView& bias, const Conv2dParams& p,

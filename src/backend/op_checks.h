@@ -12,6 +12,9 @@ struct LinearDims {
   int64_t m, n, k;  // y[m, n] = x[m, k] · w[n, k]ᵀ
 };
 LinearDims check_linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y);
+// The rows a linear layer maps: x's elements per last-dimension entry (all dimensions but the last), also when
+// the last is 0 (no input features: each row is then the bias alone).
+int64_t linear_rows(const TensorView& x);
 
 struct ConvDims {
   int64_t batch, in_channels, height, width;

@@ -158,6 +158,28 @@ TEST(CpuOps, ReleasingScratchWhileAnotherThreadComputes) {
   releaser.join();
 }
 
+// No input features (k = 0): no products, so the output is the bias, or zeros without one, in every dtype.
+TEST(CpuOps, NoInputFeaturesGiveTheBiasOrZeros) {
+  for (const DType wt : {DType::F32, DType::F16})
+    for (const bool with_bias : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "weight " << dtype_name(wt) << (with_bias ? ", bias" : ", no bias"));
+      Tensor b = with_bias ? random_tensor({4}, 40) : Tensor();
+      Tensor x = Tensor::empty({3, 0}), w = Tensor::empty({4, 0}).to(wt);
+      Tensor got = Tensor::empty({3, 4}), want = Tensor::empty({3, 4});
+      std::fill(got.f32(), got.f32() + got.numel(), 7.0f);  // whatever the output held before
+      fast().linear(x, w, b, got);
+      ref().linear(x, w, b, want);
+      KK_EXPECT_CLOSE(got, want, Tolerance{0.0, 0.0});
+      Tensor xc = Tensor::empty({2, 0, 5, 5}), wc = Tensor::empty({4, 0, 3, 3}).to(wt);
+      Tensor got_c = Tensor::empty({2, 4, 5, 5}), want_c = Tensor::empty({2, 4, 5, 5});
+      std::fill(got_c.f32(), got_c.f32() + got_c.numel(), 7.0f);
+      fast().conv2d(xc, wc, b, Conv2dParams::symmetric(1), got_c);
+      ref().conv2d(xc, wc, b, Conv2dParams::symmetric(1), want_c);
+      KK_EXPECT_CLOSE(got_c, want_c, Tolerance{0.0, 0.0});
+      EXPECT_EQ(got_c.f32()[0], with_bias ? b.f32()[0] : 0.0f);
+    }
+}
+
 TEST(CpuOps, LinearConvertsF16WeightsInPanels) {
   const SmallScratch small;
   for (const int64_t out : {int64_t(37), int64_t(64)}) {

@@ -63,6 +63,22 @@ TEST_F(CudaOps, LinearInEveryWeightDtypeWithAndWithoutBias) {
   }
 }
 
+// No input features (k = 0): the empty sum leaves the bias, or zeros without one, in every row.
+TEST_F(CudaOps, LinearWithoutInputFeaturesIsTheBias) {
+  for (DType dtype : {DType::F32, DType::F16}) {
+    for (bool with_bias : {true, false}) {
+      SCOPED_TRACE(name_of(dtype) + (with_bias ? " bias" : " no bias"));
+      const Tensor x = Tensor::empty({2, 3, 0}), w = Tensor::empty({5, 0}).to(dtype);
+      const Tensor bias = with_bias ? random_tensor({5}, 4) : Tensor();
+      Tensor want = Tensor::empty({2, 3, 5});
+      ref().linear(x, w, bias, want);
+      Tensor got = poisoned({2, 3, 5});
+      gpu().linear(up(x), up(w), with_bias ? up(bias) : Tensor(), got);
+      KK_EXPECT_CLOSE(down(got), want, kExact);
+    }
+  }
+}
+
 TEST_F(CudaOps, Conv2dPaddingsStridesAndDtypes) {
   struct Case {
     Shape x, w;

@@ -76,10 +76,12 @@ void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const T
   const bool pointwise = d.kernel_h == 1 && d.kernel_w == 1 && p.stride == 1 && p.pad_top == 0 &&
                          p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0 && precision == DType::F32;
   float* output = out.data();
-  if (b != nullptr) {
+  if (b != nullptr || k == 0) {  // the bias the products add to (no products at all: zeros)
     parallel_for(d.batch * d.out_channels, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i)
-        std::fill(output + i * out_plane, output + (i + 1) * out_plane, b[i % d.out_channels]);
+      for (int64_t i = begin; i < end; ++i) {
+        const float value = b != nullptr ? b[i % d.out_channels] : 0.0f;
+        std::fill(output + i * out_plane, output + (i + 1) * out_plane, value);
+      }
     }, std::max<int64_t>(1, 16384 / std::max<int64_t>(out_plane, 1)));
   }
   // Chunks of input channels (all of them for a weight used in place) accumulate into the output; the

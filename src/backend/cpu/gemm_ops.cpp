@@ -17,9 +17,14 @@ void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const
   const float* b = param_f32(bias, Slot::Bias);
   DenseOutput out(y, Slot::Output);
   float* o = out.data();
-  if (b != nullptr) {
+  if (b != nullptr || d.k == 0) {  // the bias the products add to (no products at all: zeros)
     parallel_for(d.m, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) std::copy(b, b + d.n, o + r * d.n);
+      for (int64_t r = begin; r < end; ++r) {
+        if (b != nullptr)
+          std::copy(b, b + d.n, o + r * d.n);
+        else
+          std::fill(o + r * d.n, o + (r + 1) * d.n, 0.0f);
+      }
     }, std::max<int64_t>(1, 16384 / std::max<int64_t>(d.n, 1)));
   }
   // f32: all rows at once. bf16: blocks of rows rounded into scratch, each multiplied by every weight panel (a

@@ -32,7 +32,7 @@ void dense_need(ScratchTally& tally, int slot, const TensorView& v, DType dtype)
 void CudaBackend::linear_scratch(const TensorView& x, const TensorView& w, const TensorView& bias,
                                  ScratchTally& tally) {
   const int64_t k = w.dim(w.rank() - 1);
-  const int64_t m = k > 0 ? x.numel() / k : 0, n = w.dim(0);
+  const int64_t m = linear_rows(x), n = w.dim(0);
   if (m == 0 || n == 0) return;
   dense_need(tally, kBias, bias, DType::F32);
   if (k == 0) return;
