@@ -157,6 +157,7 @@ TEST_F(WeightLoading, ConvertedTensorsReleaseTheirFilePages) {
   const std::shared_ptr<const MappedFile> mapping = file->mapped_files().at(0);
   volatile std::byte sink{};
   for (size_t i = 0; i < mapping->size(); i += 512) sink = mapping->data()[i];  // fault every page in
+  (void)sink;
   const int64_t file_kb = int64_t(mapping->size() / 1024);
   ASSERT_GE(resident_kb_of_mapping(mapping->data()), file_kb) << "the whole file is resident before loading";
 

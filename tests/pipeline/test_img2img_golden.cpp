@@ -124,8 +124,9 @@ void check_case(const Case& c, const std::string& device) {
   };
   const GenerateResult result = pipeline(c.inpainting_unet, c.scheduler, device).generate(params);
   const SafetensorsFile want = SafetensorsFile::open(kHere / (c.name + ".safetensors"));
-  if (want.contains("init_image"))
+  if (want.contains("init_image")) {
     KK_EXPECT_CLOSE(seen.at("init_image"), want.view("init_image"), Tolerance{1e-6, 0}, c.name + " init_image");
+  }
   // Per step, so that a mismatch shows where it starts (step i of the loop, which starts at first_step).
   const TensorView steps = want.view("latents_after_step");  // [T, B, C, h, w]
   const Shape step_shape(steps.shape.begin() + 1, steps.shape.end());
