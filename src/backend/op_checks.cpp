@@ -3,15 +3,28 @@
 namespace kakusan {
 namespace {
 
+// An allocation's rule (tensor_bytes): no negative dimension, and the product of the non-zero ones in range. A
+// view made by hand may break it, and then its loops would never run (an output left unwritten) or its sizes
+// would wrap.
+void check_dims(const char* op, const char* what, const TensorView& v) {
+  try {
+    (void)tensor_bytes(v.shape, v.dtype);
+  } catch (const Error& e) {
+    fail(op, ": ", what, ": ", e.what());
+  }
+}
+
 void check_float(const char* op, const char* what, const TensorView& v) {
   KK_CHECK(v.data != nullptr, op, ": ", what, " is empty");
   KK_CHECK(is_float(v.dtype), op, ": ", what, " must be a float tensor, got ", dtype_name(v.dtype));
+  check_dims(op, what, v);
 }
 
 // An optional per-channel parameter (bias, gamma, beta): empty, or a float vector of `n` elements.
 void check_param(const char* op, const char* what, const TensorView& v, int64_t n) {
   if (v.empty()) return;
   KK_CHECK(is_float(v.dtype), op, ": ", what, " must be a float tensor, got ", dtype_name(v.dtype));
+  check_dims(op, what, v);
   KK_CHECK(v.rank() == 1 && v.dim(0) == n, op, ": ", what, " must have shape [", n, "], got ", v.shape);
 }
 
@@ -26,6 +39,7 @@ Shape with_last(const Shape& s, int64_t last) {
 void check_f32(const char* op, const char* what, const TensorView& v) {
   KK_CHECK(v.data != nullptr, op, ": ", what, " is empty");
   KK_CHECK(v.dtype == DType::F32, op, ": ", what, " must be F32, got ", dtype_name(v.dtype));
+  check_dims(op, what, v);
 }
 
 LinearDims check_linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) {
@@ -170,6 +184,7 @@ int64_t check_embedding(const TensorView& table, const TensorView& ids, const Te
   check_float("embedding", "table", table);
   check_f32("embedding", "y", y);
   KK_CHECK(!ids.empty() && ids.dtype == DType::I64, "embedding: ids must be I64, got ", dtype_name(ids.dtype));
+  check_dims("embedding", "ids", ids);
   KK_CHECK(table.rank() == 2, "embedding: table must be [rows, width], got ", table.shape);
   Shape want = ids.shape;
   want.push_back(table.dim(1));

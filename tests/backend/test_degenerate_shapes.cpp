@@ -259,5 +259,27 @@ TEST(DegenerateShapes, BlendTilesExtents) {
   }
 }
 
+// Views with a negative dimension or dimensions whose product overflows int64 (no allocation has them; a
+// fabricated view may): an error naming the op, not loops that never run or sizes that wrap.
+TEST(DegenerateShapes, FabricatedViewsWithImpossibleShapesAreRefused) {
+  float storage[16] = {};
+  const int64_t huge = int64_t(1) << 40;
+  for (Backend* be : backends()) {
+    SCOPED_TRACE(be->name());
+    const TensorView negative(storage, Shape{-1, 4});
+    EXPECT_THROW(be->add(negative, negative, negative), Error);
+    const TensorView w(storage, Shape{2, 0});
+    const TensorView x(storage, DType::F32, Shape{huge, huge, 0}, Shape{0, 0, 1});
+    const TensorView y(storage, DType::F32, Shape{huge, huge, 2}, Shape{0, 0, 1});
+    try {
+      be->linear(x, w, TensorView(), y);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("linear"), std::string::npos) << e.what();
+    }
+  }
+}
+
+
 }  // namespace
 }  // namespace kakusan
