@@ -44,6 +44,24 @@ Tensor broadcast_bias(const Tensor& bias, int64_t batch, int64_t plane) {
   return t;
 }
 
+// Empty batches, no output features, no rows: nothing to write, in every weight dtype (an f16 weight is
+// widened in panels of its rows, and zero rows make zero panels).
+TEST(DegenerateShapes, LinearWithoutRowsOrOutputs) {
+  for (Backend* be : backends()) {
+    for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+      SCOPED_TRACE(trace(*be, dtype));
+      const Tensor w = random_weights({6, 4}, 4, 1, dtype), bias = random_tensor({6}, 2);
+      Tensor empty_batch = Tensor::empty({0, 3, 6});
+      EXPECT_NO_THROW(be->linear(Tensor::empty({0, 3, 4}), w, bias, empty_batch));
+      const Tensor x = random_tensor({2, 3, 4}, 3);
+      Tensor no_outputs = Tensor::empty({2, 3, 0});
+      EXPECT_NO_THROW(be->linear(x, Tensor::empty({0, 4}).to(dtype), Tensor(), no_outputs));
+      Tensor wrong = nans({2, 3, 5});
+      EXPECT_THROW(be->linear(x, w, bias, wrong), Error);
+    }
+  }
+}
+
 // Inputs smaller than the kernel but not than the padded input: a 1x1 image under a 3x3 kernel with padding 1
 // meets only the centre tap.
 TEST(DegenerateShapes, Conv2dOfAnInputSmallerThanTheKernel) {
@@ -86,6 +104,22 @@ TEST(DegenerateShapes, Conv2dWithoutInputPixelsIsTheBias) {
         KK_EXPECT_CLOSE(y.view().reshape({c.y[0], c.y[1], c.y[2] * c.y[3]}),
                         broadcast_bias(bias, c.y[0], c.y[2] * c.y[3]), kSame);
       }
+    }
+  }
+}
+
+// No images, or no output channels: nothing to write, whatever the weight's dtype.
+TEST(DegenerateShapes, Conv2dWithoutImagesOrOutputChannels) {
+  for (Backend* be : backends()) {
+    for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+      SCOPED_TRACE(trace(*be, dtype));
+      Tensor no_images = Tensor::empty({0, 4, 6, 6});
+      EXPECT_NO_THROW(be->conv2d(Tensor::empty({0, 3, 6, 6}), random_weights({4, 3, 3, 3}, 27, 11, dtype),
+                                 Tensor(), Conv2dParams::symmetric(1), no_images));
+      Tensor no_channels = Tensor::empty({2, 0, 6, 6});
+      for (const Shape& w : {Shape{0, 3, 3, 3}, Shape{0, 3, 1, 1}})
+        EXPECT_NO_THROW(be->conv2d(random_tensor({2, 3, 6, 6}, 12), Tensor::empty(w).to(dtype), Tensor(),
+                                   Conv2dParams::symmetric(w[2] / 2), no_channels));
     }
   }
 }
