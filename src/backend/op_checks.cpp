@@ -73,6 +73,7 @@ ConvDims check_conv2d(const TensorView& x, const TensorView& w, const TensorView
   KK_CHECK(p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0,
            "conv2d: padding must be >= 0");
   ConvDims d{x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(2), w.dim(3), 0, 0};
+  KK_CHECK(d.kernel_h >= 1 && d.kernel_w >= 1, "conv2d: weight ", w.shape, " has an empty kernel");
   const int64_t padded_h = d.height + p.pad_top + p.pad_bottom, padded_w = d.width + p.pad_left + p.pad_right;
   KK_CHECK(padded_h >= d.kernel_h && padded_w >= d.kernel_w, "conv2d: kernel ", d.kernel_h, "x", d.kernel_w,
            " is larger than the padded input ", padded_h, "x", padded_w);

@@ -62,6 +62,19 @@ TEST(DegenerateShapes, LinearWithoutRowsOrOutputs) {
   }
 }
 
+// A kernel of zero rows or columns has no taps and would make an output larger than the input: refused on
+// every backend (the cpu backend divided by its tap count).
+TEST(DegenerateShapes, Conv2dRefusesAnEmptyKernel) {
+  const Tensor x = random_tensor({1, 2, 4, 4}, 4);
+  for (Backend* be : backends()) {
+    SCOPED_TRACE(be->name());
+    Tensor y = nans({1, 3, 5, 3});
+    EXPECT_THROW(be->conv2d(x, Tensor::empty({3, 2, 0, 2}), Tensor(), Conv2dParams{}, y), Error);
+    Tensor too_small = nans({1, 3, 1, 1});
+    EXPECT_THROW(be->conv2d(x, random_tensor({3, 2, 7, 1}, 5), Tensor(), Conv2dParams{}, too_small), Error);
+  }
+}
+
 // Inputs smaller than the kernel but not than the padded input: a 1x1 image under a 3x3 kernel with padding 1
 // meets only the centre tap.
 TEST(DegenerateShapes, Conv2dOfAnInputSmallerThanTheKernel) {
