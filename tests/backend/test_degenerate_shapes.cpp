@@ -210,6 +210,37 @@ TEST(DegenerateShapes, AttentionWithEmptyDimensions) {
   }
 }
 
+// Views whose token stride does not span a row: one token with a stride of 0 (a size-1 dimension's stride is
+// never stepped), and tokens that overlap (a sliding window over one buffer). The same result as dense
+// operands; the cpu backend handed such strides to its GEMMs as leading dimensions, which oneDNN refused
+// (abort).
+TEST(DegenerateShapes, AttentionOverViewsWhoseTokenStrideIsNotARow) {
+  const Tensor q = random_tensor({2, 1, 8}, 18), k = random_tensor({2, 1, 8}, 19), v = random_tensor({2, 1, 8}, 20);
+  AttentionParams p;
+  p.heads = 2;
+  p.scale = 0.5f;
+  Tensor want = Tensor::empty({2, 1, 8});
+  reference_backend().attention(q, k, v, p, want);
+  auto zero_token_stride = [](const Tensor& t) { return t.view().as_strided(t.shape(), Shape{8, 0, 1}); };
+  for (Backend* be : backends()) {
+    for (AttentionStrategy strategy : {AttentionStrategy::Full, AttentionStrategy::Flash}) {
+      SCOPED_TRACE(std::string(be->name()) + " strategy " + std::to_string(int(strategy)));
+      p.strategy = strategy;
+      Tensor out = nans({2, 1, 8});
+      be->attention(zero_token_stride(q), zero_token_stride(k), zero_token_stride(v), p, out);
+      KK_EXPECT_CLOSE(out, want, kSum);
+      // Tokens t of the window read buffer[t : t + 8]: each a row of 8, 1 apart.
+      const Tensor buffer = random_tensor({1, 12}, 21);
+      const TensorView window = buffer.view().as_strided(Shape{1, 5, 8}, Shape{12, 1, 1});
+      Tensor windowed_want = Tensor::empty({1, 5, 8}), windowed = nans({1, 5, 8});
+      const Tensor dense = Tensor::copy_of(window);
+      reference_backend().attention(dense, dense, dense, p, windowed_want);
+      be->attention(window, window, window, p, windowed);
+      KK_EXPECT_CLOSE(windowed, windowed_want, kSum);
+    }
+  }
+}
+
 // The elementwise ops and copies on empty tensors and on scalars (rank 0, one element).
 TEST(DegenerateShapes, ElementwiseOpsOnEmptyAndScalarTensors) {
   for (Backend* be : backends()) {
