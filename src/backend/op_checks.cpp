@@ -168,16 +168,21 @@ void check_cfg_combine(const TensorView& noise_pred, const TensorView& out) {
   KK_CHECK(out.shape == half, "cfg_combine: out must have shape ", half, ", got ", out.shape);
 }
 
-int64_t check_timestep_embedding(const TensorView& timesteps, const TensorView& y) {
+int64_t check_timestep_embedding(const TensorView& timesteps, int freq_shift, const TensorView& y) {
   check_float("timestep_embedding", "timesteps", timesteps);
   check_f32("timestep_embedding", "y", y);
   KK_CHECK(timesteps.dtype == DType::F32, "timestep_embedding: timesteps must be F32, got ",
            dtype_name(timesteps.dtype));
   KK_CHECK(y.rank() == 2, "timestep_embedding: y must be [batch, dim], got ", y.shape);
-  KK_CHECK(timesteps.rank() <= 1, "timesteps must be a single value or a vector, got ", timesteps.shape);
+  KK_CHECK(timesteps.rank() <= 1, "timestep_embedding: timesteps must be a single value or a vector, got ",
+           timesteps.shape);
   const int64_t batch = y.dim(0);
-  KK_CHECK(timesteps.numel() == 1 || timesteps.numel() == batch, "timesteps has ", timesteps.numel(),
-           " values for a batch of ", batch, " (expected 1 or ", batch, ")");
+  KK_CHECK(timesteps.numel() == 1 || timesteps.numel() == batch, "timestep_embedding: timesteps has ",
+           timesteps.numel(), " values for a batch of ", batch, " (expected 1 or ", batch, ")");
+  // The frequencies divide by dim / 2 − freq_shift; torch's 0/0 there makes every value NaN.
+  const int64_t half = y.dim(1) / 2;
+  KK_CHECK(half == 0 || half != freq_shift, "timestep_embedding: freq_shift ", freq_shift, " equals dim / 2 for dim ",
+           y.dim(1), ": the frequencies would divide by zero");
   return batch;
 }
 

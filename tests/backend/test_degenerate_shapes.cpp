@@ -293,6 +293,36 @@ TEST(DegenerateShapes, ResizeNearestToAndFromEmpty) {
   }
 }
 
+// dim 1 holds only the padding column; dim 0 nothing. dim / 2 − freq_shift = 0 would divide by zero (torch
+// gives NaN there): an error instead.
+TEST(DegenerateShapes, TimestepEmbeddingOfTinyWidths) {
+  Tensor t = Tensor::empty({2});
+  t.f32()[0] = 1.0f;
+  t.f32()[1] = 500.0f;
+  for (Backend* be : backends()) {
+    SCOPED_TRACE(be->name());
+    Tensor one = nans({2, 1});
+    be->timestep_embedding(t, false, 1, one);  // no frequencies: nothing divides
+    EXPECT_EQ(one.f32()[0], 0.0f);
+    EXPECT_EQ(one.f32()[1], 0.0f);
+    Tensor none = Tensor::empty({2, 0});
+    EXPECT_NO_THROW(be->timestep_embedding(t, true, 0, none));
+    Tensor no_batch = Tensor::empty({0, 4});
+    EXPECT_NO_THROW(be->timestep_embedding(Tensor::empty({0}), true, 0, no_batch));
+    Tensor two = nans({2, 2});
+    be->timestep_embedding(t, false, 0, two);  // one frequency, 1: [sin t | cos t]
+    EXPECT_EQ(two.f32()[2], float(std::sin(500.0)));
+    EXPECT_EQ(two.f32()[3], float(std::cos(500.0)));
+    for (int64_t dim : {2, 3}) {
+      Tensor y = nans({2, dim});
+      EXPECT_THROW(be->timestep_embedding(t, false, 1, y), Error);
+    }
+    Tensor many = nans({2, 6});
+    be->timestep_embedding(t, false, 5, many);  // dim / 2 − freq_shift < 0 is defined: torch's formula
+    EXPECT_FALSE(std::isnan(many.f32()[7]));
+  }
+}
+
 // No ids, or rows of no width; an id outside the table is an error even when the rows are empty.
 TEST(DegenerateShapes, EmbeddingOfNoIdsOrNoWidth) {
   Tensor ids = Tensor::empty({2}, DType::I64);

@@ -88,7 +88,7 @@ class CpuBackend final : public Backend {
   }
   void timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift,
                           const TensorView& y) override {
-    check_timestep_embedding(timesteps, y);
+    check_timestep_embedding(timesteps, freq_shift, y);
     if (!cpu::timestep_embedding(timesteps, flip_sin_to_cos, freq_shift, y))
       reference_backend().timestep_embedding(timesteps, flip_sin_to_cos, freq_shift, y);
   }

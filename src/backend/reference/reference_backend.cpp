@@ -302,7 +302,7 @@ class ReferenceBackend final : public Backend {
 
   void timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift,
                           const TensorView& y) override {
-    const int64_t batch = check_timestep_embedding(timesteps, y);
+    const int64_t batch = check_timestep_embedding(timesteps, freq_shift, y);
     const auto ts = dense(timesteps);
     const int64_t dim = y.dim(1);
     std::vector<float> ys(size_t(batch * dim));
