@@ -209,12 +209,18 @@ void check_gaussian_sample(const TensorView& moments, const TensorView& noise, c
            " must have shape ", want);
 }
 
-void check_blend_tiles(const TensorView& a, const TensorView& b, int64_t extent) {
+void check_blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) {
   check_float("blend_tiles", "a", a);
   check_f32("blend_tiles", "b", b);
   KK_CHECK(a.rank() == 4 && b.rank() == 4 && a.dim(0) == b.dim(0) && a.dim(1) == b.dim(1), "blend_tiles: tiles ",
            a.shape, " and ", b.shape, " must be NCHW with the same batch and channels");
   KK_CHECK(extent >= 0, "blend_tiles: extent must be >= 0, got ", extent);
+  // Each row of b blends with one of a along b's width (columns: height), so a must reach across it. diffusers
+  // blends tiles of one column (or row), of equal sides; a wider a gives its first columns.
+  const int side = vertical ? 3 : 2;
+  KK_CHECK(a.dim(side) >= b.dim(side), "blend_tiles: tile a ", a.shape, " is ",
+           vertical ? "narrower" : "shorter", " than tile b ", b.shape, " (blending ",
+           vertical ? "vertically" : "horizontally", ")");
 }
 
 }  // namespace kakusan

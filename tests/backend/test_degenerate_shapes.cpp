@@ -367,6 +367,17 @@ TEST(DegenerateShapes, BlendTilesExtents) {
   }
 }
 
+// Tiles blend along one side: a must reach across b's other side (diffusers blends tiles of one column, or of
+// one row, of equal sides). A narrower a was read past its rows, past its end for the last plane.
+TEST(DegenerateShapes, BlendTilesRefuseANarrowerNeighbour) {
+  for (Backend* be : backends()) {
+    SCOPED_TRACE(be->name());
+    Tensor b = random_tensor({1, 2, 4, 6}, 29);
+    EXPECT_THROW(be->blend_tiles(random_tensor({1, 2, 4, 3}, 30), b, 2, true), Error);
+    EXPECT_THROW(be->blend_tiles(random_tensor({1, 2, 2, 6}, 31), b, 2, false), Error);
+  }
+}
+
 // Views with a negative dimension or dimensions whose product overflows int64 (no allocation has them; a
 // fabricated view may): an error naming the op, not loops that never run or sizes that wrap.
 TEST(DegenerateShapes, FabricatedViewsWithImpossibleShapesAreRefused) {

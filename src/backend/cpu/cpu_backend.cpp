@@ -101,7 +101,7 @@ class CpuBackend final : public Backend {
     if (!cpu::gaussian_sample(moments, noise, y)) reference_backend().gaussian_sample(moments, noise, y);
   }
   void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) override {
-    check_blend_tiles(a, b, extent);
+    check_blend_tiles(a, b, extent, vertical);
     if (!cpu::blend_tiles(a, b, extent, vertical)) reference_backend().blend_tiles(a, b, extent, vertical);
   }
   void copy(const TensorView& x, const TensorView& y) override {

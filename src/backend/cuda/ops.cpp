@@ -208,7 +208,7 @@ void CudaBackend::gaussian_sample(const TensorView& moments, const TensorView& n
 }
 
 void CudaBackend::blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) {
-  check_blend_tiles(a, b, extent);
+  check_blend_tiles(a, b, extent, vertical);
   require_mine("blend_tiles", "a", a);
   require_mine("blend_tiles", "b", b);
   require_contiguous("blend_tiles", "b", b);

@@ -337,7 +337,7 @@ class ReferenceBackend final : public Backend {
   }
 
   void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) override {
-    check_blend_tiles(a, b, extent);
+    check_blend_tiles(a, b, extent, vertical);
     const auto as = dense(a);
     auto bs = dense(b);
     const int64_t planes = a.dim(0) * a.dim(1), ah = a.dim(2), aw = a.dim(3), bh = b.dim(2), bw = b.dim(3);
