@@ -307,7 +307,7 @@ class ReferenceBackend final : public Backend {
     const int64_t dim = y.dim(1);
     std::vector<float> ys(size_t(batch * dim));
     for (int64_t b = 0; b < batch; ++b)
-      formula::timestep_row(ts[ts.size() == 1 ? 0 : size_t(b)], dim, flip_sin_to_cos, freq_shift, &ys[b * dim]);
+      formula::timestep_row(ts[ts.size() == 1 ? 0 : size_t(b)], dim, flip_sin_to_cos, freq_shift, ys.data() + b * dim);
     write(ys, y);
   }
 
