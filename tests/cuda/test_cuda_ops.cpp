@@ -299,6 +299,23 @@ TEST_F(CudaOps, ResizeTimestepsBlendAndEmbedding) {
   }
 }
 
+// Rows of no width: nothing to gather, but an id outside the table is still an error naming it, as on the host
+// backends (the kernel ran over ids × width elements: none).
+TEST_F(CudaOps, EmbeddingChecksTheIdsOfRowsOfNoWidth) {
+  Tensor ids = Tensor::empty({3}, DType::I64);
+  for (int64_t i = 0; i < 3; ++i) static_cast<int64_t*>(ids.data())[i] = i;
+  const Tensor table = up(Tensor::empty({3, 0}));
+  Tensor got = poisoned({3, 0});
+  EXPECT_NO_THROW(gpu().embedding(table, up(ids), got));
+  static_cast<int64_t*>(ids.data())[1] = 3;
+  try {
+    gpu().embedding(table, up(ids), got);
+    ADD_FAILURE() << "an id outside the table was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("id 3 (element 1"), std::string::npos) << e.what();
+  }
+}
+
 // The shared checks refuse these before anything runs here too: a blend neighbour narrower than the tile (read
 // out of bounds before), a timestep width whose frequencies would divide by zero, an empty kernel.
 TEST_F(CudaOps, RefuseDegenerateShapesBeforeLaunching) {
