@@ -174,7 +174,8 @@ class Backend : public DeviceAllocator {
 
   // diffusers' blend_v / blend_h for tiled VAE: the first `extent` rows (vertical) or columns of NCHW tile b
   // fade in from the last ones of its neighbour a: b = a · (1 − k/extent) + b · (k/extent), in float32.
-  // extent is capped at both tiles' size; b is updated in place.
+  // extent is capped at both tiles' size; a must be at least as wide (vertical) or tall as b (its first columns
+  // or rows take part); b is updated in place.
   virtual void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) = 0;
 
   // y = x for any strides on either side (permutes, concatenation into narrow() views).

@@ -3,15 +3,28 @@
 namespace kakusan {
 namespace {
 
+// An allocation's rule (tensor_bytes): no negative dimension, and the product of the non-zero ones in range. A
+// view made by hand may break it, and then its loops would never run (an output left unwritten) or its sizes
+// would wrap.
+void check_dims(const char* op, const char* what, const TensorView& v) {
+  try {
+    (void)tensor_bytes(v.shape, v.dtype);
+  } catch (const Error& e) {
+    fail(op, ": ", what, ": ", e.what());
+  }
+}
+
 void check_float(const char* op, const char* what, const TensorView& v) {
   KK_CHECK(v.data != nullptr, op, ": ", what, " is empty");
   KK_CHECK(is_float(v.dtype), op, ": ", what, " must be a float tensor, got ", dtype_name(v.dtype));
+  check_dims(op, what, v);
 }
 
 // An optional per-channel parameter (bias, gamma, beta): empty, or a float vector of `n` elements.
 void check_param(const char* op, const char* what, const TensorView& v, int64_t n) {
   if (v.empty()) return;
   KK_CHECK(is_float(v.dtype), op, ": ", what, " must be a float tensor, got ", dtype_name(v.dtype));
+  check_dims(op, what, v);
   KK_CHECK(v.rank() == 1 && v.dim(0) == n, op, ": ", what, " must have shape [", n, "], got ", v.shape);
 }
 
@@ -26,6 +39,7 @@ Shape with_last(const Shape& s, int64_t last) {
 void check_f32(const char* op, const char* what, const TensorView& v) {
   KK_CHECK(v.data != nullptr, op, ": ", what, " is empty");
   KK_CHECK(v.dtype == DType::F32, op, ": ", what, " must be F32, got ", dtype_name(v.dtype));
+  check_dims(op, what, v);
 }
 
 LinearDims check_linear(const TensorView& x, const TensorView& w, const TensorView& bias, const TensorView& y) {
@@ -59,6 +73,7 @@ ConvDims check_conv2d(const TensorView& x, const TensorView& w, const TensorView
   KK_CHECK(p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0,
            "conv2d: padding must be >= 0");
   ConvDims d{x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(2), w.dim(3), 0, 0};
+  KK_CHECK(d.kernel_h >= 1 && d.kernel_w >= 1, "conv2d: weight ", w.shape, " has an empty kernel");
   const int64_t padded_h = d.height + p.pad_top + p.pad_bottom, padded_w = d.width + p.pad_left + p.pad_right;
   KK_CHECK(padded_h >= d.kernel_h && padded_w >= d.kernel_w, "conv2d: kernel ", d.kernel_h, "x", d.kernel_w,
            " is larger than the padded input ", padded_h, "x", padded_w);
@@ -153,16 +168,21 @@ void check_cfg_combine(const TensorView& noise_pred, const TensorView& out) {
   KK_CHECK(out.shape == half, "cfg_combine: out must have shape ", half, ", got ", out.shape);
 }
 
-int64_t check_timestep_embedding(const TensorView& timesteps, const TensorView& y) {
+int64_t check_timestep_embedding(const TensorView& timesteps, int freq_shift, const TensorView& y) {
   check_float("timestep_embedding", "timesteps", timesteps);
   check_f32("timestep_embedding", "y", y);
   KK_CHECK(timesteps.dtype == DType::F32, "timestep_embedding: timesteps must be F32, got ",
            dtype_name(timesteps.dtype));
   KK_CHECK(y.rank() == 2, "timestep_embedding: y must be [batch, dim], got ", y.shape);
-  KK_CHECK(timesteps.rank() <= 1, "timesteps must be a single value or a vector, got ", timesteps.shape);
+  KK_CHECK(timesteps.rank() <= 1, "timestep_embedding: timesteps must be a single value or a vector, got ",
+           timesteps.shape);
   const int64_t batch = y.dim(0);
-  KK_CHECK(timesteps.numel() == 1 || timesteps.numel() == batch, "timesteps has ", timesteps.numel(),
-           " values for a batch of ", batch, " (expected 1 or ", batch, ")");
+  KK_CHECK(timesteps.numel() == 1 || timesteps.numel() == batch, "timestep_embedding: timesteps has ",
+           timesteps.numel(), " values for a batch of ", batch, " (expected 1 or ", batch, ")");
+  // The frequencies divide by dim / 2 − freq_shift; torch's 0/0 there makes every value NaN.
+  const int64_t half = y.dim(1) / 2;
+  KK_CHECK(half == 0 || half != freq_shift, "timestep_embedding: freq_shift ", freq_shift, " equals dim / 2 for dim ",
+           y.dim(1), ": the frequencies would divide by zero");
   return batch;
 }
 
@@ -170,6 +190,7 @@ int64_t check_embedding(const TensorView& table, const TensorView& ids, const Te
   check_float("embedding", "table", table);
   check_f32("embedding", "y", y);
   KK_CHECK(!ids.empty() && ids.dtype == DType::I64, "embedding: ids must be I64, got ", dtype_name(ids.dtype));
+  check_dims("embedding", "ids", ids);
   KK_CHECK(table.rank() == 2, "embedding: table must be [rows, width], got ", table.shape);
   Shape want = ids.shape;
   want.push_back(table.dim(1));
@@ -188,12 +209,18 @@ void check_gaussian_sample(const TensorView& moments, const TensorView& noise, c
            " must have shape ", want);
 }
 
-void check_blend_tiles(const TensorView& a, const TensorView& b, int64_t extent) {
+void check_blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) {
   check_float("blend_tiles", "a", a);
   check_f32("blend_tiles", "b", b);
   KK_CHECK(a.rank() == 4 && b.rank() == 4 && a.dim(0) == b.dim(0) && a.dim(1) == b.dim(1), "blend_tiles: tiles ",
            a.shape, " and ", b.shape, " must be NCHW with the same batch and channels");
   KK_CHECK(extent >= 0, "blend_tiles: extent must be >= 0, got ", extent);
+  // Each row of b blends with one of a along b's width (columns: height), so a must reach across it. diffusers
+  // blends tiles of one column (or row), of equal sides; a wider a gives its first columns.
+  const int side = vertical ? 3 : 2;
+  KK_CHECK(a.dim(side) >= b.dim(side), "blend_tiles: tile a ", a.shape, " is ",
+           vertical ? "narrower" : "shorter", " than tile b ", b.shape, " (blending ",
+           vertical ? "vertically" : "horizontally", ")");
 }
 
 }  // namespace kakusan

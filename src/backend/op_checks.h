@@ -46,12 +46,13 @@ AttentionDims check_attention(const TensorView& q, const TensorView& k, const Te
 void check_same_shape(const char* op, const TensorView& x, const TensorView& y);
 void check_resize_nearest(const TensorView& x, const TensorView& y);
 void check_cfg_combine(const TensorView& noise_pred, const TensorView& out);
-// Returns the batch (rows of y).
-int64_t check_timestep_embedding(const TensorView& timesteps, const TensorView& y);
+// Returns the batch (rows of y). freq_shift must not equal dim / 2 where there are frequencies (a division by 0).
+int64_t check_timestep_embedding(const TensorView& timesteps, int freq_shift, const TensorView& y);
 // Returns the number of rows of the table.
 int64_t check_embedding(const TensorView& table, const TensorView& ids, const TensorView& y);
 void check_gaussian_sample(const TensorView& moments, const TensorView& noise, const TensorView& y);
-void check_blend_tiles(const TensorView& a, const TensorView& b, int64_t extent);
+// a's other side (width when blending vertically, height when horizontally) must reach across b's.
+void check_blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical);
 
 // Every output must be float32 (the one compute dtype implemented; see the contract in backend.h).
 void check_f32(const char* op, const char* what, const TensorView& v);

@@ -79,6 +79,35 @@ TEST_F(CudaOps, LinearWithoutInputFeaturesIsTheBias) {
   }
 }
 
+// No input pixels (height 0: every tap is padding) or no input channels: the bias alone, or zeros, as on the
+// host backends (cuDNN refuses an empty input).
+TEST_F(CudaOps, Conv2dWithoutInputPixelsIsTheBias) {
+  struct Case {
+    Shape x, w;
+    Conv2dParams p;
+    Shape y;
+  };
+  const Case cases[] = {
+      {{2, 3, 0, 5}, {4, 3, 3, 3}, Conv2dParams{2, 2, 1, 0, 1}, {2, 4, 1, 2}},  // asymmetric: the padded copy
+      {{1, 8, 0, 6}, {4, 8, 3, 3}, Conv2dParams::symmetric(2), {1, 4, 2, 8}},
+      {{2, 0, 5, 5}, {4, 0, 3, 3}, Conv2dParams::symmetric(1), {2, 4, 5, 5}},
+  };
+  for (DType dtype : {DType::F32, DType::F16}) {
+    for (bool with_bias : {true, false}) {
+      for (const Case& c : cases) {
+        SCOPED_TRACE(name_of(dtype) + (with_bias ? " bias" : " no bias") + " x " + c.x.str());
+        const Tensor x = Tensor::empty(c.x), w = random_weights(c.w, 9, 7, dtype);
+        const Tensor bias = with_bias ? random_tensor({c.w[0]}, 8) : Tensor();
+        Tensor want = Tensor::empty(c.y);
+        ref().conv2d(x, w, bias, c.p, want);
+        Tensor got = poisoned(c.y);
+        gpu().conv2d(up(x), up(w), with_bias ? up(bias) : Tensor(), c.p, got);
+        KK_EXPECT_CLOSE(down(got), want, kExact);
+      }
+    }
+  }
+}
+
 TEST_F(CudaOps, Conv2dPaddingsStridesAndDtypes) {
   struct Case {
     Shape x, w;
@@ -268,6 +297,37 @@ TEST_F(CudaOps, ResizeTimestepsBlendAndEmbedding) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("id 50 (element 7"), std::string::npos) << e.what();
   }
+}
+
+// Rows of no width: nothing to gather, but an id outside the table is still an error naming it, as on the host
+// backends (the kernel ran over ids × width elements: none).
+TEST_F(CudaOps, EmbeddingChecksTheIdsOfRowsOfNoWidth) {
+  Tensor ids = Tensor::empty({3}, DType::I64);
+  for (int64_t i = 0; i < 3; ++i) static_cast<int64_t*>(ids.data())[i] = i;
+  const Tensor table = up(Tensor::empty({3, 0}));
+  Tensor got = poisoned({3, 0});
+  EXPECT_NO_THROW(gpu().embedding(table, up(ids), got));
+  static_cast<int64_t*>(ids.data())[1] = 3;
+  try {
+    gpu().embedding(table, up(ids), got);
+    ADD_FAILURE() << "an id outside the table was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("id 3 (element 1"), std::string::npos) << e.what();
+  }
+}
+
+// The shared checks refuse these before anything runs here too: a blend neighbour narrower than the tile (read
+// out of bounds before), a timestep width whose frequencies would divide by zero, an empty kernel.
+TEST_F(CudaOps, RefuseDegenerateShapesBeforeLaunching) {
+  Tensor b = up(random_tensor({1, 2, 4, 6}, 40));
+  EXPECT_THROW(gpu().blend_tiles(up(random_tensor({1, 2, 4, 3}, 41)), b, 2, true), Error);
+  EXPECT_THROW(gpu().blend_tiles(up(random_tensor({1, 2, 3, 6}, 42)), b, 2, false), Error);
+  Tensor y = poisoned({2, 2});
+  EXPECT_THROW(gpu().timestep_embedding(up(Tensor::full({2}, 10.0f)), false, 1, y), Error);
+  Tensor conv = poisoned({1, 3, 5, 3});
+  EXPECT_THROW(gpu().conv2d(up(random_tensor({1, 2, 4, 4}, 43)), up(Tensor::empty({3, 2, 0, 2})), Tensor(),
+                            Conv2dParams{}, conv),
+               Error);
 }
 
 TEST_F(CudaOps, CopiesAndTransfersAnyStridesAndDtypes) {

@@ -35,10 +35,14 @@ struct Rows {
   int64_t batch_stride, row_stride;
 };
 
+// The row stride is the GEMMs' leading dimension, which must span a row: rows that overlap (a stride below
+// the width) are made dense, and a single row's stride, never stepped and possibly anything, becomes the width.
 Rows rows_of(const TensorView& v, Slot slot) {
-  const bool usable = v.dtype == DType::F32 && (v.dim(2) <= 1 || v.strides[2] == 1);
+  const bool one_row = v.dim(1) <= 1;
+  const bool usable = v.dtype == DType::F32 && (v.dim(2) <= 1 || v.strides[2] == 1) &&
+                      (one_row || v.strides[1] >= v.dim(2));
   const TensorView r = usable ? v : dense_f32(v, slot);
-  return {r.f32(), r.strides[0], r.strides[1]};
+  return {r.f32(), r.strides[0], one_row ? r.dim(2) : r.strides[1]};
 }
 
 struct Problem {

@@ -88,7 +88,7 @@ class CpuBackend final : public Backend {
   }
   void timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift,
                           const TensorView& y) override {
-    check_timestep_embedding(timesteps, y);
+    check_timestep_embedding(timesteps, freq_shift, y);
     if (!cpu::timestep_embedding(timesteps, flip_sin_to_cos, freq_shift, y))
       reference_backend().timestep_embedding(timesteps, flip_sin_to_cos, freq_shift, y);
   }
@@ -101,7 +101,7 @@ class CpuBackend final : public Backend {
     if (!cpu::gaussian_sample(moments, noise, y)) reference_backend().gaussian_sample(moments, noise, y);
   }
   void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) override {
-    check_blend_tiles(a, b, extent);
+    check_blend_tiles(a, b, extent, vertical);
     if (!cpu::blend_tiles(a, b, extent, vertical)) reference_backend().blend_tiles(a, b, extent, vertical);
   }
   void copy(const TensorView& x, const TensorView& y) override {

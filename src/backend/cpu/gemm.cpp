@@ -81,6 +81,7 @@ int64_t even_chunk(int64_t total, int64_t most) {
 void for_each_weight_block(const TensorView& w, int64_t rows, int64_t k, int64_t k0, int64_t k1,
                            const std::function<void(const WeightBlock&)>& fn) {
   KK_ASSERT(w.numel() == rows * k && 0 <= k0 && k0 < k1 && k1 <= k);
+  if (rows == 0) return;  // no output features or channels: nothing to multiply (and no panels to size)
   if (weight_in_place(w)) {
     fn({0, rows, w.f32() + k0, k});
     return;

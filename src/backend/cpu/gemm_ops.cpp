@@ -31,7 +31,8 @@ void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const
   // bf16 weight is then converted once per block: a few times at most, against a GEMM of block rows).
   const int64_t block = precision == DType::F32
                             ? d.m
-                            : std::clamp<int64_t>(scratch_limits().rounded_input / std::max<int64_t>(d.k, 1), 1, d.m);
+                            : std::clamp<int64_t>(scratch_limits().rounded_input / std::max<int64_t>(d.k, 1), 1,
+                                                  std::max<int64_t>(d.m, 1));  // clamp needs 1 <= its high
   float* rounded = precision == DType::F32 ? nullptr : scratch(Slot::Input2).floats(size_t(block * d.k));
   for (int64_t r0 = 0; r0 < d.m; r0 += block) {
     const int64_t m = std::min(block, d.m - r0);

@@ -131,6 +131,16 @@ void CudaBackend::conv2d(const TensorView& x, const TensorView& w, const TensorV
   KK_CHECK(y.is_contiguous(), "cuda conv2d: y must be contiguous");
   if (y.numel() == 0) return;
   Guard guard(*this);
+  if (d.in_channels == 0 || d.height == 0 || d.width == 0) {  // every tap is padding: y = bias (or 0)
+    // (cuDNN refuses an empty input; the host backends give the empty sum.)
+    check(cudaMemsetAsync(y.data, 0, y.nbytes(), stream_), "conv2d");
+    if (!bias.empty())
+      check(launch_bias_nchw(nullptr, kF32, dense(bias, bias.dtype, kBias), Dt(bias.dtype),
+                             static_cast<float*>(y.data), d.batch, d.out_channels, d.out_height * d.out_width,
+                             stream_),
+            "conv2d bias");
+    return;
+  }
   const DType t = w.dtype;  // products take the weight's precision
   const bool symmetric = p.pad_top == p.pad_bottom && p.pad_left == p.pad_right;
   int64_t height = d.height, width = d.width, pad_h = p.pad_top, pad_w = p.pad_left;

@@ -40,17 +40,19 @@ __global__ void timestep_kernel(const float* ts, int64_t count, float* y, int64_
   }
 }
 
+// Element i of `count * span` is column j of id t; span is the width, or 1 for rows of no width, whose ids are
+// still checked.
 __global__ void embedding_kernel(const void* table, Dt dtype, int64_t row_stride, int64_t col_stride, int64_t rows,
-                                 int64_t width, const int64_t* ids, int64_t count, float* y,
+                                 int64_t width, int64_t span, const int64_t* ids, int64_t count, float* y,
                                  unsigned long long* bad) {
-  KK_GRID_STRIDE(i, count * width) {
-    const int64_t t = i / width, j = i % width, id = ids[t];
+  KK_GRID_STRIDE(i, count * span) {
+    const int64_t t = i / span, j = i % span, id = ids[t];
     if (id < 0 || id >= rows) {
-      y[i] = 0.0f;
+      if (j < width) y[i] = 0.0f;
       if (j == 0) atomicMin(bad, (unsigned long long)t);
       continue;
     }
-    y[i] = load_as_float(table, dtype, id * row_stride + j * col_stride);
+    if (j < width) y[i] = load_as_float(table, dtype, id * row_stride + j * col_stride);
   }
 }
 
@@ -89,9 +91,10 @@ cudaError_t launch_timestep_embedding(const float* timesteps, int64_t count, flo
 cudaError_t launch_embedding(const void* table, Dt table_dtype, int64_t row_stride, int64_t col_stride,
                              int64_t rows, int64_t width, const int64_t* ids, int64_t count, float* y,
                              unsigned long long* bad, cudaStream_t stream) {
-  if (count * width > 0)
-    embedding_kernel<<<grid_for(count * width), kThreads, 0, stream>>>(table, table_dtype, row_stride, col_stride,
-                                                                       rows, width, ids, count, y, bad);
+  const int64_t span = width > 0 ? width : 1;
+  if (count > 0)
+    embedding_kernel<<<grid_for(count * span), kThreads, 0, stream>>>(table, table_dtype, row_stride, col_stride,
+                                                                      rows, width, span, ids, count, y, bad);
   return cudaGetLastError();
 }
 

@@ -160,7 +160,7 @@ void CudaBackend::cfg_combine(const TensorView& noise_pred, float guidance, cons
 
 void CudaBackend::timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift,
                                      const TensorView& y) {
-  const int64_t batch = check_timestep_embedding(timesteps, y);
+  const int64_t batch = check_timestep_embedding(timesteps, freq_shift, y);
   require_mine("timestep_embedding", "timesteps", timesteps);
   require_mine("timestep_embedding", "y", y);
   require_contiguous("timestep_embedding", "y", y);
@@ -208,7 +208,7 @@ void CudaBackend::gaussian_sample(const TensorView& moments, const TensorView& n
 }
 
 void CudaBackend::blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) {
-  check_blend_tiles(a, b, extent);
+  check_blend_tiles(a, b, extent, vertical);
   require_mine("blend_tiles", "a", a);
   require_mine("blend_tiles", "b", b);
   require_contiguous("blend_tiles", "b", b);

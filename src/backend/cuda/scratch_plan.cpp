@@ -9,7 +9,8 @@
 //     device; both plan makers skip what exceeds the cap). Narrow weights: the graph API's f32 copy of a bias
 //     that is not dense f32 -> kBias; and since only the device knows whether cuDNN takes the graph, the
 //     descriptor API's fallback too: the f16/bf16 output before the bias widens it -> kOutput, the bias if not
-//     dense -> kBias (the larger of the two rules).
+//     dense -> kBias (the larger of the two rules). An input with no pixels or channels (the bias alone): the
+//     bias if not dense -> kBias.
 //   attention (ops.cpp): q, k, v that are not f32 rows with a contiguous last dimension are made dense f32 in
 //     kInput, kWeight, kOperand2.
 // The tallies take the largest request per slot, the slots' growth rule (CudaBackend::scratch).
@@ -44,6 +45,10 @@ void CudaBackend::linear_scratch(const TensorView& x, const TensorView& w, const
 void CudaBackend::conv2d_scratch(const TensorView& x, const TensorView& w, const TensorView& bias,
                                  const Conv2dParams& p, const TensorView& y, ScratchTally& tally) {
   if (y.numel() == 0) return;
+  if (x.dim(1) == 0 || x.dim(2) == 0 || x.dim(3) == 0) {  // no input pixels: the bias alone
+    dense_need(tally, kBias, bias, bias.dtype);
+    return;
+  }
   const DType t = w.dtype;
   if (p.pad_top == p.pad_bottom && p.pad_left == p.pad_right) {
     dense_need(tally, kInput, x, t);

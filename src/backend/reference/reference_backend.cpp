@@ -302,12 +302,12 @@ class ReferenceBackend final : public Backend {
 
   void timestep_embedding(const TensorView& timesteps, bool flip_sin_to_cos, int freq_shift,
                           const TensorView& y) override {
-    const int64_t batch = check_timestep_embedding(timesteps, y);
+    const int64_t batch = check_timestep_embedding(timesteps, freq_shift, y);
     const auto ts = dense(timesteps);
     const int64_t dim = y.dim(1);
     std::vector<float> ys(size_t(batch * dim));
     for (int64_t b = 0; b < batch; ++b)
-      formula::timestep_row(ts[ts.size() == 1 ? 0 : size_t(b)], dim, flip_sin_to_cos, freq_shift, &ys[b * dim]);
+      formula::timestep_row(ts[ts.size() == 1 ? 0 : size_t(b)], dim, flip_sin_to_cos, freq_shift, ys.data() + b * dim);
     write(ys, y);
   }
 
@@ -337,7 +337,7 @@ class ReferenceBackend final : public Backend {
   }
 
   void blend_tiles(const TensorView& a, const TensorView& b, int64_t extent, bool vertical) override {
-    check_blend_tiles(a, b, extent);
+    check_blend_tiles(a, b, extent, vertical);
     const auto as = dense(a);
     auto bs = dense(b);
     const int64_t planes = a.dim(0) * a.dim(1), ah = a.dim(2), aw = a.dim(3), bh = b.dim(2), bw = b.dim(3);
