@@ -55,7 +55,9 @@ TEST_P(LoraRemerge, EachGenerationEqualsAFreshLoadWithItsSet) {
   for (const Step& step : steps) {
     const std::vector<float> got = pipe.generate(params(prompt + " " + step.tags)).latents;
     EXPECT_EQ(got, fresh(step.set, prompt + " ", GetParam())) << step.tags;
-    if (step.tags != previous_tags) EXPECT_NE(got, previous) << step.tags << ": the set changed, the result not";
+    if (step.tags != previous_tags) {
+      EXPECT_NE(got, previous) << step.tags << ": the set changed, the result not";
+    }
     previous = got;
     previous_tags = step.tags;
   }
