@@ -42,7 +42,18 @@ Tolerance conv_output_rounding(DType dtype) {
 
 std::string name_of(DType t) { return std::string(dtype_name(t)); }
 
-class CudaOps : public CudaTest {};
+class CudaOps : public CudaTest {
+ protected:
+  // embedding must refuse `ids` (one of them outside `table`) with an error containing `names`.
+  void expect_id_refused(const Tensor& table, const Tensor& ids, Tensor& got, const std::string& names) {
+    try {
+      gpu().embedding(table, up(ids), got);
+      ADD_FAILURE() << "an id outside the table was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(names), std::string::npos) << e.what();
+    }
+  }
+};
 
 TEST_F(CudaOps, LinearInEveryWeightDtypeWithAndWithoutBias) {
   for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
@@ -291,12 +302,7 @@ TEST_F(CudaOps, ResizeTimestepsBlendAndEmbedding) {
   gpu().embedding(gtable, up(ids), got);
   KK_EXPECT_CLOSE(down(got), want, kExact, "embedding");
   static_cast<int64_t*>(ids.data())[7] = 50;
-  try {
-    gpu().embedding(gtable, up(ids), got);
-    ADD_FAILURE() << "an id outside the table was accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("id 50 (element 7"), std::string::npos) << e.what();
-  }
+  expect_id_refused(gtable, ids, got, "id 50 (element 7");
 }
 
 // Rows of no width: nothing to gather, but an id outside the table is still an error naming it, as on the host
@@ -308,12 +314,7 @@ TEST_F(CudaOps, EmbeddingChecksTheIdsOfRowsOfNoWidth) {
   Tensor got = poisoned({3, 0});
   EXPECT_NO_THROW(gpu().embedding(table, up(ids), got));
   static_cast<int64_t*>(ids.data())[1] = 3;
-  try {
-    gpu().embedding(table, up(ids), got);
-    ADD_FAILURE() << "an id outside the table was accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("id 3 (element 1"), std::string::npos) << e.what();
-  }
+  expect_id_refused(table, ids, got, "id 3 (element 1");
 }
 
 // The shared checks refuse these before anything runs here too: a blend neighbour narrower than the tile (read
