@@ -66,7 +66,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 bool weight_in_place(const TensorView& w) { return w.dtype == DType::F32 && w.is_contiguous(); }
 
 int64_t weight_chunk_columns(const TensorView& w, int64_t k) {
-  if (weight_in_place(w)) return k;
+  // A strided view is made dense whole (for_each_weight_block): one chunk, so it is copied once, not per chunk.
+  if (weight_in_place(w) || !w.is_contiguous()) return k;
   constexpr int64_t kPanelRows = 128;  // the GEMM's rows per widened panel worth keeping
   return even_chunk(k, scratch_limits().weight_panel / kPanelRows);
 }

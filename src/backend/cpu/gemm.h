@@ -27,8 +27,8 @@ struct WeightBlock {
 bool weight_in_place(const TensorView& w);
 
 // The columns per chunk a GEMM over the weight should take (callers split k into chunks and accumulate): all
-// k for a weight used in place; for a widened one few enough that a panel of useful height fits the widened
-// panel's scratch (ScratchLimits::weight_panel).
+// k for a weight used in place or made dense whole (a strided view); for a widened one few enough that a panel
+// of useful height fits the widened panel's scratch (ScratchLimits::weight_panel).
 int64_t weight_chunk_columns(const TensorView& w, int64_t k);
 
 // The size of the fewest equal chunks of at most `most` that cover `total` (the last may be shorter).
