@@ -6,8 +6,9 @@
 namespace kakusan {
 
 // The bf16 dot-product instructions (AVX512_BF16: vdpbf16ps). Without them bf16 runs at fp32 speed; with
-// them it may still (where vdpbf16ps is slower than fp32 FMAs, as on the development machine: bench_ops
-// measures both rates).
+// them bf16 products run faster where vdpbf16ps outruns the fp32 FMAs (twice the rate on AMD Zen 4/5, half
+// on the Intel machines of docs/bf16.md: bench_ops measures both rates, and the CPU backend times its two
+// bf16 GEMM paths once, gemm.h's Bf16Gemm).
 bool cpu_has_avx512_bf16();
 
 }  // namespace kakusan

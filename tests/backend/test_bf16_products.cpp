@@ -8,6 +8,7 @@
 
 #include "attention_cases.h"
 #include "backend/backend.h"
+#include "backend/cpu/gemm.h"
 #include "backend/cpu/scratch.h"
 #include "linear_cases.h"
 #include "random_tensors.h"
@@ -35,6 +36,25 @@ constexpr Tolerance kGemm{2e-5, 2e-5};
 Backend& fast() { return cpu_backend(); }
 Backend& ref() { return reference_backend(); }
 
+// The CPU's two ways of multiplying in bf16 (gemm.h's Bf16Gemm): bf16gemm with the weight in place, and the
+// f32 GEMMs on rounded operands. Auto picks one by speed, so the tests force each (both run on any CPU: oneDNN
+// emulates bf16 where AVX512_BF16 is missing).
+constexpr cpu::Bf16Gemm kBf16Paths[] = {cpu::Bf16Gemm::Native, cpu::Bf16Gemm::Widened};
+
+class ForcedBf16Gemm {
+ public:
+  explicit ForcedBf16Gemm(cpu::Bf16Gemm path)
+      : saved_(cpu::bf16_gemm_setting()),
+        trace_(__FILE__, __LINE__, path == cpu::Bf16Gemm::Native ? "bf16gemm" : "f32 GEMMs") {
+    cpu::bf16_gemm_setting() = path;
+  }
+  ~ForcedBf16Gemm() { cpu::bf16_gemm_setting() = saved_; }
+
+ private:
+  cpu::Bf16Gemm saved_;
+  ::testing::ScopedTrace trace_;
+};
+
 // x rounded to bf16 and back: the activation the contract multiplies.
 Tensor pre_rounded(const Tensor& x, DType precision = DType::BF16) { return x.to(precision).to(DType::F32); }
 
@@ -49,8 +69,11 @@ double max_abs_difference(const Tensor& a, const Tensor& b) {
 class Bf16Linear : public ::testing::TestWithParam<LinearCase> {};
 
 TEST_P(Bf16Linear, MatchesReference) {
-  const auto [got, want] = linear_fast_and_reference(GetParam(), 1);
-  KK_EXPECT_CLOSE(got, want, kGemm);
+  for (const cpu::Bf16Gemm path : kBf16Paths) {
+    const ForcedBf16Gemm forced(path);
+    const auto [got, want] = linear_fast_and_reference(GetParam(), 1);
+    KK_EXPECT_CLOSE(got, want, kGemm);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Linear,
@@ -63,44 +86,53 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Linear,
 
 // Rows rounded in blocks (and bf16 weights converted in panels) when the scratch bounds are small.
 TEST_P(Bf16Linear, MatchesReferenceInBoundedScratch) {
-  const cpu::ScratchLimits saved = cpu::scratch_limits();
-  cpu::scratch_limits().rounded_input = 100;  // blocks of 1..100 rows
-  cpu::scratch_limits().weight_panel = 700;
-  const auto [got, want] = linear_fast_and_reference(GetParam(), 11);
-  cpu::scratch_limits() = saved;
-  KK_EXPECT_CLOSE(got, want, kGemm);
+  for (const cpu::Bf16Gemm path : kBf16Paths) {
+    const ForcedBf16Gemm forced(path);
+    const cpu::ScratchLimits saved = cpu::scratch_limits();
+    cpu::scratch_limits().rounded_input = 100;  // blocks of 1..100 rows
+    cpu::scratch_limits().weight_panel = 700;
+    const auto [got, want] = linear_fast_and_reference(GetParam(), 11);
+    cpu::scratch_limits() = saved;
+    KK_EXPECT_CLOSE(got, want, kGemm);
+  }
 }
 
 TEST(Bf16Products, LinearReadsStridedInput) {
-  Tensor fused = random_tensor({2, 6, 24}, 4);
-  TensorView x = fused.view().narrow(2, 8, 8);
-  Tensor w = random_weights({5, 8}, 8, 5, DType::BF16);
-  Tensor got = Tensor::empty({2, 6, 5}), want = Tensor::empty({2, 6, 5});
-  fast().linear(x, w, {}, got);
-  ref().linear(x, w, {}, want);
-  KK_EXPECT_CLOSE(got, want, kGemm);
+  for (const cpu::Bf16Gemm path : kBf16Paths) {
+    const ForcedBf16Gemm forced(path);
+    Tensor fused = random_tensor({2, 6, 24}, 4);
+    TensorView x = fused.view().narrow(2, 8, 8);
+    Tensor w = random_weights({5, 8}, 8, 5, DType::BF16);
+    Tensor got = Tensor::empty({2, 6, 5}), want = Tensor::empty({2, 6, 5});
+    fast().linear(x, w, {}, got);
+    ref().linear(x, w, {}, want);
+    KK_EXPECT_CLOSE(got, want, kGemm);
+  }
 }
 
 // The rounding is really done: a bf16 weight gives the product of the rounded input (== f32 products on a
 // pre-rounded input, to accumulation noise), and that differs from the unrounded input's by far more than
 // accumulation noise (a bf16 ulp is 2^-8 relative: ~1e-3 on these O(1) outputs).
 TEST(Bf16Products, LinearRoundsTheActivation) {
-  Tensor x = random_tensor({4, 30, 64}, 6);
-  Tensor w = random_weights({48, 64}, 64, 7, DType::BF16);
-  const Tensor widened = w.to(DType::F32);
-  Tensor bf16 = Tensor::empty({4, 30, 48}), unrounded = Tensor::empty({4, 30, 48}),
-         prerounded = Tensor::empty({4, 30, 48});
-  fast().linear(x, w, {}, bf16);
-  fast().linear(x, widened, {}, unrounded);
-  fast().linear(pre_rounded(x), widened, {}, prerounded);
-  KK_EXPECT_CLOSE(bf16, prerounded, kGemm);
-  EXPECT_GT(max_abs_difference(bf16, unrounded), 1e-3);
-  // The reference keeps the same rule.
-  Tensor want = Tensor::empty({4, 30, 48}), want_unrounded = Tensor::empty({4, 30, 48});
-  ref().linear(x, w, {}, want);
-  ref().linear(x, widened, {}, want_unrounded);
-  KK_EXPECT_CLOSE(want, prerounded, kGemm);
-  EXPECT_GT(max_abs_difference(want, want_unrounded), 1e-3);
+  for (const cpu::Bf16Gemm path : kBf16Paths) {
+    const ForcedBf16Gemm forced(path);
+    Tensor x = random_tensor({4, 30, 64}, 6);
+    Tensor w = random_weights({48, 64}, 64, 7, DType::BF16);
+    const Tensor widened = w.to(DType::F32);
+    Tensor bf16 = Tensor::empty({4, 30, 48}), unrounded = Tensor::empty({4, 30, 48}),
+           prerounded = Tensor::empty({4, 30, 48});
+    fast().linear(x, w, {}, bf16);
+    fast().linear(x, widened, {}, unrounded);
+    fast().linear(pre_rounded(x), widened, {}, prerounded);
+    KK_EXPECT_CLOSE(bf16, prerounded, kGemm);
+    EXPECT_GT(max_abs_difference(bf16, unrounded), 1e-3);
+    // The reference keeps the same rule.
+    Tensor want = Tensor::empty({4, 30, 48}), want_unrounded = Tensor::empty({4, 30, 48});
+    ref().linear(x, w, {}, want);
+    ref().linear(x, widened, {}, want_unrounded);
+    KK_EXPECT_CLOSE(want, prerounded, kGemm);
+    EXPECT_GT(max_abs_difference(want, want_unrounded), 1e-3);
+  }
 }
 
 // f16 weights are widened exactly on the CPU: their products stay f32 (the activation is not rounded).
@@ -139,19 +171,27 @@ void expect_conv_matches_reference(const ConvCase& c, uint32_t seed) {
   KK_EXPECT_CLOSE(got, want, kGemm);
 }
 
-TEST_P(Bf16Conv2d, MatchesReference) { expect_conv_matches_reference(GetParam(), 12); }
+TEST_P(Bf16Conv2d, MatchesReference) {
+  for (const cpu::Bf16Gemm path : kBf16Paths) {
+    const ForcedBf16Gemm forced(path);
+    expect_conv_matches_reference(GetParam(), 12);
+  }
+}
 
 // The bounded-scratch paths (see test_cpu_ops' SmallScratch): weight panels, several im2col tiles, Winograd's
 // U panels and V chunks.
 TEST_P(Bf16Conv2d, MatchesReferenceInBoundedScratch) {
-  const cpu::ScratchLimits saved = cpu::scratch_limits();
-  cpu::ScratchLimits& l = cpu::scratch_limits();
-  l.weight_panel = 700;
-  l.im2col = 3000;
-  l.winograd_weights = 16 * 32 * 20;
-  l.winograd_inputs = 16 * 512 * 12;
-  expect_conv_matches_reference(GetParam(), 22);
-  cpu::scratch_limits() = saved;
+  for (const cpu::Bf16Gemm path : kBf16Paths) {
+    const ForcedBf16Gemm forced(path);
+    const cpu::ScratchLimits saved = cpu::scratch_limits();
+    cpu::ScratchLimits& l = cpu::scratch_limits();
+    l.weight_panel = 700;
+    l.im2col = 3000;
+    l.winograd_weights = 16 * 32 * 20;
+    l.winograd_inputs = 16 * 512 * 12;
+    expect_conv_matches_reference(GetParam(), 22);
+    cpu::scratch_limits() = saved;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -175,20 +215,67 @@ INSTANTIATE_TEST_SUITE_P(
 // As for linear: through Winograd, im2col and the 1x1 path, the result is the pre-rounded input's, and not
 // the unrounded one's.
 TEST(Bf16Products, Conv2dRoundsTheActivation) {
-  const ConvCase cases[] = {{1, 32, 32, 32, 32, 3, Conv2dParams::symmetric(1)},     // Winograd
-                            {1, 16, 12, 12, 16, 3, Conv2dParams::symmetric(1, 2)},  // im2col
-                            {1, 32, 16, 16, 24, 1, Conv2dParams{}}};                // 1x1
-  for (const ConvCase& c : cases) {
-    Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, 40);
-    Tensor w = random_weights({c.out, c.in, c.kernel, c.kernel}, c.in * c.kernel * c.kernel, 41, DType::BF16);
-    const Tensor widened = w.to(DType::F32);
-    Tensor bf16 = Tensor::empty(conv_output(c)), unrounded = Tensor::empty(conv_output(c)),
-           prerounded = Tensor::empty(conv_output(c));
-    fast().conv2d(x, w, {}, c.params, bf16);
-    fast().conv2d(x, widened, {}, c.params, unrounded);
-    fast().conv2d(pre_rounded(x), widened, {}, c.params, prerounded);
-    KK_EXPECT_CLOSE(bf16, prerounded, kGemm, "kernel " + std::to_string(c.kernel));
-    EXPECT_GT(max_abs_difference(bf16, unrounded), 1e-3) << "kernel " << c.kernel;
+  for (const cpu::Bf16Gemm path : kBf16Paths) {
+    const ForcedBf16Gemm forced(path);
+    const ConvCase cases[] = {{1, 32, 32, 32, 32, 3, Conv2dParams::symmetric(1)},     // Winograd
+                              {1, 16, 12, 12, 16, 3, Conv2dParams::symmetric(1, 2)},  // im2col
+                              {1, 32, 16, 16, 24, 1, Conv2dParams{}}};                // 1x1
+    for (const ConvCase& c : cases) {
+      Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, 40);
+      Tensor w = random_weights({c.out, c.in, c.kernel, c.kernel}, c.in * c.kernel * c.kernel, 41, DType::BF16);
+      const Tensor widened = w.to(DType::F32);
+      Tensor bf16 = Tensor::empty(conv_output(c)), unrounded = Tensor::empty(conv_output(c)),
+             prerounded = Tensor::empty(conv_output(c));
+      fast().conv2d(x, w, {}, c.params, bf16);
+      fast().conv2d(x, widened, {}, c.params, unrounded);
+      fast().conv2d(pre_rounded(x), widened, {}, c.params, prerounded);
+      KK_EXPECT_CLOSE(bf16, prerounded, kGemm, "kernel " + std::to_string(c.kernel));
+      EXPECT_GT(max_abs_difference(bf16, unrounded), 1e-3) << "kernel " << c.kernel;
+    }
+  }
+}
+
+// ---- bf16gemm ----
+
+struct GemmCase {
+  bool trans_a, trans_b;
+  int64_t m, n, k;
+  int64_t pad;  // extra elements in every leading dimension (strided operands and output)
+  float beta;
+};
+
+// bf16gemm against a double-precision sum over the same bf16 operands: exact products, so only the f32
+// accumulation differs (kGemm). Outside its m x n block c is left as it was.
+TEST(Bf16Gemm, MatchesTheWidenedProduct) {
+  const GemmCase cases[] = {
+      {false, true, 7, 5, 13, 0, 0.0f},       {false, false, 9, 11, 3, 2, 1.0f},
+      {true, false, 6, 17, 8, 1, 0.5f},       {true, true, 33, 20, 40, 3, 0.0f},
+      {false, true, 300, 96, 80, 0, 1.0f},    // split across the threads by rows
+      {false, false, 40, 700, 150, 5, 1.0f},  // and by columns
+      {false, true, 4, 6, 0, 1, 0.5f},        // no products: c = beta·c
+  };
+  for (const GemmCase& g : cases) {
+    const int64_t a_rows = g.trans_a ? g.k : g.m, a_cols = g.trans_a ? g.m : g.k;
+    const int64_t b_rows = g.trans_b ? g.n : g.k, b_cols = g.trans_b ? g.k : g.n;
+    const int64_t lda = a_cols + g.pad, ldb = b_cols + g.pad, ldc = g.n + g.pad;
+    const Tensor a = random_tensor({std::max<int64_t>(a_rows, 1), lda}, 50).to(DType::BF16);
+    const Tensor b = random_tensor({std::max<int64_t>(b_rows, 1), ldb}, 51).to(DType::BF16);
+    const Tensor c0 = random_tensor({g.m, ldc}, 52);
+    const Tensor a32 = a.to(DType::F32), b32 = b.to(DType::F32);
+    Tensor got = c0.to(DType::F32), want = c0.to(DType::F32);
+    cpu::bf16gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, a.view().u16(), lda, b.view().u16(), ldb, g.beta,
+                  got.f32(), ldc);
+    for (int64_t i = 0; i < g.m; ++i)
+      for (int64_t j = 0; j < g.n; ++j) {
+        double sum = 0;
+        for (int64_t p = 0; p < g.k; ++p)
+          sum += double(a32.f32()[g.trans_a ? p * lda + i : i * lda + p]) *
+                 double(b32.f32()[g.trans_b ? j * ldb + p : p * ldb + j]);
+        want.f32()[i * ldc + j] = float(sum + double(g.beta) * double(c0.f32()[i * ldc + j]));
+      }
+    KK_EXPECT_CLOSE(got, want, kGemm,
+                    std::to_string(g.m) + "x" + std::to_string(g.n) + "x" + std::to_string(g.k) +
+                        (g.trans_a ? " A^T" : "") + (g.trans_b ? " B^T" : ""));
   }
 }
 

@@ -3,7 +3,8 @@
 // output rows (so the column buffer stays a few MB even for the VAE at 512x512) + GEMM. f16 weights are
 // widened a block at a time (for_each_weight_block: chunks of input channels, panels of output channels).
 // With a bf16 weight the input is rounded to bf16 where it is copied (im2col, Winograd's input transform), so
-// 1x1 convolutions then go through im2col too (its tiles bound the rounded copy).
+// 1x1 convolutions then go through im2col too (its tiles bound the rounded copy); where bf16 products are
+// native (bf16_gemm_native) im2col writes bf16 and bf16gemm multiplies it by the weight in place.
 #include <algorithm>
 #include <cstring>
 
@@ -27,9 +28,9 @@ void valid_columns(int64_t kx, const ConvDims& d, const Conv2dParams& p, int64_t
 }
 
 // col[(c·kh + ky)·kw + kx, (oy - row0)·Wo + ox] = x[c, oy·s - pad_top + ky, ox·s - pad_left + kx] (0 outside).
-// Rounded to `precision` (F32: as it is).
+// Rounded to `precision` (F32: as it is); or, with `bits`, written there as bf16 (col is then unused).
 void im2col(const float* x, const ConvDims& d, const Conv2dParams& p, int64_t row0, int64_t rows, DType precision,
-            float* col) {
+            float* col, uint16_t* bits = nullptr) {
   const int64_t taps = d.kernel_h * d.kernel_w, cols = rows * d.out_width;
   parallel_for(d.in_channels * taps, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
@@ -37,7 +38,8 @@ void im2col(const float* x, const ConvDims& d, const Conv2dParams& p, int64_t ro
       int64_t lo, hi;
       valid_columns(kx, d, p, lo, hi);
       const float* plane = x + c * d.height * d.width;
-      float* dst = col + r * cols;
+      float* const row = bits != nullptr ? scratch(Slot::Rounded).floats(size_t(cols)) : col + r * cols;
+      float* dst = row;
       for (int64_t oy = row0; oy < row0 + rows; ++oy, dst += d.out_width) {
         const int64_t iy = oy * p.stride - p.pad_top + ky;
         if (iy < 0 || iy >= d.height) {
@@ -53,9 +55,32 @@ void im2col(const float* x, const ConvDims& d, const Conv2dParams& p, int64_t ro
           for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = plane[base + ox * p.stride];
         }
       }
-      if (precision != DType::F32) round_floats(precision, col + r * cols, col + r * cols, cols);
+      if (bits != nullptr)
+        round_to_bf16(row, bits + r * cols, cols);
+      else if (precision != DType::F32)
+        round_floats(precision, row, row, cols);
     }
   }, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)));
+}
+
+// im2col + bf16gemm (gemm.h's Native path): tiles of output rows unrolled to bf16, every input channel at once,
+// each multiplied by the whole bf16 weight in place. `accumulate`: the output holds the bias already.
+void conv2d_bf16(const ConvDims& d, const float* input, const uint16_t* weight, bool accumulate,
+                 const Conv2dParams& p, float* output) {
+  const int64_t in_plane = d.height * d.width, out_plane = d.out_height * d.out_width;
+  const int64_t k = d.in_channels * d.kernel_h * d.kernel_w;
+  const int64_t tile_rows =
+      std::clamp<int64_t>(scratch_limits().im2col / std::max<int64_t>(d.batch * k * d.out_width, 1), 1, d.out_height);
+  uint16_t* bits = reinterpret_cast<uint16_t*>(
+      scratch(Slot::Work).floats(size_t(d.batch * k * tile_rows * d.out_width + 1) / 2));
+  for (int64_t row0 = 0; row0 < d.out_height; row0 += tile_rows) {
+    const int64_t rows = std::min(tile_rows, d.out_height - row0), cols = rows * d.out_width;
+    for (int64_t n = 0; n < d.batch; ++n)
+      im2col(input + n * d.in_channels * in_plane, d, p, row0, rows, DType::BF16, nullptr, bits + n * k * cols);
+    for (int64_t n = 0; n < d.batch; ++n)
+      bf16gemm(false, false, d.out_channels, cols, k, weight, k, bits + n * k * cols, cols, accumulate ? 1.0f : 0.0f,
+               output + n * d.out_channels * out_plane + row0 * d.out_width, out_plane);
+  }
 }
 
 }  // namespace
@@ -99,6 +124,11 @@ void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const T
                 output + (n * d.out_channels + panel.row0) * out_plane, out_plane);
       });
     }
+    out.finish();
+    return;
+  }
+  if (precision == DType::BF16 && w.dtype == DType::BF16 && w.is_contiguous() && bf16_gemm_native()) {
+    conv2d_bf16(d, input, w.u16(), b != nullptr, p, output);
     out.finish();
     return;
   }

@@ -14,18 +14,14 @@ namespace {
 constexpr double kSplitFlops = 4e6;  // below this a GEMM is not worth splitting across threads
 constexpr int64_t kSplitAlign = 16;  // split boundaries on multiples of the kernels' register blocking
 
-// One GEMM on the calling thread. oneDNN's OpenMP team is kept at one thread (the OpenMP thread count is a
-// per-thread setting, so each calling thread sets it once): all parallelism comes from our pool.
-void sgemm_on_this_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+// oneDNN's OpenMP team is kept at one thread (the OpenMP thread count is a per-thread setting, so each calling
+// thread sets it once): all parallelism comes from our pool.
+void keep_onednn_on_this_thread() {
   thread_local const bool single_threaded = [] {
     omp_set_num_threads(1);
     return true;
   }();
   (void)single_threaded;
-  const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
-                                          beta, c, ldc);
-  KK_ASSERT(status == dnnl_success);
 }
 
 int64_t split_point(int64_t size, int64_t part, int64_t parts) {
@@ -33,33 +29,66 @@ int64_t split_point(int64_t size, int64_t part, int64_t parts) {
   return std::min(size, (size * part / parts + kSplitAlign / 2) / kSplitAlign * kSplitAlign);
 }
 
-}  // namespace
+// c[m, n] = beta·c: a GEMM with k = 0.
+void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+}
 
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {  // C = beta·C
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-    return;
-  }
+// A GEMM of m x n outputs over k split across the pool: part(r0, r1, c0, c1) computes rows [r0, r1) and
+// columns [c0, c1) of c on its thread, along the longer of m and n.
+void split_gemm(int64_t m, int64_t n, int64_t k,
+                const std::function<void(int64_t, int64_t, int64_t, int64_t)>& part) {
   const int64_t parts = 2.0 * double(m) * double(n) * double(k) < kSplitFlops ? 1 : num_threads();
   const bool split_rows = m >= n;
   const int64_t extent = split_rows ? m : n;
   if (parts <= 1 || extent < 2 * kSplitAlign) {
-    sgemm_on_this_thread(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    keep_onednn_on_this_thread();
+    part(0, m, 0, n);
     return;
   }
   parallel_for(parts, [&](int64_t begin, int64_t end) {
     const int64_t lo = split_point(extent, begin, parts), hi = split_point(extent, end, parts);
     if (hi <= lo) return;
-    if (split_rows) {  // rows [lo, hi) of op(a) and c
-      const float* a_part = trans_a ? a + lo : a + lo * lda;
-      sgemm_on_this_thread(trans_a, trans_b, hi - lo, n, k, alpha, a_part, lda, b, ldb, beta, c + lo * ldc, ldc);
-    } else {  // columns [lo, hi) of op(b) and c
-      const float* b_part = trans_b ? b + lo * ldb : b + lo;
-      sgemm_on_this_thread(trans_a, trans_b, m, hi - lo, k, alpha, a, lda, b_part, ldb, beta, c + lo, ldc);
-    }
+    keep_onednn_on_this_thread();
+    if (split_rows)
+      part(lo, hi, 0, n);
+    else
+      part(0, m, lo, hi);
+  });
+}
+
+// Where rows [r0, ...) of op(x) start, and columns [c0, ...) of op(y), for a matrix with leading dimension ld.
+template <typename T>
+const T* op_rows(const T* x, bool trans, int64_t r0, int64_t ld) {
+  return trans ? x + r0 : x + r0 * ld;
+}
+template <typename T>
+const T* op_columns(const T* y, bool trans, int64_t c0, int64_t ld) {
+  return trans ? y + c0 * ld : y + c0;
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) return scale_c(m, n, beta, c, ldc);
+  split_gemm(m, n, k, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const dnnl_status_t status =
+        dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', r1 - r0, c1 - c0, k, alpha, op_rows(a, trans_a, r0, lda),
+                   lda, op_columns(b, trans_b, c0, ldb), ldb, beta, c + r0 * ldc + c0, ldc);
+    KK_ASSERT(status == dnnl_success);
+  });
+}
+
+void bf16gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const uint16_t* a, int64_t lda,
+              const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) return scale_c(m, n, beta, c, ldc);
+  split_gemm(m, n, k, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    bf16gemm_on_this_thread(trans_a, trans_b, r1 - r0, c1 - c0, k, op_rows(a, trans_a, r0, lda), lda,
+                            op_columns(b, trans_b, c0, ldb), ldb, beta, c + r0 * ldc + c0, ldc);
   });
 }
 

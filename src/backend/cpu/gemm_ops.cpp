@@ -1,6 +1,7 @@
-// linear on the GEMM of gemm.h; with a bf16 weight the input is rounded to bf16 first (backend.h's
-// precision rule), a block of rows at a time into bounded scratch, and the f32 GEMM then multiplies the
-// rounded operands exactly.
+// linear on the GEMMs of gemm.h. With a bf16 weight the input is rounded to bf16 first (backend.h's precision
+// rule), a block of rows at a time into bounded scratch: as bf16 for bf16gemm with the weight in place where
+// that is the faster path (bf16_gemm_native), else as floats that the f32 GEMM multiplies exactly against the
+// widened weight.
 #include <algorithm>
 
 #include "backend/cpu/gemm.h"
@@ -33,6 +34,19 @@ void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const
                             ? d.m
                             : std::clamp<int64_t>(scratch_limits().rounded_input / std::max<int64_t>(d.k, 1), 1,
                                                   std::max<int64_t>(d.m, 1));  // clamp needs 1 <= its high
+  const bool native = precision == DType::BF16 && w.dtype == DType::BF16 && w.is_contiguous() && bf16_gemm_native();
+  if (native) {
+    uint16_t* bits = reinterpret_cast<uint16_t*>(scratch(Slot::Input2).floats(size_t(block * d.k + 1) / 2));
+    for (int64_t r0 = 0; r0 < d.m; r0 += block) {
+      const int64_t m = std::min(block, d.m - r0);
+      parallel_for(m * d.k, [&](int64_t begin, int64_t end) {
+        round_to_bf16(input + r0 * d.k + begin, bits + begin, end - begin);
+      }, 1 << 15);
+      bf16gemm(false, true, m, d.n, d.k, bits, d.k, w.u16(), d.k, b != nullptr ? 1.0f : 0.0f, o + r0 * d.n, d.n);
+    }
+    out.finish();
+    return;
+  }
   float* rounded = precision == DType::F32 ? nullptr : scratch(Slot::Input2).floats(size_t(block * d.k));
   for (int64_t r0 = 0; r0 < d.m; r0 += block) {
     const int64_t m = std::min(block, d.m - r0);

@@ -13,9 +13,9 @@ const char* peak_vector_isa();
 
 // GFLOP/s of one thread running AVX512_BF16 dot products (vdpbf16ps: 32 bf16 multiply-adds into 16 f32
 // lanes) the same way, or 0 where the CPU lacks them (checked at run time; the loop is compiled for them
-// whatever the build targets). Why it is measured: the bf16 products (backend.h) go through the fp32 GEMMs
-// on rounded operands because on this project's machine vdpbf16ps runs at half the FMA loop's rate, not
-// twice (README, Performance); a CPU where it is faster shows it here first.
+// whatever the build targets). Why it is measured: vdpbf16ps runs at half the FMA loop's rate on some CPUs
+// (Intel's without AMX) and at twice it on others (AMD Zen 4/5), which decides whether the bf16 products
+// (backend.h) are faster on bf16gemm or on the fp32 GEMMs (gemm.h's Bf16Gemm, docs/bf16.md).
 double measure_bf16_dot_peak_gflops(double seconds = 0.5);
 
 }  // namespace kakusan

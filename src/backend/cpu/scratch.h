@@ -44,7 +44,7 @@ struct ScratchLimits {
 ScratchLimits& scratch_limits();
 
 // Each op takes its scratch from distinct slots so that nothing it holds is overwritten by a helper.
-enum class Slot { Input, Input2, Input3, Weight, Bias, Beta, Output, Work, Rounded, Count };
+enum class Slot { Input, Input2, Input3, Weight, Bias, Beta, Output, Work, Rounded, Gemm, Count };
 
 // This thread's buffer for `slot`.
 ScratchBuffer& scratch(Slot slot);

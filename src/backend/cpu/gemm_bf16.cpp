@@ -1,0 +1,169 @@
+// bf16 GEMMs on oneDNN's matmul primitive (brgemm on vdpbf16ps where the CPU has AVX512_BF16). A primitive is
+// built once per shape and kept per thread with its memory objects, so a steady-state call allocates nothing:
+// it points the memory objects at the operands and this thread's scratch, and executes.
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/cpu/gemm.h"
+#include "backend/cpu/scratch.h"
+#include "core/cpu_features.h"
+
+namespace kakusan::cpu {
+namespace {
+
+using dnnl::memory;
+
+struct Shape {
+  bool trans_a, trans_b;
+  int64_t m, n, k, lda, ldb, ldc;
+  float beta;
+  bool operator==(const Shape&) const = default;
+};
+
+struct ShapeHash {
+  size_t operator()(const Shape& s) const {
+    size_t h = size_t(s.trans_a) * 2 + size_t(s.trans_b);
+    for (int64_t v : {s.m, s.n, s.k, s.lda, s.ldb, s.ldc}) h = h * 1000003u ^ size_t(v);
+    return h ^ std::hash<float>()(s.beta);
+  }
+};
+
+struct Plan {
+  dnnl::matmul matmul;
+  memory a, b, c, scratchpad;
+  size_t scratchpad_bytes = 0;
+};
+
+// Never destroyed (as the scratch registry): pool threads' plans may outlive static objects, and oneDNN's.
+const dnnl::engine& engine() {
+  static const dnnl::engine* e = new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  return *e;
+}
+
+struct ThreadPlans {
+  dnnl::stream stream{engine()};
+  std::unordered_map<Shape, Plan, ShapeHash> plans;
+};
+
+// Each thread's plans, reachable from a registry that is never destroyed (see engine()).
+ThreadPlans& thread_plans() {
+  static std::mutex mutex;
+  static auto* registry = new std::vector<std::unique_ptr<ThreadPlans>>;
+  thread_local ThreadPlans* mine = [] {
+    std::lock_guard<std::mutex> lock(mutex);
+    registry->push_back(std::make_unique<ThreadPlans>());
+    return registry->back().get();
+  }();
+  return *mine;
+}
+
+memory::desc matrix(int64_t rows, int64_t cols, bool trans, int64_t ld, memory::data_type type) {
+  return memory::desc({rows, cols}, type, trans ? memory::dims{1, ld} : memory::dims{ld, 1});
+}
+
+Plan make_plan(const Shape& s) {
+  const memory::desc a = matrix(s.m, s.k, s.trans_a, s.lda, memory::data_type::bf16);
+  const memory::desc b = matrix(s.k, s.n, s.trans_b, s.ldb, memory::data_type::bf16);
+  const memory::desc c = matrix(s.m, s.n, false, s.ldc, memory::data_type::f32);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (s.beta != 0.0f) {
+    dnnl::post_ops sum;
+    sum.append_sum(s.beta);
+    attr.set_post_ops(sum);
+  }
+  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, engine());
+  Plan plan;
+  plan.matmul = dnnl::matmul(pd);
+  plan.a = memory(a, engine(), nullptr);
+  plan.b = memory(b, engine(), nullptr);
+  plan.c = memory(c, engine(), nullptr);
+  plan.scratchpad = memory(pd.scratchpad_desc(), engine(), nullptr);
+  plan.scratchpad_bytes = pd.scratchpad_desc().get_size();
+  return plan;
+}
+
+// Beyond this many shapes a thread starts its plans afresh (image sizes change the shapes; a UNet step at one
+// size needs a few dozen).
+constexpr size_t kMaxPlans = 512;
+
+// Seconds for the fastest of `reps` calls of fn.
+template <typename Fn>
+double fastest(int reps, Fn fn) {
+  double best = 1e30;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+// Native bf16 against the widened path on the pool, at a size where both run at their kernels' speed
+// (256 x 256 x 256: a fraction of a millisecond each): Native when it is at least 1.25x faster.
+bool native_is_faster() {
+  if (!cpu_has_avx512_bf16()) return false;
+  constexpr int64_t kSize = 256;
+  std::vector<uint16_t> a16(kSize * kSize, 0x3f80), b16(kSize * kSize, 0x3f80);  // bf16 1.0
+  std::vector<float> a32(kSize * kSize, 1.0f), b32(kSize * kSize, 1.0f), c(kSize * kSize);
+  auto native = [&] {
+    bf16gemm(false, true, kSize, kSize, kSize, a16.data(), kSize, b16.data(), kSize, 0.0f, c.data(), kSize);
+  };
+  auto widened = [&] {
+    sgemm(false, true, kSize, kSize, kSize, 1.0f, a32.data(), kSize, b32.data(), kSize, 0.0f, c.data(), kSize);
+  };
+  native();
+  widened();
+  double t_native = 1e30, t_widened = 1e30;
+  for (int round = 0; round < 3; ++round) {  // alternating, against a noisy machine
+    t_native = std::min(t_native, fastest(3, native));
+    t_widened = std::min(t_widened, fastest(3, widened));
+  }
+  return t_widened > 1.25 * t_native;
+}
+
+}  // namespace
+
+void bf16gemm_on_this_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const uint16_t* a,
+                             int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  ThreadPlans& mine = thread_plans();
+  const Shape shape{trans_a, trans_b, m, n, k, lda, ldb, ldc, beta};
+  auto it = mine.plans.find(shape);
+  if (it == mine.plans.end()) {
+    if (mine.plans.size() >= kMaxPlans) mine.plans.clear();
+    it = mine.plans.emplace(shape, make_plan(shape)).first;
+  }
+  Plan& plan = it->second;
+  plan.a.set_data_handle(const_cast<uint16_t*>(a));
+  plan.b.set_data_handle(const_cast<uint16_t*>(b));
+  plan.c.set_data_handle(c);
+  plan.scratchpad.set_data_handle(scratch(Slot::Gemm).floats(plan.scratchpad_bytes / sizeof(float) + 1));
+  const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, plan.a.get()},
+                                  {DNNL_ARG_WEIGHTS, plan.b.get()},
+                                  {DNNL_ARG_DST, plan.c.get()},
+                                  {DNNL_ARG_SCRATCHPAD, plan.scratchpad.get()}};
+  const dnnl_status_t status = dnnl_primitive_execute(plan.matmul.get(), mine.stream.get(), 4, args);
+  KK_ASSERT(status == dnnl_success);
+}
+
+Bf16Gemm& bf16_gemm_setting() {
+  static Bf16Gemm setting = Bf16Gemm::Auto;
+  return setting;
+}
+
+bool bf16_gemm_native() {
+  switch (bf16_gemm_setting()) {
+    case Bf16Gemm::Native: return true;
+    case Bf16Gemm::Widened: return false;
+    case Bf16Gemm::Auto: break;
+  }
+  static const bool measured = native_is_faster();
+  return measured;
+}
+
+}  // namespace kakusan::cpu
