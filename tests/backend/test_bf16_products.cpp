@@ -241,18 +241,18 @@ struct GemmCase {
   bool trans_a, trans_b;
   int64_t m, n, k;
   int64_t pad;  // extra elements in every leading dimension (strided operands and output)
-  float beta;
+  float alpha, beta;
 };
 
-// bf16gemm against a double-precision sum over the same bf16 operands: exact products, so only the f32
-// accumulation differs (kGemm). Outside its m x n block c is left as it was.
+// bf16gemm against alpha times a double-precision sum over the same bf16 operands, plus beta·c: exact products,
+// so only the f32 accumulation differs (kGemm). Outside its m x n block c is left as it was.
 TEST(Bf16Gemm, MatchesTheWidenedProduct) {
   const GemmCase cases[] = {
-      {false, true, 7, 5, 13, 0, 0.0f},       {false, false, 9, 11, 3, 2, 1.0f},
-      {true, false, 6, 17, 8, 1, 0.5f},       {true, true, 33, 20, 40, 3, 0.0f},
-      {false, true, 300, 96, 80, 0, 1.0f},    // split across the threads by rows
-      {false, false, 40, 700, 150, 5, 1.0f},  // and by columns
-      {false, true, 4, 6, 0, 1, 0.5f},        // no products: c = beta·c
+      {false, true, 7, 5, 13, 0, 1.0f, 0.0f},       {false, false, 9, 11, 3, 2, 1.0f, 1.0f},
+      {true, false, 6, 17, 8, 1, 0.25f, 0.5f},      {true, true, 33, 20, 40, 3, -0.3f, 0.0f},
+      {false, true, 300, 96, 80, 0, 0.158f, 1.0f},  // split across the threads by rows
+      {false, false, 40, 700, 150, 5, 1.0f, 1.0f},  // and by columns
+      {false, true, 4, 6, 0, 1, 2.0f, 0.5f},        // no products: c = beta·c
   };
   for (const GemmCase& g : cases) {
     const int64_t a_rows = g.trans_a ? g.k : g.m, a_cols = g.trans_a ? g.m : g.k;
@@ -263,7 +263,7 @@ TEST(Bf16Gemm, MatchesTheWidenedProduct) {
     const Tensor c0 = random_tensor({g.m, ldc}, 52);
     const Tensor a32 = a.to(DType::F32), b32 = b.to(DType::F32);
     Tensor got = c0.to(DType::F32), want = c0.to(DType::F32);
-    cpu::bf16gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, a.view().u16(), lda, b.view().u16(), ldb, g.beta,
+    cpu::bf16gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, a.view().u16(), lda, b.view().u16(), ldb, g.beta,
                   got.f32(), ldc);
     for (int64_t i = 0; i < g.m; ++i)
       for (int64_t j = 0; j < g.n; ++j) {
@@ -271,7 +271,7 @@ TEST(Bf16Gemm, MatchesTheWidenedProduct) {
         for (int64_t p = 0; p < g.k; ++p)
           sum += double(a32.f32()[g.trans_a ? p * lda + i : i * lda + p]) *
                  double(b32.f32()[g.trans_b ? j * ldb + p : p * ldb + j]);
-        want.f32()[i * ldc + j] = float(sum + double(g.beta) * double(c0.f32()[i * ldc + j]));
+        want.f32()[i * ldc + j] = float(double(g.alpha) * sum + double(g.beta) * double(c0.f32()[i * ldc + j]));
       }
     KK_EXPECT_CLOSE(got, want, kGemm,
                     std::to_string(g.m) + "x" + std::to_string(g.n) + "x" + std::to_string(g.k) +
@@ -309,20 +309,23 @@ TEST(Bf16Gemm, MatchesTheWidenedProduct) {
 class ReducedAttention : public ::testing::TestWithParam<AttentionCase> {};
 
 TEST_P(ReducedAttention, EveryStrategyMatchesReference) {
-  const AttentionCase& c = GetParam();
-  const int64_t vw = c.heads * c.value_dim;
-  const auto [q, k, v] = random_attention_inputs(c);
-  for (const DType precision : {DType::BF16, DType::F16}) {
-    AttentionParams p = attention_params_for(c);
-    p.precision = precision;
-    Tensor want = Tensor::empty({c.batch, c.q_len, vw});
-    ref().attention(q, k, v, p, want);
-    for (const Strategy& s : kStrategies) {
-      p.strategy = s.strategy;
-      p.slice_size = s.slice_size;
-      Tensor got = Tensor::full({c.batch, c.q_len, vw}, 1e30f);
-      fast().attention(q, k, v, p, got);
-      EXPECT_TRUE(attention_close(got, want, v, precision)) << s.name << " " << dtype_name(precision);
+  for (const cpu::Bf16Gemm path : kBf16Paths) {
+    const ForcedBf16Gemm forced(path);
+    const AttentionCase& c = GetParam();
+    const int64_t vw = c.heads * c.value_dim;
+    const auto [q, k, v] = random_attention_inputs(c);
+    for (const DType precision : {DType::BF16, DType::F16}) {
+      AttentionParams p = attention_params_for(c);
+      p.precision = precision;
+      Tensor want = Tensor::empty({c.batch, c.q_len, vw});
+      ref().attention(q, k, v, p, want);
+      for (const Strategy& s : kStrategies) {
+        p.strategy = s.strategy;
+        p.slice_size = s.slice_size;
+        Tensor got = Tensor::full({c.batch, c.q_len, vw}, 1e30f);
+        fast().attention(q, k, v, p, got);
+        EXPECT_TRUE(attention_close(got, want, v, precision)) << s.name << " " << dtype_name(precision);
+      }
     }
   }
 }
@@ -338,64 +341,73 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ReducedAttention,
                                            AttentionCase{1, 130, 1030, 2, 40, 40, false}));  // SD head dim
 
 TEST(ReducedAttention, ReadsSlicesOfAFusedProjection) {
-  const int64_t batch = 2, tokens = 600, heads = 3, dim = 8, width = heads * dim;
-  Tensor qkv = random_tensor({batch, tokens, 3 * width}, 34, 2.0f);
-  TensorView q = qkv.view().narrow(2, 0, width), k = qkv.view().narrow(2, width, width),
-             v = qkv.view().narrow(2, 2 * width, width);
-  Tensor dense_v = Tensor::empty({batch, tokens, width});
-  ref().copy(v, dense_v);
-  AttentionParams p;
-  p.heads = int(heads);
-  p.scale = 0.3f;
-  p.precision = DType::BF16;
-  Tensor want = Tensor::empty({batch, tokens, width});
-  ref().attention(q, k, v, p, want);
-  for (const Strategy& s : kStrategies) {
-    p.strategy = s.strategy;
-    p.slice_size = s.slice_size;
-    Tensor got = Tensor::empty({batch, tokens, width});
-    fast().attention(q, k, v, p, got);
-    EXPECT_TRUE(attention_close(got, want, dense_v, DType::BF16)) << s.name;
+  for (const cpu::Bf16Gemm path : kBf16Paths) {
+    const ForcedBf16Gemm forced(path);
+    const int64_t batch = 2, tokens = 600, heads = 3, dim = 8, width = heads * dim;
+    Tensor qkv = random_tensor({batch, tokens, 3 * width}, 34, 2.0f);
+    TensorView q = qkv.view().narrow(2, 0, width), k = qkv.view().narrow(2, width, width),
+               v = qkv.view().narrow(2, 2 * width, width);
+    Tensor dense_v = Tensor::empty({batch, tokens, width});
+    ref().copy(v, dense_v);
+    AttentionParams p;
+    p.heads = int(heads);
+    p.scale = 0.3f;
+    p.precision = DType::BF16;
+    Tensor want = Tensor::empty({batch, tokens, width});
+    ref().attention(q, k, v, p, want);
+    for (const Strategy& s : kStrategies) {
+      p.strategy = s.strategy;
+      p.slice_size = s.slice_size;
+      Tensor got = Tensor::empty({batch, tokens, width});
+      fast().attention(q, k, v, p, got);
+      EXPECT_TRUE(attention_close(got, want, dense_v, DType::BF16)) << s.name;
+    }
   }
 }
 
 // No keys at all (an empty context): zeros in every precision, on both backends (not 0/0).
 TEST(ReducedAttention, NoKeysGivesZeros) {
-  Tensor q = random_tensor({1, 5, 16}, 35);
-  Tensor kv = Tensor::empty({1, 0, 16});
-  for (Backend* be : {&ref(), &fast()})
-    for (const DType precision : {DType::F32, DType::BF16, DType::F16}) {
-      AttentionParams p;
-      p.heads = 2;
-      p.precision = precision;
-      Tensor got = Tensor::full({1, 5, 16}, 1e30f);
-      be->attention(q, kv, kv, p, got);
-      for (int64_t i = 0; i < got.numel(); ++i)
-        ASSERT_EQ(got.f32()[i], 0.0f) << be->name() << " " << dtype_name(precision) << " element " << i;
-    }
+  for (const cpu::Bf16Gemm path : kBf16Paths) {
+    const ForcedBf16Gemm forced(path);
+    Tensor q = random_tensor({1, 5, 16}, 35);
+    Tensor kv = Tensor::empty({1, 0, 16});
+    for (Backend* be : {&ref(), &fast()})
+      for (const DType precision : {DType::F32, DType::BF16, DType::F16}) {
+        AttentionParams p;
+        p.heads = 2;
+        p.precision = precision;
+        Tensor got = Tensor::full({1, 5, 16}, 1e30f);
+        be->attention(q, kv, kv, p, got);
+        for (int64_t i = 0; i < got.numel(); ++i)
+          ASSERT_EQ(got.f32()[i], 0.0f) << be->name() << " " << dtype_name(precision) << " element " << i;
+      }
+  }
 }
 
 // Rounding skipped would show: bf16 attention differs from f32 attention on the same inputs, and still
 // differs (by the probabilities' rounding) from f32 attention on pre-rounded q, k, v — by far more than f32
 // noise, and by less than the bf16 rounding of its operands can move it.
 TEST(ReducedAttention, RoundsOperandsAndProbabilities) {
-  Tensor q = random_tensor({1, 256, 64}, 50, 2.0f), k = random_tensor({1, 700, 64}, 51, 2.0f);
-  Tensor v = random_tensor({1, 700, 64}, 52);
-  for (const Strategy& s : kStrategies) {
-    AttentionParams p;
-    p.heads = 2;
-    p.scale = 0.125f;
-    p.strategy = s.strategy;
-    p.slice_size = s.slice_size;
-    Tensor f32 = Tensor::empty({1, 256, 64}), prerounded = Tensor::empty({1, 256, 64}),
-           bf16 = Tensor::empty({1, 256, 64});
-    fast().attention(q, k, v, p, f32);
-    fast().attention(pre_rounded(q), pre_rounded(k), pre_rounded(v), p, prerounded);
-    p.precision = DType::BF16;
-    fast().attention(q, k, v, p, bf16);
-    EXPECT_GT(max_abs_difference(bf16, f32), 1e-3) << s.name;
-    EXPECT_GT(max_abs_difference(bf16, prerounded), 1e-4) << s.name;
-    EXPECT_LT(max_abs_difference(bf16, f32), 0.1) << s.name;
+  for (const cpu::Bf16Gemm path : kBf16Paths) {
+    const ForcedBf16Gemm forced(path);
+    Tensor q = random_tensor({1, 256, 64}, 50, 2.0f), k = random_tensor({1, 700, 64}, 51, 2.0f);
+    Tensor v = random_tensor({1, 700, 64}, 52);
+    for (const Strategy& s : kStrategies) {
+      AttentionParams p;
+      p.heads = 2;
+      p.scale = 0.125f;
+      p.strategy = s.strategy;
+      p.slice_size = s.slice_size;
+      Tensor f32 = Tensor::empty({1, 256, 64}), prerounded = Tensor::empty({1, 256, 64}),
+             bf16 = Tensor::empty({1, 256, 64});
+      fast().attention(q, k, v, p, f32);
+      fast().attention(pre_rounded(q), pre_rounded(k), pre_rounded(v), p, prerounded);
+      p.precision = DType::BF16;
+      fast().attention(q, k, v, p, bf16);
+      EXPECT_GT(max_abs_difference(bf16, f32), 1e-3) << s.name;
+      EXPECT_GT(max_abs_difference(bf16, prerounded), 1e-4) << s.name;
+      EXPECT_LT(max_abs_difference(bf16, f32), 0.1) << s.name;
+    }
   }
 }
 

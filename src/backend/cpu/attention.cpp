@@ -9,7 +9,9 @@
 // precision (AttentionParams::precision) each thread rounds the head it works on into its own scratch (q rows
 // of its tile, all of the head's keys and values, kept while the thread stays on that head), the softmax
 // shifts by powers of two and its unnormalised probabilities are rounded before P·V, the division by their
-// sum coming after (backend/precision.h): every strategy then rounds the same numbers as the reference.
+// sum coming after (backend/precision.h): every strategy then rounds the same numbers as the reference. Where
+// bf16 products are native (gemm.h's Bf16Gemm) non-causal bf16 attention keeps those rounded operands as bf16
+// and multiplies them on bf16gemm (causal attention, the text encoder's 77 tokens, stays on the f32 GEMMs).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -51,6 +53,7 @@ struct Problem {
   Rows q, k, v;
   float* out;
   int64_t out_batch_stride, out_row_stride;
+  bool native = false;  // the rounded operands and probabilities as bf16, multiplied on bf16gemm
 
   const float* q_head(int64_t bh) const { return q.data + bh / d.heads * q.batch_stride + bh % d.heads * d.head_dim; }
   const float* k_head(int64_t bh) const { return k.data + bh / d.heads * k.batch_stride + bh % d.heads * d.head_dim; }
@@ -61,13 +64,34 @@ struct Problem {
   // Keys query row i may see.
   int64_t visible(int64_t i) const { return p.causal ? std::min(i + 1, d.kv_len) : d.kv_len; }
   bool reduced() const { return p.precision != DType::F32; }
-  // Floats full_head needs: the scores, and in reduced precision each row's sum.
-  int64_t head_scratch() const { return d.q_len * d.kv_len + (reduced() ? d.q_len : 0); }
+  // Floats full_head needs: the scores, in reduced precision each row's sum, and with native products the
+  // probabilities as bf16.
+  int64_t head_scratch() const {
+    return d.q_len * d.kv_len + (reduced() ? d.q_len : 0) + (native ? (d.q_len * d.kv_len + 1) / 2 : 0);
+  }
 };
+
+// A GEMM operand: floats, or (native bf16 products) bf16 bits.
+struct Operand {
+  const float* f32 = nullptr;
+  const uint16_t* bf16 = nullptr;
+  Operand at(int64_t offset) const {
+    return {f32 != nullptr ? f32 + offset : nullptr, bf16 != nullptr ? bf16 + offset : nullptr};
+  }
+};
+
+// c = alpha·op(a)·op(b) + beta·c on bf16gemm when both operands are bf16, else on sgemm.
+void product(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, Operand a, int64_t lda,
+             Operand b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (a.bf16 != nullptr && b.bf16 != nullptr)
+    bf16gemm(trans_a, trans_b, m, n, k, alpha, a.bf16, lda, b.bf16, ldb, beta, c, ldc);
+  else
+    sgemm(trans_a, trans_b, m, n, k, alpha, a.f32, lda, b.f32, ldb, beta, c, ldc);
+}
 
 // One (batch, head)'s operands: q rows from the tile's first query, all keys and values.
 struct Head {
-  const float *q, *k, *v;
+  Operand q, k, v;
   int64_t q_stride, k_stride, v_stride;
 };
 
@@ -82,27 +106,35 @@ class HeadOperands {
     const Problem& pr = pr_;
     const AttentionDims& d = pr.d;
     if (!pr.reduced())
-      return {pr.q_head(bh) + q0 * pr.q.row_stride, pr.k_head(bh), pr.v_head(bh), pr.q.row_stride, pr.k.row_stride,
-              pr.v.row_stride};
-    if (buffer_ == nullptr) {
-      buffer_ = scratch(Slot::Rounded)
-                    .floats(size_t(d.kv_len * (d.head_dim + d.value_dim) + max_q_rows_ * d.head_dim));
-    }
-    float* k = buffer_;
-    float* v = k + d.kv_len * d.head_dim;
-    float* q = v + d.kv_len * d.value_dim;
+      return {{pr.q_head(bh) + q0 * pr.q.row_stride}, {pr.k_head(bh)}, {pr.v_head(bh)}, pr.q.row_stride,
+              pr.k.row_stride, pr.v.row_stride};
+    const int64_t elements = d.kv_len * (d.head_dim + d.value_dim) + max_q_rows_ * d.head_dim;
+    if (buffer_ == nullptr)
+      buffer_ = scratch(Slot::Rounded).floats(size_t(pr.native ? (elements + 1) / 2 : elements));
+    const int64_t k = 0, v = d.kv_len * d.head_dim, q = v + d.kv_len * d.value_dim;  // offsets in the buffer
     if (bh != rounded_head_) {
       round_rows(pr.k_head(bh), pr.k.row_stride, d.kv_len, d.head_dim, k);
       round_rows(pr.v_head(bh), pr.v.row_stride, d.kv_len, d.value_dim, v);
       rounded_head_ = bh;
     }
     round_rows(pr.q_head(bh) + q0 * pr.q.row_stride, pr.q.row_stride, rows, d.head_dim, q);
-    return {q, k, v, d.head_dim, d.head_dim, d.value_dim};
+    return {at(q), at(k), at(v), d.head_dim, d.head_dim, d.value_dim};
   }
 
  private:
-  void round_rows(const float* src, int64_t stride, int64_t rows, int64_t width, float* dst) const {
-    for (int64_t r = 0; r < rows; ++r) round_floats(pr_.p.precision, src + r * stride, dst + r * width, width);
+  // The buffer's element `offset`: a float, or bf16 bits with native products.
+  Operand at(int64_t offset) const {
+    if (pr_.native) return {nullptr, reinterpret_cast<const uint16_t*>(buffer_) + offset};
+    return {buffer_ + offset, nullptr};
+  }
+
+  void round_rows(const float* src, int64_t stride, int64_t rows, int64_t width, int64_t offset) const {
+    for (int64_t r = 0; r < rows; ++r) {
+      if (pr_.native)
+        round_to_bf16(src + r * stride, reinterpret_cast<uint16_t*>(buffer_) + offset + r * width, width);
+      else
+        round_floats(pr_.p.precision, src + r * stride, buffer_ + offset + r * width, width);
+    }
   }
 
   const Problem& pr_;
@@ -117,8 +149,10 @@ void full_head(const Problem& pr, int64_t bh, float* scores) {
   HeadOperands operands(pr, d.q_len);
   const Head h = operands.get(bh, 0, d.q_len);
   float* inverse_sums = scores + d.q_len * d.kv_len;  // reduced precision only
-  sgemm(false, true, d.q_len, d.kv_len, d.head_dim, pr.p.scale, h.q, h.q_stride, h.k, h.k_stride, 0.0f, scores,
-        d.kv_len);
+  uint16_t* probabilities =  // native products only
+      pr.native ? reinterpret_cast<uint16_t*>(inverse_sums + d.q_len) : nullptr;
+  product(false, true, d.q_len, d.kv_len, d.head_dim, pr.p.scale, h.q, h.q_stride, h.k, h.k_stride, 0.0f, scores,
+          d.kv_len);
   parallel_for(d.q_len, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       float* row = scores + i * d.kv_len;
@@ -126,6 +160,12 @@ void full_head(const Problem& pr, int64_t bh, float* scores) {
       if (pr.reduced()) {
         const float shift = softmax_shift_exponent(row_max(row, keys)) * kLn2;
         inverse_sums[i] = 1.0f / exp_shifted_sum(row, keys, shift);
+        if (probabilities != nullptr) {
+          uint16_t* p = probabilities + i * d.kv_len;
+          round_to_bf16(row, p, keys);
+          std::fill(p + keys, p + d.kv_len, uint16_t(0));
+          continue;
+        }
         round_floats(pr.p.precision, row, row, keys);
       } else {
         softmax_row(row, keys);
@@ -134,8 +174,8 @@ void full_head(const Problem& pr, int64_t bh, float* scores) {
     }
   }, std::max<int64_t>(1, 16384 / std::max<int64_t>(d.kv_len, 1)));
   float* out = pr.out_head(bh);
-  sgemm(false, false, d.q_len, d.value_dim, d.kv_len, 1.0f, scores, d.kv_len, h.v, h.v_stride, 0.0f, out,
-        pr.out_row_stride);
+  product(false, false, d.q_len, d.value_dim, d.kv_len, 1.0f, {scores, probabilities}, d.kv_len, h.v, h.v_stride,
+          0.0f, out, pr.out_row_stride);
   if (pr.reduced()) {
     for (int64_t i = 0; i < d.q_len; ++i)
       for (int64_t e = 0; e < d.value_dim; ++e) out[i * pr.out_row_stride + e] *= inverse_sums[i];
@@ -180,8 +220,8 @@ void flash_tile(const Problem& pr, const Head& h, int64_t bh, int64_t q0, int64_
   const int64_t key_end = pr.p.causal ? std::min(d.kv_len, q0 + rows) : d.kv_len;
   for (int64_t k0 = 0; k0 < key_end; k0 += kFlashKeys) {
     const int64_t cols = std::min(kFlashKeys, key_end - k0);
-    sgemm(false, true, rows, cols, d.head_dim, pr.p.scale, h.q, h.q_stride, h.k + k0 * h.k_stride, h.k_stride, 0.0f,
-          s, kFlashKeys);
+    sgemm(false, true, rows, cols, d.head_dim, pr.p.scale, h.q.f32, h.q_stride, h.k.f32 + k0 * h.k_stride, h.k_stride,
+          0.0f, s, kFlashKeys);
     for (int64_t i = 0; i < rows; ++i) {
       float* row = s + i * kFlashKeys;
       const int64_t valid = std::clamp<int64_t>(pr.visible(q0 + i) - k0, 0, cols);
@@ -201,8 +241,8 @@ void flash_tile(const Problem& pr, const Head& h, int64_t bh, int64_t q0, int64_
       row_sum_so_far[i] += sum;
       row_max_so_far[i] = new_max;
     }
-    sgemm(false, false, rows, d.value_dim, cols, 1.0f, s, kFlashKeys, h.v + k0 * h.v_stride, h.v_stride, 1.0f, out,
-          pr.out_row_stride);
+    sgemm(false, false, rows, d.value_dim, cols, 1.0f, s, kFlashKeys, h.v.f32 + k0 * h.v_stride, h.v_stride, 1.0f,
+          out, pr.out_row_stride);
   }
   for (int64_t i = 0; i < rows; ++i) {
     const float inv = 1.0f / row_sum_so_far[i];
@@ -219,22 +259,24 @@ void flash_tile(const Problem& pr, const Head& h, int64_t bh, int64_t q0, int64_
 void flash_tile_transposed(const Problem& pr, const Head& h, int64_t bh, int64_t q0, int64_t rows) {
   const AttentionDims& d = pr.d;
   const int64_t ld = kFlashQueries, dv = d.value_dim;
-  float* st = scratch(Slot::Work).floats(size_t(kFlashKeys * ld + dv * ld + 3 * ld));
+  const int64_t bf16_floats = pr.native ? kFlashKeys * ld / 2 : 0;
+  float* st = scratch(Slot::Work).floats(size_t(kFlashKeys * ld + dv * ld + 3 * ld + bf16_floats));
   float* ot = st + kFlashKeys * ld;
   float* running_max = ot + dv * ld;
   float* rescale = running_max + ld;
   float* tile_sum = rescale + ld;
+  uint16_t* probabilities = pr.native ? reinterpret_cast<uint16_t*>(tile_sum + ld) : nullptr;  // as bf16
   double running_sum[kFlashQueries];
   std::fill(running_max, running_max + rows, -std::numeric_limits<float>::infinity());
   std::fill(running_sum, running_sum + rows, 0.0);
   std::fill(ot, ot + dv * ld, 0.0f);
   for (int64_t k0 = 0; k0 < d.kv_len; k0 += kFlashKeys) {
     const int64_t cols = std::min(kFlashKeys, d.kv_len - k0);
-    sgemm(false, true, cols, rows, d.head_dim, pr.p.scale, h.k + k0 * h.k_stride, h.k_stride, h.q, h.q_stride, 0.0f,
-          st, ld);
+    product(false, true, cols, rows, d.head_dim, pr.p.scale, h.k.at(k0 * h.k_stride), h.k_stride, h.q, h.q_stride,
+            0.0f, st, ld);
     // Old max -inf (first tile): rescale is ~1e-38, applied to a zero sum and output.
     // At most kFlashKeys terms per sum.
-    column_softmax_step(st, cols, rows, ld, running_max, rescale, tile_sum, pr.p.precision);
+    column_softmax_step(st, cols, rows, ld, running_max, rescale, tile_sum, pr.p.precision, probabilities);
     for (int64_t j = 0; j < rows; ++j) running_sum[j] = running_sum[j] * rescale[j] + tile_sum[j];
     if (k0 > 0) {
       for (int64_t e = 0; e < dv; ++e) {
@@ -242,7 +284,8 @@ void flash_tile_transposed(const Problem& pr, const Head& h, int64_t bh, int64_t
         for (int64_t j = 0; j < rows; ++j) o[j] *= rescale[j];
       }
     }
-    sgemm(true, false, dv, rows, cols, 1.0f, h.v + k0 * h.v_stride, h.v_stride, st, ld, 1.0f, ot, ld);
+    product(true, false, dv, rows, cols, 1.0f, h.v.at(k0 * h.v_stride), h.v_stride, {st, probabilities}, ld, 1.0f, ot,
+            ld);
   }
   float* out = pr.out_head(bh) + q0 * pr.out_row_stride;
   for (int64_t j = 0; j < rows; ++j) tile_sum[j] = float(1.0 / running_sum[j]);
@@ -277,7 +320,8 @@ void attention(const AttentionDims& d, const TensorView& q, const TensorView& k,
                const AttentionParams& p, const TensorView& out) {
   DenseOutput o(out, Slot::Output);
   const Problem pr{d, p, rows_of(q, Slot::Input), rows_of(k, Slot::Input2), rows_of(v, Slot::Input3),
-                   o.data(), d.q_len * d.heads * d.value_dim, d.heads * d.value_dim};
+                   o.data(), d.q_len * d.heads * d.value_dim, d.heads * d.value_dim,
+                   p.precision == DType::BF16 && !p.causal && bf16_gemm_native()};
   if (d.kv_len == 0) {  // no keys: zeros in every precision (the reduced ones would divide 0 by a 0 sum)
     std::fill(o.data(), o.data() + d.batch * d.q_len * d.heads * d.value_dim, 0.0f);
   } else if (d.batch * d.heads * d.q_len > 0) {

@@ -78,8 +78,8 @@ void conv2d_bf16(const ConvDims& d, const float* input, const uint16_t* weight, 
     for (int64_t n = 0; n < d.batch; ++n)
       im2col(input + n * d.in_channels * in_plane, d, p, row0, rows, DType::BF16, nullptr, bits + n * k * cols);
     for (int64_t n = 0; n < d.batch; ++n)
-      bf16gemm(false, false, d.out_channels, cols, k, weight, k, bits + n * k * cols, cols, accumulate ? 1.0f : 0.0f,
-               output + n * d.out_channels * out_plane + row0 * d.out_width, out_plane);
+      bf16gemm(false, false, d.out_channels, cols, k, 1.0f, weight, k, bits + n * k * cols, cols,
+               accumulate ? 1.0f : 0.0f, output + n * d.out_channels * out_plane + row0 * d.out_width, out_plane);
   }
 }
 

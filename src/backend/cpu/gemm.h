@@ -15,14 +15,15 @@ namespace kakusan::cpu {
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
-// The same with bf16 operands (their bits as uint16_t) and alpha 1: products exact in f32, accumulated in f32
-// (oneDNN's bf16 matmul, vdpbf16ps), so the result is sgemm's on the operands widened, to the order of the sums.
-void bf16gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const uint16_t* a, int64_t lda,
-              const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// The same with bf16 operands (their bits as uint16_t): products exact in f32, accumulated in f32 (oneDNN's bf16
+// matmul, vdpbf16ps), so the result is sgemm's on the operands widened, to the order of the sums.
+void bf16gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
+              int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 // bf16gemm's part on the calling thread (gemm_bf16.cpp; bf16gemm splits the outputs across the pool).
-void bf16gemm_on_this_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const uint16_t* a,
-                             int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void bf16gemm_on_this_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                             const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c,
+                             int64_t ldc);
 
 // How the kernels multiply in bf16 (a bf16 weight): on bf16gemm (Native), or on the f32 GEMMs with the
 // activation rounded (Widened: faster where vdpbf16ps runs at half the FMA rate, as on the Intel machines of

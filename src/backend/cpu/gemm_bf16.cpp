@@ -21,7 +21,7 @@ using dnnl::memory;
 struct Shape {
   bool trans_a, trans_b;
   int64_t m, n, k, lda, ldb, ldc;
-  float beta;
+  float alpha, beta;
   bool operator==(const Shape&) const = default;
 };
 
@@ -29,7 +29,7 @@ struct ShapeHash {
   size_t operator()(const Shape& s) const {
     size_t h = size_t(s.trans_a) * 2 + size_t(s.trans_b);
     for (int64_t v : {s.m, s.n, s.k, s.lda, s.ldb, s.ldc}) h = h * 1000003u ^ size_t(v);
-    return h ^ std::hash<float>()(s.beta);
+    return h ^ std::hash<float>()(s.alpha) ^ std::hash<float>()(s.beta) * 31u;
   }
 };
 
@@ -72,6 +72,7 @@ Plan make_plan(const Shape& s) {
   const memory::desc c = matrix(s.m, s.n, false, s.ldc, memory::data_type::f32);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (s.alpha != 1.0f) attr.set_output_scales(0, {s.alpha});  // alpha times the sum, as sgemm's alpha
   if (s.beta != 0.0f) {
     dnnl::post_ops sum;
     sum.append_sum(s.beta);
@@ -112,7 +113,7 @@ bool native_is_faster() {
   std::vector<uint16_t> a16(kSize * kSize, 0x3f80), b16(kSize * kSize, 0x3f80);  // bf16 1.0
   std::vector<float> a32(kSize * kSize, 1.0f), b32(kSize * kSize, 1.0f), c(kSize * kSize);
   auto native = [&] {
-    bf16gemm(false, true, kSize, kSize, kSize, a16.data(), kSize, b16.data(), kSize, 0.0f, c.data(), kSize);
+    bf16gemm(false, true, kSize, kSize, kSize, 1.0f, a16.data(), kSize, b16.data(), kSize, 0.0f, c.data(), kSize);
   };
   auto widened = [&] {
     sgemm(false, true, kSize, kSize, kSize, 1.0f, a32.data(), kSize, b32.data(), kSize, 0.0f, c.data(), kSize);
@@ -129,10 +130,11 @@ bool native_is_faster() {
 
 }  // namespace
 
-void bf16gemm_on_this_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const uint16_t* a,
-                             int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+void bf16gemm_on_this_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                             const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c,
+                             int64_t ldc) {
   ThreadPlans& mine = thread_plans();
-  const Shape shape{trans_a, trans_b, m, n, k, lda, ldb, ldc, beta};
+  const Shape shape{trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta};
   auto it = mine.plans.find(shape);
   if (it == mine.plans.end()) {
     if (mine.plans.size() >= kMaxPlans) mine.plans.clear();

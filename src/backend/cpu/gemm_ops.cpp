@@ -42,7 +42,7 @@ void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const
       parallel_for(m * d.k, [&](int64_t begin, int64_t end) {
         round_to_bf16(input + r0 * d.k + begin, bits + begin, end - begin);
       }, 1 << 15);
-      bf16gemm(false, true, m, d.n, d.k, bits, d.k, w.u16(), d.k, b != nullptr ? 1.0f : 0.0f, o + r0 * d.n, d.n);
+      bf16gemm(false, true, m, d.n, d.k, 1.0f, bits, d.k, w.u16(), d.k, b != nullptr ? 1.0f : 0.0f, o + r0 * d.n, d.n);
     }
     out.finish();
     return;

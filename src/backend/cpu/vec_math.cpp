@@ -1,5 +1,6 @@
 #include "backend/cpu/vec_math.h"
 #include "backend/precision.h"
+#include "core/half.h"
 
 #if defined(__AVX512F__)
 // GCC 12 reports its own AVX-512 intrinsics' _mm512_undefined_* results as uninitialised (a known false
@@ -162,7 +163,7 @@ float exp_shifted_sum(float* row, int64_t n, float shift) {
 }
 
 void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
-                         float* tile_sum, DType probabilities) {
+                         float* tile_sum, DType probabilities, uint16_t* bits) {
   const bool power_of_two_shift = probabilities != DType::F32;
   // One strip of 16 lanes at a time: its keys x 16 scores (32 KiB at 512 keys) stay in L1 between the max
   // pass and the exp pass.
@@ -195,18 +196,26 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
     _mm512_mask_storeu_ps(running_max + j, mask, new_max);
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     float* out = scores + j;
+    // Probability e of key row `at`, rounded: in place, or its bf16 bits (the high halves, exact once rounded).
+    auto put = [&](int64_t at, __m512 e) {
+      const __m512 p = round16(probabilities, e);
+      if (bits != nullptr)
+        _mm512_mask_cvtepi32_storeu_epi16(bits + j + at * ld, mask, _mm512_srli_epi32(_mm512_castps_si512(p), 16));
+      else
+        _mm512_mask_storeu_ps(out + at * ld, mask, p);
+    };
     k = 0;
     for (; k + 2 <= keys; k += 2) {
       const __m512 e0 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), shift));
       const __m512 e1 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + (k + 1) * ld), shift));
-      _mm512_mask_storeu_ps(out + k * ld, mask, round16(probabilities, e0));
-      _mm512_mask_storeu_ps(out + (k + 1) * ld, mask, round16(probabilities, e1));
+      put(k, e0);
+      put(k + 1, e1);
       s0 = _mm512_add_ps(s0, e0);
       s1 = _mm512_add_ps(s1, e1);
     }
     if (k < keys) {
       const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), shift));
-      _mm512_mask_storeu_ps(out + k * ld, mask, round16(probabilities, e));
+      put(k, e);
       s0 = _mm512_add_ps(s0, e);
     }
     _mm512_mask_storeu_ps(tile_sum + j, mask, _mm512_add_ps(s0, s1));
@@ -216,7 +225,7 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
 #else
 
 void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
-                         float* tile_sum, DType probabilities) {
+                         float* tile_sum, DType probabilities, uint16_t* bits) {
   const bool power_of_two_shift = probabilities != DType::F32;
   std::copy(running_max, running_max + lanes, rescale);  // the old maxima (or exponents)
   std::fill(tile_sum, tile_sum + lanes, -std::numeric_limits<float>::infinity());  // the tile's maxima, first
@@ -239,7 +248,10 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
     float* row = scores + k * ld;
     for (int64_t j = 0; j < lanes; ++j) {
       const float e = fast_exp(row[j] - (power_of_two_shift ? running_max[j] * kLn2 : running_max[j]));
-      row[j] = round_to(probabilities, e);
+      if (bits != nullptr)
+        bits[k * ld + j] = f32_to_bf16(round_to(probabilities, e));
+      else
+        row[j] = round_to(probabilities, e);
       tile_sum[j] += e;
     }
   }

@@ -77,9 +77,10 @@ void softmax_row(float* row, int64_t n);
 // scores become e^(score - new max) in place and tile_sum their float sum. With `probabilities` BF16 or F16
 // (attention in reduced precision, backend/precision.h), running_max holds the shift's exponent k instead: it
 // takes softmax_shift_exponent(tile max), rescale = 2^(old k - new k) exactly, and the scores become
-// e^(s - k·ln 2) rounded to that precision (tile_sum sums them unrounded).
+// e^(s - k·ln 2) rounded to that precision (tile_sum sums them unrounded). With `bits` (BF16 only) the rounded
+// probabilities go there as bf16, in the same layout, for bf16gemm, and `scores` keeps the shifted scores.
 void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
-                         float* tile_sum, DType probabilities = DType::F32);
+                         float* tile_sum, DType probabilities = DType::F32, uint16_t* bits = nullptr);
 
 // Sum and max of a row with several independent lanes so the loops vectorise without -ffast-math.
 float row_max(const float* x, int64_t n);
