@@ -2,9 +2,9 @@
 // (backend/op_checks.h) before these run. Weights in f16/bf16 are widened to float32 at use, a block at a
 // time, into reused scratch (for_each_weight_block in gemm.h), so an fp16 model keeps fp16 memory. Products
 // in bf16 (a bf16 weight, AttentionParams::precision) are exact products with f32 sums, on one of two paths
-// (gemm.h's Bf16Gemm, picked by speed): linear and im2col convolutions multiply bf16 operands on bf16gemm
-// (vdpbf16ps) with the weight in place, where that runs faster than f32 FMAs (AMD Zen 4/5: twice the rate);
-// elsewhere, and in Winograd and attention, the f32 GEMMs multiply operands rounded to bf16 (rounding.h).
+// (gemm.h's Bf16Gemm, picked by speed): where vdpbf16ps outruns the f32 FMAs (AMD Zen 4/5: twice the rate)
+// linear, every convolution (im2col, no Winograd) and non-causal attention multiply bf16 operands on bf16gemm,
+// weights in place; elsewhere the f32 GEMMs multiply operands rounded to bf16 (rounding.h).
 #pragma once
 
 #include "backend/backend.h"
