@@ -11,4 +11,10 @@ namespace kakusan {
 // bf16 GEMM paths once, gemm.h's Bf16Gemm).
 bool cpu_has_avx512_bf16();
 
+// Whether bf16 products run faster here than f32 ones: AVX512_BF16 on an AMD CPU (Zen 4 and 5 issue vdpbf16ps
+// at their FMA's rate, so twice the multiply-adds) or with AMX-BF16 tiles (which oneDNN's bf16 matmul uses).
+// Intel's AVX512_BF16 without AMX runs vdpbf16ps at half the FMA rate (docs/bf16.md). A rule on the CPU, not a
+// timing, so the same machine always takes the same path and gives the same image for the same seed.
+bool cpu_has_fast_bf16_products();
+
 }  // namespace kakusan

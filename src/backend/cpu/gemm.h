@@ -25,10 +25,10 @@ void bf16gemm_on_this_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, i
                              const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c,
                              int64_t ldc);
 
-// How the kernels multiply in bf16 (a bf16 weight): on bf16gemm (Native), or on the f32 GEMMs with the
-// activation rounded (Widened: faster where vdpbf16ps runs at half the FMA rate, as on the Intel machines of
-// docs/bf16.md). Auto (the default) times both on a small GEMM once per process and takes Native when it is
-// clearly faster; tests force either.
+// How the kernels multiply in bf16 (a bf16 weight, bf16 attention): on bf16gemm (Native), or on the f32 GEMMs
+// with the activation rounded (Widened: faster where vdpbf16ps runs at half the FMA rate, as on the Intel
+// machines of docs/bf16.md). Auto (the default) is Native where cpu_has_fast_bf16_products(); tests force
+// either. Both give the contract's numbers; they differ in the order of the f32 sums.
 enum class Bf16Gemm { Auto, Native, Widened };
 Bf16Gemm& bf16_gemm_setting();
 bool bf16_gemm_native();

@@ -3,7 +3,6 @@
 // it points the memory objects at the operands and this thread's scratch, and executes.
 #include <oneapi/dnnl/dnnl.hpp>
 
-#include <chrono>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -93,41 +92,6 @@ Plan make_plan(const Shape& s) {
 // size needs a few dozen).
 constexpr size_t kMaxPlans = 512;
 
-// Seconds for the fastest of `reps` calls of fn.
-template <typename Fn>
-double fastest(int reps, Fn fn) {
-  double best = 1e30;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
-
-// Native bf16 against the widened path on the pool, at a size where both run at their kernels' speed
-// (256 x 256 x 256: a fraction of a millisecond each): Native when it is at least 1.25x faster.
-bool native_is_faster() {
-  if (!cpu_has_avx512_bf16()) return false;
-  constexpr int64_t kSize = 256;
-  std::vector<uint16_t> a16(kSize * kSize, 0x3f80), b16(kSize * kSize, 0x3f80);  // bf16 1.0
-  std::vector<float> a32(kSize * kSize, 1.0f), b32(kSize * kSize, 1.0f), c(kSize * kSize);
-  auto native = [&] {
-    bf16gemm(false, true, kSize, kSize, kSize, 1.0f, a16.data(), kSize, b16.data(), kSize, 0.0f, c.data(), kSize);
-  };
-  auto widened = [&] {
-    sgemm(false, true, kSize, kSize, kSize, 1.0f, a32.data(), kSize, b32.data(), kSize, 0.0f, c.data(), kSize);
-  };
-  native();
-  widened();
-  double t_native = 1e30, t_widened = 1e30;
-  for (int round = 0; round < 3; ++round) {  // alternating, against a noisy machine
-    t_native = std::min(t_native, fastest(3, native));
-    t_widened = std::min(t_widened, fastest(3, widened));
-  }
-  return t_widened > 1.25 * t_native;
-}
-
 }  // namespace
 
 void bf16gemm_on_this_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -164,8 +128,7 @@ bool bf16_gemm_native() {
     case Bf16Gemm::Widened: return false;
     case Bf16Gemm::Auto: break;
   }
-  static const bool measured = native_is_faster();
-  return measured;
+  return cpu_has_fast_bf16_products();
 }
 
 }  // namespace kakusan::cpu
