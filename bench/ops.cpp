@@ -217,6 +217,9 @@ std::vector<Case> make_cases(Backend& be, const std::string& filter) {
   conv(2, 320, 64, 320, 3, Conv2dParams::symmetric(1, 2), DType::BF16);
   conv(2, 320, 64, 320, 1, Conv2dParams{}, DType::BF16);
   conv(1, 256, 256, 256, 3, Conv2dParams::symmetric(1), DType::BF16);
+  conv(1, 512, 64, 512, 3, Conv2dParams::symmetric(1), DType::BF16);
+  conv(1, 512, 128, 512, 3, Conv2dParams::symmetric(1), DType::BF16);
+  conv(1, 128, 512, 128, 3, Conv2dParams::symmetric(1), DType::BF16);
   attention(2, 4096, 4096, 8, 40, AttentionStrategy::Flash, "flash", 0, DType::BF16);
   attention(2, 4096, 77, 8, 40, AttentionStrategy::Auto, "auto", 0, DType::BF16);
   attention(2, 1024, 1024, 8, 80, AttentionStrategy::Full, "full", 0, DType::BF16);

@@ -51,10 +51,10 @@ struct ThreadPlans {
 
 // Each thread's plans, reachable from a registry that is never destroyed (see engine()).
 ThreadPlans& thread_plans() {
-  static std::mutex mutex;
+  static auto* mutex = new std::mutex;
   static auto* registry = new std::vector<std::unique_ptr<ThreadPlans>>;
   thread_local ThreadPlans* mine = [] {
-    std::lock_guard<std::mutex> lock(mutex);
+    std::lock_guard<std::mutex> lock(*mutex);
     registry->push_back(std::make_unique<ThreadPlans>());
     return registry->back().get();
   }();
