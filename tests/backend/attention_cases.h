@@ -53,4 +53,18 @@ inline constexpr Strategy kStrategies[] = {{AttentionStrategy::Full, 0, "full"},
                                            {AttentionStrategy::Flash, 0, "flash"},
                                            {AttentionStrategy::Auto, 0, "auto"}};
 
+// The cpu backend's attention with p under each of kStrategies, into an output of `shape` first filled with
+// garbage that must be overwritten: check(strategy, output).
+template <typename Check>
+void for_each_cpu_strategy(const TensorView& q, const TensorView& k, const TensorView& v, AttentionParams p,
+                           const Shape& shape, Check&& check) {
+  for (const Strategy& s : kStrategies) {
+    p.strategy = s.strategy;
+    p.slice_size = s.slice_size;
+    Tensor got = Tensor::full(shape, 1e30f);
+    cpu_backend().attention(q, k, v, p, got);
+    check(s, got);
+  }
+}
+
 }  // namespace kakusan::testing

@@ -12,6 +12,7 @@ namespace {
 
 using testing::AttentionCase;
 using testing::attention_params_for;
+using testing::for_each_cpu_strategy;
 using testing::kStrategies;
 using testing::random_attention_inputs;
 using testing::random_tensor;
@@ -66,13 +67,9 @@ TEST(CpuAttention, ReadsSlicesOfAFusedProjection) {
   p.scale = 0.3f;
   Tensor want = Tensor::empty({batch, tokens, width});
   reference_backend().attention(q, k, v, p, want);
-  for (const Strategy& s : kStrategies) {
-    p.strategy = s.strategy;
-    p.slice_size = s.slice_size;
-    Tensor got = Tensor::empty({batch, tokens, width});
-    cpu_backend().attention(q, k, v, p, got);
+  for_each_cpu_strategy(q, k, v, p, {batch, tokens, width}, [&](const Strategy& s, const Tensor& got) {
     KK_EXPECT_CLOSE(got, want, kAttention, s.name);
-  }
+  });
   // Into a strided output (a slice of a wider buffer) as well.
   Tensor wide = Tensor::full({batch, tokens, 2 * width}, -5.0f);
   p.strategy = AttentionStrategy::Flash;

@@ -19,6 +19,7 @@ namespace {
 
 using testing::AttentionCase;
 using testing::attention_params_for;
+using testing::for_each_cpu_strategy;
 using testing::kStrategies;
 using testing::LinearCase;
 using testing::linear_fast_and_reference;
@@ -319,13 +320,9 @@ TEST_P(ReducedAttention, EveryStrategyMatchesReference) {
       p.precision = precision;
       Tensor want = Tensor::empty({c.batch, c.q_len, vw});
       ref().attention(q, k, v, p, want);
-      for (const Strategy& s : kStrategies) {
-        p.strategy = s.strategy;
-        p.slice_size = s.slice_size;
-        Tensor got = Tensor::full({c.batch, c.q_len, vw}, 1e30f);
-        fast().attention(q, k, v, p, got);
+      for_each_cpu_strategy(q, k, v, p, {c.batch, c.q_len, vw}, [&](const Strategy& s, const Tensor& got) {
         EXPECT_TRUE(attention_close(got, want, v, precision)) << s.name << " " << dtype_name(precision);
-      }
+      });
     }
   }
 }
@@ -355,13 +352,9 @@ TEST(ReducedAttention, ReadsSlicesOfAFusedProjection) {
     p.precision = DType::BF16;
     Tensor want = Tensor::empty({batch, tokens, width});
     ref().attention(q, k, v, p, want);
-    for (const Strategy& s : kStrategies) {
-      p.strategy = s.strategy;
-      p.slice_size = s.slice_size;
-      Tensor got = Tensor::empty({batch, tokens, width});
-      fast().attention(q, k, v, p, got);
+    for_each_cpu_strategy(q, k, v, p, {batch, tokens, width}, [&](const Strategy& s, const Tensor& got) {
       EXPECT_TRUE(attention_close(got, want, dense_v, DType::BF16)) << s.name;
-    }
+    });
   }
 }
 
