@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
+#include "backend/cpu/gemm.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "pipeline/denoise.h"
@@ -207,6 +208,15 @@ TEST(AttentionScratch, CpuBackendCountsScoreMatricesOnlyWhereItHoldsThem) {
   params.strategy = AttentionStrategy::Flash;
   EXPECT_EQ(cpu.attention_scratch_bytes(params, 256, 77), 0);
   EXPECT_EQ(NullBackend().attention_scratch_bytes(params, 256, 77), 0);
+  // bf16 attention on bf16gemm keeps the probabilities as bf16 beside the f32 scores.
+  params.strategy = AttentionStrategy::Full;
+  params.precision = DType::BF16;
+  const cpu::Bf16Gemm saved = cpu::bf16_gemm_setting();
+  cpu::bf16_gemm_setting() = cpu::Bf16Gemm::Native;
+  EXPECT_EQ(cpu.attention_scratch_bytes(params, 256, 77), int64_t(256) * 77 * 6 * num_threads());
+  cpu::bf16_gemm_setting() = cpu::Bf16Gemm::Widened;
+  EXPECT_EQ(cpu.attention_scratch_bytes(params, 256, 77), matrix * num_threads());
+  cpu::bf16_gemm_setting() = saved;
 }
 
 }  // namespace

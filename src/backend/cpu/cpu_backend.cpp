@@ -4,6 +4,7 @@
 #include <shared_mutex>
 
 #include "backend/backend.h"
+#include "backend/cpu/gemm.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/scratch.h"
 #include "backend/op_checks.h"
@@ -114,10 +115,13 @@ class CpuBackend final : public Backend {
     const std::unique_lock none_running(ops_mutex(), std::try_to_lock);
     if (none_running.owns_lock()) cpu::release_all_scratch();
   }
-  // Full attention holds one Tq x Tk score matrix per thread, sliced `slice_size` of them, flash a tile (under
-  // 1 MB: not counted); Auto runs full attention up to 512 keys and flash beyond.
+  // Full attention holds one Tq x Tk score matrix per thread (f32 scores, and their probabilities as bf16 where
+  // bf16 attention multiplies on bf16gemm), sliced `slice_size` of them, flash a tile (under 1 MB: not
+  // counted); Auto runs full attention up to 512 keys and flash beyond.
   int64_t attention_scratch_bytes(const AttentionParams& attention, int64_t tokens, int64_t keys) const override {
-    const int64_t matrix = tokens * keys * int64_t(sizeof(float));
+    const bool bf16_probabilities =
+        attention.precision == DType::BF16 && !attention.causal && cpu::bf16_gemm_native();
+    const int64_t matrix = tokens * keys * int64_t(sizeof(float) + (bf16_probabilities ? sizeof(uint16_t) : 0));
     switch (attention.strategy) {
       case AttentionStrategy::Full: return matrix * num_threads();
       case AttentionStrategy::Sliced: return matrix * std::max(1, attention.slice_size);
