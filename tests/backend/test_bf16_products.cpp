@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "attention_cases.h"
 #include "backend/backend.h"
@@ -277,6 +278,54 @@ TEST(Bf16Gemm, MatchesTheWidenedProduct) {
     KK_EXPECT_CLOSE(got, want, kGemm,
                     std::to_string(g.m) + "x" + std::to_string(g.n) + "x" + std::to_string(g.k) +
                         (g.trans_a ? " A^T" : "") + (g.trans_b ? " B^T" : ""));
+  }
+}
+
+// Empty dimensions in bf16 on both paths: no rows, no outputs, no inputs (k = 0: the bias alone), no images, no
+// pixels, no head width. Outputs start as NaN, so an element left unwritten shows; cpu against the reference.
+TEST(Bf16Products, EmptyDimensionsOnBothPaths) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const cpu::Bf16Gemm path : kBf16Paths) {
+    const ForcedBf16Gemm forced(path);
+    struct LinearShape {
+      Shape x, w;
+    };
+    for (const LinearShape& c : {LinearShape{{0, 3, 4}, {6, 4}}, LinearShape{{2, 3, 4}, {0, 4}},
+                                 LinearShape{{2, 3, 0}, {6, 0}}}) {
+      const Tensor x = random_tensor(c.x, 60), w = random_tensor(c.w, 61).to(DType::BF16);
+      const Tensor b = random_tensor({c.w[0]}, 62);
+      const Shape ys{c.x[0], c.x[1], c.w[0]};
+      Tensor got = Tensor::full(ys, nan), want = Tensor::full(ys, nan);
+      fast().linear(x, w, b, got);
+      ref().linear(x, w, b, want);
+      KK_EXPECT_CLOSE(got, want, kGemm, "linear x " + c.x.str() + " w " + c.w.str());
+    }
+    struct ConvShape {
+      Shape x, w, y;
+    };
+    for (const ConvShape& c : {ConvShape{{1, 8, 0, 9}, {8, 8, 3, 3}, {1, 8, 2, 11}},  // no pixels: the bias
+                               ConvShape{{2, 0, 5, 5}, {4, 0, 3, 3}, {2, 4, 7, 7}},   // no input channels
+                               ConvShape{{0, 3, 6, 6}, {4, 3, 3, 3}, {0, 4, 8, 8}},   // no images
+                               ConvShape{{2, 3, 6, 6}, {0, 3, 3, 3}, {2, 0, 8, 8}}}) {  // no output channels
+      const Tensor x = random_tensor(c.x, 63), w = random_tensor(c.w, 64).to(DType::BF16);
+      const Tensor b = random_tensor({c.w[0]}, 65);
+      Tensor got = Tensor::full(c.y, nan), want = Tensor::full(c.y, nan);
+      fast().conv2d(x, w, b, Conv2dParams::symmetric(2), got);
+      ref().conv2d(x, w, b, Conv2dParams::symmetric(2), want);
+      KK_EXPECT_CLOSE(got, want, kGemm, "conv2d x " + c.x.str() + " w " + c.w.str());
+    }
+    AttentionParams p;
+    p.heads = 2;
+    p.precision = DType::BF16;
+    for (const Strategy& s : kStrategies) {  // no head width: every key weighs the same
+      p.strategy = s.strategy;
+      p.slice_size = s.slice_size;
+      const Tensor v = random_tensor({1, 600, 6}, 66);
+      Tensor got = Tensor::full({1, 3, 6}, nan), want = Tensor::full({1, 3, 6}, nan);
+      fast().attention(Tensor::empty({1, 3, 0}), Tensor::empty({1, 600, 0}), v, p, got);
+      ref().attention(Tensor::empty({1, 3, 0}), Tensor::empty({1, 600, 0}), v, p, want);
+      KK_EXPECT_CLOSE(got, want, kGemm, std::string("attention ") + s.name);
+    }
   }
 }
 
