@@ -21,6 +21,7 @@
 #include "backend/cpu/rounding.h"
 #include "backend/cpu/scratch.h"
 #include "backend/cpu/vec_math.h"
+#include "core/half.h"
 #include "core/thread_pool.h"
 
 namespace kakusan::cpu {
@@ -131,7 +132,8 @@ class HeadOperands {
   void round_rows(const float* src, int64_t stride, int64_t rows, int64_t width, int64_t offset) const {
     for (int64_t r = 0; r < rows; ++r) {
       if (pr_.native)
-        round_to_bf16(src + r * stride, reinterpret_cast<uint16_t*>(buffer_) + offset + r * width, width);
+        convert_f32_to_bf16(src + r * stride, reinterpret_cast<uint16_t*>(buffer_) + offset + r * width,
+                            size_t(width));
       else
         round_floats(pr_.p.precision, src + r * stride, buffer_ + offset + r * width, width);
     }
@@ -160,10 +162,8 @@ void full_head(const Problem& pr, int64_t bh, float* scores) {
       if (pr.reduced()) {
         const float shift = softmax_shift_exponent(row_max(row, keys)) * kLn2;
         inverse_sums[i] = 1.0f / exp_shifted_sum(row, keys, shift);
-        if (probabilities != nullptr) {
-          uint16_t* p = probabilities + i * d.kv_len;
-          round_to_bf16(row, p, keys);
-          std::fill(p + keys, p + d.kv_len, uint16_t(0));
+        if (probabilities != nullptr) {  // native is never causal: every key is visible
+          convert_f32_to_bf16(row, probabilities + i * d.kv_len, size_t(keys));
           continue;
         }
         round_floats(pr.p.precision, row, row, keys);

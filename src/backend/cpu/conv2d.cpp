@@ -13,6 +13,7 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/rounding.h"
 #include "backend/cpu/scratch.h"
+#include "core/half.h"
 #include "core/thread_pool.h"
 
 namespace kakusan::cpu {
@@ -57,7 +58,7 @@ void im2col(const float* x, const ConvDims& d, const Conv2dParams& p, int64_t ro
         }
       }
       if (bits != nullptr)
-        round_to_bf16(row, bits + r * cols, cols);
+        convert_f32_to_bf16(row, bits + r * cols, size_t(cols));
       else if (precision != DType::F32)
         round_floats(precision, row, row, cols);
     }

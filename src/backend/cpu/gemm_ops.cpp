@@ -8,6 +8,7 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/rounding.h"
 #include "backend/cpu/scratch.h"
+#include "core/half.h"
 #include "core/thread_pool.h"
 
 namespace kakusan::cpu {
@@ -40,7 +41,7 @@ void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const
     for (int64_t r0 = 0; r0 < d.m; r0 += block) {
       const int64_t m = std::min(block, d.m - r0);
       parallel_for(m * d.k, [&](int64_t begin, int64_t end) {
-        round_to_bf16(input + r0 * d.k + begin, bits + begin, end - begin);
+        convert_f32_to_bf16(input + r0 * d.k + begin, bits + begin, size_t(end - begin));
       }, 1 << 15);
       bf16gemm(false, true, m, d.n, d.k, 1.0f, bits, d.k, w.u16(), d.k, b != nullptr ? 1.0f : 0.0f, o + r0 * d.n, d.n);
     }

@@ -9,17 +9,15 @@
 namespace kakusan::cpu {
 namespace {
 
-// f32_to_bf16's bits (in the high half), in a form the compiler vectorises: add half an ulp of bf16 (minus one
-// when the kept part is even, for ties to even), then clear the low 16 bits; a NaN stays a (quiet) NaN.
-inline uint32_t bf16_high_bits(float f) {
-  const uint32_t x = std::bit_cast<uint32_t>(f);
-  const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) & 0xffff0000u;
-  const uint32_t nan = (x | 0x00400000u) & 0xffff0000u;
-  return (x & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
-}
-
+// f32_to_bf16 then back, in a form the compiler vectorises: add half an ulp of bf16 (minus one when the kept
+// part is even, for ties to even), then clear the low 16 bits; a NaN stays a (quiet) NaN.
 void round_bf16(const float* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = std::bit_cast<float>(bf16_high_bits(src[i]));
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t x = std::bit_cast<uint32_t>(src[i]);
+    const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) & 0xffff0000u;
+    const uint32_t nan = (x | 0x00400000u) & 0xffff0000u;
+    dst[i] = std::bit_cast<float>((x & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+  }
 }
 
 // Through the bulk f16 conversions (F16C where compiled in), a stack block at a time.
@@ -43,10 +41,6 @@ void round_floats(DType precision, const float* src, float* dst, int64_t n) {
       if (src != dst) std::memcpy(dst, src, size_t(n) * sizeof(float));
       return;
   }
-}
-
-void round_to_bf16(const float* src, uint16_t* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = uint16_t(bf16_high_bits(src[i]) >> 16);
 }
 
 }  // namespace kakusan::cpu

@@ -13,8 +13,4 @@ namespace kakusan::cpu {
 // for F32. src and dst may be the same array. Runs on the calling thread.
 void round_floats(DType precision, const float* src, float* dst, int64_t n);
 
-// dst[i] = src[i] rounded to bf16 (its bits; the same rounding as round_floats), for bf16gemm's operands. Runs
-// on the calling thread.
-void round_to_bf16(const float* src, uint16_t* dst, int64_t n);
-
 }  // namespace kakusan::cpu
