@@ -36,9 +36,9 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
 }
 
 // A GEMM of m x n outputs over k split across the pool: part(r0, r1, c0, c1) computes rows [r0, r1) and
-// columns [c0, c1) of c on its thread, along the longer of m and n.
-void split_gemm(int64_t m, int64_t n, int64_t k,
-                const std::function<void(int64_t, int64_t, int64_t, int64_t)>& part) {
+// columns [c0, c1) of c on its thread, along the longer of m and n. (A template: no std::function per call.)
+template <typename Part>
+void split_gemm(int64_t m, int64_t n, int64_t k, const Part& part) {
   const int64_t parts = 2.0 * double(m) * double(n) * double(k) < kSplitFlops ? 1 : num_threads();
   const bool split_rows = m >= n;
   const int64_t extent = split_rows ? m : n;
