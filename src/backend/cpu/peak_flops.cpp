@@ -1,14 +1,6 @@
 #include "backend/cpu/peak_flops.h"
 
-// GCC 12 reports its own AVX-512 intrinsics' _mm512_undefined_* results as uninitialised (a known false
-// positive of that release); silence it for these headers only.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)  // a GCC-only warning (clang, which builds the fuzzers, has no such group)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "backend/cpu/intrinsics.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -3,15 +3,7 @@
 #include "core/half.h"
 
 #if defined(__AVX512F__)
-// GCC 12 reports its own AVX-512 intrinsics' _mm512_undefined_* results as uninitialised (a known false
-// positive of that release); silence it for these headers only.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)  // a GCC-only warning (clang, which builds the fuzzers, has no such group)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "backend/cpu/intrinsics.h"
 #endif
 
 #include <cmath>
