@@ -1,4 +1,5 @@
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/onednn.h"
 
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -13,16 +14,6 @@ namespace {
 
 constexpr double kSplitFlops = 4e6;  // below this a GEMM is not worth splitting across threads
 constexpr int64_t kSplitAlign = 16;  // split boundaries on multiples of the kernels' register blocking
-
-// oneDNN's OpenMP team is kept at one thread (the OpenMP thread count is a per-thread setting, so each calling
-// thread sets it once): all parallelism comes from our pool.
-void keep_onednn_on_this_thread() {
-  thread_local const bool single_threaded = [] {
-    omp_set_num_threads(1);
-    return true;
-  }();
-  (void)single_threaded;
-}
 
 int64_t split_point(int64_t size, int64_t part, int64_t parts) {
   if (part >= parts) return size;
@@ -69,6 +60,16 @@ const T* op_columns(const T* y, bool trans, int64_t c0, int64_t ld) {
 }
 
 }  // namespace
+
+// oneDNN's OpenMP team is kept at one thread (the OpenMP thread count is a per-thread setting, so each calling
+// thread sets it once): all parallelism comes from our pool.
+void keep_onednn_on_this_thread() {
+  thread_local const bool single_threaded = [] {
+    omp_set_num_threads(1);
+    return true;
+  }();
+  (void)single_threaded;
+}
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
