@@ -223,8 +223,9 @@ std::vector<Case> make_cases(Backend& be, const std::string& filter) {
   attention(2, 4096, 4096, 8, 40, AttentionStrategy::Flash, "flash", 0, DType::BF16);
   attention(2, 4096, 77, 8, 40, AttentionStrategy::Auto, "auto", 0, DType::BF16);
   attention(2, 1024, 1024, 8, 80, AttentionStrategy::Full, "full", 0, DType::BF16);
-  // fp16 weights (widened to f32 on the CPU) at the UNet's costliest weight shapes, each beside its fp32 row.
-  for (const DType wt : {DType::F32, DType::F16}) {
+  // fp16 weights (widened to f32 on the CPU) and bf16 weights (bf16 products) at the UNet's costliest weight
+  // shapes, each beside its fp32 row.
+  for (const DType wt : {DType::F32, DType::F16, DType::BF16}) {
     linear(256, 1280, 10240, wt);  // GEGLU projection at 16x16 (batch 2, per sample)
     linear(256, 5120, 1280, wt);   // feed-forward out at 16x16
     linear(512, 1280, 1280, wt);   // attention projections at 16x16

@@ -10,6 +10,7 @@
 #include "attention_cases.h"
 #include "backend/backend.h"
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/kernels.h"
 #include "backend/cpu/scratch.h"
 #include "linear_cases.h"
 #include "random_tensors.h"
@@ -196,6 +197,37 @@ TEST_P(Bf16Conv2d, MatchesReferenceInBoundedScratch) {
   }
 }
 
+// The direct convolution (oneDNN's, conv2d_bf16_direct.cpp) wherever it applies, whatever the size: with
+// bf16gemm native and no pixel threshold.
+class ForcedDirectConv {
+ public:
+  ForcedDirectConv()
+      : native_(cpu::Bf16Gemm::Native), saved_(cpu::direct_bf16_conv_min_pixels()),
+        trace_(__FILE__, __LINE__, "direct convolution") {
+    cpu::direct_bf16_conv_min_pixels() = 1;
+  }
+  ~ForcedDirectConv() { cpu::direct_bf16_conv_min_pixels() = saved_; }
+
+ private:
+  ForcedBf16Gemm native_;
+  int64_t saved_;
+  ::testing::ScopedTrace trace_;
+};
+
+TEST_P(Bf16Conv2d, DirectMatchesReference) {
+  const ForcedDirectConv direct;
+  expect_conv_matches_reference(GetParam(), 12);
+}
+
+// Chunks of one output row (the padding of the first and last chunks differs from the middle ones').
+TEST_P(Bf16Conv2d, DirectMatchesReferenceInBoundedScratch) {
+  const ForcedDirectConv direct;
+  const cpu::ScratchLimits saved = cpu::scratch_limits();
+  cpu::scratch_limits().im2col = 3000;
+  expect_conv_matches_reference(GetParam(), 22);
+  cpu::scratch_limits() = saved;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, Bf16Conv2d,
     ::testing::Values(ConvCase{1, 3, 7, 5, 4, 3, Conv2dParams::symmetric(1)},
@@ -212,29 +244,39 @@ INSTANTIATE_TEST_SUITE_P(
                       // TAESD-like: 64 channels, Winograd (32x32) and im2col (16x16: too few tiles), stride 2.
                       ConvCase{1, 64, 32, 32, 64, 3, Conv2dParams::symmetric(1)},
                       ConvCase{1, 64, 16, 16, 64, 3, Conv2dParams::symmetric(1)},
-                      ConvCase{1, 64, 32, 32, 64, 3, Conv2dParams::symmetric(1, 2), false}));
+                      ConvCase{1, 64, 32, 32, 64, 3, Conv2dParams::symmetric(1, 2), false},
+                      // Channels and widths off the 16-wide blocks of the direct convolution's transposes,
+                      // output channels off oneDNN's weight blocks.
+                      ConvCase{2, 20, 9, 21, 70, 3, Conv2dParams::symmetric(1)},
+                      ConvCase{1, 33, 17, 18, 17, 3, Conv2dParams{2, 1, 0, 1, 0}, false}));
 
-// As for linear: through Winograd, im2col and the 1x1 path, the result is the pre-rounded input's, and not
-// the unrounded one's.
+void conv2d_rounds_the_activation() {
+  const ConvCase cases[] = {{1, 32, 32, 32, 32, 3, Conv2dParams::symmetric(1)},     // Winograd
+                            {1, 16, 12, 12, 16, 3, Conv2dParams::symmetric(1, 2)},  // im2col
+                            {1, 32, 16, 16, 24, 1, Conv2dParams{}}};                // 1x1
+  for (const ConvCase& c : cases) {
+    Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, 40);
+    Tensor w = random_weights({c.out, c.in, c.kernel, c.kernel}, c.in * c.kernel * c.kernel, 41, DType::BF16);
+    const Tensor widened = w.to(DType::F32);
+    Tensor bf16 = Tensor::empty(conv_output(c)), unrounded = Tensor::empty(conv_output(c)),
+           prerounded = Tensor::empty(conv_output(c));
+    fast().conv2d(x, w, {}, c.params, bf16);
+    fast().conv2d(x, widened, {}, c.params, unrounded);
+    fast().conv2d(pre_rounded(x), widened, {}, c.params, prerounded);
+    KK_EXPECT_CLOSE(bf16, prerounded, kGemm, "kernel " + std::to_string(c.kernel));
+    EXPECT_GT(max_abs_difference(bf16, unrounded), 1e-3) << "kernel " << c.kernel;
+  }
+}
+
+// As for linear: through Winograd, im2col, the 1x1 path and the direct convolution, the result is the
+// pre-rounded input's, and not the unrounded one's.
 TEST(Bf16Products, Conv2dRoundsTheActivation) {
   for (const cpu::Bf16Gemm path : kBf16Paths) {
     const ForcedBf16Gemm forced(path);
-    const ConvCase cases[] = {{1, 32, 32, 32, 32, 3, Conv2dParams::symmetric(1)},     // Winograd
-                              {1, 16, 12, 12, 16, 3, Conv2dParams::symmetric(1, 2)},  // im2col
-                              {1, 32, 16, 16, 24, 1, Conv2dParams{}}};                // 1x1
-    for (const ConvCase& c : cases) {
-      Tensor x = random_tensor({c.batch, c.in, c.height, c.width}, 40);
-      Tensor w = random_weights({c.out, c.in, c.kernel, c.kernel}, c.in * c.kernel * c.kernel, 41, DType::BF16);
-      const Tensor widened = w.to(DType::F32);
-      Tensor bf16 = Tensor::empty(conv_output(c)), unrounded = Tensor::empty(conv_output(c)),
-             prerounded = Tensor::empty(conv_output(c));
-      fast().conv2d(x, w, {}, c.params, bf16);
-      fast().conv2d(x, widened, {}, c.params, unrounded);
-      fast().conv2d(pre_rounded(x), widened, {}, c.params, prerounded);
-      KK_EXPECT_CLOSE(bf16, prerounded, kGemm, "kernel " + std::to_string(c.kernel));
-      EXPECT_GT(max_abs_difference(bf16, unrounded), 1e-3) << "kernel " << c.kernel;
-    }
+    conv2d_rounds_the_activation();
   }
+  const ForcedDirectConv direct;
+  conv2d_rounds_the_activation();
 }
 
 // ---- bf16gemm ----

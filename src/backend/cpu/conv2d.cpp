@@ -4,8 +4,8 @@
 // widened a block at a time (for_each_weight_block: chunks of input channels, panels of output channels).
 // With a bf16 weight the input is rounded to bf16 where it is copied (im2col, Winograd's input transform), so
 // 1x1 convolutions then go through im2col too (its tiles bound the rounded copy); where bf16 products are
-// native (bf16_gemm_native) every bf16 convolution, 3x3 ones included, is im2col written as bf16 and bf16gemm
-// with the weight in place.
+// native (bf16_gemm_native) a bf16 convolution runs on oneDNN's direct convolution over enough output pixels
+// (conv2d_bf16_direct.cpp), else as im2col written as bf16 and bf16gemm with the weight in place.
 #include <algorithm>
 #include <cstring>
 
@@ -97,6 +97,11 @@ void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const T
   // products, without its transforms (bench --profile, 2 threads: every 3x3 UNet convolution faster, the step
   // 8 % faster; the VAE decode the same within noise).
   const bool native = precision == DType::BF16 && w.dtype == DType::BF16 && w.is_contiguous() && bf16_gemm_native();
+  if (native && direct_bf16_conv_applies(d, p)) {
+    conv2d_bf16_direct(d, input, w.u16(), b, p, out.data());
+    out.finish();
+    return;
+  }
   if (!native && winograd_applies(d, p)) {
     conv2d_winograd(d, input, w, b, p, precision, out.data());
     out.finish();

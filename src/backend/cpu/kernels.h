@@ -3,8 +3,9 @@
 // time, into reused scratch (for_each_weight_block in gemm.h), so an fp16 model keeps fp16 memory. Products
 // in bf16 (a bf16 weight, AttentionParams::precision) are exact products with f32 sums, on one of two paths
 // (gemm.h's Bf16Gemm, picked by speed): where vdpbf16ps outruns the f32 FMAs (AMD Zen 4/5: twice the rate)
-// linear, every convolution (im2col, no Winograd) and non-causal attention multiply bf16 operands on bf16gemm,
-// weights in place; elsewhere the f32 GEMMs multiply operands rounded to bf16 (rounding.h).
+// linear, every convolution (oneDNN's direct convolution over enough pixels, else im2col; no Winograd) and
+// non-causal attention multiply bf16 operands on oneDNN, weights in place or rearranged per call; elsewhere
+// the f32 GEMMs multiply operands rounded to bf16 (rounding.h).
 #pragma once
 
 #include "backend/backend.h"
@@ -24,6 +25,14 @@ void conv2d(const ConvDims& d, const TensorView& x, const TensorView& w, const T
 bool winograd_applies(const ConvDims& d, const Conv2dParams& p);
 void conv2d_winograd(const ConvDims& d, const float* input, const TensorView& weight, const float* bias,
                      const Conv2dParams& p, DType precision, float* output);
+// bf16 convolutions on oneDNN's direct convolution (conv2d_bf16_direct.cpp): conv2d's path for bf16 products
+// where they are native (gemm.h) over at least direct_bf16_conv_min_pixels() output pixels (images x rows x
+// columns; below that, rearranging the weight each call costs more than it saves). Dense f32 NCHW input and
+// output, dense bf16 weight; bias may be null.
+bool direct_bf16_conv_applies(const ConvDims& d, const Conv2dParams& p);
+void conv2d_bf16_direct(const ConvDims& d, const float* input, const uint16_t* weight, const float* bias,
+                        const Conv2dParams& p, float* output);
+int64_t& direct_bf16_conv_min_pixels();
 void group_norm(const GroupNormDims& d, const TensorView& x, int groups, const TensorView& gamma,
                 const TensorView& beta, float eps, Activation act, const TensorView& y);
 void layer_norm(const RowsDims& d, const TensorView& x, const TensorView& gamma, const TensorView& beta, float eps,
