@@ -10,7 +10,7 @@
 #       [--runs "kakusan-fp16-step diffusers-fp32-step sdcpp-f16-step ..."]
 #
 # Runs (the order of --runs is the order within a round):
-#   kakusan-{fp16,fp32}-step     `kakusan bench`: one UNet step of the CFG batch (plus text encoder and VAE)
+#   kakusan-{fp16,fp32,bf16}-step `kakusan bench`: one UNet step of the CFG batch (plus text encoder and VAE)
 #   diffusers-{fp32,bf16}-step   diffusers_cpu.py --mode unet: the median of 3 UNet calls after 1 warm-up
 #   sdcpp-{f16,f32}-step         sd-cli with --sd-steps steps: its per-step times
 #   sdcpp-f16-fa-step            the same with sd-cli's --diffusion-fa (ggml's flash attention in the UNet)
@@ -46,10 +46,11 @@ need() {  # need VALUE OPTION: a run asked for something the command line did no
 command_of() {
   local name=$1 out=$2
   case "$name" in
-    kakusan-fp16-step|kakusan-fp32-step)
+    kakusan-fp16-step|kakusan-fp32-step|kakusan-bf16-step)
       local dt=${name#kakusan-}; dt=${dt%-step}
+      # bf16 rounds the fp32 folder's weights, as diffusers-bf16-step does
       local dir; [[ $dt == fp16 ]] && dir=$fp16_dir || dir=$fp32_dir
-      need "$kakusan" --kakusan; need "$dir" "--${dt}-dir"
+      need "$kakusan" --kakusan; need "$dir" "--${dt/bf16/fp32}-dir"
       cmd=("$kakusan" bench --model "$dir" --height "$size" --width "$size" --dtype "$dt" --threads "$threads")
       kind=json ;;
     kakusan-fp16-image|kakusan-fp32-image)
