@@ -214,6 +214,26 @@ class ForcedDirectConv {
   ::testing::ScopedTrace trace_;
 };
 
+// Where conv2d takes the direct convolution unforced: kernels larger than 1x1, padding narrower than the kernel,
+// at least direct_bf16_conv_min_pixels() output pixels over the images.
+TEST(Bf16Products, DirectConvolutionApplies) {
+  const int64_t least = cpu::direct_bf16_conv_min_pixels();
+  ASSERT_EQ(least, 2048);
+  auto dims = [](int64_t batch, int64_t size, int64_t kernel) {
+    return ConvDims{batch, 320, size, size, 320, kernel, kernel, size, size};
+  };
+  const Conv2dParams same = Conv2dParams::symmetric(1);
+  EXPECT_TRUE(cpu::direct_bf16_conv_applies(dims(2, 32, 3), same));    // 2048 pixels
+  EXPECT_TRUE(cpu::direct_bf16_conv_applies(dims(1, 64, 3), same));    // 4096
+  EXPECT_FALSE(cpu::direct_bf16_conv_applies(dims(1, 32, 3), same));   // 1024
+  EXPECT_FALSE(cpu::direct_bf16_conv_applies(dims(2, 16, 3), same));   // 512
+  EXPECT_FALSE(cpu::direct_bf16_conv_applies(dims(2, 64, 1), Conv2dParams{}));  // 1x1
+  EXPECT_FALSE(cpu::direct_bf16_conv_applies(dims(2, 64, 3), Conv2dParams::symmetric(3)));  // pad = kernel
+  ConvDims no_inputs = dims(2, 64, 3);
+  no_inputs.in_channels = 0;
+  EXPECT_FALSE(cpu::direct_bf16_conv_applies(no_inputs, same));
+}
+
 TEST_P(Bf16Conv2d, DirectMatchesReference) {
   const ForcedDirectConv direct;
   expect_conv_matches_reference(GetParam(), 12);
