@@ -186,9 +186,7 @@ void transpose16x16(__m512 r[16]) {
     r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
   }
 }
-#endif
 
-#if defined(KK_DIRECT_CONV_AVX512)
 // A tile of at most 16 x 16 floats of a row-major matrix (rows `stride` apart), transposed in registers:
 // put(c, column c) for each of its `cols` columns (16 lanes, zero past `rows`).
 template <typename Put>
