@@ -200,8 +200,19 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
     for (; k + 2 <= keys; k += 2) {
       const __m512 e0 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), shift));
       const __m512 e1 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + (k + 1) * ld), shift));
+#if defined(__AVX512BF16__)
+      if (bits != nullptr) {  // both rows rounded by one instruction (ties to even, as round16; e is never denormal)
+        const __m512i pair = __m512i(_mm512_cvtne2ps_pbh(e1, e0));
+        _mm256_mask_storeu_epi16(bits + j + k * ld, mask, _mm512_castsi512_si256(pair));
+        _mm256_mask_storeu_epi16(bits + j + (k + 1) * ld, mask, _mm512_extracti64x4_epi64(pair, 1));
+      } else {
+        put(k, e0);
+        put(k + 1, e1);
+      }
+#else
       put(k, e0);
       put(k + 1, e1);
+#endif
       s0 = _mm512_add_ps(s0, e0);
       s1 = _mm512_add_ps(s1, e1);
     }
