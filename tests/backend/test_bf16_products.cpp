@@ -306,10 +306,11 @@ struct GemmCase {
   int64_t m, n, k;
   int64_t pad;  // extra elements in every leading dimension (strided operands and output)
   float alpha, beta;
+  bool bias = false;  // a bias per column, added inside the GEMM
 };
 
-// bf16gemm against alpha times a double-precision sum over the same bf16 operands, plus beta·c: exact products,
-// so only the f32 accumulation differs (kGemm). Outside its m x n block c is left as it was.
+// bf16gemm against alpha times a double-precision sum over the same bf16 operands, plus beta·c and the bias:
+// exact products, so only the f32 accumulation differs (kGemm). Outside its m x n block c is left as it was.
 TEST(Bf16Gemm, MatchesTheWidenedProduct) {
   const GemmCase cases[] = {
       {false, true, 7, 5, 13, 0, 1.0f, 0.0f},       {false, false, 9, 11, 3, 2, 1.0f, 1.0f},
@@ -317,6 +318,9 @@ TEST(Bf16Gemm, MatchesTheWidenedProduct) {
       {false, true, 300, 96, 80, 0, 0.158f, 1.0f},  // split across the threads by rows
       {false, false, 40, 700, 150, 5, 1.0f, 1.0f},  // and by columns
       {false, true, 4, 6, 0, 1, 2.0f, 0.5f},        // no products: c = beta·c
+      {false, true, 300, 96, 80, 0, 1.0f, 0.0f, true},   // a linear layer's bias, rows split
+      {false, true, 40, 700, 150, 3, 1.0f, 1.0f, true},  // columns split: each part its columns' bias
+      {false, true, 4, 6, 0, 1, 1.0f, 0.5f, true},       // no products: beta·c plus the bias
   };
   for (const GemmCase& g : cases) {
     const int64_t a_rows = g.trans_a ? g.k : g.m, a_cols = g.trans_a ? g.m : g.k;
@@ -324,22 +328,23 @@ TEST(Bf16Gemm, MatchesTheWidenedProduct) {
     const int64_t lda = a_cols + g.pad, ldb = b_cols + g.pad, ldc = g.n + g.pad;
     const Tensor a = random_tensor({std::max<int64_t>(a_rows, 1), lda}, 50).to(DType::BF16);
     const Tensor b = random_tensor({std::max<int64_t>(b_rows, 1), ldb}, 51).to(DType::BF16);
-    const Tensor c0 = random_tensor({g.m, ldc}, 52);
+    const Tensor c0 = random_tensor({g.m, ldc}, 52), bias = random_tensor({g.n}, 53);
     const Tensor a32 = a.to(DType::F32), b32 = b.to(DType::F32);
     Tensor got = c0.to(DType::F32), want = c0.to(DType::F32);
     cpu::bf16gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, a.view().u16(), lda, b.view().u16(), ldb, g.beta,
-                  got.f32(), ldc);
+                  got.f32(), ldc, g.bias ? bias.f32() : nullptr);
     for (int64_t i = 0; i < g.m; ++i)
       for (int64_t j = 0; j < g.n; ++j) {
         double sum = 0;
         for (int64_t p = 0; p < g.k; ++p)
           sum += double(a32.f32()[g.trans_a ? p * lda + i : i * lda + p]) *
                  double(b32.f32()[g.trans_b ? j * ldb + p : p * ldb + j]);
-        want.f32()[i * ldc + j] = float(double(g.alpha) * sum + double(g.beta) * double(c0.f32()[i * ldc + j]));
+        want.f32()[i * ldc + j] = float(double(g.alpha) * sum + double(g.beta) * double(c0.f32()[i * ldc + j]) +
+                                        (g.bias ? double(bias.f32()[j]) : 0.0));
       }
     KK_EXPECT_CLOSE(got, want, kGemm,
                     std::to_string(g.m) + "x" + std::to_string(g.n) + "x" + std::to_string(g.k) +
-                        (g.trans_a ? " A^T" : "") + (g.trans_b ? " B^T" : ""));
+                        (g.trans_a ? " A^T" : "") + (g.trans_b ? " B^T" : "") + (g.bias ? " bias" : ""));
   }
 }
 

@@ -84,12 +84,20 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 }
 
 void bf16gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
-              int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+              int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias) {
+  KK_ASSERT(bias == nullptr || alpha == 1.0f);  // oneDNN would scale the bias with the products
   if (m == 0 || n == 0) return;
-  if (k == 0) return scale_c(m, n, beta, c, ldc);
+  if (k == 0) {
+    scale_c(m, n, beta, c, ldc);
+    if (bias != nullptr)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] += bias[j];
+    return;
+  }
   split_gemm(m, n, k, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     bf16gemm_on_this_thread(trans_a, trans_b, r1 - r0, c1 - c0, k, alpha, op_rows(a, trans_a, r0, lda), lda,
-                            op_columns(b, trans_b, c0, ldb), ldb, beta, c + r0 * ldc + c0, ldc);
+                            op_columns(b, trans_b, c0, ldb), ldb, beta, c + r0 * ldc + c0, ldc,
+                            bias != nullptr ? bias + c0 : nullptr);
   });
 }
 

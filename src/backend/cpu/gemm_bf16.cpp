@@ -14,12 +14,13 @@ struct Shape {
   bool trans_a, trans_b;
   int64_t m, n, k, lda, ldb, ldc;
   float alpha, beta;
+  bool bias;
   bool operator==(const Shape&) const = default;
 };
 
 struct ShapeHash {
   size_t operator()(const Shape& s) const {
-    size_t h = size_t(s.trans_a) * 2 + size_t(s.trans_b);
+    size_t h = size_t(s.trans_a) * 4 + size_t(s.trans_b) * 2 + size_t(s.bias);
     for (int64_t v : {s.m, s.n, s.k, s.lda, s.ldb, s.ldc}) h = h * 1000003u ^ size_t(v);
     return h ^ std::hash<float>()(s.alpha) ^ std::hash<float>()(s.beta) * 31u;
   }
@@ -41,16 +42,19 @@ Plan make_plan(const Shape& s) {
     sum.append_sum(s.beta);
     attr.set_post_ops(sum);
   }
-  return Plan::of<dnnl::matmul>(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, onednn_engine()));
+  const dnnl::matmul::desc desc = s.bias ? dnnl::matmul::desc(a, b, matrix(1, s.n, false, s.n, memory::data_type::f32), c)
+                                         : dnnl::matmul::desc(a, b, c);
+  return Plan::of<dnnl::matmul>(dnnl::matmul::primitive_desc(desc, attr, onednn_engine()));
 }
 
 }  // namespace
 
 void bf16gemm_on_this_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                              const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c,
-                             int64_t ldc) {
+                             int64_t ldc, const float* bias) {
   auto& mine = this_thread_plans<ThreadPlans<Shape, Plan, ShapeHash>>();
-  mine.get({trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta}, make_plan).execute(mine.stream(), a, b, c);
+  mine.get({trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, bias != nullptr}, make_plan)
+      .execute(mine.stream(), a, b, c, bias);
 }
 
 const dnnl::engine& onednn_engine() {

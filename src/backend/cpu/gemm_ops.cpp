@@ -1,7 +1,7 @@
 // linear on the GEMMs of gemm.h. With a bf16 weight the input is rounded to bf16 first (backend.h's precision
 // rule), a block of rows at a time into bounded scratch: as bf16 for bf16gemm with the weight in place where
 // that is the faster path (bf16_gemm_native), else as floats that the f32 GEMM multiplies exactly against the
-// widened weight.
+// widened weight. bf16gemm adds the bias inside the GEMM; the f32 GEMMs add their products to it, written first.
 #include <algorithm>
 
 #include "backend/cpu/gemm.h"
@@ -19,7 +19,9 @@ void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const
   const float* b = param_f32(bias, Slot::Bias);
   DenseOutput out(y, Slot::Output);
   float* o = out.data();
-  if (b != nullptr || d.k == 0) {  // the bias the products add to (no products at all: zeros)
+  const bool native = precision == DType::BF16 && w.dtype == DType::BF16 && w.is_contiguous() && bf16_gemm_native();
+  // The bias the products add to (no products at all: zeros); bf16gemm adds it itself.
+  if ((b != nullptr && !native) || d.k == 0) {
     parallel_for(d.m, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         if (b != nullptr)
@@ -35,15 +37,14 @@ void linear(const LinearDims& d, const TensorView& x, const TensorView& w, const
                             ? d.m
                             : std::clamp<int64_t>(scratch_limits().rounded_input / std::max<int64_t>(d.k, 1), 1,
                                                   std::max<int64_t>(d.m, 1));  // clamp needs 1 <= its high
-  const bool native = precision == DType::BF16 && w.dtype == DType::BF16 && w.is_contiguous() && bf16_gemm_native();
-  if (native) {
+  if (native && d.k > 0) {
     uint16_t* bits = reinterpret_cast<uint16_t*>(scratch(Slot::Input2).floats(size_t(block * d.k + 1) / 2));
     for (int64_t r0 = 0; r0 < d.m; r0 += block) {
       const int64_t m = std::min(block, d.m - r0);
       parallel_for(m * d.k, [&](int64_t begin, int64_t end) {
         convert_f32_to_bf16(input + r0 * d.k + begin, bits + begin, size_t(end - begin));
       }, 1 << 15);
-      bf16gemm(false, true, m, d.n, d.k, 1.0f, bits, d.k, w.u16(), d.k, b != nullptr ? 1.0f : 0.0f, o + r0 * d.n, d.n);
+      bf16gemm(false, true, m, d.n, d.k, 1.0f, bits, d.k, w.u16(), d.k, 0.0f, o + r0 * d.n, d.n, b);
     }
     out.finish();
     return;

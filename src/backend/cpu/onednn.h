@@ -59,11 +59,11 @@ T& this_thread_plans() {
   return *mine;
 }
 
-// A primitive with source, weights and destination (matmul, convolution) and memory objects for them, which a
-// call points at its operands; the scratchpad is the calling thread's scratch(Slot::Gemm).
+// A primitive with source, weights, destination and maybe a bias (matmul, convolution) and memory objects for
+// them, which a call points at its operands; the scratchpad is the calling thread's scratch(Slot::Gemm).
 struct Plan {
   dnnl::primitive primitive;
-  dnnl::memory src, weights, dst, scratchpad;
+  dnnl::memory src, weights, bias, dst, scratchpad;
   size_t scratchpad_bytes = 0;
 
   template <typename Primitive, typename PrimitiveDesc>
@@ -74,22 +74,31 @@ struct Plan {
     plan.src = dnnl::memory(pd.src_desc(), engine, nullptr);
     plan.weights = dnnl::memory(pd.weights_desc(), engine, nullptr);
     plan.dst = dnnl::memory(pd.dst_desc(), engine, nullptr);
+    if (!pd.bias_desc().is_zero()) plan.bias = dnnl::memory(pd.bias_desc(), engine, nullptr);
     plan.scratchpad = dnnl::memory(pd.scratchpad_desc(), engine, nullptr);
     plan.scratchpad_bytes = pd.scratchpad_desc().get_size();
     return plan;
   }
 
   // Through the C API: no argument map is built per call.
-  void execute(dnnl::stream& stream, const void* src_data, const void* weights_data, void* dst_data) {
+  // `bias_data` exactly when the plan was made with a bias.
+  void execute(dnnl::stream& stream, const void* src_data, const void* weights_data, void* dst_data,
+               const float* bias_data = nullptr) {
+    KK_ASSERT((bias_data != nullptr) == bool(bias));
     src.set_data_handle(const_cast<void*>(src_data));
     weights.set_data_handle(const_cast<void*>(weights_data));
     dst.set_data_handle(dst_data);
     scratchpad.set_data_handle(scratch(Slot::Gemm).floats(scratchpad_bytes / sizeof(float) + 1));
-    const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src.get()},
-                                    {DNNL_ARG_WEIGHTS, weights.get()},
-                                    {DNNL_ARG_DST, dst.get()},
-                                    {DNNL_ARG_SCRATCHPAD, scratchpad.get()}};
-    const dnnl_status_t status = dnnl_primitive_execute(primitive.get(), stream.get(), 4, args);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src.get()},
+                              {DNNL_ARG_WEIGHTS, weights.get()},
+                              {DNNL_ARG_DST, dst.get()},
+                              {DNNL_ARG_SCRATCHPAD, scratchpad.get()},
+                              {DNNL_ARG_BIAS, nullptr}};
+    if (bias) {
+      bias.set_data_handle(const_cast<float*>(bias_data));
+      args[4].memory = bias.get();
+    }
+    const dnnl_status_t status = dnnl_primitive_execute(primitive.get(), stream.get(), bias ? 5 : 4, args);
     KK_ASSERT(status == dnnl_success);
   }
 };
