@@ -234,6 +234,7 @@ std::vector<Case> make_cases(Backend& be, const std::string& filter) {
     conv(2, 2560, 8, 1280, 3, Conv2dParams::symmetric(1), wt);
     conv(2, 1280, 16, 1280, 3, Conv2dParams::symmetric(1), wt);
     conv(2, 1280, 8, 1280, 3, Conv2dParams::symmetric(1), wt);
+    conv(1, 1280, 16, 1280, 3, Conv2dParams::symmetric(1), wt);  // without CFG (LCM)
     linear(4096, 320, 320, wt);    // attention projections at 64x64 (per sample)
     conv(2, 640, 32, 640, 3, Conv2dParams::symmetric(1), wt);    // Winograd
     conv(1, 960, 64, 320, 3, Conv2dParams::symmetric(1), wt);

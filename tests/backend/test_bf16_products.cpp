@@ -218,15 +218,16 @@ class ForcedDirectConv {
 // at least direct_bf16_conv_min_pixels() output pixels over the images.
 TEST(Bf16Products, DirectConvolutionApplies) {
   const int64_t least = cpu::direct_bf16_conv_min_pixels();
-  ASSERT_EQ(least, 2048);
+  ASSERT_EQ(least, 512);
   auto dims = [](int64_t batch, int64_t size, int64_t kernel) {
     return ConvDims{batch, 320, size, size, 320, kernel, kernel, size, size};
   };
   const Conv2dParams same = Conv2dParams::symmetric(1);
   EXPECT_TRUE(cpu::direct_bf16_conv_applies(dims(2, 32, 3), same));    // 2048 pixels
   EXPECT_TRUE(cpu::direct_bf16_conv_applies(dims(1, 64, 3), same));    // 4096
-  EXPECT_FALSE(cpu::direct_bf16_conv_applies(dims(1, 32, 3), same));   // 1024
-  EXPECT_FALSE(cpu::direct_bf16_conv_applies(dims(2, 16, 3), same));   // 512
+  EXPECT_TRUE(cpu::direct_bf16_conv_applies(dims(2, 16, 3), same));    // 512
+  EXPECT_FALSE(cpu::direct_bf16_conv_applies(dims(1, 16, 3), same));   // 256
+  EXPECT_FALSE(cpu::direct_bf16_conv_applies(dims(2, 8, 3), same));    // 128
   EXPECT_FALSE(cpu::direct_bf16_conv_applies(dims(2, 64, 1), Conv2dParams{}));  // 1x1
   EXPECT_FALSE(cpu::direct_bf16_conv_applies(dims(2, 64, 3), Conv2dParams::symmetric(3)));  // pad = kernel
   ConvDims no_inputs = dims(2, 64, 3);
@@ -268,7 +269,10 @@ INSTANTIATE_TEST_SUITE_P(
                       // Channels and widths off the 16-wide blocks of the direct convolution's transposes,
                       // output channels off oneDNN's weight blocks.
                       ConvCase{2, 20, 9, 21, 70, 3, Conv2dParams::symmetric(1)},
-                      ConvCase{1, 33, 17, 18, 17, 3, Conv2dParams{2, 1, 0, 1, 0}, false}));
+                      ConvCase{1, 33, 17, 18, 17, 3, Conv2dParams{2, 1, 0, 1, 0}, false},
+                      // The weight rewritten 16 output x 32 input channels at a time: several of each, output
+                      // channels across oneDNN's 32- or 64-wide blocks.
+                      ConvCase{2, 96, 10, 11, 48, 3, Conv2dParams::symmetric(1)}));
 
 void conv2d_rounds_the_activation() {
   const ConvCase cases[] = {{1, 32, 32, 32, 32, 3, Conv2dParams::symmetric(1)},     // Winograd

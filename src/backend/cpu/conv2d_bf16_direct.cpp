@@ -2,8 +2,9 @@
 // native (gemm.h) it runs at ~98 % of this CPU's bf16 rate where im2col + bf16gemm reaches ~80 %, and it never
 // writes the 9x-sized column matrix. It wants NHWC activations and a blocked weight while the kernels' tensors
 // are NCHW and the weight OIHW, so a call
-//   1. writes the weight in oneDNN's blocked layout (threads take output channels): an O·I·kh·kw copy, which is
-//      why conv2d takes this path only over enough output pixels (direct_bf16_conv_min_pixels);
+//   1. writes the weight in oneDNN's blocked layout (threads take output channels): an O·I·kh·kw copy at about
+//      memory speed (3.3 ms for 1280x1280x3x3 on 2 threads), which is why conv2d takes this path only over
+//      enough output pixels (direct_bf16_conv_min_pixels: 512, a 16x16 UNet level with CFG);
 //   2. splits the output rows into chunks, over images and threads, each on one thread: the input rows a chunk
 //      reads are written as NHWC bf16 (rounded to nearest even: the contract's activation), a single-threaded
 //      convolution runs over them, and its NHWC f32 output goes back to NCHW with the bias added.
@@ -61,6 +62,8 @@ dnnl::convolution_forward::primitive_desc describe(const ChunkShape& s, const me
   return dnnl::convolution_forward::primitive_desc(desc, attr, onednn_engine());
 }
 
+constexpr int64_t kMaxSplitTaps = 9;  // block_weight_by_pairs' kernels: up to 3x3
+
 // The weight's blocked layout as oneDNN picks it, as offsets that add up: element (o, i, y, x) sits at
 // o_offset[o] + i_offset[i] + y_offset[y] + x_offset[x] (any blocked layout separates so).
 struct WeightLayout {
@@ -68,6 +71,14 @@ struct WeightLayout {
   std::vector<int64_t> o_offset, i_offset, y_offset, x_offset;
   bool padded = false;  // blocks pad a dimension: the padding must hold zeros
   int64_t o_block = 1;  // output channels per block (the layout's inner blocks of dimension 0)
+  // Pairs of input channels innermost, runs of 16 output channels next (oneDNN's bf16 brgconv layouts, inner
+  // blocks 32o2i or 64o2i): 16 output channels x one pair of input channels of one tap are 32 consecutive
+  // elements, which block_weight writes from 16x16 transposes of the pairs.
+  bool pair_runs = false;
+  // For block_weight_by_pairs: 32 input channels x taps of one weight row are `taps` vectors of 32; lane k of
+  // tap t's split takes lane split_index[(t·taps + s)·32 + k] of vector s where bit k of split_mask[t·taps + s].
+  std::vector<uint16_t> split_index;
+  std::vector<uint32_t> split_mask;
 };
 
 std::vector<int64_t> dimension_offsets(const dnnl_memory_desc_t& md, int dim) {
@@ -104,6 +115,22 @@ WeightLayout make_layout(const ChunkShape& s) {
   for (int d = 0; d < 4; ++d) layout.padded = layout.padded || md.padded_dims[d] != md.dims[d];
   for (int k = 0; k < md.format_desc.blocking.inner_nblks; ++k)
     if (md.format_desc.blocking.inner_idxs[k] == 0) layout.o_block *= md.format_desc.blocking.inner_blks[k];
+  const int64_t taps = s.kernel_h * s.kernel_w;
+  layout.pair_runs = s.in_channels % 32 == 0 && s.out_channels % 16 == 0 && taps <= kMaxSplitTaps;
+  for (int64_t o = 0; o < s.out_channels; ++o)
+    layout.pair_runs = layout.pair_runs && layout.o_offset[size_t(o)] == layout.o_offset[size_t(o - o % 16)] + 2 * (o % 16);
+  for (int64_t i = 0; i < s.in_channels; ++i)
+    layout.pair_runs = layout.pair_runs && layout.i_offset[size_t(i)] == layout.i_offset[size_t(i - i % 2)] + i % 2;
+  if (layout.pair_runs) {
+    layout.split_index.assign(size_t(taps * taps * 32), 0);
+    layout.split_mask.assign(size_t(taps * taps), 0);
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t k = 0; k < 32; ++k) {  // channel k's tap t is element k·taps + t of the 32·taps
+        const int64_t element = k * taps + t, s = element / 32;
+        layout.split_index[size_t((t * taps + s) * 32 + k)] = uint16_t(element % 32);
+        layout.split_mask[size_t(t * taps + s)] |= 1u << k;
+      }
+  }
   return layout;
 }
 
@@ -124,28 +151,6 @@ struct ChunkPlans {
   ThreadPlans<ChunkShape, WeightLayout, ChunkShapeHash> layouts;  // by the whole image's shape (chunk = image)
 };
 
-// weight [O, I, kh, kw] (bf16, dense) into `blocked`, threads taking blocks of output channels. Within a block
-// the writes follow the blocked layout's order (output channels innermost), so they fill whole cache lines,
-// while the block's reads stay within a few KB of L1.
-void block_weight(const ConvDims& d, const uint16_t* weight, const WeightLayout& layout, uint16_t* blocked) {
-  if (layout.padded) std::memset(blocked, 0, layout.desc.get_size());
-  const int64_t taps = d.kernel_h * d.kernel_w, block = layout.o_block;
-  parallel_for((d.out_channels + block - 1) / block, [&](int64_t begin, int64_t end) {
-    for (int64_t o0 = begin * block; o0 < std::min(end * block, d.out_channels); o0 += block) {
-      const int64_t o1 = std::min(o0 + block, d.out_channels);
-      for (int64_t y = 0; y < d.kernel_h; ++y)
-        for (int64_t x = 0; x < d.kernel_w; ++x) {
-          const int64_t tap = y * d.kernel_w + x, tap_offset = layout.y_offset[size_t(y)] + layout.x_offset[size_t(x)];
-          for (int64_t i = 0; i < d.in_channels; ++i) {
-            uint16_t* dst = blocked + tap_offset + layout.i_offset[size_t(i)];
-            for (int64_t o = o0; o < o1; ++o)
-              dst[layout.o_offset[size_t(o)]] = weight[(o * d.in_channels + i) * taps + tap];
-          }
-        }
-    }
-  });
-}
-
 #if defined(KK_DIRECT_CONV_AVX512)
 // f32_to_bf16 (core/half.h) on 16 lanes: round to nearest even, NaN kept quiet.
 __m256i bf16_bits16(__m512 v) {
@@ -162,7 +167,7 @@ __m256i bf16_bits16(__m512 v) {
 __mmask16 lanes(int64_t count) { return __mmask16((1u << count) - 1u); }
 
 // r[i][j] <- r[j][i]: 16x16 floats in registers, in four rounds of shuffles.
-void transpose16x16(__m512 r[16]) {
+[[gnu::always_inline]] inline void transpose16x16(__m512 r[16]) {
   __m512 t[16], u[16];
   for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
@@ -190,7 +195,8 @@ void transpose16x16(__m512 r[16]) {
 // A tile of at most 16 x 16 floats of a row-major matrix (rows `stride` apart), transposed in registers:
 // put(c, column c) for each of its `cols` columns (16 lanes, zero past `rows`).
 template <typename Put>
-void transpose_tile(const float* src, int64_t stride, int64_t rows, int64_t cols, const Put& put) {
+[[gnu::always_inline]] inline void transpose_tile(const float* src, int64_t stride, int64_t rows, int64_t cols,
+                                                  const Put& put) {
   __m512 r[16];
   for (int64_t i = 0; i < 16; ++i)
     r[i] = i < rows ? _mm512_maskz_loadu_ps(lanes(cols), src + i * stride) : _mm512_setzero_ps();
@@ -198,6 +204,79 @@ void transpose_tile(const float* src, int64_t stride, int64_t rows, int64_t cols
   for (int64_t c = 0; c < cols; ++c) put(c, r[c]);
 }
 #endif
+
+// weight [O, I, kh, kw] (bf16, dense) into `blocked`, element by element through the offset tables, threads
+// taking blocks of output channels: any blocked layout, several times slower than block_weight_by_pairs.
+void block_weight_by_elements(const ConvDims& d, const uint16_t* weight, const WeightLayout& layout,
+                              uint16_t* blocked) {
+  const int64_t taps = d.kernel_h * d.kernel_w, block = layout.o_block;
+  parallel_for((d.out_channels + block - 1) / block, [&](int64_t begin, int64_t end) {
+    for (int64_t o0 = begin * block; o0 < std::min(end * block, d.out_channels); o0 += block) {
+      const int64_t o1 = std::min(o0 + block, d.out_channels);
+      for (int64_t i = 0; i < d.in_channels; ++i)
+        for (int64_t tap = 0; tap < taps; ++tap) {
+          uint16_t* dst = blocked + layout.y_offset[size_t(tap / d.kernel_w)] +
+                          layout.x_offset[size_t(tap % d.kernel_w)] + layout.i_offset[size_t(i)];
+          for (int64_t o = o0; o < o1; ++o) dst[layout.o_offset[size_t(o)]] = weight[(o * d.in_channels + i) * taps + tap];
+        }
+    }
+  });
+}
+
+#if defined(KK_DIRECT_CONV_AVX512)
+// The same for a pair_runs layout, 16 output channels x 32 input channels at a time. Each of the 16 weight rows'
+// 32·taps elements (taps vectors of 32) are split by tap with masked vpermw (tap t's vector holds input channels
+// c0..c0+31, i.e. 16 pairs as 32-bit words), then per tap a 16x16 transpose of those words gives each pair's 16
+// output channels: 32 consecutive elements of the blocked layout, a whole cache line, stored past the caches
+// (the weight is larger than them, and a plain store would first read the line: 7.5 ms -> 3.3 ms for
+// 1280x1280x3x3 on 2 threads, about memory speed).
+void block_weight_by_pairs(const ConvDims& d, const uint16_t* weight, const WeightLayout& layout,
+                           uint16_t* blocked) {
+  const int64_t taps = d.kernel_h * d.kernel_w, row = d.in_channels * taps;
+  parallel_for(d.out_channels / 16, [&](int64_t begin, int64_t end) {
+    auto* words = reinterpret_cast<uint32_t*>(scratch(Slot::Work).floats(size_t(taps * 16 * 16)));
+    __m512i src[kMaxSplitTaps];
+    for (int64_t group = begin; group < end; ++group) {
+      const int64_t o0 = group * 16;
+      for (int64_t c0 = 0; c0 < d.in_channels; c0 += 32) {
+        for (int64_t j = 0; j < 16; ++j) {
+          const uint16_t* segment = weight + (o0 + j) * row + c0 * taps;
+          for (int64_t s = 0; s < taps; ++s) src[s] = _mm512_loadu_si512(segment + 32 * s);
+          for (int64_t t = 0; t < taps; ++t) {
+            __m512i split = _mm512_setzero_si512();
+            for (int64_t s = 0; s < taps; ++s) {
+              const size_t at = size_t(t * taps + s);
+              split = _mm512_mask_permutexvar_epi16(split, layout.split_mask[at],
+                                                    _mm512_loadu_si512(layout.split_index.data() + 32 * at), src[s]);
+            }
+            _mm512_storeu_si512(words + (t * 16 + j) * 16, split);
+          }
+        }
+        for (int64_t t = 0; t < taps; ++t) {
+          uint16_t* dst = blocked + layout.o_offset[size_t(o0)] + layout.y_offset[size_t(t / d.kernel_w)] +
+                          layout.x_offset[size_t(t % d.kernel_w)];
+          transpose_tile(reinterpret_cast<const float*>(words + t * 16 * 16), 16, 16, 16, [&](int64_t c, __m512 v) {
+            uint16_t* line = dst + layout.i_offset[size_t(c0 + 2 * c)];
+            if (reinterpret_cast<uintptr_t>(line) % 64 == 0)
+              _mm512_stream_ps(reinterpret_cast<float*>(line), v);
+            else
+              _mm512_storeu_ps(line, v);
+          });
+        }
+      }
+    }
+    _mm_sfence();
+  });
+}
+#endif
+
+void block_weight(const ConvDims& d, const uint16_t* weight, const WeightLayout& layout, uint16_t* blocked) {
+  if (layout.padded) std::memset(blocked, 0, layout.desc.get_size());
+#if defined(KK_DIRECT_CONV_AVX512)
+  if (layout.pair_runs) return block_weight_by_pairs(d, weight, layout, blocked);
+#endif
+  block_weight_by_elements(d, weight, layout, blocked);
+}
 
 // Input rows [row0, row1) of one image (NCHW f32) as NHWC bf16, in tiles of 16 channels x 16 pixels.
 void to_nhwc_bf16(const ConvDims& d, const float* image, int64_t row0, int64_t row1, uint16_t* nhwc_rows) {
@@ -250,7 +329,7 @@ void from_nhwc(const ConvDims& d, const float* nhwc_rows, int64_t row0, int64_t 
 }  // namespace
 
 int64_t& direct_bf16_conv_min_pixels() {
-  static int64_t pixels = 2048;
+  static int64_t pixels = 512;
   return pixels;
 }
 

@@ -26,7 +26,7 @@ bool winograd_applies(const ConvDims& d, const Conv2dParams& p);
 void conv2d_winograd(const ConvDims& d, const float* input, const TensorView& weight, const float* bias,
                      const Conv2dParams& p, DType precision, float* output);
 // bf16 convolutions on oneDNN's direct convolution (conv2d_bf16_direct.cpp): conv2d's path for bf16 products
-// where they are native (gemm.h) over at least direct_bf16_conv_min_pixels() output pixels (images x rows x
+// where they are native (gemm.h) over at least direct_bf16_conv_min_pixels() (512) output pixels (images x rows x
 // columns; below that, rearranging the weight each call costs more than it saves). Dense f32 NCHW input and
 // output, dense bf16 weight; bias may be null.
 bool direct_bf16_conv_applies(const ConvDims& d, const Conv2dParams& p);
