@@ -155,7 +155,7 @@ float exp_shifted_sum(float* row, int64_t n, float shift) {
 }
 
 void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
-                         float* tile_sum, DType probabilities, uint16_t* bits) {
+                         float* tile_sum, DType probabilities, uint32_t* pairs) {
   const bool power_of_two_shift = probabilities != DType::F32;
   // One strip of 16 lanes at a time: its keys x 16 scores (32 KiB at 512 keys) stay in L1 between the max
   // pass and the exp pass.
@@ -188,37 +188,38 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
     _mm512_mask_storeu_ps(running_max + j, mask, new_max);
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     float* out = scores + j;
-    // Probability e of key row `at`, rounded: in place, or its bf16 bits (the high halves, exact once rounded).
-    auto put = [&](int64_t at, __m512 e) {
-      const __m512 p = round16(probabilities, e);
-      if (bits != nullptr)
-        _mm512_mask_cvtepi32_storeu_epi16(bits + j + at * ld, mask, _mm512_srli_epi32(_mm512_castps_si512(p), 16));
-      else
-        _mm512_mask_storeu_ps(out + at * ld, mask, p);
+    // The rounded probabilities of key rows k and k + 1 (e1 zero past the last key): in place, or as bf16 pairs,
+    // the high halves of the rounded floats (exact once rounded).
+    auto put = [&](int64_t k, __m512 e0, __m512 e1, bool both) {
+      if (pairs == nullptr) {
+        _mm512_mask_storeu_ps(out + k * ld, mask, round16(probabilities, e0));
+        if (both) _mm512_mask_storeu_ps(out + (k + 1) * ld, mask, round16(probabilities, e1));
+        return;
+      }
+#if defined(__AVX512BF16__)
+      // Both rows rounded by one instruction (ties to even, as round16; e is never denormal), then interleaved.
+      const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                                  22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+      const __m512i words = _mm512_permutexvar_epi16(interleave, __m512i(_mm512_cvtne2ps_pbh(e1, e0)));
+#else
+      const __m512i words =
+          _mm512_or_si512(_mm512_srli_epi32(_mm512_castps_si512(round16(DType::BF16, e0)), 16),
+                          _mm512_and_si512(_mm512_castps_si512(round16(DType::BF16, e1)),
+                                           _mm512_set1_epi32(int32_t(0xffff0000u))));
+#endif
+      _mm512_mask_storeu_epi32(pairs + j + k / 2 * ld, mask, words);
     };
     k = 0;
     for (; k + 2 <= keys; k += 2) {
       const __m512 e0 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), shift));
       const __m512 e1 = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + (k + 1) * ld), shift));
-#if defined(__AVX512BF16__)
-      if (bits != nullptr) {  // both rows rounded by one instruction (ties to even, as round16; e is never denormal)
-        const __m512i pair = __m512i(_mm512_cvtne2ps_pbh(e1, e0));
-        _mm256_mask_storeu_epi16(bits + j + k * ld, mask, _mm512_castsi512_si256(pair));
-        _mm256_mask_storeu_epi16(bits + j + (k + 1) * ld, mask, _mm512_extracti64x4_epi64(pair, 1));
-      } else {
-        put(k, e0);
-        put(k + 1, e1);
-      }
-#else
-      put(k, e0);
-      put(k + 1, e1);
-#endif
+      put(k, e0, e1, true);
       s0 = _mm512_add_ps(s0, e0);
       s1 = _mm512_add_ps(s1, e1);
     }
     if (k < keys) {
       const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, out + k * ld), shift));
-      put(k, e);
+      put(k, e, _mm512_setzero_ps(), false);
       s0 = _mm512_add_ps(s0, e);
     }
     _mm512_mask_storeu_ps(tile_sum + j, mask, _mm512_add_ps(s0, s1));
@@ -228,7 +229,7 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
 #else
 
 void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
-                         float* tile_sum, DType probabilities, uint16_t* bits) {
+                         float* tile_sum, DType probabilities, uint32_t* pairs) {
   const bool power_of_two_shift = probabilities != DType::F32;
   std::copy(running_max, running_max + lanes, rescale);  // the old maxima (or exponents)
   std::fill(tile_sum, tile_sum + lanes, -std::numeric_limits<float>::infinity());  // the tile's maxima, first
@@ -251,10 +252,13 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
     float* row = scores + k * ld;
     for (int64_t j = 0; j < lanes; ++j) {
       const float e = fast_exp(row[j] - (power_of_two_shift ? running_max[j] * kLn2 : running_max[j]));
-      if (bits != nullptr)
-        bits[k * ld + j] = f32_to_bf16(round_to(probabilities, e));
-      else
+      if (pairs == nullptr) {
         row[j] = round_to(probabilities, e);
+      } else {
+        uint32_t& word = pairs[k / 2 * ld + j];
+        const uint32_t half = f32_to_bf16(round_to(probabilities, e));
+        word = k % 2 == 0 ? half : (word | half << 16);  // an odd last key's pair keeps a zero high half
+      }
       tile_sum[j] += e;
     }
   }
@@ -291,6 +295,60 @@ float exp_shifted_sum(float* row, int64_t n, float shift) {
 }
 
 #endif  // __AVX512F__
+
+#if defined(__AVX512BF16__)
+// E value dims x 16 lanes in registers while every pair streams past: E independent vdpbf16ps chains (16 or 20
+// keep both FMA pipes busy past the instruction's latency).
+template <int E>
+void pair_products_block(const uint32_t* p, int64_t ld, const uint32_t* v, int64_t dv, int64_t pairs, __mmask16 mask,
+                         float* ot) {
+  __m512 acc[E];  // unrolled loops over e: the accumulators stay in registers
+#pragma GCC unroll 32
+  for (int e = 0; e < E; ++e) acc[e] = _mm512_maskz_loadu_ps(mask, ot + e * ld);
+  for (int64_t m = 0; m < pairs; ++m) {
+    const __m512bh probabilities = __m512bh(_mm512_maskz_loadu_epi32(mask, p + m * ld));
+    const uint32_t* values = v + m * dv;
+#pragma GCC unroll 32
+    for (int e = 0; e < E; ++e)
+      acc[e] = _mm512_dpbf16_ps(acc[e], probabilities, __m512bh(_mm512_set1_epi32(int32_t(values[e]))));
+  }
+#pragma GCC unroll 32
+  for (int e = 0; e < E; ++e) _mm512_mask_storeu_ps(ot + e * ld, mask, acc[e]);
+}
+
+void accumulate_pair_products(const uint32_t* p, int64_t ld, const uint32_t* v, int64_t dv, int64_t pairs,
+                              int64_t lanes, float* ot) {
+  for (int64_t j = 0; j < lanes; j += 16) {
+    const __mmask16 mask = tail_mask(std::min<int64_t>(16, lanes - j));
+    for (int64_t e0 = 0; e0 < dv;) {
+      const int64_t left = dv - e0;
+      const int step = left % 20 == 0 ? 20 : left >= 16 ? 16 : left >= 8 ? 8 : 1;
+      float* o = ot + e0 * ld + j;
+      switch (step) {
+        case 20: pair_products_block<20>(p + j, ld, v + e0, dv, pairs, mask, o); break;
+        case 16: pair_products_block<16>(p + j, ld, v + e0, dv, pairs, mask, o); break;
+        case 8: pair_products_block<8>(p + j, ld, v + e0, dv, pairs, mask, o); break;
+        default: pair_products_block<1>(p + j, ld, v + e0, dv, pairs, mask, o); break;
+      }
+      e0 += step;
+    }
+  }
+}
+#else
+void accumulate_pair_products(const uint32_t* p, int64_t ld, const uint32_t* v, int64_t dv, int64_t pairs,
+                              int64_t lanes, float* ot) {
+  auto low = [](uint32_t w) { return bf16_to_f32(uint16_t(w & 0xffffu)); };
+  auto high = [](uint32_t w) { return bf16_to_f32(uint16_t(w >> 16)); };
+  for (int64_t e = 0; e < dv; ++e)
+    for (int64_t m = 0; m < pairs; ++m) {
+      const uint32_t value = v[m * dv + e];
+      for (int64_t j = 0; j < lanes; ++j) {
+        const uint32_t probability = p[m * ld + j];
+        ot[e * ld + j] += low(probability) * low(value) + high(probability) * high(value);
+      }
+    }
+}
+#endif
 
 void softmax_row(float* row, int64_t n) {
   if (n == 0) return;

@@ -77,10 +77,19 @@ void softmax_row(float* row, int64_t n);
 // scores become e^(score - new max) in place and tile_sum their float sum. With `probabilities` BF16 or F16
 // (attention in reduced precision, backend/precision.h), running_max holds the shift's exponent k instead: it
 // takes softmax_shift_exponent(tile max), rescale = 2^(old k - new k) exactly, and the scores become
-// e^(s - k·ln 2) rounded to that precision (tile_sum sums them unrounded). With `bits` (BF16 only) the rounded
-// probabilities go there as bf16, in the same layout, for bf16gemm, and `scores` keeps the shifted scores.
+// e^(s - k·ln 2) rounded to that precision (tile_sum sums them unrounded). With `pairs` (BF16 only) the rounded
+// probabilities go there instead, as bf16 pairs of keys (the layout of accumulate_pair_products), and `scores`
+// keeps the shifted scores.
 void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
-                         float* tile_sum, DType probabilities = DType::F32, uint16_t* bits = nullptr);
+                         float* tile_sum, DType probabilities = DType::F32, uint32_t* pairs = nullptr);
+
+// ot[e·ld + j] += Σ_m p[m·ld + j] · v[m·dv + e], for e < dv, lanes j < lanes and m < pairs, where p's and v's words
+// each hold two bf16 that multiply pairwise: keys 2m (the low halves) and 2m + 1 (the high ones; zero past an odd
+// last key). Products exact, summed in f32 (vdpbf16ps where the compiler targets AVX512_BF16). Flash attention's
+// P·V for bf16 attention on native bf16 products: probabilities [keys/2][queries] (column_softmax_step), values
+// [keys/2][value_dim].
+void accumulate_pair_products(const uint32_t* p, int64_t ld, const uint32_t* v, int64_t dv, int64_t pairs,
+                              int64_t lanes, float* ot);
 
 // Sum and max of a row with several independent lanes so the loops vectorise without -ffast-math.
 float row_max(const float* x, int64_t n);
