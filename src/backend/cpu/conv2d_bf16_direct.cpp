@@ -117,10 +117,12 @@ WeightLayout make_layout(const ChunkShape& s) {
     if (md.format_desc.blocking.inner_idxs[k] == 0) layout.o_block *= md.format_desc.blocking.inner_blks[k];
   const int64_t taps = s.kernel_h * s.kernel_w;
   layout.pair_runs = s.in_channels % 32 == 0 && s.out_channels % 16 == 0 && taps <= kMaxSplitTaps;
+  const auto& o_at = layout.o_offset;
+  const auto& i_at = layout.i_offset;
   for (int64_t o = 0; o < s.out_channels; ++o)
-    layout.pair_runs = layout.pair_runs && layout.o_offset[size_t(o)] == layout.o_offset[size_t(o - o % 16)] + 2 * (o % 16);
+    layout.pair_runs = layout.pair_runs && o_at[size_t(o)] == o_at[size_t(o - o % 16)] + 2 * (o % 16);
   for (int64_t i = 0; i < s.in_channels; ++i)
-    layout.pair_runs = layout.pair_runs && layout.i_offset[size_t(i)] == layout.i_offset[size_t(i - i % 2)] + i % 2;
+    layout.pair_runs = layout.pair_runs && i_at[size_t(i)] == i_at[size_t(i - i % 2)] + i % 2;
   if (layout.pair_runs) {
     layout.split_index.assign(size_t(taps * taps * 32), 0);
     layout.split_mask.assign(size_t(taps * taps), 0);
@@ -217,7 +219,8 @@ void block_weight_by_elements(const ConvDims& d, const uint16_t* weight, const W
         for (int64_t tap = 0; tap < taps; ++tap) {
           uint16_t* dst = blocked + layout.y_offset[size_t(tap / d.kernel_w)] +
                           layout.x_offset[size_t(tap % d.kernel_w)] + layout.i_offset[size_t(i)];
-          for (int64_t o = o0; o < o1; ++o) dst[layout.o_offset[size_t(o)]] = weight[(o * d.in_channels + i) * taps + tap];
+          for (int64_t o = o0; o < o1; ++o)
+            dst[layout.o_offset[size_t(o)]] = weight[(o * d.in_channels + i) * taps + tap];
         }
     }
   });

@@ -42,8 +42,8 @@ Plan make_plan(const Shape& s) {
     sum.append_sum(s.beta);
     attr.set_post_ops(sum);
   }
-  const dnnl::matmul::desc desc = s.bias ? dnnl::matmul::desc(a, b, matrix(1, s.n, false, s.n, memory::data_type::f32), c)
-                                         : dnnl::matmul::desc(a, b, c);
+  const memory::desc bias = matrix(1, s.n, false, s.n, memory::data_type::f32);
+  const dnnl::matmul::desc desc = s.bias ? dnnl::matmul::desc(a, b, bias, c) : dnnl::matmul::desc(a, b, c);
   return Plan::of<dnnl::matmul>(dnnl::matmul::primitive_desc(desc, attr, onednn_engine()));
 }
 

@@ -83,9 +83,9 @@ void softmax_row(float* row, int64_t n);
 void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld, float* running_max, float* rescale,
                          float* tile_sum, DType probabilities = DType::F32, uint32_t* pairs = nullptr);
 
-// ot[e·ld + j] += Σ_m p[m·ld + j] · v[m·dv + e], for e < dv, lanes j < lanes and m < pairs, where p's and v's words
-// each hold two bf16 that multiply pairwise: keys 2m (the low halves) and 2m + 1 (the high ones; zero past an odd
-// last key). Products exact, summed in f32 (vdpbf16ps where the compiler targets AVX512_BF16). Flash attention's
+// ot[e·ld + j] += Σ_m p[m·ld + j] · v[m·dv + e] for e < dv, lanes j < lanes and m < pairs, where p's and v's
+// words each hold two bf16 that multiply pairwise: keys 2m (the low halves) and 2m + 1 (the high ones; zero past
+// an odd last key). Products exact, summed in f32 (vdpbf16ps where the compiler targets AVX512_BF16). Flash attention's
 // P·V for bf16 attention on native bf16 products: probabilities [keys/2][queries] (column_softmax_step), values
 // [keys/2][value_dim].
 void accumulate_pair_products(const uint32_t* p, int64_t ld, const uint32_t* v, int64_t dv, int64_t pairs,
