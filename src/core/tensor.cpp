@@ -192,10 +192,20 @@ void convert_run(const void* src, DType st, void* dst, DType dt, int64_t n) {
   if (st == DType::BF16 && dt == DType::F32) return convert_bf16_to_f32(s16, d32, count);
   if (st == DType::F32 && dt == DType::F16) return convert_f32_to_f16(s32, d16, count);
   if (st == DType::F32 && dt == DType::BF16) return convert_f32_to_bf16(s32, d16, count);
-  // f16 <-> bf16 through f32.
-  for (size_t i = 0; i < count; ++i) {
-    const float f = st == DType::F16 ? f16_to_f32(s16[i]) : bf16_to_f32(s16[i]);
-    d16[i] = dt == DType::F16 ? f32_to_f16(f) : f32_to_bf16(f);
+  // f16 <-> bf16 through f32 (exact), a block at a time through the vectorised conversions: an fp16 model run
+  // in bf16 loaded its UNet in 3.4 s element by element.
+  constexpr size_t kBlock = 2048;
+  float widened[kBlock];
+  for (size_t i = 0; i < count; i += kBlock) {
+    const size_t m = std::min(kBlock, count - i);
+    if (st == DType::F16)
+      convert_f16_to_f32(s16 + i, widened, m);
+    else
+      convert_bf16_to_f32(s16 + i, widened, m);
+    if (dt == DType::F16)
+      convert_f32_to_f16(widened, d16 + i, m);
+    else
+      convert_f32_to_bf16(widened, d16 + i, m);
   }
 }
 
