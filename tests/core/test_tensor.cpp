@@ -156,25 +156,26 @@ TEST(Tensor, DtypeConversions) {
   EXPECT_EQ(ids.to(DType::I64).dtype(), DType::I64);
 }
 
-// f16 <-> bf16 converts a block at a time through f32: every bit pattern (and a partial last block) as the
-// element-by-element composition of the scalar rules, NaN as NaN.
+// f16 <-> bf16 converts a block at a time through f32, a large tensor in chunks across the threads: every bit
+// pattern (and a partial last block) as the element-by-element composition of the scalar rules, NaN as NaN.
 TEST(Tensor, HalfToBfloatConversionsMatchTheScalarRules) {
-  const int64_t n = 65536 + 5;
-  for (const DType from : {DType::F16, DType::BF16}) {
-    const DType to = from == DType::F16 ? DType::BF16 : DType::F16;
-    Tensor t = Tensor::empty(Shape{n}, from);
-    auto* bits = static_cast<uint16_t*>(t.view().data);
-    for (int64_t i = 0; i < n; ++i) bits[i] = uint16_t(i);
-    const Tensor got = t.to(to);
-    const auto* out = static_cast<const uint16_t*>(got.view().data);
-    int64_t wrong = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const float wide = from == DType::F16 ? f16_to_f32(bits[i]) : bf16_to_f32(bits[i]);
-      const uint16_t want = to == DType::F16 ? f32_to_f16(wide) : f32_to_bf16(wide);
-      const float got_wide = to == DType::F16 ? f16_to_f32(out[i]) : bf16_to_f32(out[i]);
-      if (std::isnan(wide) ? !std::isnan(got_wide) : out[i] != want) ++wrong;
+  for (const int64_t n : {int64_t(65536) + 5, (int64_t(1) << 21) + 7}) {
+    for (const DType from : {DType::F16, DType::BF16}) {
+      const DType to = from == DType::F16 ? DType::BF16 : DType::F16;
+      Tensor t = Tensor::empty(Shape{n}, from);
+      auto* bits = static_cast<uint16_t*>(t.view().data);
+      for (int64_t i = 0; i < n; ++i) bits[i] = uint16_t(i * 40503);  // every pattern, in a scrambled order
+      const Tensor got = t.to(to);
+      const auto* out = static_cast<const uint16_t*>(got.view().data);
+      int64_t wrong = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const float wide = from == DType::F16 ? f16_to_f32(bits[i]) : bf16_to_f32(bits[i]);
+        const uint16_t want = to == DType::F16 ? f32_to_f16(wide) : f32_to_bf16(wide);
+        const float got_wide = to == DType::F16 ? f16_to_f32(out[i]) : bf16_to_f32(out[i]);
+        if (std::isnan(wide) ? !std::isnan(got_wide) : out[i] != want) ++wrong;
+      }
+      EXPECT_EQ(wrong, 0) << n << " elements, " << dtype_name(from) << " -> " << dtype_name(to);
     }
-    EXPECT_EQ(wrong, 0) << dtype_name(from) << " -> " << dtype_name(to);
   }
 }
 
