@@ -166,8 +166,6 @@ __m256i bf16_bits16(__m512 v) {
   return _mm512_cvtepi32_epi16(_mm512_mask_or_epi32(rounded, nan, high, _mm512_set1_epi32(0x40)));
 }
 
-__mmask16 lanes(int64_t count) { return __mmask16((1u << count) - 1u); }
-
 // r[i][j] <- r[j][i]: 16x16 floats in registers, in four rounds of shuffles.
 [[gnu::always_inline]] inline void transpose16x16(__m512 r[16]) {
   __m512 t[16], u[16];
@@ -201,7 +199,7 @@ template <typename Put>
                                                   const Put& put) {
   __m512 r[16];
   for (int64_t i = 0; i < 16; ++i)
-    r[i] = i < rows ? _mm512_maskz_loadu_ps(lanes(cols), src + i * stride) : _mm512_setzero_ps();
+    r[i] = i < rows ? _mm512_maskz_loadu_ps(first_lanes(cols), src + i * stride) : _mm512_setzero_ps();
   transpose16x16(r);
   for (int64_t c = 0; c < cols; ++c) put(c, r[c]);
 }
@@ -292,7 +290,7 @@ void to_nhwc_bf16(const ConvDims& d, const float* image, int64_t row0, int64_t r
 #if defined(KK_DIRECT_CONV_AVX512)
       for (int64_t x = 0; x < d.width; x += 16)
         transpose_tile(in + x, plane, channels, std::min<int64_t>(16, d.width - x), [&](int64_t k, __m512 v) {
-          _mm256_mask_storeu_epi16(out + (x + k) * d.in_channels + c0, lanes(channels), bf16_bits16(v));
+          _mm256_mask_storeu_epi16(out + (x + k) * d.in_channels + c0, first_lanes(channels), bf16_bits16(v));
         });
 #else
       for (int64_t x = 0; x < d.width; ++x)
@@ -317,7 +315,7 @@ void from_nhwc(const ConvDims& d, const float* nhwc_rows, int64_t row0, int64_t 
         const int64_t pixels = std::min<int64_t>(16, d.out_width - x);
         transpose_tile(in + x * d.out_channels + o0, d.out_channels, pixels, channels, [&](int64_t j, __m512 v) {
           const __m512 b = _mm512_set1_ps(bias != nullptr ? bias[o0 + j] : 0.0f);
-          _mm512_mask_storeu_ps(out + j * plane + x, lanes(pixels), _mm512_add_ps(v, b));
+          _mm512_mask_storeu_ps(out + j * plane + x, first_lanes(pixels), _mm512_add_ps(v, b));
         });
       }
 #else

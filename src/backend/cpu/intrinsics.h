@@ -10,3 +10,12 @@
 #endif
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+
+#if defined(__AVX512F__)
+#include <cstdint>
+
+namespace kakusan::cpu {
+// The first `count` (0..16) of 16 lanes: the mask of a tail shorter than a vector.
+inline __mmask16 first_lanes(int64_t count) { return __mmask16((1u << count) - 1u); }
+}  // namespace kakusan::cpu
+#endif

@@ -99,8 +99,6 @@ inline __m512 exp16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-__mmask16 tail_mask(int64_t remaining) { return __mmask16((1u << remaining) - 1u); }
-
 // round_to(precision, e) on 16 lanes of finite e (exp results): bf16 by adding half an ulp (ties to even)
 // and clearing the low bits, f16 through the conversion instructions.
 inline __m512 round16(DType precision, __m512 e) {
@@ -124,7 +122,7 @@ float row_max(const float* x, int64_t n) {
     m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
   }
   for (; i < n; i += 16)
-    m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(lowest, tail_mask(std::min<int64_t>(16, n - i)), x + i));
+    m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(lowest, first_lanes(std::min<int64_t>(16, n - i)), x + i));
   return _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
 }
 
@@ -144,7 +142,7 @@ float exp_shifted_sum(float* row, int64_t n, float shift) {
       acc1 = _mm512_add_ps(acc1, e1);
     }
     for (; i < end; i += 16) {
-      const __mmask16 mask = tail_mask(std::min<int64_t>(16, end - i));
+      const __mmask16 mask = first_lanes(std::min<int64_t>(16, end - i));
       const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + i), s));
       _mm512_mask_storeu_ps(row + i, mask, e);
       acc0 = _mm512_add_ps(acc0, _mm512_maskz_mov_ps(mask, e));
@@ -160,7 +158,7 @@ void column_softmax_step(float* scores, int64_t keys, int64_t lanes, int64_t ld,
   // One strip of 16 lanes at a time: its keys x 16 scores (32 KiB at 512 keys) stay in L1 between the max
   // pass and the exp pass.
   for (int64_t j = 0; j < lanes; j += 16) {
-    const __mmask16 mask = tail_mask(std::min<int64_t>(16, lanes - j));
+    const __mmask16 mask = first_lanes(std::min<int64_t>(16, lanes - j));
     const __m512 lowest = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
     const __m512 old_max = _mm512_mask_loadu_ps(lowest, mask, running_max + j);
     // Four chains hide the max latency; an exponent k is not comparable with scores, so it joins after.
@@ -319,7 +317,7 @@ void pair_products_block(const uint32_t* p, int64_t ld, const uint32_t* v, int64
 void accumulate_pair_products(const uint32_t* p, int64_t ld, const uint32_t* v, int64_t dv, int64_t pairs,
                               int64_t lanes, float* ot) {
   for (int64_t j = 0; j < lanes; j += 16) {
-    const __mmask16 mask = tail_mask(std::min<int64_t>(16, lanes - j));
+    const __mmask16 mask = first_lanes(std::min<int64_t>(16, lanes - j));
     for (int64_t e0 = 0; e0 < dv;) {
       const int64_t left = dv - e0;
       const int step = left % 20 == 0 ? 20 : left >= 16 ? 16 : left >= 8 ? 8 : 1;
